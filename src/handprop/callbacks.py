@@ -1,0 +1,122 @@
+"""Training callbacks, in the Keras style.
+
+A callback is an object whose hooks ``fit`` calls at fixed moments::
+
+    on_train_begin(logs)   on_epoch_begin(epoch, logs)   on_batch_end(batch, logs)
+    on_epoch_end(epoch, logs)   on_train_end(logs)
+
+``logs`` is a dict of the metrics so far (``"loss"``, ``"val_loss"``, ``"accuracy"``, ...).
+``callback.model`` is the model being trained; setting ``model.stop_training = True`` ends
+training after the current epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+
+class Callback:
+    """Base class: every hook does nothing."""
+
+    model = None
+
+    def set_model(self, model):
+        self.model = model
+
+    def on_train_begin(self, logs=None):
+        pass
+
+    def on_epoch_begin(self, epoch, logs=None):
+        pass
+
+    def on_batch_end(self, batch, logs=None):
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
+
+
+class History(Callback):
+    """Records one value per epoch per metric in ``history.history`` (a dict of lists), as Keras."""
+
+    def __init__(self):
+        self.history: dict[str, list] = {}
+        self.epoch: list[int] = []
+
+    def on_train_begin(self, logs=None):
+        self.history = {}
+        self.epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(float(v))
+
+    def __repr__(self):
+        last = {k: round(v[-1], 4) for k, v in self.history.items()}
+        return f"History(epochs={len(self.epoch)}, last={last})"
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+
+    ``mode`` is ``"min"`` for losses and ``"max"`` for accuracies (``"auto"`` picks "max" when the
+    name contains "acc"). With ``restore_best_weights=True`` the model's parameters and state
+    are set back to those of the best epoch when training stops (Keras semantics: only if
+    training stopped early... here, as in Keras >= 2.11, at the end of training in every case).
+    """
+
+    def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
+                 restore_best_weights=False, verbose=0):
+        self.monitor = monitor
+        self.patience = int(patience)
+        self.min_delta = abs(float(min_delta))
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        if mode not in ("min", "max"):
+            raise ValueError(f"EarlyStopping: mode must be 'min', 'max' or 'auto', got {mode!r}")
+        self.mode = mode
+        self.restore_best_weights = restore_best_weights
+        self.verbose = verbose
+
+    def _improved(self, value):
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.stopped_epoch = None
+        self.best_epoch = None
+        self.best = np.inf if self.mode == "min" else -np.inf
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise KeyError(
+                f"EarlyStopping: monitored metric {self.monitor!r} is not in the logs "
+                f"(available: {sorted(logs)}); pass validation_data to monitor 'val_*' metrics"
+            )
+        value = float(logs[self.monitor])
+        if self._improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = copy.deepcopy(self.model.get_weights())
+        else:
+            self.wait += 1
+            if self.wait > self.patience:
+                self.stopped_epoch = epoch
+                self.model.stop_training = True
+                if self.verbose:
+                    print(f"EarlyStopping: no improvement in {self.monitor} for {self.wait} epochs; "
+                          f"best {self.best:.4g} at epoch {self.best_epoch + 1}")
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)

@@ -1,0 +1,241 @@
+"""Elementwise activations (any input shape: (N, F) or (N, C, H, W)) and Softmax.
+
+Each activation is a pair ``y = f(x)``, ``dx = dy * f'(x)``; the cache holds whichever of ``x``
+or ``y`` makes ``f'`` cheapest (sigmoid and tanh reuse ``y``).
+
+==============  ===============================  =====================================
+layer           f(x)                             f'(x)
+==============  ===============================  =====================================
+Linear          x                                1
+Sigmoid         1 / (1 + e^-x)                   y (1 - y)
+Tanh            tanh x                           1 - y²
+ReLU            max(0, x)                        1 if x > 0 else 0
+LeakyReLU       x if x > 0 else αx  (α=0.01)     1 if x > 0 else α
+ELU             x if x > 0 else α(e^x - 1)       1 if x > 0 else y + α
+PReLU           x if x > 0 else a x  (a learnt)  1 if x > 0 else a;   da = Σ dy · min(x, 0)
+==============  ===============================  =====================================
+
+At exactly x = 0 the kinks use the left derivative (0 for ReLU, α for LeakyReLU and PReLU), as
+PyTorch does (its ReLU backward tests ``x > 0``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import init
+from ..backend import get_array_module
+from .base import Layer, check_dy
+
+
+def sigmoid(x):
+    """Overflow-free logistic function: ``σ(x) = tanh(x / 2) / 2 + 1/2`` (exact identity).
+
+    The textbook ``1 / (1 + exp(-x))`` overflows ``exp`` for x < -709 (float64) or -88
+    (float32) and warns; tanh saturates quietly to ±1 instead.
+    """
+    xp = get_array_module(x)
+    half = x.dtype.type(0.5) if hasattr(x, "dtype") else 0.5
+    return xp.tanh(x * half) * half + half
+
+
+class _Elementwise(Layer):
+    """Shared plumbing: shape bookkeeping and the ``dy`` shape check."""
+
+    def forward(self, x, training=True):
+        self._ensure_built(x)
+        y = self._f(x)
+        self._shape = x.shape
+        return y
+
+    def backward(self, dy):
+        check_dy(self, dy, self._shape)
+        return self._df(dy)
+
+
+class Linear(_Elementwise):
+    """Identity, ``y = x`` (Keras' "linear" activation)."""
+
+    def _f(self, x):
+        return x
+
+    def _df(self, dy):
+        return dy.copy()
+
+
+class Sigmoid(_Elementwise):
+    """``y = 1 / (1 + e^-x)``, computed overflow-free; ``dx = dy * y * (1 - y)``."""
+
+    def _f(self, x):
+        self._y = sigmoid(x)
+        return self._y
+
+    def _df(self, dy):
+        return dy * self._y * (1 - self._y)
+
+
+class Tanh(_Elementwise):
+    """``y = tanh x``; ``dx = dy * (1 - y²)``."""
+
+    def _f(self, x):
+        self._y = get_array_module(x).tanh(x)
+        return self._y
+
+    def _df(self, dy):
+        return dy * (1 - self._y * self._y)
+
+
+class ReLU(_Elementwise):
+    """``y = max(0, x)``; ``dx = dy * [x > 0]`` (a fresh array: dy is never modified)."""
+
+    def _f(self, x):
+        self._mask = x > 0
+        return x * self._mask
+
+    def _df(self, dy):
+        return dy * self._mask
+
+
+class LeakyReLU(_Elementwise):
+    """``y = x`` for x > 0, ``α x`` otherwise (α = 0.01 as PyTorch; Keras' default is 0.3)."""
+
+    def __init__(self, alpha=0.01, name=None):
+        super().__init__(name)
+        self.alpha = float(alpha)
+
+    def _f(self, x):
+        self._mask = x > 0
+        xp = get_array_module(x)
+        return xp.where(self._mask, x, x * x.dtype.type(self.alpha))
+
+    def _df(self, dy):
+        xp = get_array_module(dy)
+        return xp.where(self._mask, dy, dy * dy.dtype.type(self.alpha))
+
+    def get_config(self):
+        return {"alpha": self.alpha}
+
+
+class ELU(_Elementwise):
+    """``y = x`` for x > 0, ``α (e^x - 1)`` otherwise; for x ≤ 0, ``f'(x) = α e^x = y + α``."""
+
+    def __init__(self, alpha=1.0, name=None):
+        super().__init__(name)
+        self.alpha = float(alpha)
+
+    def _f(self, x):
+        xp = get_array_module(x)
+        self._mask = x > 0
+        a = x.dtype.type(self.alpha)
+        # expm1 on min(x, 0) only: no overflow for large positive x, exact near 0.
+        self._y = xp.where(self._mask, x, a * xp.expm1(xp.minimum(x, 0)))
+        return self._y
+
+    def _df(self, dy):
+        xp = get_array_module(dy)
+        return xp.where(self._mask, dy, dy * (self._y + dy.dtype.type(self.alpha)))
+
+    def get_config(self):
+        return {"alpha": self.alpha}
+
+
+class PReLU(Layer):
+    """Parametric ReLU (He et al., 2015): ``y = x`` for x > 0, ``a x`` otherwise, ``a`` learnt.
+
+    ``shared=False`` (default) learns one slope **per channel** for (N, C, H, W) input and per
+    feature for (N, F) input — PyTorch's ``PReLU(num_parameters=C)``, and what Keras does with
+    ``shared_axes=[1, 2]`` on images. ``shared=True`` learns a single slope (PyTorch's default
+    ``PReLU()``). Slopes start at 0.25. Gradients::
+
+        dx = dy                  where x > 0,   dy * a   elsewhere
+        da = Σ_{batch, spatial} dy * min(x, 0)          (summed over everything a is shared by)
+    """
+
+    def __init__(self, shared=False, alpha_init=0.25, name=None):
+        super().__init__(name)
+        self.shared = shared
+        self.alpha_init = float(alpha_init)
+
+    def build(self, input_shape, rng=None, dtype=np.float32):
+        out = super().build(input_shape, rng, dtype)
+        n = 1 if self.shared else self.input_shape[0]
+        self.params["alpha"] = init.zeros((n,), dtype=self.dtype) + self.dtype(self.alpha_init)
+        self.zero_grads()
+        return out
+
+    def _broadcast(self, a, ndim):
+        # (C,) -> (1, C, 1, 1) for images, (F,) -> (1, F) for vectors
+        return a.reshape((1, -1) + (1,) * (ndim - 2))
+
+    def forward(self, x, training=True):
+        self._ensure_built(x)
+        xp = get_array_module(x)
+        a = self._broadcast(self.params["alpha"], x.ndim)
+        self._x = x
+        return xp.where(x > 0, x, a * x)
+
+    def backward(self, dy):
+        check_dy(self, dy, self._x.shape)
+        xp = get_array_module(dy)
+        x = self._x
+        a = self._broadcast(self.params["alpha"], x.ndim)
+        positive = x > 0
+        axes = tuple(i for i in range(x.ndim) if self.shared or i != 1)
+        self.grads["alpha"] = (dy * xp.minimum(x, 0)).sum(axis=axes).reshape(self.params["alpha"].shape)
+        return xp.where(positive, dy, dy * a)
+
+    def get_config(self):
+        return {"shared": self.shared}
+
+
+class Softmax(Layer):
+    """``y_i = e^{x_i - max x} / Σ_j e^{x_j - max x}`` over the last axis (class scores).
+
+    Backward (the Jacobian ``diag(y) - y yᵀ`` applied to dy without forming it)::
+
+        dx = y * (dy - Σ_j dy_j y_j)
+
+    For training a classifier, prefer ``SoftmaxCrossEntropy`` on logits: it fuses the two and
+    is exact for extreme logits.
+    """
+
+    def forward(self, x, training=True):
+        self._ensure_built(x)
+        self._y = softmax(x)
+        return self._y
+
+    def backward(self, dy):
+        check_dy(self, dy, self._y.shape)
+        y = self._y
+        return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+
+
+def softmax(x, axis=-1):
+    """Numerically stable softmax along ``axis`` (subtracting the max changes nothing)."""
+    xp = get_array_module(x)
+    z = x - x.max(axis=axis, keepdims=True)
+    e = xp.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1):
+    """``log softmax(x) = (x - m) - log Σ e^(x - m)`` with ``m = max x``: exact for huge logits."""
+    xp = get_array_module(x)
+    z = x - x.max(axis=axis, keepdims=True)
+    return z - xp.log(xp.exp(z).sum(axis=axis, keepdims=True))
+
+
+ACTIVATIONS = {
+    "linear": Linear, "sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU,
+    "leaky_relu": LeakyReLU, "elu": ELU, "prelu": PReLU, "softmax": Softmax,
+}
+
+
+def get(name):
+    """Activation layer from a Keras-style string (``"relu"``) or pass a Layer through."""
+    if isinstance(name, Layer):
+        return name
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}") from None

@@ -1,0 +1,104 @@
+"""Batch normalization (Ioffe & Szegedy, 2015), PyTorch conventions.
+
+One mean and variance per **feature**: for (N, F) input the statistics are taken over the batch
+axis; for (N, C, H, W) input, per **channel**, over the batch and both spatial axes (a channel's
+filter is the same everywhere in the image, so it is normalized the same everywhere).
+
+Training, with ``axes`` the reduced axes and ``m`` the number of values per feature::
+
+    μ = mean(x, axes)                 σ² = mean((x - μ)², axes)     (biased: divides by m)
+    x̂ = (x - μ) / sqrt(σ² + eps)
+    y = γ x̂ + β
+    running_mean ← (1 - momentum) running_mean + momentum μ
+    running_var  ← (1 - momentum) running_var  + momentum σ² m / (m - 1)   (unbiased)
+
+Inference uses the running statistics instead of μ and σ². They start at 0 and 1.
+``momentum = 0.1`` is PyTorch's (Keras writes the same rule with 0.99 = 1 - 0.1).
+
+Backward (training), compact form with ``g = dy * γ``::
+
+    dγ = Σ dy x̂        dβ = Σ dy
+    dx = (g - mean(g) - x̂ mean(g x̂)) / sqrt(σ² + eps)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import get_array_module
+from .base import Layer, check_dy
+
+
+class BatchNorm(Layer):
+    """Batch norm for (N, F) or (N, C, H, W) input; params ``gamma``, ``beta``; state
+    ``running_mean``, ``running_var`` (all of shape (F,) or (C,))."""
+
+    def __init__(self, momentum=0.1, eps=1e-5, name=None):
+        super().__init__(name)
+        self.momentum = float(momentum)
+        self.eps = float(eps)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) not in (1, 3):
+            raise ValueError(f"{self.name}: expects (N, F) or (N, C, H, W) input, got (N, *{input_shape})")
+        return tuple(input_shape)
+
+    def build(self, input_shape, rng=None, dtype=np.float32):
+        out = super().build(input_shape, rng, dtype)
+        n = self.input_shape[0]
+        self.params["gamma"] = np.ones(n, dtype=self.dtype)
+        self.params["beta"] = np.zeros(n, dtype=self.dtype)
+        self.state["running_mean"] = np.zeros(n, dtype=self.dtype)
+        self.state["running_var"] = np.ones(n, dtype=self.dtype)
+        self.zero_grads()
+        return out
+
+    @staticmethod
+    def _axes_and_shape(x):
+        """Reduced axes and the broadcast shape of per-feature vectors for input ``x``."""
+        if x.ndim == 2:
+            return (0,), (1, -1)
+        return (0, 2, 3), (1, -1, 1, 1)
+
+    def forward(self, x, training=True):
+        self._ensure_built(x)
+        xp = get_array_module(x)
+        axes, bshape = self._axes_and_shape(x)
+        gamma = self.params["gamma"].reshape(bshape)
+        beta = self.params["beta"].reshape(bshape)
+        if not training:
+            mean = self.state["running_mean"].reshape(bshape)
+            var = self.state["running_var"].reshape(bshape)
+            return (x - mean) / xp.sqrt(var + x.dtype.type(self.eps)) * gamma + beta
+        m = x.size // x.shape[1]
+        if m < 2:
+            raise ValueError(
+                f"{self.name}: training needs more than one value per feature to estimate a variance; "
+                f"got input {tuple(x.shape)}"
+            )
+        mean = x.mean(axis=axes, keepdims=True)
+        centered = x - mean
+        var = (centered * centered).mean(axis=axes, keepdims=True)
+        inv_std = 1.0 / xp.sqrt(var + x.dtype.type(self.eps))
+        x_hat = centered * inv_std
+        mom = self.momentum
+        rm, rv = self.state["running_mean"], self.state["running_var"]
+        self.state["running_mean"] = ((1 - mom) * rm + mom * mean.reshape(-1)).astype(rm.dtype)
+        self.state["running_var"] = ((1 - mom) * rv + mom * var.reshape(-1) * (m / (m - 1))).astype(rv.dtype)
+        self._cache = (x_hat, inv_std, axes, bshape)
+        return x_hat * gamma + beta
+
+    def backward(self, dy):
+        x_hat, inv_std, axes, bshape = self._cache
+        check_dy(self, dy, x_hat.shape)
+        self.grads["gamma"] = (dy * x_hat).sum(axis=axes)
+        self.grads["beta"] = dy.sum(axis=axes)
+        g = dy * self.params["gamma"].reshape(bshape)
+        return (g - g.mean(axis=axes, keepdims=True)
+                - x_hat * (g * x_hat).mean(axis=axes, keepdims=True)) * inv_std
+
+    def get_config(self):
+        return {"momentum": self.momentum, "eps": self.eps}
+
+
+BatchNormalization = BatchNorm  # the Keras name

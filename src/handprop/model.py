@@ -1,0 +1,389 @@
+"""Models: the Keras-style training loop around layers with hand-written backward passes.
+
+One training step, written out (``Model.train_step``)::
+
+    pred = model.forward(x_batch, training=True)      # each layer caches what its backward needs
+    loss = loss_fn.forward(pred, y_batch)
+    dpred = loss_fn.backward()
+    model.backward(dpred)                             # layers in reverse order fill layer.grads
+    optimizer.step(model.named_params(), model.named_grads())
+
+An epoch is one pass over a fresh random permutation of the training set (no sampling with
+replacement). ``Model`` holds everything that does not depend on how layers are wired;
+``Sequential`` wires them in a chain, ``handprop.graph.Model`` as a graph.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+
+import numpy as np
+from tqdm import tqdm
+
+from . import losses as losses_module
+from . import metrics as metrics_module
+from .backend import get_array_module, is_gpu_array, to_device, to_numpy
+from .callbacks import Callback, History
+from .layers.base import Layer
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _length(x):
+    return len(_as_list(x)[0])
+
+
+def _take(x, idx):
+    """Rows ``idx`` of an array, or of each array of a list (multi-input models)."""
+    if isinstance(x, (list, tuple)):
+        return [xi[idx] for xi in x]
+    return x[idx]
+
+
+class BaseModel:
+    """Training, evaluation and bookkeeping shared by ``Sequential`` and graph models.
+
+    Subclasses provide ``layers_list()``, ``build(input_shape, dtype)``, ``forward(x, training)``
+    and ``backward(dpred)``.
+    """
+
+    def __init__(self, seed=0, name=None):
+        self.seed = seed
+        self.name = name or type(self).__name__
+        init_seq, shuffle_seq = np.random.SeedSequence(seed).spawn(2)
+        self._init_rng = np.random.default_rng(init_seq)  # weights, dropout generators
+        self._shuffle_rng = np.random.default_rng(shuffle_seq)  # epoch permutations
+        self.loss = None
+        self.optimizer = None
+        self.metrics = []
+        self.built = False
+        self.dtype = np.float32
+        self.device = "cpu"
+        self.stop_training = False
+
+    # ------------------------------------------------------------------ parameters by name
+    def _layer_keys(self):
+        return [(f"{i}.{layer.name}", layer) for i, layer in enumerate(self.layers_list())]
+
+    def named_params(self) -> dict:
+        """``{"3.Conv2D/W": array, ...}``: the layers' own arrays (not copies), built fresh each
+        call so that ``layer.params["W"] = new`` is picked up."""
+        return {f"{key}/{p}": v for key, layer in self._layer_keys() for p, v in layer.params.items()}
+
+    def named_grads(self) -> dict:
+        return {f"{key}/{p}": layer.grads[p] for key, layer in self._layer_keys() for p in layer.params}
+
+    def get_state(self) -> dict:
+        return {f"{key}/{s}": v for key, layer in self._layer_keys() for s, v in layer.state.items()}
+
+    def set_state(self, state: dict):
+        for key, layer in self._layer_keys():
+            for s in layer.state:
+                layer.state[s] = state[f"{key}/{s}"].copy()
+
+    def get_weights(self) -> dict:
+        """A copy of every parameter and state array, keyed by name (for checkpoints)."""
+        out = {k: v.copy() for k, v in self.named_params().items()}
+        out.update({k: v.copy() for k, v in self.get_state().items()})
+        return out
+
+    def set_weights(self, weights: dict):
+        for key, layer in self._layer_keys():
+            for d in (layer.params, layer.state):
+                for p in d:
+                    new = weights[f"{key}/{p}"]
+                    if tuple(new.shape) != tuple(d[p].shape):
+                        raise ValueError(f"set_weights: {key}/{p} has shape {tuple(d[p].shape)}, "
+                                         f"got {tuple(new.shape)}")
+                    d[p] = new.copy()
+
+    def count_params(self) -> int:
+        return sum(layer.count_params() for layer in self.layers_list())
+
+    # ------------------------------------------------------------------ dtype and device
+    def cast(self, dtype):
+        """Convert every parameter, gradient and state array to ``dtype`` (e.g. float64 for
+        gradient checks)."""
+        dtype = np.dtype(dtype).type
+        for layer in self.layers_list():
+            for d in (layer.params, layer.grads, layer.state):
+                for k in d:
+                    d[k] = d[k].astype(dtype)
+            layer.dtype = dtype
+        self.dtype = dtype
+        return self
+
+    def to_gpu(self):
+        """Move parameters and state to the GPU (CuPy); kernels then run on the ``cupy`` engine."""
+        for layer in self.layers_list():
+            layer.to("gpu")
+        self.device = "gpu"
+        if self.optimizer is not None and hasattr(self.optimizer, "reset"):
+            self.optimizer.reset()  # its moment estimates lived on the old device
+        return self
+
+    def to_cpu(self):
+        for layer in self.layers_list():
+            layer.to("cpu")
+        self.device = "cpu"
+        if self.optimizer is not None and hasattr(self.optimizer, "reset"):
+            self.optimizer.reset()
+        return self
+
+    def _prepare(self, x):
+        """Cast inputs to the model's dtype and move them to its device (the only conversion)."""
+        def one(a):
+            if not is_gpu_array(a):
+                a = np.asarray(a)
+            if a.dtype != self.dtype:
+                a = a.astype(self.dtype)
+            return to_device(a, self.device) if self.device == "gpu" else a
+        return [one(a) for a in x] if isinstance(x, (list, tuple)) else one(x)
+
+    def ensure_built(self, x, dtype=None):
+        if not self.built:
+            shapes = [tuple(a.shape[1:]) for a in _as_list(x)]
+            self.build(shapes if isinstance(x, (list, tuple)) else shapes[0], dtype=dtype or self.dtype)
+
+    # ------------------------------------------------------------------ compile / train
+    def compile(self, loss, optimizer=None, metrics=None):
+        """Choose the loss (object or Keras name), optimizer (object or name) and metrics."""
+        from . import optimizers
+
+        self.loss = losses_module.get(loss)
+        if optimizer is None or isinstance(optimizer, str):
+            name = (optimizer or "sgd").lower()
+            cls = {k.lower(): v for k, v in vars(optimizers).items() if isinstance(v, type)}.get(name)
+            if cls is None:
+                raise ValueError(f"unknown optimizer {optimizer!r}")
+            optimizer = cls()
+        self.optimizer = optimizer
+        self.metrics = [metrics_module.get(m) for m in (metrics or [])]
+        return self
+
+    def _check_compiled(self, what):
+        if self.loss is None or self.optimizer is None:
+            raise RuntimeError(f"{what}: call model.compile(loss=..., optimizer=...) first")
+
+    def _check_data(self, x, y, what):
+        nx = {len(a) for a in _as_list(x)}
+        if len(nx) != 1:
+            raise ValueError(f"{what}: the inputs have different numbers of samples: {sorted(nx)}")
+        if y is not None and len(y) != nx.pop():
+            raise ValueError(f"{what}: x has {_length(x)} samples but y has {len(y)}")
+        for a in _as_list(x):
+            if not np.all(np.isfinite(to_numpy(a))):
+                raise ValueError(f"{what}: the input contains NaN or infinite values")
+
+    def train_step(self, x, y):
+        """One minibatch: forward, loss, backward, optimizer step. Returns (loss, pred)."""
+        pred = self.forward(x, training=True)
+        loss = self.loss.forward(pred, y)
+        if not np.isfinite(loss):
+            raise FloatingPointError(
+                f"the loss became {loss} during training; the learning rate "
+                f"({getattr(self.optimizer, 'lr', '?')}) may be too high, or the inputs unnormalized"
+            )
+        self.backward(self.loss.backward())
+        self.optimizer.step(self.named_params(), self.named_grads())
+        return loss, pred
+
+    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
+            shuffle=True, callbacks=None, verbose=1):
+        """Train for ``epochs`` passes over ``(x, y)``; returns a ``History``.
+
+        ``validation_split`` holds out the **last** fraction of the samples, before shuffling
+        (as Keras). ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+        """
+        self._check_compiled("fit")
+        self._check_data(x, y, "fit")
+        y = np.asarray(y) if not is_gpu_array(y) else y
+        if validation_split and validation_data is None:
+            if not 0.0 < validation_split < 1.0:
+                raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+            n_val = int(round(_length(x) * validation_split))
+            cut = _length(x) - n_val
+            validation_data = (_take(x, slice(cut, None)), y[cut:])
+            x, y = _take(x, slice(0, cut)), y[:cut]
+        n = _length(x)
+        if n == 0:
+            raise ValueError("fit: no training samples")
+        self.ensure_built(self._prepare(_take(x, slice(0, 1))))
+        history = History()
+        cbs = [history, *(callbacks or [])]
+        for cb in cbs:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be handprop.callbacks.Callback objects, got {type(cb).__name__}")
+            cb.set_model(self)
+        self.stop_training = False
+        for cb in cbs:
+            cb.on_train_begin({})
+        batch_size = int(batch_size)
+        n_batches = -(-n // batch_size)
+        for epoch in range(epochs):
+            logs: dict = {}
+            for cb in cbs:
+                cb.on_epoch_begin(epoch, logs)
+            order = self._shuffle_rng.permutation(n) if shuffle else np.arange(n)
+            totals = {"loss": 0.0, **{name: 0.0 for name, _ in self.metrics}}
+            bar = tqdm(total=n_batches, desc=f"Epoch {epoch + 1}/{epochs}", disable=verbose != 1,
+                       file=sys.stdout, leave=True, dynamic_ncols=True)
+            for b in range(n_batches):
+                idx = order[b * batch_size:(b + 1) * batch_size]
+                xb, yb = self._prepare(_take(x, idx)), y[idx]
+                if self.device == "gpu":
+                    yb = to_device(yb, "gpu")
+                loss, pred = self.train_step(xb, yb)
+                totals["loss"] += loss * len(idx)
+                for name, fn in self.metrics:
+                    totals[name] += fn(pred, yb) * len(idx)
+                for cb in cbs:
+                    cb.on_batch_end(b, {"loss": loss})
+                bar.update(1)
+                if b % 10 == 0 or b == n_batches - 1:
+                    bar.set_postfix(loss=f"{totals['loss'] / min(n, (b + 1) * batch_size):.4f}")
+            logs.update({k: v / n for k, v in totals.items()})
+            if validation_data is not None:
+                scores = self.evaluate(*validation_data, batch_size=max(batch_size, 256), return_dict=True)
+                logs.update({f"val_{k}": v for k, v in scores.items()})
+            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
+            bar.close()
+            if verbose == 2:
+                print(f"Epoch {epoch + 1}/{epochs} - " + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        for cb in cbs:
+            cb.on_train_end({})
+        return history
+
+    # ------------------------------------------------------------------ inference
+    def predict(self, x, batch_size=256):
+        """Outputs for ``x`` in inference mode (``training=False``), batched; a NumPy array."""
+        self._check_data(x, None, "predict")
+        self.ensure_built(self._prepare(_take(x, slice(0, 1))))
+        n = _length(x)
+        outs = [to_numpy(self.forward(self._prepare(_take(x, slice(i, i + batch_size))), training=False))
+                for i in range(0, n, batch_size)]
+        return np.concatenate(outs, axis=0)
+
+    def predict_classes(self, x, batch_size=256):
+        """Class indices: ``argmax`` of multi-class outputs, ``score > 0.5`` for a single output."""
+        p = self.predict(x, batch_size)
+        if p.ndim == 2 and p.shape[1] > 1:
+            return p.argmax(axis=1)
+        return (p.reshape(len(p), -1)[:, 0] > 0.5).astype(np.int64)
+
+    def evaluate(self, x, y, batch_size=256, return_dict=False):
+        """Loss (and metrics) in inference mode. Returns the loss alone when there are no metrics,
+        else ``[loss, metric1, ...]`` as Keras, or a dict with ``return_dict=True``."""
+        if self.loss is None:
+            raise RuntimeError("evaluate: call model.compile(loss=...) first")
+        self._check_data(x, y, "evaluate")
+        y = np.asarray(y) if not is_gpu_array(y) else y
+        n = _length(x)
+        totals = {"loss": 0.0, **{name: 0.0 for name, _ in self.metrics}}
+        for i in range(0, n, batch_size):
+            xb, yb = self._prepare(_take(x, slice(i, i + batch_size))), y[i:i + batch_size]
+            if self.device == "gpu":
+                yb = to_device(yb, "gpu")
+            self.ensure_built(xb)
+            pred = self.forward(xb, training=False)
+            m = len(yb)
+            totals["loss"] += self.loss.forward(pred, yb) * m
+            for name, fn in self.metrics:
+                totals[name] += fn(pred, yb) * m
+        scores = {k: v / n for k, v in totals.items()}
+        if return_dict:
+            return scores
+        return scores["loss"] if not self.metrics else list(scores.values())
+
+    # ------------------------------------------------------------------ description
+    def summary(self, print_fn=print):
+        """Print (and return) a table of layers, output shapes and parameter counts."""
+        if not self.built:
+            raise RuntimeError("summary: the model is not built yet; pass input_shape= or call fit/predict")
+        rows = [(f"{layer.name} ({type(layer).__name__})", str((None, *layer.output_shape)),
+                 f"{layer.count_params():,}") for layer in self.layers_list()]
+        w0 = max([len("Layer (type)")] + [len(r[0]) for r in rows]) + 2
+        w1 = max([len("Output Shape")] + [len(r[1]) for r in rows]) + 2
+        line = "=" * (w0 + w1 + 12)
+        out = [f'Model: "{self.name}"', line, f"{'Layer (type)':<{w0}}{'Output Shape':<{w1}}{'Param #':>10}", line]
+        out += [f"{a:<{w0}}{b:<{w1}}{c:>10}" for a, b, c in rows]
+        out += [line, f"Total params: {self.count_params():,}", line]
+        text = "\n".join(out)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+
+class Sequential(BaseModel):
+    """A chain of layers: ``y = f_L(... f_2(f_1(x)))``; backward runs the chain in reverse.
+
+    ``Sequential(layers=None, seed=0, input_shape=None)``: builds lazily from the first batch,
+    or at once when ``input_shape`` (without the batch axis) is given. The same seed gives the
+    same initial weights, dropout masks and shuffling, hence bit-identical training.
+    """
+
+    def __init__(self, layers=None, seed=0, input_shape=None, name=None):
+        super().__init__(seed=seed, name=name)
+        self.layers: list[Layer] = []
+        for layer in layers or []:
+            self.add(layer)
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        if input_shape is not None:
+            self.build(self.input_shape)
+
+    def add(self, layer):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a handprop Layer, got {type(layer).__name__}")
+        if self.built:
+            raise RuntimeError("Sequential.add: the model is already built; add layers before training")
+        self.layers.append(layer)
+        return self
+
+    def layers_list(self):
+        return self.layers
+
+    def build(self, input_shape, dtype=np.float32):
+        """Build every layer in turn; each layer's output shape is the next one's input shape."""
+        if not self.layers:
+            raise RuntimeError("Sequential: add at least one layer before building")
+        shape = tuple(input_shape)
+        self.input_shape = shape
+        self.dtype = np.dtype(dtype).type
+        for layer in self.layers:
+            try:
+                shape = layer.build(shape, rng=self._init_rng, dtype=self.dtype)
+            except ValueError as e:
+                raise ValueError(f"building {layer.name} on input (N, {', '.join(map(str, shape))}): {e}") from e
+        self.built = True
+        return shape
+
+    def forward(self, x, training=True):
+        self.ensure_built(x)
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    __call__ = forward
+
+    def __repr__(self):
+        return "Sequential([\n" + "".join(f"    {layer!r},\n" for layer in self.layers) + "])"
+
+
+def clone_model(model):
+    """A deep copy (weights, state, optimizer state) — handy for ensembles and experiments."""
+    return copy.deepcopy(model)
+
+
+__all__ = ["BaseModel", "Sequential", "clone_model", "get_array_module"]
