@@ -6,13 +6,28 @@
 ...               metrics=["accuracy"])
 """
 
+import importlib
+
 from . import backend, callbacks, gradcheck, init, layers, losses, metrics, optimizers
 from .backend import engine, get_engine, set_engine
+from .graph import Input, Model
 from .model import Sequential
+from .receptive_field import receptive_field, receptive_field_table
 
 __version__ = "0.1.0"
 
+# Imported on first use: plotting pulls in matplotlib, which a training script may not need.
+_LAZY = ("viz", "surfaces", "schedules", "data", "kernels")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'handprop' has no attribute {name!r}")
+
+
 __all__ = [
     "backend", "callbacks", "gradcheck", "init", "layers", "losses", "metrics", "optimizers",
-    "engine", "get_engine", "set_engine", "Sequential",
+    "engine", "get_engine", "set_engine", "Sequential", "Model", "Input", "receptive_field",
+    "receptive_field_table", *_LAZY,
 ]

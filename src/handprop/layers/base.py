@@ -69,6 +69,13 @@ class Layer:
         raise NotImplementedError
 
     def __call__(self, x, training=True):
+        """On arrays: ``forward``. On symbolic graph nodes (``hp.Input(...)``): add this layer
+        to a graph and return its output node (the Keras functional style)."""
+        nodes = x if isinstance(x, (list, tuple)) else [x]
+        if nodes and all(getattr(n, "is_graph_node", False) for n in nodes):
+            from ..graph import connect  # imported here: graph.py imports this module
+
+            return connect(self, x)
         return self.forward(x, training=training)
 
     # -- helpers ----------------------------------------------------------------------------

@@ -1,0 +1,31 @@
+# Two commands do everything, from a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test gallery bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)          ## train on the digits, print the test accuracy, write figures
+	$(BIN)/handprop demo
+
+test: $(STAMP)          ## the test suite (PyTorch parity tests run when torch is installed)
+	$(BIN)/python -m pytest -q
+
+gallery: $(STAMP)       ## only the optimizer-trajectory figures
+	$(BIN)/handprop gallery
+
+bench: $(STAMP)         ## benchmarks against PyTorch (pip install torch==2.13.0 first)
+	$(BIN)/python benchmarks/run_all.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) handprop-output .pytest_cache
