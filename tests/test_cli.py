@@ -1,0 +1,31 @@
+"""The main job: `handprop demo` trains on the digits, prints the test accuracy, writes figures."""
+
+import subprocess
+import sys
+
+from handprop.cli import main, run_demo
+
+
+def test_run_demo_writes_curves_and_reports_accuracy(tmp_path, capsys):
+    result = run_demo(tmp_path / "out", epochs=3, verbose=0, gallery=False)
+    printed = capsys.readouterr().out
+    assert "test accuracy:" in printed
+    assert 0.0 <= result["test_accuracy"] <= 1.0
+    curves = tmp_path / "out" / "digits_training_curves.png"
+    assert curves.exists() and curves.stat().st_size > 10_000
+    assert str(curves.resolve().parent) in printed
+
+
+def test_full_demo_reaches_95_percent(tmp_path, capsys):
+    main(["demo", "--out", str(tmp_path), "--epochs", "30"])
+    printed = capsys.readouterr().out
+    line = next(s for s in printed.splitlines() if s.startswith("test accuracy:"))
+    accuracy = float(line.split()[2].rstrip("%")) / 100
+    assert accuracy >= 0.95, line
+    pngs = sorted(p.name for p in tmp_path.rglob("*.png"))
+    assert "digits_training_curves.png" in pngs and len(pngs) > 3  # curves + optimizer gallery
+
+
+def test_console_script_help():
+    out = subprocess.run([sys.executable, "-m", "handprop.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "demo" in out.stdout and "gallery" in out.stdout
