@@ -153,13 +153,7 @@ class BaseModel:
         """Choose the loss (object or Keras name), optimizer (object or name) and metrics."""
         from . import optimizers
 
-        self.loss = losses_module.get(loss)
-        if optimizer is None or isinstance(optimizer, str):
-            name = (optimizer or "sgd").lower()
-            cls = {k.lower(): v for k, v in vars(optimizers).items() if isinstance(v, type)}.get(name)
-            if cls is None:
-                raise ValueError(f"unknown optimizer {optimizer!r}")
-            optimizer = cls()
+        optimizer = optimizers.get("sgd" if optimizer is None else optimizer)
         self.optimizer = optimizer
         self.metrics = [metrics_module.get(m) for m in (metrics or [])]
         return self
@@ -213,7 +207,7 @@ class BaseModel:
             raise ValueError("fit: no training samples")
         self.ensure_built(self._prepare(_take(x, slice(0, 1))))
         history = History()
-        cbs = [history, *(callbacks or [])]
+        cbs = [*(callbacks or []), history]  # History last: it records what the others logged
         for cb in cbs:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be handprop.callbacks.Callback objects, got {type(cb).__name__}")

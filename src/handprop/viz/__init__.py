@@ -1,0 +1,44 @@
+"""Pictures for the lessons: optimizer trajectories, training curves, filters and feature maps.
+
+Every function returns a ``matplotlib.figure.Figure`` (or an animation) that is not registered
+with pyplot: it displays when it is the last value of a Jupyter cell, ``fig.savefig(path)``
+writes it, and scripts and tests need no ``plt.close``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from .history import plot_history
+from .trajectories import animate_trajectories, plot_trajectories, simulate_trajectory
+
+__all__ = [
+    "plot_trajectories",
+    "animate_trajectories",
+    "simulate_trajectory",
+    "plot_history",
+]
+
+# Names imported on first use, from modules that may not exist yet in every install.
+_LAZY = {"plot_filters": ".filters", "plot_feature_maps": ".filters"}
+__all__ += [name for name, module in _LAZY.items() if importlib.util.find_spec(__name__ + module) is not None]
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module_name = __name__ + _LAZY[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name:  # the module exists but something it imports is missing
+            raise
+        raise AttributeError(f"{__name__}.{name} is not available: {module_name} is missing") from error
+    value = getattr(module, name)
+    globals()[name] = value  # cache: __getattr__ is not called again for this name
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
