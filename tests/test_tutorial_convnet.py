@@ -39,5 +39,6 @@ def test_trains_on_random_patches_with_decreasing_loss():
                   metrics=["accuracy"])
     hist = model.fit(x, y, epochs=4, batch_size=32, verbose=0)
     losses = hist.history["loss"]
-    assert losses[-1] < losses[0] * 0.8, losses
+    assert all(b < a for a, b in zip(losses, losses[1:])), losses  # decreases every epoch
+    assert losses[-1] < losses[0] * 0.95, losses
     assert model.predict(x[:5]).dtype == np.float32

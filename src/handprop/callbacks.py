@@ -110,12 +110,13 @@ class EarlyStopping(Callback):
                 self.best_weights = copy.deepcopy(self.model.get_weights())
         else:
             self.wait += 1
-            if self.wait > self.patience:
+            if self.wait >= self.patience:  # Keras: stop after `patience` epochs without improvement
                 self.stopped_epoch = epoch
                 self.model.stop_training = True
                 if self.verbose:
-                    print(f"EarlyStopping: no improvement in {self.monitor} for {self.wait} epochs; "
-                          f"best {self.best:.4g} at epoch {self.best_epoch + 1}")
+                    best = ("none yet" if self.best_epoch is None
+                            else f"best {self.best:.4g} at epoch {self.best_epoch + 1}")
+                    print(f"EarlyStopping: no improvement in {self.monitor} for {self.wait} epochs; {best}")
 
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self.best_weights is not None:

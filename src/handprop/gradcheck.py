@@ -10,9 +10,11 @@ and compared with the analytic value. The relative error of one entry is::
 
     rel = |analytic - numeric| / max(|analytic| + |numeric|, 1e-3 * scale)
 
-where ``scale`` is the largest ``|analytic| + |numeric|`` in that tensor, so entries a thousand
-times smaller than the tensor's typical gradient are compared on the tensor's scale rather than
+where ``scale`` is the largest ``|analytic| + |numeric|`` over all the tensors of the check, so
+entries a thousand times smaller than the typical gradient are compared on that scale rather than
 dividing rounding noise by almost zero (the CS231n formula uses a fixed floor of 1e-8 instead).
+The scale is shared by all tensors because a whole tensor may have a true gradient of exactly 0:
+a Dense bias followed by BatchNorm (which subtracts the mean) is the classic case.
 A correct float64 backward gives ~1e-9 or less; a wrong one gives 1e-3 or more. The check
 passes when every tensor's max relative error is below ``tol`` (1e-5).
 
@@ -88,10 +90,11 @@ class GradCheckReport:
         )
 
 
-def _compare(name, analytic, numeric):
+def _compare(name, analytic, numeric, scale=0.0):
+    """One report row; ``scale`` is the check-wide gradient scale (see the module docstring)."""
     a, n = to_numpy(analytic).ravel(), to_numpy(numeric).ravel()
     total = np.abs(a) + np.abs(n)
-    scale = total.max() if total.size else 0.0
+    scale = max(scale, total.max() if total.size else 0.0)
     denom = np.maximum(total, max(1e-3 * scale, 1e-30))
     diff = np.abs(a - n)
     return {
@@ -103,6 +106,17 @@ def _compare(name, analytic, numeric):
     }
 
 
+def _rows(compared):
+    """Rows for ``[(name, analytic, numeric, shape), ...]``, compared on their common scale."""
+    scale = max((float(np.max(np.abs(to_numpy(a)) + np.abs(n), initial=0.0)) for _, a, n, _ in compared),
+                default=0.0)
+    rows = []
+    for name, a, n, shape in compared:
+        rows.append(_compare(name, a, n, scale))
+        rows[-1]["shape"] = tuple(shape)
+    return rows
+
+
 def _indices(size, max_elements, rng):
     if max_elements is None or size <= max_elements:
         return np.arange(size)
@@ -112,7 +126,9 @@ def _indices(size, max_elements, rng):
 def numeric_gradient(f, v, indices, h=H):
     """Central differences of the scalar function ``f()`` w.r.t. the entries ``indices`` of
     array ``v`` (perturbed in place and restored). Returns a float64 vector."""
-    flat = v.reshape(-1)  # a view: v must be contiguous
+    if not v.flags.c_contiguous:
+        raise ValueError("numeric_gradient: v must be C-contiguous (a reshaped copy would be perturbed)")
+    flat = v.reshape(-1)  # a view, because v is contiguous
     out = np.empty(len(indices))
     for k, i in enumerate(indices):
         old = flat[i].item()
@@ -141,13 +157,15 @@ class _Replay:
             la.rng.bit_generator.state = copy.deepcopy(s)
 
 
-def _as_float64_layer(layer, x):
-    if not layer.built:
+def _as_float64_layer(layer, x=None):
+    """Build if needed, then make params and state float64 and C-contiguous: the checker perturbs
+    entries through a flat view, which a transposed (e.g. ``params["W"] = M.T``) array lacks."""
+    if not layer.built and x is not None:
         layer.build(x.shape[1:], rng=0, dtype=np.float64)
     for d in (layer.params, layer.state):
         for k, v in d.items():
-            if v.dtype != np.float64:
-                d[k] = v.astype(np.float64)
+            if v.dtype != np.float64 or not v.flags.c_contiguous:
+                d[k] = v.astype(np.float64, order="C")
     layer.dtype = np.float64
 
 
@@ -166,7 +184,7 @@ def check_layer(layer, x, seed=0, training=True, max_elements=200, tol=TOL, h=H)
     GradCheckReport with one row for ``x`` and one per parameter.
     """
     xp = get_array_module(x)
-    x = xp.array(x, dtype=np.float64)
+    x = xp.array(x, dtype=np.float64, order="C")  # a C-contiguous copy, whatever the input's layout
     _as_float64_layer(layer, x)
     rng = np.random.default_rng(seed)
     saved_state = {k: v.copy() for k, v in layer.state.items()}
@@ -184,12 +202,12 @@ def check_layer(layer, x, seed=0, training=True, max_elements=200, tol=TOL, h=H)
         replay.restore()
         return float(xp.sum(layer.forward(x, training=training) * g))
 
-    rows = []
+    compared = []
     for name, v in [("x", x), *layer.params.items()]:
         idx = _indices(v.size, max_elements, rng)
         num = numeric_gradient(loss, v, idx, h)
-        rows.append(_compare(name, to_numpy(analytic[name]).reshape(-1)[idx], num))
-        rows[-1]["shape"] = tuple(v.shape)
+        compared.append((name, to_numpy(analytic[name]).reshape(-1)[idx], num, v.shape))
+    rows = _rows(compared)
     layer.state.update(saved_state)
     replay.restore()
     return GradCheckReport(layer.name, rows, tol)
@@ -198,15 +216,14 @@ def check_layer(layer, x, seed=0, training=True, max_elements=200, tol=TOL, h=H)
 def check_loss(loss, pred, target, seed=0, max_elements=200, tol=TOL, h=H):
     """Check ``loss.backward()`` against central differences of ``loss.forward(pred, target)``."""
     xp = get_array_module(pred)
-    pred = xp.array(pred, dtype=np.float64)
+    pred = xp.array(pred, dtype=np.float64, order="C")
     rng = np.random.default_rng(seed)
     loss.forward(pred, target)
     analytic = loss.backward()
     idx = _indices(pred.size, max_elements, rng)
     num = numeric_gradient(lambda: float(loss.forward(pred, target)), pred, idx, h)
-    row = _compare("pred", to_numpy(analytic).reshape(-1)[idx], num)
-    row["shape"] = tuple(pred.shape)
-    return GradCheckReport(type(loss).__name__, [row], tol)
+    rows = _rows([("pred", to_numpy(analytic).reshape(-1)[idx], num, pred.shape)])
+    return GradCheckReport(type(loss).__name__, rows, tol)
 
 
 def check_model(model, x, y, seed=0, training=True, max_elements=100, tol=TOL, h=H):
@@ -218,9 +235,11 @@ def check_model(model, x, y, seed=0, training=True, max_elements=100, tol=TOL, h
     if model.loss is None:
         raise ValueError("check_model: compile the model with a loss first")
     multi = isinstance(x, (list, tuple))
-    xs = [np.array(xi, dtype=np.float64) for xi in (x if multi else [x])]
+    xs = [np.array(xi, dtype=np.float64, order="C") for xi in (x if multi else [x])]
     model.ensure_built(xs if multi else xs[0], dtype=np.float64)
     model.cast(np.float64)
+    for layer in model.layers_list():
+        _as_float64_layer(layer)
     rng = np.random.default_rng(seed)
     saved_state = copy.deepcopy(model.get_state())
     replay = _Replay(model.layers_list())
@@ -237,15 +256,14 @@ def check_model(model, x, y, seed=0, training=True, max_elements=100, tol=TOL, h
         replay.restore()
         return float(model.loss.forward(model.forward(inputs, training=training), y))
 
-    rows = []
+    compared = []
     tensors = [(f"x{i}" if multi else "x", xi, dxi) for i, (xi, dxi) in enumerate(zip(xs, dxs))]
     tensors += [(k, params[k], grads[k]) for k in params]
     for name, v, a in tensors:
         idx = _indices(v.size, max_elements, rng)
         num = numeric_gradient(loss, v, idx, h)
-        row = _compare(name, to_numpy(a).reshape(-1)[idx], num)
-        row["shape"] = tuple(v.shape)
-        rows.append(row)
+        compared.append((name, to_numpy(a).reshape(-1)[idx], num, v.shape))
+    rows = _rows(compared)
     model.set_state(saved_state)
     replay.restore()
     return GradCheckReport(getattr(model, "name", type(model).__name__), rows, tol)

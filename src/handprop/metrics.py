@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .backend import get_array_module
 
 
-def accuracy(pred, target):
+def accuracy(pred, target, threshold=0.5):
     """Fraction of correct predictions.
 
     * (N, classes) scores: the predicted class is ``argmax``; targets are indices (N,) or one-hot.
-    * (N,) or (N, 1) scores of a binary model: class 1 when the score is > 0.5 (probabilities).
+    * any other shape (binary outputs, e.g. (N, 1) or (N, 1, H, W) segmentation maps): class 1 where
+      the score is > ``threshold`` — 0.5 for probabilities, 0 for logits (``compile`` picks 0 when
+      the loss is ``BinaryCrossEntropy(from_logits=True)``).
     """
     xp = get_array_module(pred)
     target = xp.asarray(target)
@@ -19,7 +23,7 @@ def accuracy(pred, target):
         predicted = pred.argmax(axis=1)
         labels = target.argmax(axis=1) if target.ndim == 2 else target
     else:
-        predicted = (pred.reshape(-1) > 0.5).astype(np.int64)
+        predicted = (pred.reshape(-1) > threshold).astype(np.int64)
         labels = target.reshape(-1)
     return float((predicted == labels.astype(predicted.dtype)).mean())
 
@@ -27,11 +31,13 @@ def accuracy(pred, target):
 METRICS = {"accuracy": accuracy, "acc": accuracy}
 
 
-def get(metric):
-    """``(name, function)`` from a name or a callable."""
+def get(metric, logits=False):
+    """``(name, function)`` from a name or a callable; ``logits=True`` thresholds binary scores at 0."""
     if callable(metric):
         return metric.__name__, metric
-    try:
-        return ("accuracy" if metric == "acc" else metric), METRICS[metric]
-    except KeyError:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)}") from None
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)}")
+    fn = METRICS[metric]
+    if logits and fn is accuracy:
+        return "accuracy", functools.partial(accuracy, threshold=0.0)
+    return ("accuracy" if metric == "acc" else metric), fn

@@ -153,10 +153,14 @@ class BaseModel:
         """Choose the loss (object or Keras name), optimizer (object or name) and metrics."""
         from . import optimizers
 
-        optimizer = optimizers.get("sgd" if optimizer is None else optimizer)
-        self.optimizer = optimizer
-        self.metrics = [metrics_module.get(m) for m in (metrics or [])]
+        self.loss = losses_module.get(loss)
+        self.optimizer = optimizers.get("sgd" if optimizer is None else optimizer)
+        self.metrics = [metrics_module.get(m, logits=self._outputs_logits()) for m in (metrics or [])]
         return self
+
+    def _outputs_logits(self):
+        """True when the loss takes binary logits, so binary decisions threshold at 0, not 0.5."""
+        return bool(getattr(self.loss, "from_logits", False))
 
     def _check_compiled(self, what):
         if self.loss is None or self.optimizer is None:
@@ -174,8 +178,11 @@ class BaseModel:
 
     def train_step(self, x, y):
         """One minibatch: forward, loss, backward, optimizer step. Returns (loss, pred)."""
-        pred = self.forward(x, training=True)
-        loss = self.loss.forward(pred, y)
+        # Overflow shows up as an inf/NaN loss, reported below with a hint, instead of as a
+        # NumPy RuntimeWarning from deep inside a layer.
+        with np.errstate(over="ignore", invalid="ignore"):
+            pred = self.forward(x, training=True)
+            loss = self.loss.forward(pred, y)
         if not np.isfinite(loss):
             raise FloatingPointError(
                 f"the loss became {loss} during training; the learning rate "
@@ -265,12 +272,16 @@ class BaseModel:
                 for i in range(0, n, batch_size)]
         return np.concatenate(outs, axis=0)
 
-    def predict_classes(self, x, batch_size=256):
-        """Class indices: ``argmax`` of multi-class outputs, ``score > 0.5`` for a single output."""
+    def predict_classes(self, x, batch_size=256, threshold=None):
+        """Class indices: ``argmax`` of multi-class (N, classes) outputs; for binary outputs,
+        ``score > threshold`` elementwise (default 0.5, or 0 when the loss takes logits)."""
         p = self.predict(x, batch_size)
         if p.ndim == 2 and p.shape[1] > 1:
             return p.argmax(axis=1)
-        return (p.reshape(len(p), -1)[:, 0] > 0.5).astype(np.int64)
+        if threshold is None:
+            threshold = 0.0 if self._outputs_logits() else 0.5
+        p = p[:, 0] if p.ndim == 2 else p
+        return (p > threshold).astype(np.int64)
 
     def evaluate(self, x, y, batch_size=256, return_dict=False):
         """Loss (and metrics) in inference mode. Returns the loss alone when there are no metrics,

@@ -19,6 +19,10 @@ Backward (training), compact form with ``g = dy * γ``::
 
     dγ = Σ dy x̂        dβ = Σ dy
     dx = (g - mean(g) - x̂ mean(g x̂)) / sqrt(σ² + eps)
+
+Backward after an inference forward (running statistics are constants)::
+
+    dx = g / sqrt(running_var + eps)
 """
 
 from __future__ import annotations
@@ -69,7 +73,11 @@ class BatchNorm(Layer):
         if not training:
             mean = self.state["running_mean"].reshape(bshape)
             var = self.state["running_var"].reshape(bshape)
-            return (x - mean) / xp.sqrt(var + x.dtype.type(self.eps)) * gamma + beta
+            inv_std = 1.0 / xp.sqrt(var + x.dtype.type(self.eps))
+            x_hat = (x - mean) * inv_std
+            # the statistics are constants here, so backward is a per-feature scale
+            self._cache = (x_hat, inv_std, axes, bshape, False)
+            return x_hat * gamma + beta
         m = x.size // x.shape[1]
         if m < 2:
             raise ValueError(
@@ -85,15 +93,17 @@ class BatchNorm(Layer):
         rm, rv = self.state["running_mean"], self.state["running_var"]
         self.state["running_mean"] = ((1 - mom) * rm + mom * mean.reshape(-1)).astype(rm.dtype)
         self.state["running_var"] = ((1 - mom) * rv + mom * var.reshape(-1) * (m / (m - 1))).astype(rv.dtype)
-        self._cache = (x_hat, inv_std, axes, bshape)
+        self._cache = (x_hat, inv_std, axes, bshape, True)
         return x_hat * gamma + beta
 
     def backward(self, dy):
-        x_hat, inv_std, axes, bshape = self._cache
+        x_hat, inv_std, axes, bshape, training = self._cache
         check_dy(self, dy, x_hat.shape)
         self.grads["gamma"] = (dy * x_hat).sum(axis=axes)
         self.grads["beta"] = dy.sum(axis=axes)
         g = dy * self.params["gamma"].reshape(bshape)
+        if not training:  # inference: running statistics do not depend on x
+            return g * inv_std
         return (g - g.mean(axis=axes, keepdims=True)
                 - x_hat * (g * x_hat).mean(axis=axes, keepdims=True)) * inv_std
 

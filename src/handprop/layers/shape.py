@@ -20,4 +20,4 @@ class Flatten(Layer):
 
     def backward(self, dy):
         check_dy(self, dy, (self._shape[0], int(np.prod(self._shape[1:]))))
-        return dy.reshape(self._shape)
+        return dy.reshape(self._shape).copy()  # a new array, never a view of dy
