@@ -370,3 +370,15 @@ def test_mlp_learns_digits(capsys):
               f"loss {loss:.4f}, {seconds:.2f} s")
     assert acc >= 0.95
     assert history.history["val_accuracy"][-1] == pytest.approx(acc)
+
+
+def test_binary_accuracy_thresholds_logits_at_zero():
+
+    model = hp.Sequential([hp.layers.Dense(1)], seed=0, input_shape=(2,))
+    model.compile(loss=hp.losses.BinaryCrossEntropy(from_logits=True), optimizer=hp.optimizers.SGD(0.1),
+                  metrics=["accuracy"])
+    model.layers[0].params["W"][...] = np.array([[1.0], [0.0]])
+    x = np.array([[0.3, 0.0], [-0.3, 0.0], [2.0, 0.0]])  # logits 0.3, -0.3, 2 -> classes 1, 0, 1
+    y = np.array([1, 0, 1])
+    assert model.evaluate(x, y)[1] == 1.0  # a 0.5 threshold would call the first sample class 0
+    np.testing.assert_array_equal(model.predict_classes(x), y)
