@@ -373,7 +373,6 @@ def test_mlp_learns_digits(capsys):
 
 
 def test_binary_accuracy_thresholds_logits_at_zero():
-
     model = hp.Sequential([hp.layers.Dense(1)], seed=0, input_shape=(2,))
     model.compile(loss=hp.losses.BinaryCrossEntropy(from_logits=True), optimizer=hp.optimizers.SGD(0.1),
                   metrics=["accuracy"])
