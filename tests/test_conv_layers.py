@@ -3,6 +3,8 @@ PyTorch parity (forward, input grad, param grads), output-size formulas and erro
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -184,11 +186,38 @@ def test_output_size_formulas():
     assert UpSampling2D((2, 3)).compute_output_shape((5, 7, 8)) == (5, 14, 24)
 
 
-def test_same_padding_limits():
-    with pytest.raises(ValueError, match="stride 1"):
-        Conv2D(4, 3, stride=2, padding="same")
-    with pytest.raises(ValueError, match="odd effective kernel"):
-        Conv2D(4, (2, 3), padding="same")
+def test_same_padding_asymmetric_cases_match_explicit_padding(torch):
+    """Even kernels and strides: output ceil(H / s), the odd pixel of padding at the bottom/right
+    (PyTorch's padding="same" for stride 1, Keras/TensorFlow's for strides)."""
+    F = torch.nn.functional
+    rng = np.random.default_rng(5)
+    for kernel, stride, dilation, size in [((2, 3), 1, 1, (7, 6)), (3, 2, 1, (8, 7)), (4, 2, 1, (9, 9)),
+                                           (2, 1, 3, (6, 6)), (5, 3, 1, (10, 11))]:
+        layer = Conv2D(3, kernel, stride=stride, padding="same", dilation=dilation)
+        x = rng.standard_normal((2, 2, *size))
+        layer.build(x.shape[1:], rng=0, dtype=np.float64)
+        with engine("numpy"):
+            y = layer.forward(x)
+            dy = rng.standard_normal(y.shape)
+            dx = layer.backward(dy)
+        s = layer.stride
+        assert y.shape[2:] == (-(-size[0] // s[0]), -(-size[1] // s[1]))
+        xt = torch.tensor(x, requires_grad=True)
+        (top, left), (bottom, right) = layer.pad, layer._extra
+        xp_ = F.pad(xt, (left, left + right, top, top + bottom))
+        yt = F.conv2d(xp_, torch.tensor(layer.params["W"]), torch.tensor(layer.params["b"]),
+                      stride=layer.stride, dilation=layer.dilation)
+        yt.backward(torch.tensor(dy))
+        np.testing.assert_allclose(y, yt.detach().numpy(), atol=1e-12)
+        np.testing.assert_allclose(dx, xt.grad.numpy(), atol=1e-12)
+        if stride == 1:  # PyTorch's own "same" agrees (it warns that it pads a copy, as we do)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                yt2 = F.conv2d(torch.tensor(x), torch.tensor(layer.params["W"]), torch.tensor(layer.params["b"]),
+                               padding="same", dilation=layer.dilation)
+            np.testing.assert_allclose(y, yt2.numpy(), atol=1e-12)
+        report = check_layer(Conv2D(2, kernel, stride=stride, padding="same", dilation=dilation), x[:1, :, :6, :6])
+        assert report.passed, report.table()
     with pytest.raises(ValueError, match="padding must be"):
         Conv2D(4, 3, padding="full")
 

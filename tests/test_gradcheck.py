@@ -244,8 +244,11 @@ def test_check_model_passes_with_dropout_and_batchnorm():
     bias = next(r for r in report.rows if r["name"] == "0.Dense/b")
     assert bias["max_abs_error"] < 1e-9 and bias["max_rel_error"] < 1e-6
     assert len(names) == 1 + len(model.named_params())
-    assert all(p.dtype == np.float64 for p in model.named_params().values())
+    # checked in float64, then handed back in the model's own dtype with its statistics untouched
+    assert model.dtype == np.float32
+    assert all(p.dtype == np.float32 for p in model.named_params().values())
     np.testing.assert_array_equal(model.get_state()["1.BatchNorm/running_var"], np.ones(6))
+    assert model.predict(x).dtype == np.float32
 
 
 def test_check_model_catches_a_buggy_layer():

@@ -407,3 +407,22 @@ def test_conventions_defaults():
     assert dense.build((5,)) == (7,) and dense.params["W"].shape == (5, 7) and dense.params["b"].shape == (7,)
     assert L.Flatten().build((3, 4, 5)) == (60,)
     assert dense.count_params() == 42
+
+
+def test_integer_input_is_computed_in_floating_point():
+    from handprop import layers as L
+
+    x = np.array([[-3, -1, 0, 2, 5]])
+    y = L.Sigmoid().forward(x)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, 1 / (1 + np.exp(-x)), rtol=1e-6)
+    np.testing.assert_allclose(L.LeakyReLU(0.1).forward(x), [[-0.3, -0.1, 0, 2, 5]], rtol=1e-6)
+    dense = L.Dense(2)
+    assert dense.forward(x).dtype == np.float32 and dense.params["W"].dtype == np.float32
+
+
+def test_check_layer_refuses_merge_layers_in_words():
+    import handprop as hp
+
+    with pytest.raises(TypeError, match="check_model"):
+        hp.gradcheck.check_layer(hp.layers.Concatenate(), [np.ones((2, 3)), np.ones((2, 3))])

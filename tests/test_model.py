@@ -90,14 +90,24 @@ def test_eager_and_lazy_builds_give_the_same_weights():
 
 
 def test_building_errors_name_the_layer():
-    with pytest.raises(ValueError, match=r"building Dense on input \(N, 2, 4, 4\).*Flatten"):
+    with pytest.raises(ValueError, match=r"building layer 0 \(Dense\) on input \(N, 2, 4, 4\).*Flatten"):
         hp.Sequential([L.Dense(3)], input_shape=(2, 4, 4))
-    with pytest.raises(RuntimeError, match="add at least one layer"):
-        hp.Sequential(input_shape=(3,))
     with pytest.raises(TypeError, match="expects a handprop Layer"):
         hp.Sequential().add("relu")
-    with pytest.raises(RuntimeError, match="already built"):
-        mlp(input_shape=(4,)).add(L.ReLU())
+    with pytest.raises(RuntimeError, match="not built yet"):
+        hp.Sequential(input_shape=(3,)).summary()
+
+
+def test_add_after_input_shape_builds_each_layer_keras_style():
+    model = hp.Sequential(seed=0, input_shape=(4,))
+    model.add(L.Dense(5))
+    model.add(L.ReLU())
+    assert model.built and model.layers[0].params["W"].shape == (4, 5)
+    model.add(L.Dense(2))  # adding to a built model builds the new layer on the last output shape
+    assert model.predict(np.zeros((3, 4))).shape == (3, 2)
+    assert "Total params: 37" in model.summary(print_fn=None)
+    with pytest.raises(ValueError, match=r"layer 3 \(Conv2D\)"):
+        model.add(L.Conv2D(2, 3))
 
 
 # ------------------------------------------------------------------------------- fit / History
@@ -381,3 +391,25 @@ def test_binary_accuracy_thresholds_logits_at_zero():
     y = np.array([1, 0, 1])
     assert model.evaluate(x, y)[1] == 1.0  # a 0.5 threshold would call the first sample class 0
     np.testing.assert_array_equal(model.predict_classes(x), y)
+
+
+def test_bad_input_is_reported_in_words():
+    model = mlp()
+    model.compile(loss=SoftmaxCrossEntropy(), optimizer=SGD(0.1))
+    x, y = blobs()
+    with pytest.raises(ValueError, match="leaves 0 for validation"):
+        model.fit(x[:10], y[:10], validation_split=0.01, verbose=0)
+    with pytest.raises(TypeError, match="must be numeric"):
+        model.predict(np.array([["a", "b", "c", "d"]]))
+    with pytest.raises(ValueError, match="targets y are missing"):
+        model.fit(x, None, verbose=0)
+    with pytest.raises(ValueError, match="no samples"):
+        model.predict(np.zeros((0, x.shape[1])))
+    # a plain list of rows is one input, not a list of inputs
+    assert model.predict(x[:5].tolist()).shape == (5, 3)
+
+
+def test_forward_casts_to_the_model_dtype():
+    model = mlp(input_shape=(4,))
+    assert model(np.ones((2, 4))).dtype == np.float32  # float64 input: no silent promotion
+    assert model(np.ones((2, 4), dtype=np.int64)).dtype == np.float32

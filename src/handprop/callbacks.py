@@ -66,9 +66,8 @@ class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
 
     ``mode`` is ``"min"`` for losses and ``"max"`` for accuracies (``"auto"`` picks "max" when the
-    name contains "acc"). With ``restore_best_weights=True`` the model's parameters and state
-    are set back to those of the best epoch when training stops (Keras semantics: only if
-    training stopped early... here, as in Keras >= 2.11, at the end of training in every case).
+    name contains "acc"). With ``restore_best_weights=True`` the parameters and state of the
+    best epoch are put back at the end of ``fit``, whether or not training stopped early.
     """
 
     def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",

@@ -169,12 +169,21 @@ def _as_float64_layer(layer, x=None):
     layer.dtype = np.float64
 
 
+def _cast_back(layer, dtype):
+    """Return a layer's params and state to the dtype it had before the check."""
+    for d in (layer.params, layer.grads, layer.state):
+        for k, v in d.items():
+            d[k] = v.astype(dtype)
+    layer.dtype = dtype
+
+
 def check_layer(layer, x, seed=0, training=True, max_elements=200, tol=TOL, h=H):
     """Check ``layer.backward`` (input gradient and every parameter gradient) in float64.
 
     Parameters
     ----------
-    layer : Layer — built or not; it is built (or its params cast) in float64.
+    layer : Layer — built or not; an unbuilt layer is built in float64, a built one is checked in
+        float64 and returned to its own dtype afterwards (parameter values unchanged).
     x : array (N, ...) — the input; converted to float64.
     seed : int — seeds the random upstream gradient and the entry sampling.
     training : bool — the mode forward runs in.
@@ -183,8 +192,12 @@ def check_layer(layer, x, seed=0, training=True, max_elements=200, tol=TOL, h=H)
     -------
     GradCheckReport with one row for ``x`` and one per parameter.
     """
+    if isinstance(x, (list, tuple)):
+        raise TypeError(f"check_layer: {layer.name} takes several inputs; check it inside a graph model "
+                        "with check_model")
     xp = get_array_module(x)
     x = xp.array(x, dtype=np.float64, order="C")  # a C-contiguous copy, whatever the input's layout
+    dtype_before = layer.dtype if layer.built else np.float64
     _as_float64_layer(layer, x)
     rng = np.random.default_rng(seed)
     saved_state = {k: v.copy() for k, v in layer.state.items()}
@@ -210,6 +223,8 @@ def check_layer(layer, x, seed=0, training=True, max_elements=200, tol=TOL, h=H)
     rows = _rows(compared)
     layer.state.update(saved_state)
     replay.restore()
+    if dtype_before != np.float64:
+        _cast_back(layer, dtype_before)
     return GradCheckReport(layer.name, rows, tol)
 
 
@@ -229,13 +244,15 @@ def check_loss(loss, pred, target, seed=0, max_elements=200, tol=TOL, h=H):
 def check_model(model, x, y, seed=0, training=True, max_elements=100, tol=TOL, h=H):
     """Check a whole compiled model: ``loss(model(x), y)`` against every parameter and ``x``.
 
-    The model is cast to float64 in place (``model.cast(np.float64)``) and built if needed.
-    Inputs may be one array or a list of arrays (multi-input graph models).
+    The model is built if needed, checked in float64 and cast back to its own dtype afterwards
+    (parameter values unchanged; running statistics restored). Inputs may be one array or a
+    list of arrays (multi-input graph models).
     """
     if model.loss is None:
         raise ValueError("check_model: compile the model with a loss first")
     multi = isinstance(x, (list, tuple))
     xs = [np.array(xi, dtype=np.float64, order="C") for xi in (x if multi else [x])]
+    dtype_before = model.dtype
     model.ensure_built(xs if multi else xs[0], dtype=np.float64)
     model.cast(np.float64)
     for layer in model.layers_list():
@@ -266,4 +283,5 @@ def check_model(model, x, y, seed=0, training=True, max_elements=100, tol=TOL, h
     rows = _rows(compared)
     model.set_state(saved_state)
     replay.restore()
+    model.cast(dtype_before)
     return GradCheckReport(getattr(model, "name", type(model).__name__), rows, tol)

@@ -52,10 +52,10 @@ def connect(layer: Layer, x):
     if getattr(layer, "_graph_used", False):
         raise ValueError(f"{layer.name}: this layer is already used in a graph; create a new layer instead "
                          "(weight sharing is not supported)")
-    layer._graph_used = True
     parents = list(x) if isinstance(x, (list, tuple)) else [x]
     in_shape = [p.shape for p in parents] if isinstance(x, (list, tuple)) else parents[0].shape
-    out_shape = layer.compute_output_shape(in_shape)
+    out_shape = layer.compute_output_shape(in_shape)  # raises, naming the layer, on a mismatch
+    layer._graph_used = True
     return Node(out_shape, layer=layer, parents=parents)
 
 
@@ -114,9 +114,12 @@ class Model(BaseModel):
         self.built = True
 
     def forward(self, x, training=True):
+        if self.multi_input and not isinstance(x, (list, tuple)):
+            raise ValueError(f"{self.name}: has {len(self.inputs)} inputs; pass a list of {len(self.inputs)} arrays")
+        x = self._prepare(x)
         xs = list(x) if self.multi_input else [x]
         if len(xs) != len(self.inputs):
-            raise ValueError(f"{self.name}: expects {len(self.inputs)} inputs, got {len(xs)}")
+            raise ValueError(f"{self.name}: expects {len(self.inputs)} inputs, got a list of {len(xs)} arrays")
         values = {}
         for node, xi in zip(self.inputs, xs):
             if tuple(xi.shape[1:]) != node.shape:

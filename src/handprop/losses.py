@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import get_array_module, to_numpy
-from .layers.activations import log_softmax, sigmoid, softmax
+from .layers.activations import log_softmax, sigmoid
 
 
 class Loss:
@@ -60,6 +60,8 @@ def labels_to_indices(target, n_classes, name="SoftmaxCrossEntropy"):
     """Accept integer labels (N,) or one-hot (N, classes); return int labels (N,) with range checks."""
     xp = get_array_module(target)
     target = xp.asarray(target)
+    if target.ndim == 2 and target.shape[1] == 1 and n_classes > 1:
+        target = target[:, 0]  # (N, 1) column of labels: read as (N,)
     if target.ndim == 2:
         if target.shape[1] != n_classes:
             raise ValueError(f"{name}: one-hot targets have {target.shape[1]} columns but the model "
@@ -95,19 +97,18 @@ class SoftmaxCrossEntropy(Loss):
             raise ValueError(f"SoftmaxCrossEntropy: expects logits of shape (N, classes), got {tuple(pred.shape)}")
         n, k = pred.shape
         target = xp.asarray(target)
+        if target.ndim == 0:
+            raise ValueError("SoftmaxCrossEntropy: targets must have one entry per sample, got a scalar")
         if target.shape[0] != n:
             raise ValueError(f"SoftmaxCrossEntropy: {n} predictions but {target.shape[0]} targets")
-        if target.ndim == 2 and target.dtype.kind == "f":
-            if target.shape[1] != k:
-                raise ValueError(f"SoftmaxCrossEntropy: one-hot targets have {target.shape[1]} columns but "
-                                 f"the model predicts {k} classes")
+        if target.ndim == 2 and target.shape[1] == k and target.dtype.kind == "f":
             probs_t = target.astype(pred.dtype)  # one-hot or soft labels
         else:
             idx = labels_to_indices(target, k)
             probs_t = xp.zeros_like(pred)
             probs_t[xp.arange(n), idx] = 1
         logp = log_softmax(pred)
-        self._cache = (softmax(pred), probs_t)
+        self._cache = (xp.exp(logp), probs_t)  # softmax = exp(log_softmax): one exp pass
         return float(-(probs_t * logp).sum() / n)
 
     def backward(self):

@@ -20,8 +20,10 @@ def accuracy(pred, target, threshold=0.5):
     xp = get_array_module(pred)
     target = xp.asarray(target)
     if pred.ndim == 2 and pred.shape[1] > 1:
+        from .losses import labels_to_indices  # here: losses imports the activations, not metrics
+
         predicted = pred.argmax(axis=1)
-        labels = target.argmax(axis=1) if target.ndim == 2 else target
+        labels = labels_to_indices(target, pred.shape[1], name="accuracy")
     else:
         predicted = (pred.reshape(-1) > threshold).astype(np.int64)
         labels = target.reshape(-1)

@@ -63,6 +63,7 @@ class BaseModel:
         self.dtype = np.float32
         self.device = "cpu"
         self.stop_training = False
+        self.multi_input = False  # graph models with several Input nodes take a list of arrays
 
     # ------------------------------------------------------------------ parameters by name
     def _layer_keys(self):
@@ -143,10 +144,17 @@ class BaseModel:
             return to_device(a, self.device) if self.device == "gpu" else a
         return [one(a) for a in x] if isinstance(x, (list, tuple)) else one(x)
 
+    def _prepare_targets(self, y):
+        """Targets go to the model's device; their dtype is the loss's business."""
+        return to_device(y, "gpu") if self.device == "gpu" else y
+
     def ensure_built(self, x, dtype=None):
         if not self.built:
             shapes = [tuple(a.shape[1:]) for a in _as_list(x)]
             self.build(shapes if isinstance(x, (list, tuple)) else shapes[0], dtype=dtype or self.dtype)
+            if self.device == "gpu":  # to_gpu() was called before the lazy build
+                for layer in self.layers_list():
+                    layer.to("gpu")
 
     # ------------------------------------------------------------------ compile / train
     def compile(self, loss, optimizer=None, metrics=None):
@@ -166,15 +174,36 @@ class BaseModel:
         if self.loss is None or self.optimizer is None:
             raise RuntimeError(f"{what}: call model.compile(loss=..., optimizer=...) first")
 
-    def _check_data(self, x, y, what):
+    def _check_data(self, x, y, what, need_y=True):
+        """Validate and normalize ``(x, y)``; return them as arrays (a list of arrays for
+        multi-input graph models). Every problem is reported in words, not as a traceback."""
+        if self.multi_input:
+            if not isinstance(x, (list, tuple)):
+                raise ValueError(f"{what}: this model has several inputs; pass a list of arrays")
+            x = [a if is_gpu_array(a) else np.asarray(a) for a in x]
+        else:
+            x = x if is_gpu_array(x) else np.asarray(x)  # a list of rows becomes one array
+        for a in _as_list(x):
+            if a.ndim == 0:
+                raise ValueError(f"{what}: x must have a batch axis, got a scalar")
+            if a.dtype.kind not in "fiub":
+                raise TypeError(f"{what}: x must be numeric, got dtype {a.dtype}")
+            if a.dtype.kind in "fc" and not bool(get_array_module(a).isfinite(a).all()):
+                raise ValueError(f"{what}: the input contains NaN or infinite values")
         nx = {len(a) for a in _as_list(x)}
         if len(nx) != 1:
             raise ValueError(f"{what}: the inputs have different numbers of samples: {sorted(nx)}")
-        if y is not None and len(y) != nx.pop():
-            raise ValueError(f"{what}: x has {_length(x)} samples but y has {len(y)}")
-        for a in _as_list(x):
-            if not np.all(np.isfinite(to_numpy(a))):
-                raise ValueError(f"{what}: the input contains NaN or infinite values")
+        n = nx.pop()
+        if n == 0:
+            raise ValueError(f"{what}: no samples (x is empty)")
+        if y is None:
+            if need_y:
+                raise ValueError(f"{what}: targets y are missing")
+            return x, None
+        y = y if is_gpu_array(y) else np.asarray(y)
+        if y.ndim == 0 or len(y) != n:
+            raise ValueError(f"{what}: x has {n} samples but y has {'none' if y.ndim == 0 else len(y)}")
+        return x, y
 
     def train_step(self, x, y):
         """One minibatch: forward, loss, backward, optimizer step. Returns (loss, pred)."""
@@ -200,12 +229,14 @@ class BaseModel:
         (as Keras). ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         """
         self._check_compiled("fit")
-        self._check_data(x, y, "fit")
-        y = np.asarray(y) if not is_gpu_array(y) else y
+        x, y = self._check_data(x, y, "fit")
         if validation_split and validation_data is None:
             if not 0.0 < validation_split < 1.0:
                 raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
             n_val = int(round(_length(x) * validation_split))
+            if n_val == 0 or n_val == _length(x):
+                raise ValueError(f"fit: validation_split={validation_split} of {_length(x)} samples leaves "
+                                 f"{n_val} for validation and {_length(x) - n_val} for training")
             cut = _length(x) - n_val
             validation_data = (_take(x, slice(cut, None)), y[cut:])
             x, y = _take(x, slice(0, cut)), y[:cut]
@@ -234,9 +265,7 @@ class BaseModel:
                        file=sys.stdout, leave=True, dynamic_ncols=True)
             for b in range(n_batches):
                 idx = order[b * batch_size:(b + 1) * batch_size]
-                xb, yb = self._prepare(_take(x, idx)), y[idx]
-                if self.device == "gpu":
-                    yb = to_device(yb, "gpu")
+                xb, yb = self._prepare(_take(x, idx)), self._prepare_targets(y[idx])
                 loss, pred = self.train_step(xb, yb)
                 totals["loss"] += loss * len(idx)
                 for name, fn in self.metrics:
@@ -265,7 +294,7 @@ class BaseModel:
     # ------------------------------------------------------------------ inference
     def predict(self, x, batch_size=256):
         """Outputs for ``x`` in inference mode (``training=False``), batched; a NumPy array."""
-        self._check_data(x, None, "predict")
+        x, _ = self._check_data(x, None, "predict", need_y=False)
         self.ensure_built(self._prepare(_take(x, slice(0, 1))))
         n = _length(x)
         outs = [to_numpy(self.forward(self._prepare(_take(x, slice(i, i + batch_size))), training=False))
@@ -288,14 +317,12 @@ class BaseModel:
         else ``[loss, metric1, ...]`` as Keras, or a dict with ``return_dict=True``."""
         if self.loss is None:
             raise RuntimeError("evaluate: call model.compile(loss=...) first")
-        self._check_data(x, y, "evaluate")
-        y = np.asarray(y) if not is_gpu_array(y) else y
+        x, y = self._check_data(x, y, "evaluate")
         n = _length(x)
         totals = {"loss": 0.0, **{name: 0.0 for name, _ in self.metrics}}
         for i in range(0, n, batch_size):
-            xb, yb = self._prepare(_take(x, slice(i, i + batch_size))), y[i:i + batch_size]
-            if self.device == "gpu":
-                yb = to_device(yb, "gpu")
+            xb = self._prepare(_take(x, slice(i, i + batch_size)))
+            yb = self._prepare_targets(y[i:i + batch_size])
             self.ensure_built(xb)
             pred = self.forward(xb, training=False)
             m = len(yb)
@@ -337,19 +364,31 @@ class Sequential(BaseModel):
     def __init__(self, layers=None, seed=0, input_shape=None, name=None):
         super().__init__(seed=seed, name=name)
         self.layers: list[Layer] = []
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
         for layer in layers or []:
             self.add(layer)
-        self.input_shape = tuple(input_shape) if input_shape is not None else None
-        if input_shape is not None:
-            self.build(self.input_shape)
 
     def add(self, layer):
+        """Append a layer. With a known input shape the layer is built at once (Keras style), so
+        a shape mismatch is reported here, naming the layer."""
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a handprop Layer, got {type(layer).__name__}")
-        if self.built:
-            raise RuntimeError("Sequential.add: the model is already built; add layers before training")
+        if self.input_shape is not None:
+            shape = self.layers[-1].output_shape if self.layers else self.input_shape
+            self._build_layer(len(self.layers), layer, shape)
+            self.built = True
         self.layers.append(layer)
         return self
+
+    def _build_layer(self, index, layer, shape):
+        try:
+            out = layer.build(shape, rng=self._init_rng, dtype=self.dtype)
+        except ValueError as e:
+            where = f"(N, {', '.join(map(str, shape))})"
+            raise ValueError(f"building layer {index} ({layer.name}) on input {where}: {e}") from e
+        if self.device == "gpu":
+            layer.to("gpu")
+        return out
 
     def layers_list(self):
         return self.layers
@@ -361,18 +400,21 @@ class Sequential(BaseModel):
         shape = tuple(input_shape)
         self.input_shape = shape
         self.dtype = np.dtype(dtype).type
-        for layer in self.layers:
-            try:
-                shape = layer.build(shape, rng=self._init_rng, dtype=self.dtype)
-            except ValueError as e:
-                raise ValueError(f"building {layer.name} on input (N, {', '.join(map(str, shape))}): {e}") from e
+        for i, layer in enumerate(self.layers):
+            shape = self._build_layer(i, layer, shape)
         self.built = True
         return shape
 
     def forward(self, x, training=True):
+        if getattr(x, "is_graph_node", False):
+            raise TypeError("a Sequential model cannot be called on hp.Input nodes; use its layers in the graph")
+        x = self._prepare(x)
         self.ensure_built(x)
-        for layer in self.layers:
-            x = layer.forward(x, training=training)
+        for i, layer in enumerate(self.layers):
+            try:
+                x = layer.forward(x, training=training)
+            except ValueError as e:  # say which of several same-named layers complained
+                raise ValueError(f"layer {i} of {self.name}: {e}") from e
         return x
 
     def backward(self, dy):

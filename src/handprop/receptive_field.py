@@ -11,7 +11,9 @@ input pixels between neighbouring positions of the current feature map), a layer
 starting from ``r = 1``, ``j = 1`` at the input. Pooling is a kernel like any other; nearest
 upsampling by ``f`` divides the jump (``j ← j / f``) and adds nothing; a transposed convolution
 divides the jump by its stride, then adds ``(k - 1) · j``. Elementwise layers change nothing.
-In a graph model a node's receptive field is the largest among its inputs.
+In a graph model a node's receptive field is the largest among its inputs. Layers that mix all
+positions (``Dense``, ``Flatten``, ``GlobalAvgPool2D``) see the whole input; their entry is the
+field of the feature map they received.
 
 The tutorial's dilated network (8 layers of 3×3 with dilations 1, 1, 2, 4, 8, 16, 32, 1, then two
 1×1 layers) gives 3, 5, 9, 17, 33, 65, 129, 131, 131, 131: doubling the dilation doubles the growth,

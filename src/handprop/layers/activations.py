@@ -43,7 +43,7 @@ class _Elementwise(Layer):
     """Shared plumbing: shape bookkeeping and the ``dy`` shape check."""
 
     def forward(self, x, training=True):
-        self._ensure_built(x)
+        x = self._ensure_built(x)
         y = self._f(x)
         self._shape = x.shape
         return y
@@ -168,7 +168,7 @@ class PReLU(Layer):
         return a.reshape((1, -1) + (1,) * (ndim - 2))
 
     def forward(self, x, training=True):
-        self._ensure_built(x)
+        x = self._ensure_built(x)
         xp = get_array_module(x)
         a = self._broadcast(self.params["alpha"], x.ndim)
         self._x = x
@@ -200,7 +200,7 @@ class Softmax(Layer):
     """
 
     def forward(self, x, training=True):
-        self._ensure_built(x)
+        x = self._ensure_built(x)
         self._y = softmax(x)
         return self._y
 

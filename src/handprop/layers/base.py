@@ -49,13 +49,23 @@ class Layer:
         return tuple(input_shape)
 
     def _ensure_built(self, x):
+        """Build from the first input if needed, check its shape, and return it as floats.
+
+        Integer or boolean input (e.g. raw pixel counts) is converted to the layer's dtype:
+        layers compute in floating point, and ``int(0.5) = 0`` would silently zero a sigmoid.
+        """
+        if x.dtype.kind not in "fc":
+            if x.dtype.kind not in "iub":
+                raise TypeError(f"{self.name}: input must be numeric, got dtype {x.dtype}")
+            x = x.astype(self.dtype if self.built else np.float32)
         if not self.built:
             self.build(x.shape[1:], dtype=x.dtype)
         self.check_input(x)
+        return x
 
     def check_input(self, x):
         """Raise a ValueError naming this layer when ``x`` does not match the built shape."""
-        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
+        if x.ndim == 0 or (self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape):
             raise ValueError(
                 f"{self.name}: expected input of shape (N, {', '.join(map(str, self.input_shape))})"
                 f" but got {tuple(x.shape)}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import init
+from ..backend import get_array_module
 from ..kernels import get_kernel
 from ..kernels.reference import output_size
 from .base import Layer, check_dy, pair
@@ -50,10 +51,10 @@ class Conv2D(Layer):
     kernel_size : int or (R, S).
     stride : int or (sh, sw).
     padding : ``"valid"`` (no padding), ``"same"`` or int or (ph, pw) — symmetric zero padding.
-        ``"same"`` keeps ``Ho = H, Wo = W``; it needs stride 1 and an odd *effective* kernel size
-        ``dh (R - 1) + 1`` (symmetric padding ``dh (R - 1) / 2``). An even one would need one more
-        pixel on one side (PyTorch pads asymmetrically, Keras too): handprop raises a ValueError
-        instead, so the padding is always the symmetric one the kernels implement.
+        ``"same"`` gives ``Ho = ceil(H / sh)`` (``= H`` at stride 1), as Keras and PyTorch: the
+        total padding ``(Ho - 1) sh + dh (R - 1) + 1 - H`` is split with the odd pixel at the
+        bottom/right. The kernels take symmetric padding, so the layer pads that one extra
+        row/column itself (and crops it from ``dx``) — only for an even effective kernel or a stride.
     dilation : int or (dh, dw) — spacing between taps (1 = ordinary convolution); the effective
         kernel size is ``dh (R - 1) + 1``, the receptive field grows without more weights.
     use_bias, kernel_init, bias_init, name — as :class:`handprop.layers.Dense`.
@@ -85,6 +86,7 @@ class Conv2D(Layer):
         self.dilation = _positive_pair(self, dilation, "dilation")
         self.padding = padding
         self.pad = self._resolve_padding(padding)
+        self._extra = (0, 0)  # asymmetric part of "same" padding, set by compute_output_shape
         self.use_bias = use_bias
         self.kernel_init = kernel_init
         self.bias_init = bias_init
@@ -93,22 +95,28 @@ class Conv2D(Layer):
         if padding == "valid":
             return (0, 0)
         if padding == "same":
-            if self.stride != (1, 1):
-                raise ValueError(f"{self.name}: padding='same' needs stride 1, got stride {self.stride}")
-            eff = [d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation, strict=True)]
-            if eff[0] % 2 == 0 or eff[1] % 2 == 0:
-                raise ValueError(
-                    f"{self.name}: padding='same' needs an odd effective kernel size, got {tuple(eff)} "
-                    f"(kernel {self.kernel_size}, dilation {self.dilation}); pad explicitly instead"
-                )
-            return ((eff[0] - 1) // 2, (eff[1] - 1) // 2)
+            return (0, 0)  # set from the input size by compute_output_shape (see _same_padding)
         if isinstance(padding, str):
             raise ValueError(f"{self.name}: padding must be 'valid', 'same', int or pair, got {padding!r}")
         return _positive_pair(self, padding, "padding", minimum=0)
 
+    def _same_padding(self, H, Wd):
+        """``((top, left), (extra_bottom, extra_right))`` for ``padding="same"`` on an H×W input."""
+        sym, extra = [], []
+        for size, k, s, d in zip((H, Wd), self.kernel_size, self.stride, self.dilation):
+            out = -(-size // s)  # ceil(size / s)
+            total = max((out - 1) * s + d * (k - 1) + 1 - size, 0)
+            sym.append(total // 2)
+            extra.append(total % 2)
+        return tuple(sym), tuple(extra)
+
     def compute_output_shape(self, input_shape):
         check_image_shape(self, input_shape)
         _, H, Wd = input_shape
+        self._extra = (0, 0)
+        if self.padding == "same":
+            self.pad, self._extra = self._same_padding(H, Wd)
+        H, Wd = H + self._extra[0], Wd + self._extra[1]
         (R, S), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.pad, self.dilation
         Ho, Wo = output_size(H, R, sh, ph, dh), output_size(Wd, S, sw, pw, dw)
         if Ho < 1 or Wo < 1:
@@ -130,7 +138,9 @@ class Conv2D(Layer):
         return out
 
     def forward(self, x, training=True):
-        self._ensure_built(x)
+        x = self._ensure_built(x)
+        if self._extra != (0, 0):  # the odd row/column of asymmetric "same" padding
+            x = get_array_module(x).pad(x, ((0, 0), (0, 0), (0, self._extra[0]), (0, self._extra[1])))
         self._x = x
         conv = get_kernel("conv2d_forward", x)
         return conv(x, self.params["W"], self.params.get("b"), self.stride, self.pad, self.dilation)
@@ -143,6 +153,8 @@ class Conv2D(Layer):
         self.grads["W"] = get_kernel("conv2d_backward_weight", dy)(dy, x, W.shape, *geometry)
         if self.use_bias:
             self.grads["b"] = dy.sum(axis=(0, 2, 3))
+        if self._extra != (0, 0):
+            dx = dx[:, :, : dx.shape[2] - self._extra[0], : dx.shape[3] - self._extra[1]].copy()
         return dx
 
     def get_config(self):
@@ -241,7 +253,7 @@ class Conv2DTranspose(Layer):
         return out
 
     def forward(self, x, training=True):
-        self._ensure_built(x)
+        x = self._ensure_built(x)
         self._x = x
         W = self.params["W"]
         y_shape = (x.shape[0], *self.output_shape)

@@ -69,7 +69,7 @@ class Dense(Layer):
         return out
 
     def forward(self, x, training=True):
-        self._ensure_built(x)
+        x = self._ensure_built(x)
         self._x = x
         return dense_forward(x, self.params["W"], self.params.get("b"))
 

@@ -40,7 +40,7 @@ class Dropout(Layer):
         return out
 
     def forward(self, x, training=True):
-        self._ensure_built(x)
+        x = self._ensure_built(x)
         if not training or self.rate == 0.0:
             self._scale = None
             self._shape = x.shape

@@ -34,6 +34,7 @@ class _Merge(Layer):
         got = [tuple(x.shape[1:]) for x in xs]
         if got != self.input_shape:
             raise ValueError(f"{self.name}: built for inputs {self.input_shape} (batch axis left out), got {got}")
+        return xs
 
 
 class Concatenate(_Merge):
@@ -62,7 +63,7 @@ class Concatenate(_Merge):
         return tuple(out)
 
     def forward(self, xs, training=True):
-        self._ensure_built(xs)
+        xs = self._ensure_built(xs)
         self._sizes = [x.shape[self.axis] for x in xs]
         return get_array_module(xs[0]).concatenate(xs, axis=self.axis)
 
@@ -84,7 +85,7 @@ class Add(_Merge):
         return shapes[0]
 
     def forward(self, xs, training=True):
-        self._ensure_built(xs)
+        xs = self._ensure_built(xs)
         self._n = len(xs)
         y = xs[0].copy()
         for x in xs[1:]:

@@ -65,7 +65,7 @@ class BatchNorm(Layer):
         return (0, 2, 3), (1, -1, 1, 1)
 
     def forward(self, x, training=True):
-        self._ensure_built(x)
+        x = self._ensure_built(x)
         xp = get_array_module(x)
         axes, bshape = self._axes_and_shape(x)
         gamma = self.params["gamma"].reshape(bshape)
@@ -82,7 +82,8 @@ class BatchNorm(Layer):
         if m < 2:
             raise ValueError(
                 f"{self.name}: training needs more than one value per feature to estimate a variance; "
-                f"got input {tuple(x.shape)}"
+                f"got input {tuple(x.shape)} (a last batch of one sample? choose a batch_size that "
+                "does not leave one sample over)"
             )
         mean = x.mean(axis=axes, keepdims=True)
         centered = x - mean

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from ..kernels import get_kernel
-from ..kernels.reference import output_size
+from ..kernels.reference import check_pool_padding, output_size
 from .base import Layer, check_dy
 from .conv import _positive_pair, check_image_shape
 
@@ -31,9 +31,10 @@ class _Pool2D(Layer):
         self.pool_size = _positive_pair(self, pool_size, "pool_size")
         self.stride = self.pool_size if stride is None else _positive_pair(self, stride, "stride")
         self.padding = _positive_pair(self, padding, "padding", minimum=0)
-        if self.padding[0] > self.pool_size[0] // 2 or self.padding[1] > self.pool_size[1] // 2:
-            limit = f"at most half the pool size {self.pool_size}"
-            raise ValueError(f"{self.name}: padding {self.padding} must be {limit}")
+        try:
+            check_pool_padding(self.pool_size, self.padding)
+        except ValueError as e:
+            raise ValueError(f"{self.name}: {e}") from None
 
     def compute_output_shape(self, input_shape):
         check_image_shape(self, input_shape)
@@ -60,7 +61,7 @@ class MaxPool2D(_Pool2D):
     """
 
     def forward(self, x, training=True):
-        self._ensure_built(x)
+        x = self._ensure_built(x)
         pool = get_kernel("maxpool2d_forward", x)
         y, self._argmax = pool(x, self.pool_size, self.stride, self.padding)
         self._x_shape = x.shape
@@ -78,7 +79,7 @@ class AvgPool2D(_Pool2D):
     """
 
     def forward(self, x, training=True):
-        self._ensure_built(x)
+        x = self._ensure_built(x)
         self._x_shape = x.shape
         return get_kernel("avgpool2d_forward", x)(x, self.pool_size, self.stride, self.padding)
 
@@ -99,7 +100,7 @@ class GlobalAvgPool2D(Layer):
         return (input_shape[0],)
 
     def forward(self, x, training=True):
-        self._ensure_built(x)
+        x = self._ensure_built(x)
         self._x_shape = x.shape
         return x.mean(axis=(2, 3))
 

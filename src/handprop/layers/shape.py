@@ -14,7 +14,7 @@ class Flatten(Layer):
         return (int(np.prod(input_shape)),)
 
     def forward(self, x, training=True):
-        self._ensure_built(x)
+        x = self._ensure_built(x)
         self._shape = x.shape
         return x.reshape(x.shape[0], -1)
 

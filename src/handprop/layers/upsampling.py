@@ -30,7 +30,7 @@ class UpSampling2D(Layer):
         return (C, H * self.size[0], Wd * self.size[1])
 
     def forward(self, x, training=True):
-        self._ensure_built(x)
+        x = self._ensure_built(x)
         self._x_shape = x.shape
         sh, sw = self.size
         return x.repeat(sh, axis=2).repeat(sw, axis=3)
