@@ -413,3 +413,35 @@ def test_forward_casts_to_the_model_dtype():
     model = mlp(input_shape=(4,))
     assert model(np.ones((2, 4))).dtype == np.float32  # float64 input: no silent promotion
     assert model(np.ones((2, 4), dtype=np.int64)).dtype == np.float32
+
+
+def test_training_skips_the_input_gradient_of_the_first_layer():
+    """train_step asks the first layer for no dL/dx (nobody uses it); the weights it produces are
+    exactly those of a full backward pass."""
+    x, y = blobs()
+    a, b = mlp(input_shape=(4,)), mlp(input_shape=(4,))
+    a.train_step(x[:16], y[:16])
+    pred = b.forward(x[:16])
+    b.loss.forward(pred, y[:16])
+    dx = b.backward(b.loss.backward())  # the default: the input gradient is computed
+    assert dx.shape == (16, 4)
+    b.optimizer.step(b.named_params(), b.named_grads())
+    for k, v in a.named_params().items():
+        np.testing.assert_array_equal(v, b.named_params()[k])
+    assert a.backward(np.ones((16, 3), np.float32), input_grad=False) is None
+    assert a.layers[0].need_input_grad  # the flag is restored for the next caller
+
+
+@pytest.mark.parametrize("shape", [(4, 5), (4, 3, 5, 5)])
+def test_prelu_numpy_and_numba_paths_agree(shape):
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal(shape), rng.standard_normal(shape)
+    out = {}
+    for engine in ("numpy", "numba"):
+        layer = L.PReLU()
+        layer.build(shape[1:], dtype=np.float64)
+        layer.params["alpha"] = rng.random(layer.params["alpha"].shape) if not out else out["numpy"][3]
+        with hp.engine(engine):
+            out[engine] = (layer.forward(x), layer.backward(dy), layer.grads["alpha"].copy(), layer.params["alpha"])
+    for u, v in zip(out["numpy"][:3], out["numba"][:3]):
+        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-12)

@@ -131,19 +131,35 @@ class Model(BaseModel):
             values[id(node)] = node.layer.forward(args if _is_merge(node.layer) else args[0], training=training)
         return values[id(self.output)]
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
+        """Reverse topological order; fan-out gradients are summed. With ``input_grad=False``
+        (training) layers fed only by the inputs skip their input gradient and None is returned."""
+        fed_by_inputs = [n for n in self.layer_nodes if all(any(p is i for i in self.inputs) for p in n.parents)]
+        for node in fed_by_inputs:
+            node.layer.need_input_grad = input_grad
+        try:
+            return self._backward(dy, input_grad)
+        finally:
+            for node in fed_by_inputs:
+                node.layer.need_input_grad = True
+
+    def _backward(self, dy, input_grad):
         grads = {id(self.output): dy}
         for node in reversed(self.layer_nodes):
             g = grads.pop(id(node), None)
             if g is None:  # cannot happen in a connected graph; kept as a guard
                 continue
             dxs = node.layer.backward(g)
+            if dxs is None:  # a layer fed by the data, input gradient skipped
+                continue
             dxs = dxs if _is_merge(node.layer) else [dxs]
             for parent, dx in zip(node.parents, dxs):
                 if id(parent) in grads:
                     grads[id(parent)] = grads[id(parent)] + dx  # fan-out: gradients add up
                 else:
                     grads[id(parent)] = dx
+        if not input_grad:
+            return None
         dx_inputs = [grads.get(id(i)) for i in self.inputs]
         return dx_inputs if self.multi_input else dx_inputs[0]
 

@@ -217,7 +217,7 @@ class BaseModel:
                 f"the loss became {loss} during training; the learning rate "
                 f"({getattr(self.optimizer, 'lr', '?')}) may be too high, or the inputs unnormalized"
             )
-        self.backward(self.loss.backward())
+        self.backward(self.loss.backward(), input_grad=False)
         self.optimizer.step(self.named_params(), self.named_grads())
         return loss, pred
 
@@ -417,10 +417,17 @@ class Sequential(BaseModel):
                 raise ValueError(f"layer {i} of {self.name}: {e}") from e
         return x
 
-    def backward(self, dy):
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy)
-        return dy
+    def backward(self, dy, input_grad=True):
+        """Run the layers' backward passes in reverse; returns dL/dx (None if ``input_grad`` is
+        False: training needs no gradient for the data, so the first layer may skip it)."""
+        first = self.layers[0]
+        first.need_input_grad = input_grad
+        try:
+            for layer in reversed(self.layers):
+                dy = layer.backward(dy)
+        finally:
+            first.need_input_grad = True
+        return dy if input_grad else None
 
     __call__ = forward
 

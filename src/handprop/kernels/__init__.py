@@ -38,6 +38,15 @@ def engine_module(name: str):
     return importlib.import_module(_MODULES[name])
 
 
+def get_optional(op: str, x):
+    """The engine's own ``op`` for array ``x``, or None when the engine has no such kernel.
+
+    For operations outside the engine API that an engine may speed up (``prelu_forward``,
+    ``conv2d_backward_bias``): the layer keeps its NumPy code as the fallback.
+    """
+    return getattr(engine_module(engine_for(x)), op, None)
+
+
 def get_kernel(op: str, x):
     """The function implementing ``op`` on the engine that runs on array ``x``."""
     name = engine_for(x)

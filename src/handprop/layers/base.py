@@ -34,6 +34,9 @@ class Layer:
         self.input_shape: tuple | None = None
         self.output_shape: tuple | None = None
         self.dtype = np.float32
+        # Models set this to False on layers fed directly by the data during training: nobody
+        # needs dL/dx there, and for a first convolution it is a third of the backward work.
+        self.need_input_grad = True
 
     # -- building ---------------------------------------------------------------------------
     def build(self, input_shape, rng=None, dtype=np.float32):

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import init
 from ..backend import get_array_module
-from ..kernels import get_kernel
+from ..kernels import get_kernel, get_optional
 from ..kernels.reference import output_size
 from .base import Layer, check_dy, pair
 
@@ -149,10 +149,13 @@ class Conv2D(Layer):
         x, W = self._x, self.params["W"]
         check_dy(self, dy, (x.shape[0], *self.output_shape))
         geometry = (self.stride, self.pad, self.dilation)
-        dx = get_kernel("conv2d_backward_input", dy)(dy, W, x.shape, *geometry)
         self.grads["W"] = get_kernel("conv2d_backward_weight", dy)(dy, x, W.shape, *geometry)
         if self.use_bias:
-            self.grads["b"] = dy.sum(axis=(0, 2, 3))
+            bias_grad = get_optional("conv2d_backward_bias", dy)
+            self.grads["b"] = bias_grad(dy) if bias_grad else dy.sum(axis=(0, 2, 3))
+        if not self.need_input_grad:  # first layer of a model: dx is never used
+            return None
+        dx = get_kernel("conv2d_backward_input", dy)(dy, W, x.shape, *geometry)
         if self._extra != (0, 0):
             dx = dx[:, :, : dx.shape[2] - self._extra[0], : dx.shape[3] - self._extra[1]].copy()
         return dx

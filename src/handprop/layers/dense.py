@@ -75,6 +75,11 @@ class Dense(Layer):
 
     def backward(self, dy):
         check_dy(self, dy, (self._x.shape[0], self.units))
+        if not self.need_input_grad:  # first layer of a model: dx is never used
+            self.grads["W"] = self._x.T @ dy
+            if self.use_bias:
+                self.grads["b"] = dy.sum(axis=0)
+            return None
         dx, dW, db = dense_backward(dy, self._x, self.params["W"], self.use_bias)
         self.grads["W"] = dW
         if self.use_bias:
