@@ -3,9 +3,9 @@
 Nothing here is new arithmetic. :mod:`handprop.kernels.im2col` is written on the *array module*
 (``xp = get_array_module(x)``): given CuPy arrays, its slicing runs as CUDA copy kernels and its one
 ``matmul`` per chunk runs on cuBLAS, which is where a convolution spends its time. So each kernel
-of this engine is the im2col kernel of the same name, called with a bigger chunk budget
-(:data:`GPU_CHUNK_BYTES`): a GPU has gigabytes of memory and wants few, large GEMMs, while the
-CPU budget is sized for caches and RAM.
+of this engine is the im2col kernel of the same name; given CuPy arrays it uses a bigger chunk
+budget (``im2col.GPU_CHUNK_BYTES``): a GPU has gigabytes of memory and wants few, large GEMMs,
+while the CPU budget is sized for caches and RAM.
 
 Pooling is the same story (tap slices, ``where``, and ``bincount`` as a scatter-add for the max
 pool's backward pass). No hand-written CUDA kernel is needed, which keeps this engine as readable
@@ -18,46 +18,16 @@ CuPy arrays (see :func:`handprop.backend.engine_for`).
 
 from __future__ import annotations
 
-import contextlib
-import functools
-
-from . import im2col
-
-GPU_CHUNK_BYTES = 512 * 2**20
-"""Column-buffer budget per chunk on the GPU (the CPU engine uses ``im2col.CHUNK_BYTES``)."""
-
-
-@contextlib.contextmanager
-def _chunk_budget(nbytes):
-    """Let the im2col kernels use ``nbytes`` per chunk for the duration of one call."""
-    saved = im2col.CHUNK_BYTES
-    im2col.CHUNK_BYTES = nbytes
-    try:
-        yield
-    finally:
-        im2col.CHUNK_BYTES = saved
-
-
-def _on_gpu(kernel):
-    """The im2col ``kernel`` with the GPU chunk budget; same signature and docstring."""
-
-    @functools.wraps(kernel)
-    def run(*args, **kwargs):
-        with _chunk_budget(GPU_CHUNK_BYTES):
-            return kernel(*args, **kwargs)
-
-    return run
-
-
-conv2d_forward = _on_gpu(im2col.conv2d_forward)
-conv2d_backward_input = _on_gpu(im2col.conv2d_backward_input)
-conv2d_backward_weight = _on_gpu(im2col.conv2d_backward_weight)
-
-# pooling buffers are the size of the input: no chunking involved
-maxpool2d_forward = im2col.maxpool2d_forward
-maxpool2d_backward = im2col.maxpool2d_backward
-avgpool2d_forward = im2col.avgpool2d_forward
-avgpool2d_backward = im2col.avgpool2d_backward
+from .im2col import (  # noqa: F401  (re-exported: this engine's kernels)
+    GPU_CHUNK_BYTES,
+    avgpool2d_backward,
+    avgpool2d_forward,
+    conv2d_backward_input,
+    conv2d_backward_weight,
+    conv2d_forward,
+    maxpool2d_backward,
+    maxpool2d_forward,
+)
 
 
 def conv2d_backward_bias(dy):

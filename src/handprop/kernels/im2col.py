@@ -28,6 +28,8 @@ so the CuPy engine can reuse this file verbatim. float32 stays float32.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import get_array_module
 from .reference import check_pool_padding, output_size
 
@@ -38,19 +40,25 @@ The working memory is this plus one padded band and one GEMM result: 35 MB measu
 (1, 32, 584, 565) float32 3 x 3 convolution, forward and backward (benchmarks/memory_numpy_conv.py)."""
 
 
-def _chunks(N, Ho, row_bytes):
+GPU_CHUNK_BYTES = 512 * 2**20
+"""The budget for CuPy arrays: a GPU has gigabytes of memory and wants few, large GEMMs."""
+
+
+def _chunks(N, Ho, row_bytes, xp=np):
     """Yield ``(n0, n1, i0, i1)``: images ``n0:n1`` and output rows ``i0:i1`` of one chunk.
 
     ``row_bytes`` is the column-buffer size of one output row of one image. Whole images are
-    grouped while they fit in :data:`CHUNK_BYTES`; a single image too big is cut into row bands.
+    grouped while they fit in the budget (:data:`CHUNK_BYTES`, or :data:`GPU_CHUNK_BYTES` when
+    ``xp`` is CuPy); a single image too big is cut into row bands.
     """
+    budget = CHUNK_BYTES if xp is np else GPU_CHUNK_BYTES
     image_bytes = row_bytes * Ho
-    if image_bytes <= CHUNK_BYTES:
-        per_chunk = max(1, CHUNK_BYTES // max(image_bytes, 1))
+    if image_bytes <= budget:
+        per_chunk = max(1, budget // max(image_bytes, 1))
         for n0 in range(0, N, per_chunk):
             yield n0, min(N, n0 + per_chunk), 0, Ho
     else:
-        rows = max(1, CHUNK_BYTES // row_bytes)
+        rows = max(1, budget // row_bytes)
         for n0 in range(N):
             for i0 in range(0, Ho, rows):
                 yield n0, n0 + 1, i0, min(Ho, i0 + rows)
@@ -111,7 +119,7 @@ def conv2d_forward(x, W, b, stride, padding, dilation):
     dtype = xp.result_type(x.dtype, W.dtype)
     W2 = W.reshape(K, C * R * S)
     y = xp.empty((N, K, Ho, Wo), dtype=dtype)
-    for n0, n1, i0, i1 in _chunks(N, Ho, C * R * S * Wo * dtype.itemsize):
+    for n0, n1, i0, i1 in _chunks(N, Ho, C * R * S * Wo * dtype.itemsize, xp):
         h0, h1 = _band(i0, i1, sh, ph, R, dh)
         cols = im2col(_padded_rows(x[n0:n1], h0, h1, pw), R, S, i1 - i0, Wo, stride, dilation, dtype)
         out = xp.matmul(W2, cols.reshape(n1 - n0, C * R * S, (i1 - i0) * Wo))  # (n, K, Hc Wo)
@@ -132,7 +140,7 @@ def conv2d_backward_input(dy, W, x_shape, stride, padding, dilation):
     dtype = xp.result_type(dy.dtype, W.dtype)
     W2T = W.reshape(K, C * R * S).T
     dx = xp.zeros((N, C, H, Wd), dtype=dtype)
-    for n0, n1, i0, i1 in _chunks(N, Ho, C * R * S * Wo * dtype.itemsize):
+    for n0, n1, i0, i1 in _chunks(N, Ho, C * R * S * Wo * dtype.itemsize, xp):
         n, Hc = n1 - n0, i1 - i0
         dcols = xp.matmul(W2T, dy[n0:n1, :, i0:i1].reshape(n, K, Hc * Wo))  # (n, C R S, Hc Wo)
         h0, h1 = _band(i0, i1, sh, ph, R, dh)
@@ -153,7 +161,7 @@ def conv2d_backward_weight(dy, x, W_shape, stride, padding, dilation):
     Ho, Wo = dy.shape[2:]
     dtype = xp.result_type(dy.dtype, x.dtype)
     dW2 = xp.zeros((K, C * R * S), dtype=dtype)
-    for n0, n1, i0, i1 in _chunks(N, Ho, C * R * S * Wo * dtype.itemsize):
+    for n0, n1, i0, i1 in _chunks(N, Ho, C * R * S * Wo * dtype.itemsize, xp):
         n, Hc = n1 - n0, i1 - i0
         h0, h1 = _band(i0, i1, sh, ph, R, dh)
         cols = im2col(_padded_rows(x[n0:n1], h0, h1, pw), R, S, Hc, Wo, stride, dilation, dtype)
