@@ -1,61 +1,51 @@
-"""The ``numba`` engine: convolution and pooling compiled by Numba, in parallel, with no im2col.
+"""The ``numba`` engine: convolution as chunked im2col + OpenBLAS, pooling compiled by Numba.
 
 Same functions and shapes as :mod:`handprop.kernels.reference` (the definition); read that first.
 This file is about *speed*, and each trick is explained where it is used. The big picture:
 
-**A convolution is a stack of dot products.** Every output ``y[n, k, i, j]`` is the dot product of
-filter ``k`` (``C R S`` numbers) with the receptive field of pixel ``(i, j)`` (``C R S`` numbers).
-A CPU core computes dot products fastest when
+**A convolution is a matrix product.** Copy every receptive field (``C R S`` numbers) into a
+column and the forward pass is ``y[n] = W2 @ col[n]`` with ``W2 = W.reshape(K, C R S)``; the
+input gradient is ``dcol = W2.T @ dy[n]`` added back onto the pixels (col2im); the weight
+gradient is ``dW2 = sum_n dy[n] @ col[n].T`` (the :mod:`handprop.kernels.im2col` engine explains
+the idea). Matrix products are what a CPU does best: OpenBLAS runs them at ~150-200 GFLOP/s on
+two cores here, with 512-bit vectors and register blocking no Numba loop matches. So Numba only
+does the data movement -- packing the columns (:func:`_im2col`) and adding them back
+(:func:`_col2im`), in parallel -- and NumPy's ``matmul`` does all the arithmetic.
 
-1. both operands are *contiguous* in memory, so the compiler can load 8 floats per instruction
-   (SIMD) and multiply-add them in one fused instruction (FMA), and
-2. each loaded number is used more than once: the micro-kernel :func:`_dot_4x4` computes a 4 x 4
-   block of dot products (4 filters x 4 receptive fields) in one pass, so 8 loads feed 16 FMAs
-   and the 16 running sums stay in registers.
+**Chunks, not one huge im2col.** ``col`` holds ``R S`` copies of the input (~390 MB for a
+64-channel 584 x 565 retina image, 3 x 3). So the work is cut into chunks whose columns fit in
+:data:`CHUNK_BYTES` (16 MB): a group of whole images, or a band of output rows of one big image.
+One scratch buffer is allocated per call and reused by every chunk; the forward product writes
+straight into ``y`` (``matmul(..., out=)`` on a view). Peak memory above inputs and outputs is
+about one chunk.
 
-**Packing instead of im2col.** A receptive field is not contiguous in NCHW memory. im2col copies
-*all* of them into one huge matrix first (``R S`` copies of the input). Here each thread packs
-only **one output row's worth** into a small scratch buffer (a few KB, it stays in the L1/L2
-cache), runs the micro-kernel on it, and moves on. The buffer ``T`` of output row ``i`` holds,
-for every padded column ``t`` of the input, the ``C R`` pixels a filter column touches::
+**The bias rides along.** The forward columns get one extra row of ones and ``W2`` the bias as
+its last column, so ``W2 @ col`` adds it for free (no second pass over ``y``).
 
-    T[t, (c, r)] = xpad[n, c, i sh + r dh, t]              (C R numbers per column, contiguous)
+**Why the chunks are not smaller.** Cache-sized chunks (1-4 MB) make each product slightly
+faster, but on two cores every switch between Numba's threads and OpenBLAS's costs a thread
+wake-up (~0.05-0.1 ms: both pools sleep when idle, see ``OMP_WAIT_POLICY`` below); with fewer,
+bigger chunks that cost disappears.
 
-With the filter stored in the matching ``(s, c, r)`` order, the receptive field of output column
-``j`` is the ``S`` consecutive rows ``t = j sw + s dw`` of ``T``: with ``dw = 1`` they are one
-contiguous run of ``S C R`` numbers. For a dilation ``dw > 1`` the rows of ``T`` are stored by
-*phase* (``t mod dw`` first, then ``t // dw``), which makes the taps of a dilated filter
-neighbours again. So every dot product of the forward pass is over contiguous memory.
+**Packing fast in Numba.** The copy loops index flat arrays with *unsigned* integers: Numba
+checks every signed index for a negative (wrap-around) value, which blocks vectorization, and
+slicing a view per row instead costs an atomic reference-count update that the threads fight
+over. Both were 3-6x slower. Tasks are ``(image, channel)`` pairs, so in :func:`_col2im` no two
+threads add into the same pixel.
 
-**The three passes share one kernel.**
+**What limits it** (measured on 2 cores, ``benchmarks/README.md``): the products run at
+~150-200 GFLOP/s when the output is wide (forward, input gradient); the weight gradient's
+product has a tiny output (``C R S x K``, e.g. 75 x 20) and a long inner dimension, where
+OpenBLAS reaches only ~50-70 GFLOP/s. Packing writes ``R S`` copies of the input (memory
+bound), and a stride-1 forward pass spends ~1/3 of its time there. PyTorch's oneDNN avoids the
+copies with direct convolution kernels on a blocked (NCHW16c) layout.
 
-* forward: :func:`_correlate` on ``x`` with the filters, packed ``(K, S C R)``.
-* input gradient: the adjoint of a stride-1 correlation is a correlation of ``dy`` with the
-  flipped filters, channels swapped (``W[k, c, R-1-r, S-1-s]`` read as ``(C, K, R, S)``), padded by
-  ``(R-1) dh - ph``. A stride ``sh > 1`` is handled by reading ``dy`` as if ``sh - 1`` zero rows
-  sat between its rows (no zero-filled copy is made, but the zeros are multiplied: a stride-2
-  input gradient does 4x the needed arithmetic; correct, not optimal).
-* weight gradient: :func:`_weight_grad` packs the classic im2col layout ``cols[(c, r, s), q]`` for
-  a band of output rows (``q`` runs over output pixels), and takes dot products along ``q`` with
-  the rows of ``dy``, which are contiguous already.
+**Floating point.** The products are OpenBLAS's: results differ from the reference in the last
+bits (as PyTorch's do); NaN and inf propagate as in any matrix product.
 
-**Threads.** ``prange`` spreads output rows (or row bands) over the cores; each thread allocates
-its scratch buffer once and handles every ``nthreads``-th task, so no two threads write the same
-output (the weight gradient keeps one partial sum per thread, added at the end).
-
-**Floating point.** ``fastmath={"contract", "reassoc"}`` lets LLVM fuse ``a * b + c`` into FMA
-and reorder a sum into 8 SIMD lanes. Results therefore differ from the reference in the last
-float32 bits (as PyTorch's do); NaN and inf are still handled exactly (no ``nnan``/``ninf``).
-
-**Compilation.** Each function is compiled on first use for the dtypes it meets (float32 and
+**Compilation.** Each kernel is compiled on first use for the dtypes it meets (float32 and
 float64 are separate machine code; the output dtype is the input dtype) and cached on disk
 (``cache=True``). Call :func:`warmup` to pay that once, e.g. before timing.
-
-**What limits it** (measured, ``benchmarks/README.md``): the micro-kernel alone runs at ~75 GFLOP/s
-per core on long dot products, close to the peak of 8-float (256-bit) FMA. LLVM prefers 256-bit
-vectors even on CPUs with AVX-512, where PyTorch's oneDNN uses 512-bit ones, so on such CPUs
-PyTorch can be ~2x faster on large convolutions. Short dot products (one input channel: ``C R S
-= 9``) and the packing of few-channel layers cost more than the arithmetic.
 
 Beyond the engine API (see :mod:`handprop.kernels`) this module offers
 :func:`conv2d_backward_bias` and :func:`prelu_forward` / :func:`prelu_backward`, parallel versions
@@ -69,265 +59,231 @@ import os
 # Numba's OpenMP threads busy-wait after every parallel loop. On a small machine they then steal
 # the cores that OpenBLAS needs for the next matmul (a Dense layer), and OpenBLAS's own waiting
 # threads steal them back: a training step of the tutorial ConvNet ran 8x slower on 2 cores.
-# Sleeping threads cost nothing measurable here. Set before Numba starts its thread pool; a value
+# Sleeping threads cost a wake-up (~0.05 ms) per parallel loop instead, which the chunk size
+# (CHUNK_BYTES) keeps rare. Set before Numba starts its thread pool; a value
 # the user chose is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
-from numba import get_num_threads, njit, prange  # noqa: E402
+from numba import njit, prange, uint64  # noqa: E402
 
 from .reference import check_pool_padding, output_size
 
-FASTMATH = {"contract", "reassoc"}
-"""LLVM flags: fuse multiply-add, reassociate sums (so they vectorize). No finite-math assumptions."""
+CHUNK_BYTES = 16 * 2**20
+"""Size limit of one chunk's column buffer, in bytes (a single output row of a huge image may
+exceed it). Measured on 2 cores: 2-4 MB chunks (cache-sized) made each matrix product a little
+faster but paid ~0.1 ms per chunk to wake the threads up; 16 MB was best on S1-S5."""
 
-LMAX = 512
-"""Target length of the weight-gradient dot products (output pixels per packed band)."""
 
+# ----------------------------------------------------------------------------- chunks
+def _chunks(N, Ho, Wo, rows, itemsize):
+    """Yield ``(n0, nb, i0, i1)``: images ``n0 : n0 + nb``, output rows ``i0 : i1`` of one chunk.
 
-# ----------------------------------------------------------------------------- the micro-kernel
-@njit(fastmath=FASTMATH, cache=True)
-def _dot_4x4(A, a0, a1, a2, a3, B, b0, b1, b2, b3, L, acc):
-    """Add 16 dot products of length ``L`` to ``acc``: ``acc[4u + v] + sum_l A[au + l] * B[bv + l]``.
-
-    ``A`` and ``B`` are flat 1-D arrays; ``a0..a3`` and ``b0..b3`` are where the 4 + 4 vectors
-    start; ``acc`` is a 16-tuple of running sums (row by row, ``s00, s01, ..., s33``), returned
-    updated. Each pass of the loop loads 4 numbers of ``A`` and 4 of ``B`` and does 16
-    multiply-adds; LLVM vectorizes the loop over ``l`` (8 float32 per instruction), so the sums
-    live in 16 vector registers and are reduced across lanes once, at the end.
+    ``rows`` is the height of the column matrix (``C R S``, +1 with the bias row). Whole images
+    are grouped while their columns fit in :data:`CHUNK_BYTES`; a bigger image is cut into bands
+    of output rows (one image per chunk). Chunks are balanced: 128 images of which 89 fit make
+    2 chunks of 64, not 89 + 39.
     """
-    # Slices, not ``A[a0 + l]``: an index that may be negative makes Numba emit a wrap-around
-    # check per load, which stops vectorization (5x slower); a loop index into a view cannot be.
-    r0, r1, r2, r3 = A[a0 : a0 + L], A[a1 : a1 + L], A[a2 : a2 + L], A[a3 : a3 + L]
-    c0, c1, c2, c3 = B[b0 : b0 + L], B[b1 : b1 + L], B[b2 : b2 + L], B[b3 : b3 + L]
-    s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33 = acc
-    for l in range(L):
-        x0 = r0[l]
-        x1 = r1[l]
-        x2 = r2[l]
-        x3 = r3[l]
-        y0 = c0[l]
-        y1 = c1[l]
-        y2 = c2[l]
-        y3 = c3[l]
-        s00 += x0 * y0
-        s01 += x0 * y1
-        s02 += x0 * y2
-        s03 += x0 * y3
-        s10 += x1 * y0
-        s11 += x1 * y1
-        s12 += x1 * y2
-        s13 += x1 * y3
-        s20 += x2 * y0
-        s21 += x2 * y1
-        s22 += x2 * y2
-        s23 += x2 * y3
-        s30 += x3 * y0
-        s31 += x3 * y1
-        s32 += x3 * y2
-        s33 += x3 * y3
-    return (s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33)
+    image = rows * Ho * Wo * itemsize
+    if image <= CHUNK_BYTES:
+        per = max(1, CHUNK_BYTES // image)
+        per = -(-N // -(-N // per))
+        for n0 in range(0, N, per):
+            yield n0, min(per, N - n0), 0, Ho
+    else:
+        band = max(1, CHUNK_BYTES // (rows * Wo * itemsize))
+        band = -(-Ho // -(-Ho // band))
+        for n0 in range(N):
+            for i0 in range(0, Ho, band):
+                yield n0, 1, i0, min(Ho, i0 + band)
 
 
-# ----------------------------------------------------------------------------- correlation
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _correlate(x, Wp, bias, y, R, S, sh, sw, ph, pw, dh, dw, uh, uw, nthreads):
-    """``y[n, k, i, j] = bias[k] + sum_{s,c,r} Wp[k, (s,c,r)] xu[n, c, i sh - ph + r dh, j sw - pw + s dw]``.
+def _max_columns(N, Ho, Wo, rows, itemsize):
+    """The widest chunk's number of columns (output pixels): the scratch buffers' size."""
+    return max(nb * (i1 - i0) * Wo for _, nb, i0, i1 in _chunks(N, Ho, Wo, rows, itemsize))
 
-    x (N, C, H, W); Wp flat (K * S * C * R), filter ``k`` in ``(s, c, r)`` order; bias (K,);
-    y (N, K, Ho, Wo) is overwritten. ``xu`` is ``x`` with ``uh - 1`` zero rows between its rows
-    and ``uw - 1`` zero columns between its columns (``uh = uw = 1`` for the forward pass; the
-    stride for the input gradient); outside ``xu`` reads are zero (padding).
 
-    Tasks are output rows ``(n, i)``. For each, the thread packs ``T`` (see the module docstring;
-    padded column ``t`` goes to slot ``(t mod dw) * M + t // dw``) and then sweeps 4 filters x 4
-    output columns at a time through :func:`_dot_4x4`, one dot product of length ``S C R`` each.
-    At the right and bottom edges the last filter/column is repeated to fill the 4 x 4 block;
-    the duplicate sums are simply not stored.
+# ----------------------------------------------------------------------------- im2col / col2im
+@njit(parallel=True, cache=True)
+def _im2col(x, col, sp, sn, n0, nb, i0, i1, Wo, R, S, sh, sw, ph, pw, dh, dw):
+    """Pack the columns of images ``n0 : n0 + nb``, output rows ``i0 : i1``, into flat ``col``::
+
+        col[(c R + r) S + s) sp + (n - n0) sn + (i - i0) Wo + j] = xpad[n, c, i sh + r dh, j sw + s dw]
+
+    x (N, C, H, W). ``sp`` and ``sn`` are the steps between taps and between images, so one
+    kernel writes both layouts: ``(C R S, nb, band)`` (``sp = nb band``, ``sn = band``) and
+    ``(nb, C R S, band)`` (``sp = band``, ``sn = C R S band``), with ``band = (i1 - i0) Wo``.
+
+    One task per ``(n, c)``; for a fixed tap ``(r, s)`` and output row ``i`` the numbers are one
+    (strided) run of an input row: a copy loop that LLVM vectorizes when ``sw = 1``.
     """
-    N, C, H, Wd = x.shape
-    K, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
-    CR = C * R
-    L = S * CR  # dot-product length: numbers per filter
-    Hu = (H - 1) * uh + 1  # extent of the zero-interleaved input
-    Wu = (Wd - 1) * uw + 1
-    Wt = (Wo - 1) * sw + (S - 1) * dw + 1  # padded columns read by one output row
-    M = (Wt + dw - 1) // dw  # slots per phase
-    # Column map, computed once: padded column t is stored at T[slot[t] : slot[t] + C R] and
-    # reads input column src[t] (-1: padding or an interleaved zero). No division when packing.
-    slot = np.empty(Wt, dtype=np.int64)
-    src = np.empty(Wt, dtype=np.int64)
-    for t in range(Wt):
-        slot[t] = ((t % dw) * M + t // dw) * CR
-        wu = t - pw
-        src[t] = wu // uw if wu >= 0 and wu < Wu and wu % uw == 0 else -1
-    z = y.dtype.type(0)
-    zero16 = (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
-    for tid in prange(nthreads):
-        T = np.zeros(dw * M * CR, dtype=x.dtype)  # this thread's scratch buffer
-        for task in range(tid, N * Ho, nthreads):
-            n = task // Ho
-            i = task - n * Ho
-            # 1. pack T[slot(t) + (c, r)] = xu[n, c, i sh - ph + r dh, t - pw]
-            for c in range(C):
-                for r in range(R):
-                    q = c * R + r
-                    hu = i * sh - ph + r * dh
-                    if hu < 0 or hu >= Hu or hu % uh != 0:  # a padding row (or interleaved zero)
-                        for t in range(Wt):
-                            T[slot[t] + q] = 0
+    C, H, Wd = x.shape[1], x.shape[2], x.shape[3]
+    xf = x.reshape(-1)
+    z = col.dtype.type(0)
+    # Flat indices of type uint64: Numba checks every *signed* index for a negative
+    # (wrap-around) value, which stops vectorization; views (x[n, c, h, a:]) avoid that but
+    # cost an atomic reference-count update each, which two threads fight over. Both were 3-6x
+    # slower than this.
+    for task in prange(nb * C):
+        nn = task // C
+        c = task - nn * C
+        xbase = ((n0 + nn) * C + c) * H * Wd
+        for r in range(R):
+            for s in range(S):
+                base = ((c * R + r) * S + s) * sp + nn * sn
+                off = s * dw - pw  # output column j reads input column j sw + off ...
+                jlo = min(Wo, max(0, (-off + sw - 1) // sw))  # ... inside the image for
+                jhi = max(jlo, min(Wo, (Wd - 1 - off) // sw + 1))  # jlo <= j < jhi
+                for i in range(i0, i1):
+                    q = uint64(base + (i - i0) * Wo)
+                    h = i * sh - ph + r * dh
+                    if h < 0 or h >= H:  # a padding row
+                        for j in range(uint64(Wo)):
+                            col[q + j] = z
                         continue
-                    xrow = x[n, c, hu // uh]
-                    for t in range(Wt):
-                        w = src[t]
-                        T[slot[t] + q] = xrow[w] if w >= 0 else 0
-            # 2. 4 filters x 4 output columns per micro-kernel call
-            for k0 in range(0, K, 4):
-                a1 = min(k0 + 1, K - 1) * L
-                a2 = min(k0 + 2, K - 1) * L
-                a3 = min(k0 + 3, K - 1) * L
-                for j0 in range(0, Wo, 4):
-                    b1 = slot[min(j0 + 1, Wo - 1) * sw]
-                    b2 = slot[min(j0 + 2, Wo - 1) * sw]
-                    b3 = slot[min(j0 + 3, Wo - 1) * sw]
-                    s = _dot_4x4(Wp, k0 * L, a1, a2, a3, T, slot[j0 * sw], b1, b2, b3, L, zero16)
-                    for u in range(4):
-                        k = k0 + u
-                        if k < K:
-                            for v in range(4):
-                                if j0 + v < Wo:
-                                    y[n, k, i, j0 + v] = s[4 * u + v] + bias[k]
+                    for j in range(uint64(jlo)):
+                        col[q + j] = z
+                    src = uint64(xbase + h * Wd + jlo * sw + off)
+                    dst = q + uint64(jlo)
+                    if sw == 1:
+                        for j in range(uint64(jhi - jlo)):
+                            col[dst + j] = xf[src + j]
+                    else:
+                        step = uint64(sw)
+                        for j in range(uint64(jhi - jlo)):
+                            col[dst + j] = xf[src + j * step]
+                    for j in range(uint64(jhi), uint64(Wo)):
+                        col[q + j] = z
 
 
-def _pack_filters(W):
-    """(K, C, R, S) -> flat (K * S * C * R): each filter in the ``(s, c, r)`` order of ``T``."""
-    return np.ascontiguousarray(W.transpose(0, 3, 1, 2)).reshape(-1)
+@njit(parallel=True, cache=True)
+def _col2im(col, dx, sp, sn, n0, nb, i0, i1, Wo, R, S, sh, sw, ph, pw, dh, dw):
+    """The adjoint of :func:`_im2col`: add every entry of ``col`` onto the pixel it came from::
+
+        dx[n, c, i sh + r dh - ph, j sw + s dw - pw] += col[(c R + r) S + s) sp + (n - n0) sn + (i - i0) Wo + j]
+
+    dx (N, C, H, W); entries that fall on padding are dropped. One task per ``(n, c)`` plane, so
+    no two threads ever add into the same pixel.
+    """
+    C, H, Wd = dx.shape[1], dx.shape[2], dx.shape[3]
+    dxf = dx.reshape(-1)
+    for task in prange(nb * C):
+        nn = task // C
+        c = task - nn * C
+        xbase = ((n0 + nn) * C + c) * H * Wd
+        for r in range(R):
+            for s in range(S):
+                base = ((c * R + r) * S + s) * sp + nn * sn
+                off = s * dw - pw
+                jlo = min(Wo, max(0, (-off + sw - 1) // sw))
+                jhi = max(jlo, min(Wo, (Wd - 1 - off) // sw + 1))
+                for i in range(i0, i1):
+                    h = i * sh - ph + r * dh
+                    if h < 0 or h >= H:
+                        continue
+                    src = uint64(base + (i - i0) * Wo + jlo)
+                    dst = uint64(xbase + h * Wd + jlo * sw + off)
+                    if sw == 1:
+                        for j in range(uint64(jhi - jlo)):
+                            dxf[dst + j] += col[src + j]
+                    else:
+                        step = uint64(sw)
+                        for j in range(uint64(jhi - jlo)):
+                            dxf[dst + j * step] += col[src + j]
 
 
-def _correlate_call(x, Wp, bias, y, kernel, stride, padding, dilation, interleave):
-    """Run :func:`_correlate` (y is filled in place)."""
-    (R, S), (sh, sw), (ph, pw), (dh, dw), (uh, uw) = kernel, stride, padding, dilation, interleave
-    _correlate(x, Wp, bias, y, R, S, sh, sw, ph, pw, dh, dw, uh, uw, get_num_threads())
-
-
+# ----------------------------------------------------------------------------- the three passes
 def conv2d_forward(x, W, b, stride, padding, dilation):
-    """2-D convolution. x (N, C, H, W), W (K, C, R, S), b (K,) or None -> y (N, K, Ho, Wo), x's dtype."""
+    """2-D convolution. x (N, C, H, W), W (K, C, R, S), b (K,) or None -> y (N, K, Ho, Wo), x's dtype.
+
+    Per chunk: pack ``col`` (nb, C R S + 1, band) -- the extra row is all ones, so the bias is
+    the last column of ``W2 = [W.reshape(K, C R S) | b]`` -- then one batched matrix product
+    ``y[n, :, band] = W2 @ col[n]`` (OpenBLAS) written straight into ``y``.
+    """
     N, C, H, Wd = x.shape
     K, _, R, S = W.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     Ho, Wo = output_size(H, R, sh, ph, dh), output_size(Wd, S, sw, pw, dw)
     dtype = x.dtype
     y = np.empty((N, K, Ho, Wo), dtype=dtype)
-    bias = np.zeros(K, dtype) if b is None else np.ascontiguousarray(b, dtype=dtype)
-    if y.size:
-        Wp = _pack_filters(W.astype(dtype, copy=False))
-        _correlate_call(np.ascontiguousarray(x), Wp, bias, y, (R, S), stride, padding, dilation, (1, 1))
+    if y.size == 0:
+        return y
+    x = np.ascontiguousarray(x)
+    P = C * R * S + 1  # rows of col: the taps, then the ones of the bias
+    W2 = np.empty((K, P), dtype)
+    W2[:, :-1] = W.reshape(K, P - 1)
+    W2[:, -1] = 0 if b is None else b
+    y3 = y.reshape(N, K, Ho * Wo)
+    buf = np.empty(P * _max_columns(N, Ho, Wo, P, dtype.itemsize), dtype)
+    for n0, nb, i0, i1 in _chunks(N, Ho, Wo, P, dtype.itemsize):
+        band = (i1 - i0) * Wo
+        col = buf[: nb * P * band]
+        col3 = col.reshape(nb, P, band)
+        col3[:, -1] = 1
+        _im2col(x, col, band, P * band, n0, nb, i0, i1, Wo, R, S, sh, sw, ph, pw, dh, dw)
+        np.matmul(W2, col3, out=y3[n0 : n0 + nb, :, i0 * Wo : i1 * Wo])
     return y
 
 
 def conv2d_backward_input(dy, W, x_shape, stride, padding, dilation):
-    """dL/dx: correlate ``dy`` (zero-interleaved by the stride) with the flipped, channel-swapped
-    filters, padding ``(R-1) dh - ph``. dy (N, K, Ho, Wo), W (K, C, R, S) -> dx ``x_shape``."""
+    """dL/dx. dy (N, K, Ho, Wo), W (K, C, R, S) -> dx ``x_shape``, dy's dtype.
+
+    Per chunk: ``dcol[n] = W2.T @ dy[n, :, band]`` (nb, C R S, band), one batched matrix product,
+    then :func:`_col2im` adds each column entry back onto its pixel.
+    """
     N, C, H, Wd = x_shape
     K, _, R, S = W.shape
-    (ph, pw), (dh, dw) = padding, dilation
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    Ho, Wo = dy.shape[2], dy.shape[3]
     dtype = dy.dtype
-    # W'[c, k, r, s] = W[k, c, R-1-r, S-1-s]: the filters of the adjoint correlation
-    Wflip = W.astype(dtype, copy=False)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-    dx = np.empty((N, C, H, Wd), dtype=dtype)
-    if dx.size:
-        pad = ((R - 1) * dh - ph, (S - 1) * dw - pw)
-        _correlate_call(
-            np.ascontiguousarray(dy), _pack_filters(Wflip), np.zeros(C, dtype), dx, (R, S), (1, 1), pad,
-            dilation, stride,
-        )  # fmt: skip
+    dx = np.zeros((N, C, H, Wd), dtype=dtype)
+    if dx.size == 0 or dy.size == 0:
+        return dx
+    P = C * R * S
+    W2T = np.ascontiguousarray(W.reshape(K, P).T, dtype=dtype)
+    dy3 = np.ascontiguousarray(dy).reshape(N, K, Ho * Wo)
+    buf = np.empty(P * _max_columns(N, Ho, Wo, P, dtype.itemsize), dtype)
+    for n0, nb, i0, i1 in _chunks(N, Ho, Wo, P, dtype.itemsize):
+        band = (i1 - i0) * Wo
+        dcol = buf[: nb * P * band]
+        np.matmul(W2T, dy3[n0 : n0 + nb, :, i0 * Wo : i1 * Wo], out=dcol.reshape(nb, P, band))
+        _col2im(dcol, dx, band, P * band, n0, nb, i0, i1, Wo, R, S, sh, sw, ph, pw, dh, dw)
     return dx
 
 
-# ----------------------------------------------------------------------------- weight gradient
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _weight_grad(dy, x, R, S, sh, sw, ph, pw, dh, dw, rows, nthreads):
-    """``dW2[k, (c,r,s)] = sum_{n,i,j} dy[n, k, i, j] xpad[n, c, i sh + r dh, j sw + s dw]`` -> (K, C R S).
-
-    dy (N, K, Ho, Wo), x (N, C, H, W). Tasks are bands of ``rows`` output rows of one image; a
-    band has ``L = rows * Wo`` output pixels ``q``. The thread packs the band's im2col block
-    ``cols[(c,r,s), q]`` (contiguous along ``q``, like a row of ``dy``) and adds 4 x 4 blocks of
-    dot products ``dy[n, k, band] . cols[(c,r,s), :]`` into its own partial ``dW2``.
-    """
-    N, K, Ho, Wo = dy.shape
-    C, H, Wd = x.shape[1], x.shape[2], x.shape[3]
-    P = C * R * S
-    bands = (Ho + rows - 1) // rows
-    tasks = N * bands
-    dyf = dy.reshape(-1)  # row (n, k) of the band starts at ((n K + k) Ho + i0) Wo
-    partial = np.zeros((nthreads, K, P), dtype=dy.dtype)
-    z = dy.dtype.type(0)
-    zero16 = (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
-    for tid in prange(nthreads):
-        cols = np.empty(P * rows * Wo, dtype=x.dtype)  # this thread's scratch buffer
-        acc = partial[tid]
-        for task in range(tid, tasks, nthreads):
-            n = task // bands
-            i0 = (task - n * bands) * rows
-            i1 = min(i0 + rows, Ho)
-            L = (i1 - i0) * Wo
-            # 1. pack cols[p, q]: for a fixed tap (c, r, s) and output row i the numbers are one
-            #    strided slice of an input row (a vectorized copy), zeros where it hits padding
-            for c in range(C):
-                for r in range(R):
-                    for s in range(S):
-                        base = ((c * R + r) * S + s) * L
-                        off = s * dw - pw  # output column j reads input column j sw + off
-                        jlo = min(Wo, max(0, (-off + sw - 1) // sw))
-                        jhi = max(jlo, min(Wo, (Wd - 1 - off) // sw + 1))
-                        for i in range(i0, i1):
-                            q0 = base + (i - i0) * Wo
-                            h = i * sh - ph + r * dh
-                            dst = cols[q0 : q0 + Wo]  # views: non-negative indices vectorize
-                            if h < 0 or h >= H:
-                                for j in range(Wo):
-                                    dst[j] = 0
-                                continue
-                            for j in range(jlo):
-                                dst[j] = 0
-                            xrow = x[n, c, h, jlo * sw + off :]
-                            for j in range(jhi - jlo):
-                                dst[jlo + j] = xrow[j * sw]
-                            for j in range(jhi, Wo):
-                                dst[j] = 0
-            # 2. 4 filters x 4 taps per micro-kernel call, dot products along the band
-            for k0 in range(0, K, 4):
-                a0 = ((n * K + k0) * Ho + i0) * Wo
-                a1 = ((n * K + min(k0 + 1, K - 1)) * Ho + i0) * Wo
-                a2 = ((n * K + min(k0 + 2, K - 1)) * Ho + i0) * Wo
-                a3 = ((n * K + min(k0 + 3, K - 1)) * Ho + i0) * Wo
-                for p0 in range(0, P, 4):
-                    b1 = min(p0 + 1, P - 1) * L
-                    b2 = min(p0 + 2, P - 1) * L
-                    b3 = min(p0 + 3, P - 1) * L
-                    s = _dot_4x4(dyf, a0, a1, a2, a3, cols, p0 * L, b1, b2, b3, L, zero16)
-                    for u in range(4):
-                        if k0 + u < K:
-                            for v in range(4):
-                                if p0 + v < P:
-                                    acc[k0 + u, p0 + v] += s[4 * u + v]
-    return partial.sum(axis=0)
-
-
 def conv2d_backward_weight(dy, x, W_shape, stride, padding, dilation):
-    """dL/dW. dy (N, K, Ho, Wo), x (N, C, H, W) -> dW ``W_shape`` (K, C, R, S), dy's dtype."""
+    """dL/dW. dy (N, K, Ho, Wo), x (N, C, H, W) -> dW ``W_shape`` (K, C, R, S), dy's dtype.
+
+    Per chunk: pack ``col`` (C R S, nb band) with the chunk's images side by side, gather the
+    matching ``g = dy`` (K, nb band), and add one matrix product ``dW2.T += col @ g.T``: a single
+    product with a long inner dimension (``nb band``), in the orientation OpenBLAS runs fastest.
+    """
     K, C, R, S = W_shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     N, _, Ho, Wo = dy.shape
     dtype = dy.dtype
     if dy.size == 0:
         return np.zeros(W_shape, dtype=dtype)
-    # bands of ~LMAX output pixels, balanced: 25 rows of 25 -> 2 bands of 13 and 12 rows
-    nbands = -(-Ho * Wo // LMAX)
-    rows = -(-Ho // nbands)
-    dy, x = np.ascontiguousarray(dy), np.ascontiguousarray(x, dtype=dtype)
-    dW2 = _weight_grad(dy, x, R, S, sh, sw, ph, pw, dh, dw, rows, get_num_threads())
-    return dW2.reshape(K, C, R, S)
+    P = C * R * S
+    x = np.ascontiguousarray(x, dtype=dtype)
+    dy3 = np.ascontiguousarray(dy).reshape(N, K, Ho * Wo)
+    columns = _max_columns(N, Ho, Wo, P, dtype.itemsize)
+    buf = np.empty(P * columns, dtype)
+    gbuf = None
+    dW2T = np.zeros((P, K), dtype)
+    for n0, nb, i0, i1 in _chunks(N, Ho, Wo, P, dtype.itemsize):
+        band = (i1 - i0) * Wo
+        col = buf[: P * nb * band]
+        _im2col(x, col, nb * band, band, n0, nb, i0, i1, Wo, R, S, sh, sw, ph, pw, dh, dw)
+        if nb == 1:  # a view of dy, no copy
+            g = dy3[n0, :, i0 * Wo : i1 * Wo]
+        else:
+            if gbuf is None:
+                gbuf = np.empty(K * columns, dtype)
+            g = gbuf[: K * nb * band].reshape(K, nb * band)
+            g.reshape(K, nb, band)[...] = dy3[n0 : n0 + nb].transpose(1, 0, 2)
+        dW2T += col.reshape(P, nb * band) @ g.T
+    return np.ascontiguousarray(dW2T.T).reshape(K, C, R, S)
 
 
 def conv2d_backward_bias(dy):
