@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from configs import pool_configs
 from handprop.gradcheck import numeric_gradient
 from handprop.kernels import im2col, reference
 from handprop.kernels.reference import output_size
@@ -33,21 +34,6 @@ def conv_configs(count, seed, max_hw, max_ch):
         if output_size(W, S, stride[1], padding[1], dilation[1]) < 1:
             continue
         out.append(dict(x=(N, C, H, W), W=(K, C, R, S), stride=stride, padding=padding, dilation=dilation))
-    return out
-
-
-def pool_configs(count, seed, max_hw, max_ch):
-    rng = np.random.default_rng(seed)
-    out = []
-    while len(out) < count:
-        N, C = (int(v) for v in rng.integers(1, [4, max_ch + 1]))
-        H, W = (int(v) for v in rng.integers(2, max_hw + 1, 2))
-        pool = tuple(int(v) for v in rng.integers(1, 5, 2))
-        stride = tuple(int(v) for v in rng.integers(1, 4, 2))
-        padding = tuple(int(rng.integers(0, p // 2 + 1)) for p in pool)
-        if min(output_size(n, p, s, q) for n, p, s, q in zip((H, W), pool, stride, padding, strict=True)) < 1:
-            continue
-        out.append(dict(x=(N, C, H, W), pool=pool, stride=stride, padding=padding))
     return out
 
 

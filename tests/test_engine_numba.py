@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("numba")
 
 import handprop as hp  # noqa: E402
+from configs import pool_configs  # noqa: E402
 from handprop.kernels import engine_module, numba_cpu, reference  # noqa: E402
 from handprop.kernels.reference import output_size  # noqa: E402
 
@@ -40,21 +41,6 @@ def conv_configs(count, seed, max_hw, max_ch):
                output_size(W, S, stride[1], padding[1], dilation[1])) < 1:  # fmt: skip
             continue
         out.append(dict(x=(N, C, H, W), W=(K, C, R, S), geometry=(stride, padding, dilation)))
-    return out
-
-
-def pool_configs(count, seed, max_hw, max_ch):
-    rng = np.random.default_rng(seed)
-    out = []
-    while len(out) < count:
-        N, C = (int(v) for v in rng.integers(1, [4, max_ch + 1]))
-        H, W = (int(v) for v in rng.integers(2, max_hw + 1, 2))
-        pool = tuple(int(v) for v in rng.integers(1, 5, 2))
-        stride = tuple(int(v) for v in rng.integers(1, 4, 2))
-        padding = tuple(int(rng.integers(0, p // 2 + 1)) for p in pool)
-        if min(output_size(n, p, s, q) for n, p, s, q in zip((H, W), pool, stride, padding, strict=True)) < 1:
-            continue
-        out.append(dict(x=(N, C, H, W), geometry=(pool, stride, padding)))
     return out
 
 
@@ -108,6 +94,7 @@ def test_conv_kernels_match_reference(dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
 def test_pool_kernels_match_reference(dtype):
     for i, cfg in enumerate(pool_configs(30, 12, 12, 4)):
+        cfg["geometry"] = (cfg["pool"], cfg["stride"], cfg["padding"])
         rng = np.random.default_rng(i)
         x = rng.standard_normal(cfg["x"]).astype(dtype)
         if i % 3 == 0:  # ties: the first maximum in window order must win, as in the reference
@@ -168,7 +155,7 @@ def test_conv_kernels_match_torch(dtype, torch):
 def test_pool_kernels_match_torch(torch):
     F = torch.nn.functional
     for i, cfg in enumerate(pool_configs(10, 14, 12, 3)):
-        pool, stride, padding = cfg["geometry"]
+        pool, stride, padding = cfg["pool"], cfg["stride"], cfg["padding"]
         x = np.random.default_rng(i).standard_normal(cfg["x"])
         tx = torch.tensor(x, requires_grad=True)
         ty, tidx = F.max_pool2d(tx, pool, stride, padding, return_indices=True)
