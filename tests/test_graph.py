@@ -86,3 +86,29 @@ def test_graph_errors_are_readable():
     other = hp.Input((3, 8, 8), name="other")
     with pytest.raises(ValueError, match="not listed"):
         hp.Model(inp, L.Add()([L.ReLU()(inp), L.ReLU()(other)]))
+
+
+def test_concatenate_and_add_match_torch(torch):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((2, 5, 4, 4))
+    cat = L.Concatenate()
+    y = cat.forward([a, b])
+    dy = rng.standard_normal(y.shape)
+    da, db = cat.backward(dy)
+    ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    torch.cat([ta, tb], dim=1).backward(torch.tensor(dy))
+    np.testing.assert_array_equal(y, torch.cat([ta, tb], dim=1).detach().numpy())
+    np.testing.assert_array_equal(da, ta.grad.numpy())
+    np.testing.assert_array_equal(db, tb.grad.numpy())
+
+    add = L.Add()
+    c = rng.standard_normal(a.shape)
+    y = add.forward([a, c])
+    dy = rng.standard_normal(y.shape)
+    grads = add.backward(dy)
+    ta, tc = torch.tensor(a, requires_grad=True), torch.tensor(c, requires_grad=True)
+    (ta + tc).backward(torch.tensor(dy))
+    np.testing.assert_allclose(y, a + c)
+    np.testing.assert_array_equal(grads[0], ta.grad.numpy())
+    np.testing.assert_array_equal(grads[1], tc.grad.numpy())
+    assert grads[0] is not dy and grads[1] is not grads[0]  # fresh arrays, never dy itself
