@@ -241,8 +241,6 @@ class BaseModel:
             validation_data = (_take(x, slice(cut, None)), y[cut:])
             x, y = _take(x, slice(0, cut)), y[:cut]
         n = _length(x)
-        if n == 0:
-            raise ValueError("fit: no training samples")
         self.ensure_built(self._prepare(_take(x, slice(0, 1))))
         history = History()
         cbs = [*(callbacks or []), history]  # History last: it records what the others logged
