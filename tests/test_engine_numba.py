@@ -234,3 +234,91 @@ def test_prelu_kernels_match_the_formula(shape, channels, dtype):
     assert_close(y, np.where(x > 0, x, a * x), dtype, "y")
     assert_close(dx, np.where(x > 0, dy, a * dy), dtype, "dx")
     assert_close(dalpha, (dy * np.minimum(x, 0)).sum(axis=axes).reshape(alpha.shape), dtype, "dalpha")
+
+
+# ----------------------------------------------------------------------------- fast paths
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+def test_unpadded_maxpool_keeps_ties_nan_and_inf_as_the_reference(dtype):
+    """The no-padding kernel (every window inside the image) against the reference, including
+    overlapping windows, strides past the window, ties, NaN and all -inf windows."""
+    rng = np.random.default_rng(21)
+    for pool, stride in [((2, 2), (2, 2)), ((3, 2), (2, 1)), ((2, 3), (3, 3)), ((1, 4), (1, 2)), ((3, 3), (1, 1))]:
+        x = np.round(rng.standard_normal((2, 3, 9, 10))).astype(dtype)  # many ties
+        x[0, 0, rng.integers(0, 9, 6), rng.integers(0, 10, 6)] = np.nan
+        x[0, 1, :4, :4] = -np.inf
+        x[1, 2, 2:5, 3:6] = np.inf
+        y, arg = numba_cpu.maxpool2d_forward(x, pool, stride, (0, 0))
+        y_ref, arg_ref = reference.maxpool2d_forward(x, pool, stride, (0, 0))
+        np.testing.assert_array_equal(y, y_ref, err_msg=f"{pool} {stride}")
+        np.testing.assert_array_equal(arg, arg_ref, err_msg=f"{pool} {stride}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+def test_conv_columns_kept_for_the_weight_gradient_match_reference(dtype):
+    for i, cfg in enumerate(conv_configs(20, 22, 12, 6)):
+        x, W, b, dy = conv_data(cfg, dtype, seed=200 + i)
+        g = cfg["geometry"]
+        for bias in (b, None):
+            y, cols = numba_cpu.conv2d_forward_cols(x, W, bias, *g)
+            assert_close(y, reference.conv2d_forward(x, W, bias, *g), dtype, f"y {cfg}")
+            assert cols is not None and cols.dtype == dtype
+            dW, db = numba_cpu.conv2d_backward_weight_cols(dy, cols, W.shape)
+            assert_close(dW, reference.conv2d_backward_weight(dy, x, W.shape, *g), dtype, f"dW {cfg}")
+            assert_close(db, dy.sum(axis=(0, 2, 3)), dtype, f"db {cfg}")
+
+
+def test_conv_columns_are_not_kept_when_big_or_not_training(monkeypatch):
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal((4, 3, 10, 10)).astype(np.float32)
+    W = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    g = ((1, 1), (0, 0), (1, 1))
+    monkeypatch.setattr(numba_cpu, "CHUNK_BYTES", 1000)  # smaller than the columns (28 x 256 x 4 B)
+    y, cols = numba_cpu.conv2d_forward_cols(x, W, None, *g)
+    assert cols is None
+    assert_close(y, reference.conv2d_forward(x, W, None, *g), np.float32, "y")
+    monkeypatch.undo()
+    layer = hp.layers.Conv2D(5, 3)
+    with hp.engine("numba"):
+        layer.forward(x, training=False)
+        assert layer._cols is None  # inference keeps nothing
+        y = layer.forward(x, training=True)
+        assert layer._cols is not None
+        layer.backward(np.ones_like(y))
+        assert layer._cols is None  # freed once the weight gradient is computed
+        dW, db = layer.grads["W"].copy(), layer.grads["b"].copy()
+        layer.backward(np.ones_like(y))  # a second backward recomputes the columns
+    assert_close(layer.grads["W"], dW, np.float32, "dW again")
+    assert_close(layer.grads["b"], db, np.float32, "db again")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"momentum": 0.9}, {"momentum": 0.9, "nesterov": True}, {"momentum": 0.8, "dampening": 0.3},
+     {"momentum": 0.5, "weight_decay": 0.01}],
+    ids=["plain", "momentum", "nesterov", "dampening", "weight-decay"],
+)  # fmt: skip
+def test_fused_sgd_update_is_bitwise_the_numpy_update(kwargs, dtype):
+    """The numba engine's one-pass SGD keeps NumPy's operation order: the same bits."""
+    p0 = np.random.default_rng(24).standard_normal((numba_cpu.SGD_MIN_SIZE // 64, 64)).astype(dtype)
+    results = []
+    for engine in ("numba", "numpy"):
+        p = p0.copy()
+        opt = hp.optimizers.SGD(lr=0.013, **kwargs)
+        with hp.engine(engine):
+            for step in range(3):
+                opt.step({"p": p}, {"p": np.sin(p * (step + 1))})
+        results.append(p)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_fused_sgd_update_declines_what_it_does_not_handle():
+    n = numba_cpu.SGD_MIN_SIZE
+    p = np.ones(2 * n, np.float32)
+    assert not numba_cpu.sgd_update(p[:10], p[:10], None, 0.1)  # small: left to NumPy
+    assert not numba_cpu.sgd_update(p[::2], p[::2], None, 0.1)  # strided
+    assert not numba_cpu.sgd_update(p, p.astype(np.float64), None, 0.1)  # mixed dtypes
+    assert not numba_cpu.sgd_update(p.astype(np.float16), p.astype(np.float16), None, 0.1)
+    assert (p == 1).all()
+    assert numba_cpu.sgd_update(p, np.full_like(p, 2), None, 0.25)
+    assert (p == 0.5).all()

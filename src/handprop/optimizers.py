@@ -31,7 +31,8 @@ dtype is cast to the parameter's dtype.
 
 from __future__ import annotations
 
-from .backend import get_array_module
+from .backend import get_array_module, get_engine, is_gpu_array
+from .kernels import get_optional
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "AdaGrad", "AdaDelta", "Adam", "get"]
 
@@ -43,6 +44,17 @@ def _resolve_lr(cls_name, lr, learning_rate, default):
     if lr != default and lr != learning_rate:
         raise ValueError(f"{cls_name}: got lr={lr} and learning_rate={learning_rate}; pass only one")
     return learning_rate
+
+
+def _engine_kernel(op, p):
+    """The engine's own ``op`` for parameter ``p`` (:func:`handprop.kernels.get_optional`), or None.
+
+    Unlike layers, optimizers also take NumPy arrays while the ``cupy`` engine is set (a point on
+    a 2-D surface): those simply run the array-module code.
+    """
+    if get_engine() == "cupy" and not is_gpu_array(p):
+        return None
+    return get_optional(op, p)
 
 
 def _check_nonnegative(cls_name, **values):
@@ -211,6 +223,13 @@ class SGD(Optimizer):
         return {"momentum_buffer": xp.zeros_like(p)} if self.momentum != 0.0 else {}
 
     def _update(self, p, g, state, lr, xp):
+        # An engine may fuse the whole update into one pass over memory (the numba engine does,
+        # for big float arrays); it returns False when it leaves the work to the code below.
+        fused = _engine_kernel("sgd_update", p)
+        buf = state.get("momentum_buffer")
+        if fused is not None and fused(p, g, buf, lr, self.momentum, self.dampening, self.nesterov,
+                                       state["step"] == 1):  # fmt: skip
+            return
         if self.momentum != 0.0:
             b = state["momentum_buffer"]
             if state["step"] == 1:

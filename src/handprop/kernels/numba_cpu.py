@@ -49,7 +49,11 @@ float64 are separate machine code; the output dtype is the input dtype) and cach
 
 Beyond the engine API (see :mod:`handprop.kernels`) this module offers
 :func:`conv2d_backward_bias` and :func:`prelu_forward` / :func:`prelu_backward`, parallel versions
-of what layers otherwise compute with NumPy reductions and ``where``.
+of what layers otherwise compute with NumPy reductions and ``where``; :func:`conv2d_forward_cols`
+/ :func:`conv2d_backward_weight_cols`, which let a training step pack the columns once for the
+forward pass and the weight gradient; and :func:`sgd_update`, SGD's update in one pass over memory.
+Layers and optimizers look these up with :func:`handprop.kernels.get_optional` and keep their
+own code as the fallback.
 """
 
 from __future__ import annotations
@@ -286,6 +290,54 @@ def conv2d_backward_weight(dy, x, W_shape, stride, padding, dilation):
     return np.ascontiguousarray(dW2T.T).reshape(K, C, R, S)
 
 
+# ----------------------------------------------------------------------------- reusing the columns
+def conv2d_forward_cols(x, W, b, stride, padding, dilation):
+    """:func:`conv2d_forward` that also returns its packed columns, for :func:`conv2d_backward_weight_cols`.
+
+    -> ``(y, cols)``: y (N, K, Ho, Wo) and ``cols`` (C R S + 1, N Ho Wo), all images side by side
+    with the row of ones last; or ``(y, None)`` (from :func:`conv2d_forward`) when the columns
+    would exceed :data:`CHUNK_BYTES`.
+
+    The weight gradient multiplies the very columns the forward pass packed; a training step
+    that keeps them (a few MB for small images) saves packing them again. The layout is the
+    weight gradient's: one product ``W2 @ cols`` (K, N Ho Wo) for the whole batch, transposed
+    into y (N, K, Ho Wo) by one copy.
+    """
+    N, C, H, Wd = x.shape
+    K, _, R, S = W.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    Ho, Wo = output_size(H, R, sh, ph, dh), output_size(Wd, S, sw, pw, dw)
+    P = C * R * S + 1
+    dtype = x.dtype
+    band = Ho * Wo
+    if N * band == 0 or P * N * band * dtype.itemsize > CHUNK_BYTES:
+        return conv2d_forward(x, W, b, stride, padding, dilation), None
+    W2 = np.empty((K, P), dtype)
+    W2[:, :-1] = W.reshape(K, P - 1)
+    W2[:, -1] = 0 if b is None else b
+    cols = np.empty((P, N * band), dtype)
+    cols[-1] = 1
+    x = np.ascontiguousarray(x)
+    _im2col(x, cols.reshape(-1), N * band, band, 0, N, 0, Ho, Wo, R, S, sh, sw, ph, pw, dh, dw)
+    y = np.empty((N, K, band), dtype)
+    y[...] = (W2 @ cols).reshape(K, N, band).transpose(1, 0, 2)
+    return y.reshape(N, K, Ho, Wo), cols
+
+
+def conv2d_backward_weight_cols(dy, cols, W_shape):
+    """dL/dW and dL/db from the columns of :func:`conv2d_forward_cols`. -> ``(dW, db)``.
+
+    dy (N, K, Ho, Wo), cols (C R S + 1, N Ho Wo) -> dW ``W_shape`` (K, C, R, S), db (K,).
+    One product ``cols @ g.T`` with ``g = dy`` as (K, N Ho Wo); the row of ones sums dy, so its
+    last row is the bias gradient ``db = dy.sum over (n, i, j)``.
+    """
+    N, K, Ho, Wo = dy.shape
+    g = np.empty((K, N * Ho * Wo), dy.dtype)
+    g.reshape(K, N, Ho * Wo)[...] = dy.reshape(N, K, Ho * Wo).transpose(1, 0, 2)
+    dWb = cols @ g.T  # (C R S + 1, K)
+    return np.ascontiguousarray(dWb[:-1].T).reshape(W_shape), dWb[-1].copy()
+
+
 def conv2d_backward_bias(dy):
     """dL/db = ``dy.sum(axis=(0, 2, 3))``, computed in parallel. dy (N, K, Ho, Wo) -> (K,)."""
     return _bias_grad(np.ascontiguousarray(dy))
@@ -328,6 +380,38 @@ def _maxpool_forward(x, y, argmax, R, S, sh, sw, ph, pw):
                 argmax[n, c, i, j] = where
 
 
+@njit(parallel=True, cache=True)
+def _maxpool_forward_unpadded(x, y, argmax, R, S, sh, sw):
+    """:func:`_maxpool_forward` without padding, where every window lies inside the image.
+
+    The same comparisons (so the same winner, NaN included), ~2.5x faster: flat unsigned
+    indices (see :func:`_im2col`), the window starts from its first pixel instead of ``-inf``,
+    and ``best``/``where`` are chosen by ``take`` without a branch. With random data the
+    branch ``if v > best`` is mispredicted about once per window, ~15 cycles each time.
+    """
+    N, C, H, Wd = x.shape
+    Ho, Wo = y.shape[2], y.shape[3]
+    xf, yf, af = x.reshape(-1), y.reshape(-1), argmax.reshape(-1)
+    step, row_step = uint64(sw), uint64(Wd)
+    for plane in prange(N * C):
+        xbase = uint64(plane * H * Wd)
+        for i in range(Ho):
+            q = uint64((plane * Ho + i) * Wo)
+            for j in range(uint64(Wo)):
+                first = uint64(i * sh * Wd) + j * step  # h * W + w of the window's first pixel
+                best = xf[xbase + first]
+                where = first
+                for r in range(uint64(R)):
+                    for s in range(uint64(S)):
+                        t = first + r * row_step + s
+                        v = xf[xbase + t]
+                        take = (v > best) | (v != v)  # v != v: NaN wins, as in np.isnan above
+                        best = v if take else best
+                        where = t if take else where
+                yf[q + j] = best
+                af[q + j] = where
+
+
 def maxpool2d_forward(x, pool, stride, padding):
     """Max pooling. x (N, C, H, W) -> ``(y, argmax)`` (N, C, Ho, Wo); argmax is ``h * W + w``."""
     N, C, H, Wd = x.shape
@@ -336,16 +420,25 @@ def maxpool2d_forward(x, pool, stride, padding):
     Ho, Wo = output_size(H, R, sh, ph), output_size(Wd, S, sw, pw)
     y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     argmax = np.empty((N, C, Ho, Wo), dtype=np.int64)
-    if y.size:
-        _maxpool_forward(np.ascontiguousarray(x), y, argmax, R, S, sh, sw, ph, pw)
+    if y.size == 0:
+        return y, argmax
+    x = np.ascontiguousarray(x)
+    if ph == 0 and pw == 0:
+        _maxpool_forward_unpadded(x, y, argmax, R, S, sh, sw)
+    else:
+        _maxpool_forward(x, y, argmax, R, S, sh, sw, ph, pw)
     return y, argmax
 
 
 @njit(parallel=True, cache=True)
 def _maxpool_backward(dy, argmax, dx):
-    """dx (planes, H W): each plane is one thread's, so the scatter-add ``+=`` never races."""
+    """dx (planes, H W), uninitialized: each plane is one thread's, which zeroes it (in parallel,
+    while it is in cache) and then scatter-adds ``+=`` into it without races."""
     planes, Q = dy.shape
+    z = dx.dtype.type(0)
     for p in prange(planes):
+        for m in range(dx.shape[1]):
+            dx[p, m] = z
         for q in range(Q):
             dx[p, argmax[p, q]] += dy[p, q]
 
@@ -353,12 +446,13 @@ def _maxpool_backward(dy, argmax, dx):
 def maxpool2d_backward(dy, argmax, x_shape):
     """Route each ``dy`` to its window's winner; shared winners add up. -> dx ``x_shape``."""
     N, C, H, Wd = x_shape
-    dx = np.zeros((N * C, H * Wd), dtype=dy.dtype)
-    if dy.size:
-        _maxpool_backward(
-            np.ascontiguousarray(dy).reshape(N * C, -1),
-            np.ascontiguousarray(argmax, dtype=np.int64).reshape(N * C, -1), dx,
-        )  # fmt: skip
+    if dy.size == 0:
+        return np.zeros(x_shape, dtype=dy.dtype)
+    dx = np.empty((N * C, H * Wd), dtype=dy.dtype)
+    _maxpool_backward(
+        np.ascontiguousarray(dy).reshape(N * C, -1),
+        np.ascontiguousarray(argmax, dtype=np.int64).reshape(N * C, -1), dx,
+    )  # fmt: skip
     return dx.reshape(N, C, H, Wd)
 
 
@@ -432,10 +526,16 @@ def _prelu_forward(x, alpha, y):
                 y[n, c, m] = v if v > 0 else a * v
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _prelu_backward(dy, x, alpha, dx, dalpha):
-    """dy, x, dx (N, C, M); alpha, dalpha (C,). One thread per channel, so dalpha[c] never races."""
+    """dy, x, dx (N, C, M); alpha, dalpha (C,). One thread per channel, so dalpha[c] never races.
+
+    ``fastmath={"reassoc"}`` lets LLVM split the float64 sum into several vector accumulators
+    (~2x faster: one accumulator is a chain of dependent additions, 4 cycles each). It changes
+    only the order of the additions, never NaN or inf handling.
+    """
     N, C, M = x.shape
+    z = x.dtype.type(0)
     for c in prange(C):
         a = alpha[c]
         total = 0.0
@@ -443,11 +543,9 @@ def _prelu_backward(dy, x, alpha, dx, dalpha):
             for m in range(M):
                 v = x[n, c, m]
                 g = dy[n, c, m]
-                if v > 0:
-                    dx[n, c, m] = g
-                else:
-                    dx[n, c, m] = a * g
-                    total += g * v
+                positive = v > 0
+                dx[n, c, m] = g if positive else a * g
+                total += z if positive else g * v
         dalpha[c] = total
 
 
@@ -480,6 +578,52 @@ def prelu_backward(dy, x, alpha):
     return dx.reshape(x.shape), dalpha.reshape(alpha.shape)
 
 
+# ----------------------------------------------------------------------------- SGD
+SGD_MIN_SIZE = 2**17
+"""Smaller parameters are left to NumPy: waking the threads (~0.05 ms) costs more than one
+pass over them saves. Measured on 2 cores: 270 000 float32 numbers took 0.13 ms with NumPy,
+0.07 ms fused; 9 000 took 0.003 ms and 0.06 ms."""
+
+
+@njit(parallel=True, cache=True)
+def _sgd_update(p, g, buf, lr, momentum, keep, nesterov, first):
+    """One pass over flat p, g (and buf when momentum != 0), in the operation order of
+    :class:`handprop.optimizers.SGD` -- so the result is bit for bit NumPy's::
+
+        buf <- g  (first step)   or   buf * momentum + keep * g     (keep = 1 - dampening)
+        p   <- p - lr * (g + momentum * buf  if nesterov  else  buf)
+    """
+    for i in prange(p.size):
+        step = g[i]
+        if momentum != 0:
+            v = step if first else buf[i] * momentum + keep * step
+            buf[i] = v
+            step = step + momentum * v if nesterov else v
+        p[i] = p[i] - lr * step
+
+
+def sgd_update(p, g, buf, lr, momentum=0.0, dampening=0.0, nesterov=False, first=False):
+    """SGD's in-place update of ``p`` (and of the momentum buffer ``buf``, or None) in one pass.
+
+    NumPy's ``p -= lr * g`` reads g, writes the temporary ``lr * g``, reads both back and writes p
+    (and allocates the temporary): ~3x the memory traffic of one fused loop, for a memory-bound
+    update (1.5 ms -> 0.45 ms for the tutorial ConvNet's 2.5 M-weight Dense layer on 2 cores).
+
+    Returns False, having done nothing, unless p, g (and buf) are C-contiguous float32 or float64
+    arrays of one dtype with at least :data:`SGD_MIN_SIZE` numbers: the caller then runs its own code.
+    """
+    arrays = (p, g) if buf is None else (p, g, buf)
+    if p.dtype not in (np.float32, np.float64) or p.size < SGD_MIN_SIZE:
+        return False
+    if any(a.dtype != p.dtype or not a.flags.c_contiguous for a in arrays):
+        return False
+    real = p.dtype.type  # float32 scalars keep the arithmetic in float32, as NumPy's weak scalars
+    flat = np.empty(0, p.dtype) if buf is None else buf.reshape(-1)
+    _sgd_update(p.reshape(-1), g.reshape(-1), flat, real(lr), real(momentum), real(1.0 - dampening),
+                bool(nesterov), bool(first))  # fmt: skip
+    return True
+
+
 # ----------------------------------------------------------------------------- warm-up
 def warmup(dtypes=(np.float32, np.float64)):
     """Compile (or load from the disk cache) every kernel for ``dtypes``; returns the seconds spent.
@@ -498,9 +642,12 @@ def warmup(dtypes=(np.float32, np.float64)):
         conv2d_backward_weight(y, x, W.shape, *geometry)
         conv2d_backward_bias(y)
         p, idx = maxpool2d_forward(x, (2, 2), (2, 2), (0, 0))
+        maxpool2d_forward(x, (3, 3), (2, 2), (1, 1))  # the padded kernel
         maxpool2d_backward(p, idx, x.shape)
         a = avgpool2d_forward(x, (2, 2), (2, 2), (0, 0))
         avgpool2d_backward(a, x.shape, (2, 2), (2, 2), (0, 0))
         alpha = np.full(2, 0.25, dtype)
         prelu_backward(x, prelu_forward(x, alpha), alpha)
+        p = np.zeros(SGD_MIN_SIZE, dtype)
+        sgd_update(p, p.copy(), None, 0.1)
     return time.perf_counter() - start

@@ -142,17 +142,31 @@ class Conv2D(Layer):
         if self._extra != (0, 0):  # the odd row/column of asymmetric "same" padding
             x = get_array_module(x).pad(x, ((0, 0), (0, 0), (0, self._extra[0]), (0, self._extra[1])))
         self._x = x
-        conv = get_kernel("conv2d_forward", x)
-        return conv(x, self.params["W"], self.params.get("b"), self.stride, self.pad, self.dilation)
+        self._cols = None
+        args = (x, self.params["W"], self.params.get("b"), self.stride, self.pad, self.dilation)
+        # An engine may hand back the columns it packed (im2col), which the weight gradient
+        # needs again: only in training, and only when small (the numba engine: <= 16 MB).
+        with_cols = get_optional("conv2d_forward_cols", x) if training else None
+        if with_cols is not None:
+            y, self._cols = with_cols(*args)
+            return y
+        return get_kernel("conv2d_forward", x)(*args)
 
     def backward(self, dy):
         x, W = self._x, self.params["W"]
         check_dy(self, dy, (x.shape[0], *self.output_shape))
         geometry = (self.stride, self.pad, self.dilation)
-        self.grads["W"] = get_kernel("conv2d_backward_weight", dy)(dy, x, W.shape, *geometry)
-        if self.use_bias:
-            bias_grad = get_optional("conv2d_backward_bias", dy)
-            self.grads["b"] = bias_grad(dy) if bias_grad else dy.sum(axis=(0, 2, 3))
+        cols, self._cols = self._cols, None  # used once, then freed
+        from_cols = get_optional("conv2d_backward_weight_cols", dy) if cols is not None else None
+        if from_cols is not None and cols.dtype == dy.dtype:
+            self.grads["W"], db = from_cols(dy, cols, W.shape)
+            if self.use_bias:
+                self.grads["b"] = db
+        else:
+            self.grads["W"] = get_kernel("conv2d_backward_weight", dy)(dy, x, W.shape, *geometry)
+            if self.use_bias:
+                bias_grad = get_optional("conv2d_backward_bias", dy)
+                self.grads["b"] = bias_grad(dy) if bias_grad else dy.sum(axis=(0, 2, 3))
         if not self.need_input_grad:  # first layer of a model: dx is never used
             return None
         dx = get_kernel("conv2d_backward_input", dy)(dy, W, x.shape, *geometry)
