@@ -249,3 +249,26 @@ def test_lr_is_read_at_every_step():
     np.testing.assert_allclose(p, [-0.11])
     assert q.dtype == np.float32
     assert "SGD(lr=" in repr(opt)
+
+
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
+@pytest.mark.parametrize("n", [10, 2**17 + 6])  # small: array-module path; large: the numba fused kernel
+def test_sgd_momentum_switched_on_later_matches_torch(engine, n, torch):
+    """Turning momentum on after the first step starts a buffer at the gradient, as torch does
+    (regression: the fused kernel once wrote past a missing buffer)."""
+    import handprop as hp
+
+    rng = np.random.default_rng(0)
+    p = rng.standard_normal(n)
+    pt = torch.tensor(p.copy(), requires_grad=True)
+    opt, topt = hp.optimizers.SGD(lr=0.1), torch.optim.SGD([pt], lr=0.1)
+    with hp.engine(engine):
+        for step in range(4):
+            if step == 2:
+                opt.momentum = 0.9
+                topt.param_groups[0]["momentum"] = 0.9
+            g = rng.standard_normal(n)
+            opt.step({"w": p}, {"w": g})
+            pt.grad = torch.tensor(g)
+            topt.step()
+    np.testing.assert_allclose(p, pt.detach().numpy(), rtol=1e-12, atol=1e-12)

@@ -135,13 +135,14 @@ class Model(BaseModel):
         """Reverse topological order; fan-out gradients are summed. With ``input_grad=False``
         (training) layers fed only by the inputs skip their input gradient and None is returned."""
         fed_by_inputs = [n for n in self.layer_nodes if all(any(p is i for i in self.inputs) for p in n.parents)]
-        for node in fed_by_inputs:
-            node.layer.need_input_grad = input_grad
+        own = [node.layer.need_input_grad for node in fed_by_inputs]  # restored afterwards
+        for node, flag in zip(fed_by_inputs, own):
+            node.layer.need_input_grad = flag and input_grad
         try:
             return self._backward(dy, input_grad)
         finally:
-            for node in fed_by_inputs:
-                node.layer.need_input_grad = True
+            for node, flag in zip(fed_by_inputs, own):
+                node.layer.need_input_grad = flag
 
     def _backward(self, dy, input_grad):
         grads = {id(self.output): dy}

@@ -419,12 +419,13 @@ class Sequential(BaseModel):
         """Run the layers' backward passes in reverse; returns dL/dx (None if ``input_grad`` is
         False: training needs no gradient for the data, so the first layer may skip it)."""
         first = self.layers[0]
-        first.need_input_grad = input_grad
+        own = first.need_input_grad  # restored afterwards (a user may have set it)
+        first.need_input_grad = own and input_grad
         try:
             for layer in reversed(self.layers):
                 dy = layer.backward(dy)
         finally:
-            first.need_input_grad = True
+            first.need_input_grad = own
         return dy if input_grad else None
 
     __call__ = forward

@@ -225,14 +225,19 @@ class SGD(Optimizer):
     def _update(self, p, g, state, lr, xp):
         # An engine may fuse the whole update into one pass over memory (the numba engine does,
         # for big float arrays); it returns False when it leaves the work to the code below.
+        first = state["step"] == 1
+        if self.momentum != 0.0 and "momentum_buffer" not in state:
+            # momentum switched on after the first step: like torch, start a buffer at g now
+            state["momentum_buffer"] = xp.zeros_like(p)
+            first = True
         fused = _engine_kernel("sgd_update", p)
         buf = state.get("momentum_buffer")
         if fused is not None and fused(p, g, buf, lr, self.momentum, self.dampening, self.nesterov,
-                                       state["step"] == 1):  # fmt: skip
+                                       first):  # fmt: skip
             return
         if self.momentum != 0.0:
             b = state["momentum_buffer"]
-            if state["step"] == 1:
+            if first:
                 b[...] = g  # torch starts the buffer at g itself (no dampening on step 1)
             else:
                 b *= self.momentum

@@ -615,6 +615,8 @@ def sgd_update(p, g, buf, lr, momentum=0.0, dampening=0.0, nesterov=False, first
     arrays = (p, g) if buf is None else (p, g, buf)
     if p.dtype not in (np.float32, np.float64) or p.size < SGD_MIN_SIZE:
         return False
+    if momentum != 0.0 and (buf is None or buf.shape != p.shape):
+        return False  # no buffer to update: the kernel would write out of bounds
     if any(a.dtype != p.dtype or not a.flags.c_contiguous for a in arrays):
         return False
     real = p.dtype.type  # float32 scalars keep the arithmetic in float32, as NumPy's weak scalars
