@@ -42,6 +42,19 @@ def _positive_pair(layer, value, what, minimum=1):
     return p
 
 
+def _set_conv_hyperparameters(layer, filters, kernel_size, stride, dilation, use_bias, kernel_init, bias_init):
+    """Validate and store what Conv2D and Conv2DTranspose share (errors name the layer)."""
+    if not isinstance(filters, (int, np.integer)) or filters <= 0:
+        raise ValueError(f"{layer.name}: filters must be a positive int, got {filters!r}")
+    layer.filters = int(filters)
+    layer.kernel_size = _positive_pair(layer, kernel_size, "kernel_size")
+    layer.stride = _positive_pair(layer, stride, "stride")
+    layer.dilation = _positive_pair(layer, dilation, "dilation")
+    layer.use_bias = use_bias
+    layer.kernel_init = kernel_init
+    layer.bias_init = bias_init
+
+
 class Conv2D(Layer):
     """2-D convolution (cross-correlation, as every deep-learning library), NCHW.
 
@@ -78,18 +91,10 @@ class Conv2D(Layer):
         name=None,
     ):
         super().__init__(name)
-        if not isinstance(filters, (int, np.integer)) or filters <= 0:
-            raise ValueError(f"{self.name}: filters must be a positive int, got {filters!r}")
-        self.filters = int(filters)
-        self.kernel_size = _positive_pair(self, kernel_size, "kernel_size")
-        self.stride = _positive_pair(self, stride, "stride")
-        self.dilation = _positive_pair(self, dilation, "dilation")
+        _set_conv_hyperparameters(self, filters, kernel_size, stride, dilation, use_bias, kernel_init, bias_init)
         self.padding = padding
         self.pad = self._resolve_padding(padding)
         self._extra = (0, 0)  # asymmetric part of "same" padding, set by compute_output_shape
-        self.use_bias = use_bias
-        self.kernel_init = kernel_init
-        self.bias_init = bias_init
 
     def _resolve_padding(self, padding):
         if padding == "valid":
@@ -228,21 +233,13 @@ class Conv2DTranspose(Layer):
         name=None,
     ):
         super().__init__(name)
-        if not isinstance(filters, (int, np.integer)) or filters <= 0:
-            raise ValueError(f"{self.name}: filters must be a positive int, got {filters!r}")
-        self.filters = int(filters)
-        self.kernel_size = _positive_pair(self, kernel_size, "kernel_size")
-        self.stride = _positive_pair(self, stride, "stride")
+        _set_conv_hyperparameters(self, filters, kernel_size, stride, dilation, use_bias, kernel_init, bias_init)
         self.padding = _positive_pair(self, padding, "padding", minimum=0)
         self.output_padding = _positive_pair(self, output_padding, "output_padding", minimum=0)
-        self.dilation = _positive_pair(self, dilation, "dilation")
         if any(op >= s for op, s in zip(self.output_padding, self.stride, strict=True)):
             raise ValueError(
                 f"{self.name}: output_padding {self.output_padding} must be smaller than stride {self.stride}"
             )
-        self.use_bias = use_bias
-        self.kernel_init = kernel_init
-        self.bias_init = bias_init
 
     def compute_output_shape(self, input_shape):
         check_image_shape(self, input_shape)
