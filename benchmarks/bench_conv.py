@@ -40,6 +40,8 @@ import time
 
 import numpy as np
 
+from handprop.kernels.geometry import ConvGeometry
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 MB = 2**20
@@ -70,6 +72,7 @@ def make_step(engine, N, C, H, W, K, R, s, p, d, seed=0):
     Ho, Wo = (H + 2 * p - d * (R - 1) - 1) // s + 1, (W + 2 * p - d * (R - 1) - 1) // s + 1
     dy = rng.standard_normal((N, K, Ho, Wo), dtype=np.float32)
     g = ((s, s), (p, p), (d, d))
+    geometry = ConvGeometry(*g)
     if engine == "torch":
         import torch
 
@@ -94,12 +97,8 @@ def make_step(engine, N, C, H, W, K, R, s, p, d, seed=0):
         x, Wt, b, dy = (cp.asarray(a) for a in (x, Wt, b, dy))
 
         def step():
-            out = (
-                k.conv2d_forward(x, Wt, b, *g),
-                k.conv2d_backward_input(dy, Wt, x.shape, *g),
-                k.conv2d_backward_weight(dy, x, Wt.shape, *g),
-                dy.sum(axis=(0, 2, 3)),
-            )
+            y, cache = k.conv2d_forward(x, Wt, b, geometry, True)
+            out = (y, *k.conv2d_backward(dy, cache))
             cp.cuda.Device().synchronize()
             return out
 
@@ -108,15 +107,10 @@ def make_step(engine, N, C, H, W, K, R, s, p, d, seed=0):
     from handprop.kernels import engine_module
 
     k = engine_module("numba" if engine.startswith("numba") else engine)
-    bias_grad = getattr(k, "conv2d_backward_bias", lambda dy: dy.sum(axis=(0, 2, 3)))
 
-    def step():
-        return (
-            k.conv2d_forward(x, Wt, b, *g),
-            k.conv2d_backward_input(dy, Wt, x.shape, *g),
-            k.conv2d_backward_weight(dy, x, Wt.shape, *g),
-            bias_grad(dy),
-        )
+    def step():  # what a training step does: forward (keeping its cache), then all three gradients
+        y, cache = k.conv2d_forward(x, Wt, b, geometry, True)
+        return (y, *k.conv2d_backward(dy, cache))
 
     return step
 

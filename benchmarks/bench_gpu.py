@@ -14,6 +14,8 @@ import time
 
 import numpy as np
 
+from handprop.kernels.geometry import ConvGeometry
+
 SHAPE = (64, 32, 64, 64, 32, 3, 1, 1, 1)  # N, C, H, W, K, R, stride, padding, dilation
 
 
@@ -48,9 +50,11 @@ def main(argv=None):
 
     numba_cpu.warmup((np.float32,))
 
+    geometry = ConvGeometry(*g)
+
     def numba_step():
-        return (numba_cpu.conv2d_forward(x, Wt, b, *g), numba_cpu.conv2d_backward_input(dy, Wt, x.shape, *g),
-                numba_cpu.conv2d_backward_weight(dy, x, Wt.shape, *g))  # fmt: skip
+        y, cache = numba_cpu.conv2d_forward(x, Wt, b, geometry, True)
+        return (y, *numba_cpu.conv2d_backward(dy, cache))
 
     truth = numba_step()
     rows.append(("numba (CPU)", timed(numba_step, max(3, a.reps // 4)), 0.0))
@@ -65,8 +69,8 @@ def main(argv=None):
         gx, gW, gb, gdy = (cp.asarray(v) for v in (x, Wt, b, dy))
 
         def cupy_step():
-            return (cupy_gpu.conv2d_forward(gx, gW, gb, *g), cupy_gpu.conv2d_backward_input(gdy, gW, x.shape, *g),
-                    cupy_gpu.conv2d_backward_weight(gdy, gx, Wt.shape, *g), gdy.sum(axis=(0, 2, 3)))  # fmt: skip
+            y, cache = cupy_gpu.conv2d_forward(gx, gW, gb, geometry, True)
+            return (y, *cupy_gpu.conv2d_backward(gdy, cache))
 
         out = cupy_step()
         err = max(float(np.abs(cp.asnumpy(o) - t).max() / max(1.0, np.abs(t).max())) for o, t in zip(out, truth))

@@ -22,6 +22,7 @@ import tracemalloc
 import numpy as np
 
 from handprop.kernels import im2col
+from handprop.kernels.geometry import ConvGeometry
 
 MB = 2**20
 
@@ -36,12 +37,10 @@ def measure(channels=32, filters=32, height=584, width=565, dtype=np.float32, se
 
     tracemalloc.start()
     t0 = time.perf_counter()
-    y = im2col.conv2d_forward(x, W, b, *g)
+    y, cache = im2col.conv2d_forward(x, W, b, ConvGeometry(*g), True)
     _, peak_forward = tracemalloc.get_traced_memory()
     tracemalloc.reset_peak()
-    dx = im2col.conv2d_backward_input(dy, W, x.shape, *g)
-    dW = im2col.conv2d_backward_weight(dy, x, W.shape, *g)
-    db = dy.sum(axis=(0, 2, 3))
+    dx, dW, db = im2col.conv2d_backward(dy, cache)
     _, peak_backward = tracemalloc.get_traced_memory()
     seconds = time.perf_counter() - t0
     tracemalloc.stop()

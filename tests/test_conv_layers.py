@@ -1,4 +1,4 @@
-"""Convolution, pooling and upsampling layers: float64 gradient checks on both engines,
+"""Convolution, pooling and upsampling layers: float64 gradient checks on every CPU engine,
 PyTorch parity (forward, input grad, param grads), output-size formulas and error messages."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from handprop.layers.conv import Conv2D, Conv2DTranspose
 from handprop.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from handprop.layers.upsampling import UpSampling2D
 
-ENGINES = ["reference", "numpy"]
+ENGINES = ["reference", "numpy", "numba"]  # the cupy engine: test_engine_cupy.py
 
 # (factory, input shape): small, so the reference engine stays quick
 LAYERS = {
@@ -88,7 +88,7 @@ def test_conv2d_matches_torch(cfg, eng, dtype):
     out_shape = layer.build(x.shape[1:], rng=0, dtype=dtype)
     dy = rng.standard_normal((2, *out_shape)).astype(dtype)
     y, dx = run_layer(layer, x, dy, eng)
-    pad = "same" if kw.get("padding") == "same" else layer.pad
+    pad = "same" if kw.get("padding") == "same" else layer.geometry(9, 8)[0].padding
 
     def fn(x, W, b=None):
         return torch.nn.functional.conv2d(x, W, b, layer.stride, pad, layer.dilation)
@@ -203,7 +203,8 @@ def test_same_padding_asymmetric_cases_match_explicit_padding(torch):
         s = layer.stride
         assert y.shape[2:] == (-(-size[0] // s[0]), -(-size[1] // s[1]))
         xt = torch.tensor(x, requires_grad=True)
-        (top, left), (bottom, right) = layer.pad, layer._extra
+        geometry, (bottom, right) = layer.geometry(*size)
+        top, left = geometry.padding
         xp_ = F.pad(xt, (left, left + right, top, top + bottom))
         yt = F.conv2d(xp_, torch.tensor(layer.params["W"]), torch.tensor(layer.params["b"]),
                       stride=layer.stride, dilation=layer.dilation)

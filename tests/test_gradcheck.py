@@ -15,7 +15,7 @@ from handprop.gradcheck import GradCheckReport, check_layer, check_loss, check_m
 class DenseScaledGrad(L.Dense):
     """dW off by 0.1%: the kind of bug a loose tolerance lets through."""
 
-    def backward(self, dy):
+    def backward(self, dy, need_dx=True):
         dx = super().backward(dy)
         self.grads["W"] = self.grads["W"] * 1.001
         return dx
@@ -24,7 +24,7 @@ class DenseScaledGrad(L.Dense):
 class DenseBiasMean(L.Dense):
     """db averaged over the batch instead of summed."""
 
-    def backward(self, dy):
+    def backward(self, dy, need_dx=True):
         dx = super().backward(dy)
         self.grads["b"] = dy.mean(axis=0)
         return dx
@@ -33,7 +33,7 @@ class DenseBiasMean(L.Dense):
 class BatchNormMissingTerm(L.BatchNorm):
     """Forgets the ``- x̂ mean(g x̂)`` term (the path through the batch variance)."""
 
-    def backward(self, dy):
+    def backward(self, dy, need_dx=True):
         x_hat, inv_std, axes, bshape, _ = self._cache
         super().backward(dy)
         g = dy * self.params["gamma"].reshape(bshape)
@@ -43,44 +43,46 @@ class BatchNormMissingTerm(L.BatchNorm):
 class BatchNormPerActivation(L.BatchNorm):
     """For images, normalizes correctly per channel but reduces dgamma over the batch only."""
 
-    def backward(self, dy):
+    def backward(self, dy, need_dx=True):
         dx = super().backward(dy)
         self.grads["gamma"] = (dy * self._cache[0]).sum(axis=0).mean(axis=(1, 2))
         return dx
 
 
 class SigmoidSlightlyOff(L.Sigmoid):
-    def _df(self, dy):
-        return dy * self._y * (1 - self._y) * 1.001
+    def _df(self, dy, y):
+        return dy * y * (1 - y) * 1.001
 
 
 class SoftmaxDiagonalOnly(L.Softmax):
     """The classic mistake: elementwise ``y (1 - y)`` instead of the full Jacobian."""
 
-    def backward(self, dy):
-        return dy * self._y * (1 - self._y)
+    def backward(self, dy, need_dx=True):
+        y = self._cache
+        return dy * y * (1 - y)
 
 
 class PReLUForgotMin(L.PReLU):
     """dalpha summed over dy * x instead of dy * min(x, 0)."""
 
-    def backward(self, dy):
+    def backward(self, dy, need_dx=True):
         dx = super().backward(dy)
         axes = tuple(i for i in range(dy.ndim) if i != 1)
-        self.grads["alpha"] = (dy * self._x).sum(axis=axes)
+        (x, _), _ = self._cache  # (the kernel's cache (x, alpha), the input shape)
+        self.grads["alpha"] = (dy * x).sum(axis=axes)
         return dx
 
 
 class DropoutNoMaskInBackward(L.Dropout):
     """numpy-ml issue 94: the backward pass never applies the mask."""
 
-    def backward(self, dy):
+    def backward(self, dy, need_dx=True):
         return dy.copy()
 
 
 class ReLUWritesIntoDy(L.ReLU):
-    def _df(self, dy):
-        dy *= self._mask
+    def _df(self, dy, mask):
+        dy *= mask
         return dy
 
 

@@ -79,10 +79,10 @@ def test_graph_errors_are_readable():
     dense = L.Dense(2)
     with pytest.raises(ValueError, match="expects \\(N, features\\)"):
         dense(inp)
-    layer = L.ReLU()
-    layer(inp)
-    with pytest.raises(ValueError, match="already used"):
-        layer(inp)
+    conv = L.Conv2D(2, 3)  # calling a layer twice shares its weights; with another channel count it cannot
+    twice = L.Add()([conv(inp), conv(L.Concatenate()([inp, L.Conv2D(2, 1)(inp)]))])
+    with pytest.raises(ValueError, match=r"Conv2D: already built for inputs \(N, 3, 8, 8\).*\(N, 5, 8, 8\)"):
+        hp.Model(inp, twice)
     other = hp.Input((3, 8, 8), name="other")
     with pytest.raises(ValueError, match="not listed"):
         hp.Model(inp, L.Add()([L.ReLU()(inp), L.ReLU()(other)]))

@@ -126,16 +126,18 @@ def engine(name: str):
         _engine = previous
 
 
-def engine_for(x) -> str:
+def engine_for(x, strict: bool = True) -> str:
     """The engine that will run a kernel on array ``x``.
 
     CuPy arrays always run on the ``cupy`` engine (GPU data cannot go through CPU kernels).
     NumPy arrays run on the engine in force; asking the ``cupy`` engine to run NumPy data is an
-    error that tells the learner how to move the model.
+    error that tells the learner how to move the model (with ``strict=False``: the ``numpy`` engine).
     """
     if is_gpu_array(x):
         return "cupy"
     name = get_engine()
+    if name == "cupy" and not strict:
+        return "numpy"
     if name == "cupy":
         raise RuntimeError(
             "engine is 'cupy' but the data is a NumPy array: move the model and data to the GPU "

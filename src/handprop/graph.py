@@ -1,8 +1,9 @@
-"""Graph (functional) models: U-Net skips, multi-scale inputs, anything beyond a chain.
+"""Graph (functional) models: U-Net skips, multi-scale inputs, shared weights, anything beyond a chain.
 
-Build a graph by calling layers on symbolic nodes, as in Keras' functional API::
+Build a graph by calling layers on symbolic nodes, as in Keras' functional API
+(:mod:`handprop.symbolic`)::
 
-    inp = hp.Input((1, 32, 32))
+    inp = hp.Input((1, None, None))               # one channel, any image size
     a = hp.layers.Conv2D(8, 3, padding="same")(inp)
     b = hp.layers.ReLU()(a)
     c = hp.layers.Concatenate()([b, inp])         # a skip connection: inp feeds two layers
@@ -14,65 +15,17 @@ hands each layer the gradient of its output; a node used by several layers (fan-
 **sum** of the gradients flowing back from each use — the multivariable chain rule
 ``dL/dv = Σ_k dL/du_k · du_k/dv``. That sum is the only new idea compared with ``Sequential``.
 
-Each layer may appear once in a graph (a layer caches one forward pass for its backward);
-weight sharing would need a layer to keep a cache per call.
+A layer called on several nodes shares its weights between them (the tutorial's "reducing
+parameters" slide): the model keeps one cache per call and sums the weight gradients of all
+calls, the same chain rule read for a weight instead of a node.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .layers.base import Layer
 from .model import BaseModel
-
-
-class Node:
-    """A symbolic tensor: the output of ``layer`` applied to ``parents`` (or a model input)."""
-
-    is_graph_node = True
-
-    def __init__(self, shape, layer=None, parents=(), name=None):
-        self.shape = tuple(shape)  # without the batch axis
-        self.layer = layer
-        self.parents = list(parents)
-        self.name = name
-
-    def __repr__(self):
-        what = self.name if self.layer is None else self.layer.name
-        return f"Node({what}, shape=(N, {', '.join(map(str, self.shape))}))"
-
-
-def Input(shape, name="input"):
-    """A model input of shape ``(N, *shape)``; ``shape`` excludes the batch axis."""
-    return Node(shape, name=name)
-
-
-def connect(layer: Layer, x):
-    """Apply ``layer`` to node(s) ``x`` symbolically: check shapes, return the output node."""
-    if getattr(layer, "_graph_used", False):
-        raise ValueError(f"{layer.name}: this layer is already used in a graph; create a new layer instead "
-                         "(weight sharing is not supported)")
-    parents = list(x) if isinstance(x, (list, tuple)) else [x]
-    in_shape = [p.shape for p in parents] if isinstance(x, (list, tuple)) else parents[0].shape
-    out_shape = layer.compute_output_shape(in_shape)  # raises, naming the layer, on a mismatch
-    layer._graph_used = True
-    return Node(out_shape, layer=layer, parents=parents)
-
-
-def _topological_order(outputs):
-    order, seen = [], set()
-
-    def visit(node):
-        if id(node) in seen:
-            return
-        seen.add(id(node))
-        for p in node.parents:
-            visit(p)
-        order.append(node)
-
-    for o in outputs:
-        visit(o)
-    return order
+from .symbolic import Input, Node, format_shape, topological_order  # noqa: F401  (Input, Node re-exported)
 
 
 class Model(BaseModel):
@@ -80,7 +33,7 @@ class Model(BaseModel):
 
     ``inputs``: one ``Input`` node or a list (the model then takes a list of arrays, in this
     order); ``outputs``: one node. Same ``compile``/``fit``/``evaluate``/``predict`` as
-    ``Sequential``. Built at once (the input shapes are known).
+    ``Sequential``. Built at once (the input shapes are known, sizes may be None).
     """
 
     def __init__(self, inputs, outputs, seed=0, name=None):
@@ -92,7 +45,7 @@ class Model(BaseModel):
                 raise ValueError("Model: one output node is supported (one loss)")
             outputs = outputs[0]
         self.output = outputs
-        self.nodes = _topological_order([outputs])
+        self.nodes = topological_order([outputs])
         missing = [n for n in self.nodes if n.layer is None and all(n is not i for i in self.inputs)]
         if missing:
             raise ValueError(f"Model: the output depends on inputs not listed in `inputs`: {missing}")
@@ -102,15 +55,14 @@ class Model(BaseModel):
         self.layer_nodes = [n for n in self.nodes if n.layer is not None]
         self.build([i.shape for i in self.inputs] if self.multi_input else self.inputs[0].shape)
 
-    def layers_list(self):
-        return [n.layer for n in self.layer_nodes]
+    def _calls(self):
+        return [node.layer for node in self.layer_nodes]
 
     def build(self, input_shape=None, dtype=np.float32):
         self.dtype = np.dtype(dtype).type
         for node in self.layer_nodes:
             shapes = [p.shape for p in node.parents]
-            in_shape = shapes if len(node.parents) > 1 or _is_merge(node.layer) else shapes[0]
-            node.layer.build(in_shape, rng=self._init_rng, dtype=self.dtype)
+            node.layer.build(shapes if node.layer.takes_list else shapes[0], rng=self._init_rng, dtype=self.dtype)
         self.built = True
 
     def forward(self, x, training=True):
@@ -122,52 +74,53 @@ class Model(BaseModel):
             raise ValueError(f"{self.name}: expects {len(self.inputs)} inputs, got a list of {len(xs)} arrays")
         values = {}
         for node, xi in zip(self.inputs, xs):
-            if tuple(xi.shape[1:]) != node.shape:
-                raise ValueError(f"{self.name}: input {node.name!r} expects (N, {', '.join(map(str, node.shape))})"
-                                 f", got {tuple(xi.shape)}")
+            got = tuple(xi.shape[1:])
+            if len(got) != len(node.shape) or any(s is not None and s != d for s, d in zip(node.shape, got)):
+                raise ValueError(f"{self.name}: input {node.name!r} expects {format_shape(node.shape)}, "
+                                 f"got {tuple(xi.shape)}")
             values[id(node)] = xi
-        for node in self.layer_nodes:
+        for position, node in enumerate(self.layer_nodes):
             args = [values[id(p)] for p in node.parents]
-            values[id(node)] = node.layer.forward(args if _is_merge(node.layer) else args[0], training=training)
+            values[id(node)] = self._forward_call(position, node.layer, args if node.layer.takes_list else args[0],
+                                                  training)
         return values[id(self.output)]
 
     def backward(self, dy, input_grad=True):
-        """Reverse topological order; fan-out gradients are summed. With ``input_grad=False``
-        (training) layers fed only by the inputs skip their input gradient and None is returned."""
-        fed_by_inputs = [n for n in self.layer_nodes if all(any(p is i for i in self.inputs) for p in n.parents)]
-        own = [node.layer.need_input_grad for node in fed_by_inputs]  # restored afterwards
-        for node, flag in zip(fed_by_inputs, own):
-            node.layer.need_input_grad = flag and input_grad
-        try:
-            return self._backward(dy, input_grad)
-        finally:
-            for node, flag in zip(fed_by_inputs, own):
-                node.layer.need_input_grad = flag
-
-    def _backward(self, dy, input_grad):
+        """Reverse topological order; fan-out gradients are summed, shared layers' weight
+        gradients too. With ``input_grad=False`` (training) layers whose input gradient nobody
+        needs (no trainable weights before them) skip it, and None is returned."""
+        needed = self._needs_input_grad(input_grad)
         grads = {id(self.output): dy}
-        for node in reversed(self.layer_nodes):
+        summed = {}
+        for position in reversed(range(len(self.layer_nodes))):
+            node = self.layer_nodes[position]
             g = grads.pop(id(node), None)
             if g is None:  # cannot happen in a connected graph; kept as a guard
                 continue
-            dxs = node.layer.backward(g)
-            if dxs is None:  # a layer fed by the data, input gradient skipped
+            dxs = self._backward_call(position, node.layer, g, needed[position], summed)
+            if dxs is None:  # input gradient skipped
                 continue
-            dxs = dxs if _is_merge(node.layer) else [dxs]
+            dxs = dxs if node.layer.takes_list else [dxs]
             for parent, dx in zip(node.parents, dxs):
                 if id(parent) in grads:
                     grads[id(parent)] = grads[id(parent)] + dx  # fan-out: gradients add up
                 else:
                     grads[id(parent)] = dx
+        self._finish_shared_grads(summed)
         if not input_grad:
             return None
         dx_inputs = [grads.get(id(i)) for i in self.inputs]
         return dx_inputs if self.multi_input else dx_inputs[0]
 
+    def _needs_input_grad(self, input_grad):
+        """Per node: does anyone need dL/d(its input)? Yes when the model's input gradient is
+        asked for, or when some node before it has trainable weights."""
+        trains = {}  # id(node) -> a trainable weight lies at or before this node
+        needed = []
+        for node in self.layer_nodes:
+            before = any(trains.get(id(p), False) for p in node.parents)
+            needed.append(input_grad or before)
+            trains[id(node)] = before or (node.layer.trainable and bool(node.layer.params))
+        return needed
+
     __call__ = forward
-
-
-def _is_merge(layer):
-    from .layers.merge import _Merge
-
-    return isinstance(layer, _Merge)

@@ -26,6 +26,7 @@ from . import metrics as metrics_module
 from .backend import get_array_module, is_gpu_array, to_device, to_numpy
 from .callbacks import Callback, History
 from .layers.base import Layer
+from .symbolic import normalize_shape
 
 
 def _as_list(x):
@@ -46,8 +47,10 @@ def _take(x, idx):
 class BaseModel:
     """Training, evaluation and bookkeeping shared by ``Sequential`` and graph models.
 
-    Subclasses provide ``layers_list()``, ``build(input_shape, dtype)``, ``forward(x, training)``
-    and ``backward(dpred)``.
+    Subclasses provide ``_calls()`` (the layer of every call, in forward order; a layer that
+    appears twice shares its weights), ``build(input_shape, dtype)``, ``forward(x, training)`` and
+    ``backward(dpred, input_grad)``, running each call through ``_forward_call`` /
+    ``_backward_call`` so that shared layers get one cache per call and summed gradients.
     """
 
     def __init__(self, seed=0, name=None):
@@ -64,6 +67,56 @@ class BaseModel:
         self.device = "cpu"
         self.stop_training = False
         self.multi_input = False  # graph models with several Input nodes take a list of arrays
+        self._call_caches = {}  # call position -> cache, for layers called more than once
+
+    # ------------------------------------------------------------------ layers and calls
+    def layers_list(self):
+        """Every layer once, in the order of its first call."""
+        seen, out = set(), []
+        for layer in self._calls():
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                out.append(layer)
+        return out
+
+    def _shared_ids(self):
+        """``id`` of every layer called more than once (recounted only when the calls change)."""
+        calls = tuple(id(layer) for layer in self._calls())
+        if getattr(self, "_shared_key", None) != calls:
+            self._shared_key = calls
+            self._shared = {i for i in calls if calls.count(i) > 1}
+        return self._shared
+
+    def _forward_call(self, position, layer, x, training):
+        """``layer.forward``; a shared layer's cache is kept per call for its backward."""
+        try:
+            y = layer.forward(x, training=training)
+        except ValueError as e:  # say which of several same-named layers complained
+            raise ValueError(f"layer {position} of {self.name}: {e}") from e
+        if id(layer) in self._shared_ids():
+            self._call_caches[position] = layer._cache
+        return y
+
+    def _backward_call(self, position, layer, dy, need_dx, summed):
+        """``layer.backward``; for a shared layer, with the cache of this call, and its weight
+        gradients added into ``summed`` (see :meth:`_finish_shared_grads`)."""
+        shared = id(layer) in self._shared_ids()
+        if shared:
+            layer._cache = self._call_caches[position]
+        dx = layer.backward(dy, need_dx=need_dx)
+        if shared:
+            if id(layer) in summed:
+                for k, g in layer.grads.items():
+                    summed[id(layer)][1][k] = summed[id(layer)][1][k] + g
+            else:
+                summed[id(layer)] = (layer, {k: g.copy() for k, g in layer.grads.items()})
+        return dx
+
+    @staticmethod
+    def _finish_shared_grads(summed):
+        """A weight used by several calls gets the sum of their gradients (the chain rule)."""
+        for layer, grads in summed.values():
+            layer.grads.update(grads)
 
     # ------------------------------------------------------------------ parameters by name
     def _layer_keys(self):
@@ -76,6 +129,12 @@ class BaseModel:
 
     def named_grads(self) -> dict:
         return {f"{key}/{p}": layer.grads[p] for key, layer in self._layer_keys() for p in layer.params}
+
+    def trainable_params(self) -> dict:
+        """:meth:`named_params` without the frozen layers' (``layer.trainable = False``): what the
+        optimizer updates."""
+        return {f"{key}/{p}": v for key, layer in self._layer_keys() if layer.trainable
+                for p, v in layer.params.items()}
 
     def get_state(self) -> dict:
         return {f"{key}/{s}": v for key, layer in self._layer_keys() for s, v in layer.state.items()}
@@ -103,6 +162,9 @@ class BaseModel:
 
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers_list())
+
+    def count_trainable_params(self) -> int:
+        return sum(layer.count_params() for layer in self.layers_list() if layer.trainable)
 
     # ------------------------------------------------------------------ dtype and device
     def cast(self, dtype):
@@ -218,7 +280,7 @@ class BaseModel:
                 f"({getattr(self.optimizer, 'lr', '?')}) may be too high, or the inputs unnormalized"
             )
         self.backward(self.loss.backward(), input_grad=False)
-        self.optimizer.step(self.named_params(), self.named_grads())
+        self.optimizer.step(self.trainable_params(), self.named_grads())
         return loss, pred
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
@@ -337,14 +399,22 @@ class BaseModel:
         """Print (and return) a table of layers, output shapes and parameter counts."""
         if not self.built:
             raise RuntimeError("summary: the model is not built yet; pass input_shape= or call fit/predict")
-        rows = [(f"{layer.name} ({type(layer).__name__})", str((None, *layer.output_shape)),
-                 f"{layer.count_params():,}") for layer in self.layers_list()]
+        def shape_text(layer):
+            return "(None" + "".join(f", {d}" for d in layer.output_shape) + ")"
+
+        def name_text(layer):
+            return f"{layer.name} ({type(layer).__name__})" + ("" if layer.trainable else " [frozen]")
+
+        rows = [(name_text(layer), shape_text(layer), f"{layer.count_params():,}") for layer in self.layers_list()]
         w0 = max([len("Layer (type)")] + [len(r[0]) for r in rows]) + 2
         w1 = max([len("Output Shape")] + [len(r[1]) for r in rows]) + 2
         line = "=" * (w0 + w1 + 12)
         out = [f'Model: "{self.name}"', line, f"{'Layer (type)':<{w0}}{'Output Shape':<{w1}}{'Param #':>10}", line]
         out += [f"{a:<{w0}}{b:<{w1}}{c:>10}" for a, b, c in rows]
-        out += [line, f"Total params: {self.count_params():,}", line]
+        n_state = sum(int(np.prod(v.shape)) for v in self.get_state().values())
+        total, trainable = self.count_params(), self.count_trainable_params()
+        out += [line, f"Total params: {total + n_state:,}", f"Trainable params: {trainable:,}",
+                f"Non-trainable params: {total - trainable + n_state:,}", line]
         text = "\n".join(out)
         if print_fn is not None:
             print_fn(text)
@@ -355,14 +425,16 @@ class Sequential(BaseModel):
     """A chain of layers: ``y = f_L(... f_2(f_1(x)))``; backward runs the chain in reverse.
 
     ``Sequential(layers=None, seed=0, input_shape=None)``: builds lazily from the first batch,
-    or at once when ``input_shape`` (without the batch axis) is given. The same seed gives the
-    same initial weights, dropout masks and shuffling, hence bit-identical training.
+    or at once when ``input_shape`` (without the batch axis) is given; ``(C, None, None)``
+    declares images of any size. The same seed gives the same initial weights, dropout masks and
+    shuffling, hence bit-identical training. A layer may appear twice (its weights are shared;
+    gradients of both uses add up).
     """
 
     def __init__(self, layers=None, seed=0, input_shape=None, name=None):
         super().__init__(seed=seed, name=name)
         self.layers: list[Layer] = []
-        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.input_shape = normalize_shape(input_shape, "input_shape") if input_shape is not None else None
         for layer in layers or []:
             self.add(layer)
 
@@ -372,30 +444,37 @@ class Sequential(BaseModel):
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a handprop Layer, got {type(layer).__name__}")
         if self.input_shape is not None:
-            shape = self.layers[-1].output_shape if self.layers else self.input_shape
+            shape = self._output_shape_of(self.layers) if self.layers else self.input_shape
             self._build_layer(len(self.layers), layer, shape)
             self.built = True
         self.layers.append(layer)
         return self
 
+    def _output_shape_of(self, layers):
+        shape = self.input_shape
+        for layer in layers:
+            shape = layer.compute_output_shape(shape)
+        return shape
+
     def _build_layer(self, index, layer, shape):
         try:
             out = layer.build(shape, rng=self._init_rng, dtype=self.dtype)
         except ValueError as e:
-            where = f"(N, {', '.join(map(str, shape))})"
+            where = "(N" + "".join(f", {d}" for d in shape) + ")"
             raise ValueError(f"building layer {index} ({layer.name}) on input {where}: {e}") from e
         if self.device == "gpu":
             layer.to("gpu")
         return out
 
-    def layers_list(self):
+    def _calls(self):
         return self.layers
 
     def build(self, input_shape, dtype=np.float32):
-        """Build every layer in turn; each layer's output shape is the next one's input shape."""
+        """Build every layer in turn; each layer's output shape is the next one's input shape.
+        Layers built before (e.g. taken from a trained model) keep their weights."""
         if not self.layers:
             raise RuntimeError("Sequential: add at least one layer before building")
-        shape = tuple(input_shape)
+        shape = normalize_shape(input_shape, "input_shape")
         self.input_shape = shape
         self.dtype = np.dtype(dtype).type
         for i, layer in enumerate(self.layers):
@@ -409,23 +488,22 @@ class Sequential(BaseModel):
         x = self._prepare(x)
         self.ensure_built(x)
         for i, layer in enumerate(self.layers):
-            try:
-                x = layer.forward(x, training=training)
-            except ValueError as e:  # say which of several same-named layers complained
-                raise ValueError(f"layer {i} of {self.name}: {e}") from e
+            x = self._forward_call(i, layer, x, training)
         return x
 
     def backward(self, dy, input_grad=True):
         """Run the layers' backward passes in reverse; returns dL/dx (None if ``input_grad`` is
-        False: training needs no gradient for the data, so the first layer may skip it)."""
-        first = self.layers[0]
-        own = first.need_input_grad  # restored afterwards (a user may have set it)
-        first.need_input_grad = own and input_grad
-        try:
-            for layer in reversed(self.layers):
-                dy = layer.backward(dy)
-        finally:
-            first.need_input_grad = own
+        False: training needs no gradient for the data, so layers with no trainable weights
+        before them skip their input gradient)."""
+        summed = {}
+        trainable_before = [False]
+        for layer in self.layers[:-1]:
+            trainable_before.append(trainable_before[-1] or (layer.trainable and bool(layer.params)))
+        for i in reversed(range(len(self.layers))):
+            dy = self._backward_call(i, self.layers[i], dy, input_grad or trainable_before[i], summed)
+            if dy is None:  # nothing before this layer learns: stop here
+                break
+        self._finish_shared_grads(summed)
         return dy if input_grad else None
 
     __call__ = forward

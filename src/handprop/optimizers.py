@@ -31,8 +31,8 @@ dtype is cast to the parameter's dtype.
 
 from __future__ import annotations
 
-from .backend import get_array_module, get_engine, is_gpu_array
-from .kernels import get_optional
+from .backend import get_array_module
+from .kernels import get_kernel
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "AdaGrad", "AdaDelta", "Adam", "get"]
 
@@ -44,17 +44,6 @@ def _resolve_lr(cls_name, lr, learning_rate, default):
     if lr != default and lr != learning_rate:
         raise ValueError(f"{cls_name}: got lr={lr} and learning_rate={learning_rate}; pass only one")
     return learning_rate
-
-
-def _engine_kernel(op, p):
-    """The engine's own ``op`` for parameter ``p`` (:func:`handprop.kernels.get_optional`), or None.
-
-    Unlike layers, optimizers also take NumPy arrays while the ``cupy`` engine is set (a point on
-    a 2-D surface): those simply run the array-module code.
-    """
-    if get_engine() == "cupy" and not is_gpu_array(p):
-        return None
-    return get_optional(op, p)
 
 
 def _check_nonnegative(cls_name, **values):
@@ -111,7 +100,9 @@ class Optimizer:
             g = self._regularized_grad(p, grads[name], xp)
             state = self._state_of(name, p, xp)
             state["step"] += 1
-            self._update(p, g, state, lr, xp)
+            # The engine hook: the engine runs ``self._update`` (the equations below), or the
+            # same arithmetic fused into one pass over memory (numba, for big SGD parameters).
+            get_kernel("optimizer_update", p, strict=False)(self, p, g, state, lr)
 
     def reset(self):
         """Forget all state (momentum buffers, running averages, step counts)."""
@@ -223,21 +214,11 @@ class SGD(Optimizer):
         return {"momentum_buffer": xp.zeros_like(p)} if self.momentum != 0.0 else {}
 
     def _update(self, p, g, state, lr, xp):
-        # An engine may fuse the whole update into one pass over memory (the numba engine does,
-        # for big float arrays); it returns False when it leaves the work to the code below.
-        first = state["step"] == 1
-        if self.momentum != 0.0 and "momentum_buffer" not in state:
-            # momentum switched on after the first step: like torch, start a buffer at g now
-            state["momentum_buffer"] = xp.zeros_like(p)
-            first = True
-        fused = _engine_kernel("sgd_update", p)
-        buf = state.get("momentum_buffer")
-        if fused is not None and fused(p, g, buf, lr, self.momentum, self.dampening, self.nesterov,
-                                       first):  # fmt: skip
-            return
         if self.momentum != 0.0:
-            b = state["momentum_buffer"]
-            if first:
+            b = state.get("momentum_buffer")
+            if b is None:  # momentum switched on after the first step: like torch, start at g
+                b = state["momentum_buffer"] = g.copy()
+            elif state["step"] == 1:
                 b[...] = g  # torch starts the buffer at g itself (no dampening on step 1)
             else:
                 b *= self.momentum

@@ -1,22 +1,47 @@
-"""Kernel engines: one module per engine, all exposing the same functions.
+"""Kernel engines: one module per engine, every one implementing the same functions.
 
-Every engine module defines (shapes NCHW; ``stride``, ``padding``, ``dilation`` and ``pool`` are
-``(h, w)`` int pairs; padding is symmetric zero padding)::
+Layers never ask what an engine can do: they call the kernel of the engine in force, and each
+engine implements the whole API below. Forward kernels return ``(y, cache)``; the cache is what
+the matching backward needs, built by the engine (the CS231n pattern: ``fast_layers.py`` keeps
+``x_cols`` in its conv cache), and handed back unchanged by the layer. Shapes are NCHW; a
+``ConvGeometry`` is ``(stride, padding, dilation)`` and a ``PoolGeometry`` ``(pool, stride,
+padding)``, each entry an ``(h, w)`` int pair, padding symmetric (:mod:`.geometry`)::
 
-    conv2d_forward(x, W, b, stride, padding, dilation) -> y
+    conv2d_forward(x, W, b, geometry, training=True) -> (y, cache)
         x (N, C, H, W), W (K, C, R, S), b (K,) or None -> y (N, K, Ho, Wo)
-    conv2d_backward_input(dy, W, x_shape, stride, padding, dilation) -> dx   (N, C, H, W)
-    conv2d_backward_weight(dy, x, W_shape, stride, padding, dilation) -> dW  (K, C, R, S)
-    maxpool2d_forward(x, pool, stride, padding) -> (y, argmax)
-        argmax: int array shaped like y, flat index h * W + w of the winner in its channel plane
-    maxpool2d_backward(dy, argmax, x_shape) -> dx
-    avgpool2d_forward(x, pool, stride, padding) -> y         (padding zeros are counted, as PyTorch)
-    avgpool2d_backward(dy, x_shape, pool, stride, padding) -> dx
+    conv2d_backward(dy, cache, need_dx=True) -> (dx, dW, db)
+        dx (N, C, H, W) or None when need_dx is False; dW (K, C, R, S); db (K,) or None
+    conv2d_transpose_forward(x, W, b, geometry, y_shape, training=True) -> (y, cache)
+        x (N, C_in, H, W), W (C_in, K, R, S) -> y ``y_shape`` (N, K, Ho, Wo)
+    conv2d_transpose_backward(dy, cache, need_dx=True) -> (dx, dW, db)
+    maxpool2d_forward(x, geometry, training=True) -> (y, cache)      x (N, C, H, W) -> y (N, C, Ho, Wo)
+    maxpool2d_backward(dy, cache) -> dx
+    avgpool2d_forward(x, geometry, training=True) -> (y, cache)      padding zeros count, as PyTorch
+    avgpool2d_backward(dy, cache) -> dx
+    prelu_forward(x, alpha, training=True) -> (y, cache)            alpha (C,) per channel or (1,)
+    prelu_backward(dy, cache, need_dx=True) -> (dx, dalpha)
+    optimizer_update(optimizer, p, g, state, lr) -> None            one parameter, in place
 
-with  Ho = floor((H + 2 ph - dh (R - 1) - 1) / sh) + 1  (and likewise Wo).
+and, as the building blocks of the pairs (:mod:`.pairs`), the convolution's three linear maps::
+
+    conv2d(x, W, b, geometry) -> y
+    conv2d_input_grad(dy, W, x_shape, geometry) -> dx
+    conv2d_weight_grad(dy, x, W_shape, geometry) -> dW
+
+with  ``Ho = floor((H + 2 ph - dh (R - 1) - 1) / sh) + 1``  (likewise Wo).
+
+======================  ============================================================  =========
+engine                  module                                                        runs on
+======================  ============================================================  =========
+``reference``           :mod:`.reference`: the loops on the slides -- the definition  NumPy
+``numpy``               :mod:`.im2col`: im2col + one GEMM per bounded chunk           NumPy
+``numba`` (default)     :mod:`.numba_cpu`: Numba-parallel packing + OpenBLAS GEMMs    CPU
+``cupy``                :mod:`.cupy_gpu`: the im2col engine on CuPy arrays (cuBLAS)   CUDA GPU
+======================  ============================================================  =========
 
 ``get_kernel("conv2d_forward", x)`` returns the function of the engine that runs on ``x``
-(see :func:`handprop.backend.engine_for`). Engines that lack a kernel fall back to ``numpy``.
+(:func:`handprop.backend.engine_for`: CuPy arrays always run on ``cupy``). Every engine is tested
+against ``reference`` (``tests/test_engines.py``).
 """
 
 from __future__ import annotations
@@ -32,26 +57,25 @@ _MODULES = {
     "cupy": "handprop.kernels.cupy_gpu",
 }
 
+API = (
+    "conv2d_forward", "conv2d_backward", "conv2d_transpose_forward", "conv2d_transpose_backward",
+    "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
+    "prelu_forward", "prelu_backward", "optimizer_update", "conv2d", "conv2d_input_grad", "conv2d_weight_grad",
+)
+"""Every name each engine module defines (checked by the tests)."""
+
 
 def engine_module(name: str):
     """Import and return the kernel module of engine ``name``."""
     return importlib.import_module(_MODULES[name])
 
 
-def get_optional(op: str, x):
-    """The engine's own ``op`` for array ``x``, or None when the engine has no such kernel.
+def get_kernel(op: str, x, strict: bool = True):
+    """The function implementing ``op`` on the engine that runs on array ``x``.
 
-    For operations outside the engine API that an engine may speed up (``prelu_forward``,
-    ``conv2d_backward_bias``): the layer keeps its NumPy code as the fallback.
+    ``strict=False`` lets NumPy data run on the ``numpy`` engine while ``cupy`` is in force (the
+    optimizers do this: the same optimizer walks a NumPy point across a 2-D surface).
     """
-    return getattr(engine_module(engine_for(x)), op, None)
-
-
-def get_kernel(op: str, x):
-    """The function implementing ``op`` on the engine that runs on array ``x``."""
-    name = engine_for(x)
-    module = engine_module(name)
-    fn = getattr(module, op, None)
-    if fn is None:  # an engine may leave an op to the vectorized array-module version
-        fn = getattr(engine_module("numpy"), op)
-    return fn
+    if op not in API:
+        raise ValueError(f"unknown kernel {op!r}; the engine API is {API}")
+    return getattr(engine_module(engine_for(x, strict=strict)), op)

@@ -22,17 +22,19 @@ from .im2col import (  # noqa: F401  (re-exported: this engine's kernels)
     GPU_CHUNK_BYTES,
     avgpool2d_backward,
     avgpool2d_forward,
-    conv2d_backward_input,
-    conv2d_backward_weight,
+    conv2d,
+    conv2d_backward,
     conv2d_forward,
+    conv2d_input_grad,
+    conv2d_transpose_backward,
+    conv2d_transpose_forward,
+    conv2d_weight_grad,
     maxpool2d_backward,
     maxpool2d_forward,
+    optimizer_update,
+    prelu_backward,
+    prelu_forward,
 )
-
-
-def conv2d_backward_bias(dy):
-    """dL/db = ``dy.sum(axis=(0, 2, 3))`` (a CuPy reduction). dy (N, K, Ho, Wo) -> (K,)."""
-    return dy.sum(axis=(0, 2, 3))
 
 
 def warmup(dtypes=("float32", "float64")):
@@ -40,6 +42,7 @@ def warmup(dtypes=("float32", "float64")):
     import time
 
     from ..backend import cupy_module
+    from .geometry import ConvGeometry, PoolGeometry
 
     cp = cupy_module()
     if cp is None:
@@ -48,13 +51,12 @@ def warmup(dtypes=("float32", "float64")):
     for dtype in dtypes:
         x = cp.ones((1, 2, 5, 5), dtype)
         W = cp.ones((3, 2, 3, 3), dtype)
-        geometry = ((1, 1), (1, 1), (1, 1))
-        y = conv2d_forward(x, W, cp.zeros(3, dtype), *geometry)
-        conv2d_backward_input(y, W, x.shape, *geometry)
-        conv2d_backward_weight(y, x, W.shape, *geometry)
-        p, idx = maxpool2d_forward(x, (2, 2), (2, 2), (0, 0))
-        maxpool2d_backward(p, idx, x.shape)
-        a = avgpool2d_forward(x, (2, 2), (2, 2), (0, 0))
-        avgpool2d_backward(a, x.shape, (2, 2), (2, 2), (0, 0))
+        y, cache = conv2d_forward(x, W, cp.zeros(3, dtype), ConvGeometry((1, 1), (1, 1), (1, 1)))
+        conv2d_backward(y, cache)
+        pool = PoolGeometry((2, 2), (2, 2), (0, 0))
+        p, cache = maxpool2d_forward(x, pool)
+        maxpool2d_backward(p, cache)
+        a, cache = avgpool2d_forward(x, pool)
+        avgpool2d_backward(a, cache)
     cp.cuda.Device().synchronize()
     return time.perf_counter() - start

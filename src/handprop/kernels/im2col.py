@@ -31,7 +31,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module
-from .reference import check_pool_padding, output_size
+from .geometry import check_pool_padding, output_size
+from .pairs import conv_pairs
+from .reference import optimizer_update, prelu_backward, prelu_forward  # noqa: F401 (xp-generic)
 
 CHUNK_BYTES = 32 * 2**20
 """Upper bound for one chunk's column buffer, in bytes (a single output row may exceed it).
@@ -109,12 +111,13 @@ def col2im(cols, band_shape, stride, dilation):
 
 
 # ----------------------------------------------------------------------------- convolution
-def conv2d_forward(x, W, b, stride, padding, dilation):
+def conv2d(x, W, b, geometry):
     """2-D convolution. x (N, C, H, W), W (K, C, R, S), b (K,) or None -> y (N, K, Ho, Wo)."""
     xp = get_array_module(x)
     N, C, H, Wd = x.shape
     K, _, R, S = W.shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    stride, (ph, pw), dilation = geometry
+    (sh, sw), (dh, dw) = stride, dilation
     Ho, Wo = output_size(H, R, sh, ph, dh), output_size(Wd, S, sw, pw, dw)
     dtype = xp.result_type(x.dtype, W.dtype)
     W2 = W.reshape(K, C * R * S)
@@ -130,12 +133,13 @@ def conv2d_forward(x, W, b, stride, padding, dilation):
     return y
 
 
-def conv2d_backward_input(dy, W, x_shape, stride, padding, dilation):
-    """dL/dx of :func:`conv2d_forward`: ``dcols = W2.T @ dy`` then col2im. -> dx ``x_shape``."""
+def conv2d_input_grad(dy, W, x_shape, geometry):
+    """dL/dx of :func:`conv2d`: ``dcols = W2.T @ dy`` then col2im. -> dx ``x_shape``."""
     xp = get_array_module(dy)
     N, C, H, Wd = x_shape
     K, _, R, S = W.shape
-    (sh, _), (ph, pw), (dh, _) = stride, padding, dilation  # the bands cut rows only
+    stride, (ph, pw), dilation = geometry
+    sh, dh = stride[0], dilation[0]  # the bands cut rows only
     Ho, Wo = dy.shape[2:]
     dtype = xp.result_type(dy.dtype, W.dtype)
     W2T = W.reshape(K, C * R * S).T
@@ -152,12 +156,13 @@ def conv2d_backward_input(dy, W, x_shape, stride, padding, dilation):
     return dx
 
 
-def conv2d_backward_weight(dy, x, W_shape, stride, padding, dilation):
-    """dL/dW of :func:`conv2d_forward`: ``dW2 = sum_n dy[n] @ cols[n].T``. -> dW ``W_shape``."""
+def conv2d_weight_grad(dy, x, W_shape, geometry):
+    """dL/dW of :func:`conv2d`: ``dW2 = sum_n dy[n] @ cols[n].T``. -> dW ``W_shape``."""
     xp = get_array_module(x)
     N, C, H, Wd = x.shape
     K, _, R, S = W_shape
-    (sh, _), (ph, pw), (dh, _) = stride, padding, dilation
+    stride, (ph, pw), dilation = geometry
+    sh, dh = stride[0], dilation[0]
     Ho, Wo = dy.shape[2:]
     dtype = xp.result_type(dy.dtype, x.dtype)
     dW2 = xp.zeros((K, C * R * S), dtype=dtype)
@@ -169,6 +174,10 @@ def conv2d_backward_weight(dy, x, W_shape, stride, padding, dilation):
         dW2 += xp.matmul(g, cols.reshape(n, C * R * S, Hc * Wo).transpose(0, 2, 1)).sum(axis=0)
         del cols  # free this chunk before the next is allocated
     return dW2.reshape(K, C, R, S)
+
+
+conv2d_forward, conv2d_backward, conv2d_transpose_forward, conv2d_transpose_backward = conv_pairs(
+    conv2d, conv2d_input_grad, conv2d_weight_grad)  # the pairs layers call (kernels/pairs.py)
 
 
 # ----------------------------------------------------------------------------- pooling
@@ -183,15 +192,17 @@ def _pool_taps(x, pool, stride, padding, value):
             yield r, s, xpad[:, :, r : r + sh * (Ho - 1) + 1 : sh, s : s + sw * (Wo - 1) + 1 : sw]
 
 
-def maxpool2d_forward(x, pool, stride, padding):
-    """Max pooling -> ``(y, argmax)``; argmax is the flat ``h * W + w`` index in the unpadded plane.
+def maxpool2d_forward(x, geometry, training=True):
+    """Max pooling -> ``(y, (argmax, x.shape))``; argmax is the flat ``h * W + w`` index in the
+    unpadded plane.
 
     A running comparison over the taps, ``take = v > best or isnan(v)``: the strict ``>`` keeps the
     first of equal maxima in row-major window order, as PyTorch. Padding is ``-inf``.
     """
     xp = get_array_module(x)
     N, C, H, Wd = x.shape
-    (R, S), (sh, sw), (ph, pw) = pool, stride, padding
+    pool, stride, padding = geometry
+    (R, S), (sh, sw), (ph, pw) = geometry
     check_pool_padding(pool, padding)
     Ho, Wo = output_size(H, R, sh, ph), output_size(Wd, S, sw, pw)
     top = xp.arange(Ho) * sh - ph  # first row / column of each window, unpadded coordinates
@@ -203,10 +214,10 @@ def maxpool2d_forward(x, pool, stride, padding):
         take = (v > best) | xp.isnan(v)
         best = xp.where(take, v, best)
         argmax = xp.where(take, (top[:, None] + r) * Wd + (left[None, :] + s), argmax)
-    return best, argmax.astype(xp.int64, copy=False)
+    return best, (argmax.astype(xp.int64, copy=False), x.shape)
 
 
-def maxpool2d_backward(dy, argmax, x_shape):
+def maxpool2d_backward(dy, cache):
     """Route each ``dy`` to the pixel that won its window; shared winners add up.
 
     When windows overlap (stride < pool) several outputs can share a winner, so a plain
@@ -215,30 +226,31 @@ def maxpool2d_backward(dy, argmax, x_shape):
     alike (it accumulates in float64; the result is cast back to ``dy``'s dtype).
     """
     xp = get_array_module(dy)
-    N, C, H, Wd = x_shape
+    argmax, (N, C, H, Wd) = cache
     plane = xp.arange(N * C).reshape(N, C, 1, 1) * (H * Wd)  # offset of each channel plane
     index = (plane + argmax).ravel()
     dx = xp.bincount(index, weights=dy.ravel(), minlength=N * C * H * Wd)
     return dx.astype(dy.dtype, copy=False).reshape(N, C, H, Wd)
 
 
-def avgpool2d_forward(x, pool, stride, padding):
-    """Average pooling: the sum of the tap slices divided by ``R S`` (padding zeros count)."""
+def avgpool2d_forward(x, geometry, training=True):
+    """Average pooling: the sum of the tap slices divided by ``R S`` (padding zeros count).
+    -> ``(y, (x.shape, geometry))``."""
     xp = get_array_module(x)
     N, C, H, Wd = x.shape
-    (R, S), (sh, sw), (ph, pw) = pool, stride, padding
+    pool, stride, padding = geometry
+    (R, S), (sh, sw), (ph, pw) = geometry
     check_pool_padding(pool, padding)
     y = xp.zeros((N, C, output_size(H, R, sh, ph), output_size(Wd, S, sw, pw)), dtype=x.dtype)
     for _, _, v in _pool_taps(x, pool, stride, padding, 0):
         y += v
-    return y / xp.asarray(R * S, dtype=x.dtype)
+    return y / xp.asarray(R * S, dtype=x.dtype), (x.shape, geometry)
 
 
-def avgpool2d_backward(dy, x_shape, pool, stride, padding):
+def avgpool2d_backward(dy, cache):
     """Each pixel of a window receives ``dy / (R S)``: tap slices with ``+=``, then crop."""
     xp = get_array_module(dy)
-    N, C, H, Wd = x_shape
-    (R, S), (sh, sw), (ph, pw) = pool, stride, padding
+    (N, C, H, Wd), ((R, S), (sh, sw), (ph, pw)) = cache
     Ho, Wo = dy.shape[2:]
     share = dy / xp.asarray(R * S, dtype=dy.dtype)
     dxpad = xp.zeros((N, C, H + 2 * ph, Wd + 2 * pw), dtype=dy.dtype)

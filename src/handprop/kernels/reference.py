@@ -3,49 +3,46 @@
 This file is the *definition* every faster engine is tested against. Each kernel walks over the
 output positions ``(i, j)`` and the kernel taps ``(r, s)`` in plain Python, exactly as one draws a
 filter sliding over an image. Only the innermost work -- all images of the batch and all channels
-at one position -- is a NumPy matrix product, so the tests finish in seconds.
+at one position -- is a NumPy matrix product, so the tests finish in seconds. To step through a
+backward pass in a debugger, run the model inside ``with hp.engine("reference"):``.
 
 Notation (NCHW layout, PyTorch conventions)::
 
     x  (N, C, H, W)     input: N images, C channels, H rows, W columns
     Wt (K, C, R, S)     weights: K filters, each C x R x S
     y  (N, K, Ho, Wo)   output
-    stride (sh, sw), padding (ph, pw), dilation (dh, dw)
+    stride (sh, sw), padding (ph, pw), dilation (dh, dw)    (a ConvGeometry)
 
 A tap ``(r, s)`` of output position ``(i, j)`` reads the (zero-)padded input at::
 
     h = i * sh + r * dh        w = j * sw + s * dw          (padded coordinates)
 
-and the output size follows (``floor`` division)::
-
-    Ho = (H + 2 ph - dh (R - 1) - 1) // sh + 1              (likewise Wo)
+and the output size is ``Ho = (H + 2 ph - dh (R - 1) - 1) // sh + 1`` (likewise Wo).
 
 Convolution (really cross-correlation, as in every deep-learning library)::
 
     y[n, k, i, j] = b[k] + sum_{c, r, s} Wt[k, c, r, s] * xpad[n, c, i sh + r dh, j sw + s dw]
 
-Its two gradients reuse the same index map, read backwards:
+Its gradients reuse the same index map, read backwards:
 
 * input:   dxpad[n, c, i sh + r dh, j sw + s dw] += sum_k dy[n, k, i, j] Wt[k, c, r, s]
 * weight:  dWt[k, c, r, s] += sum_{n, i, j} dy[n, k, i, j] xpad[n, c, i sh + r dh, j sw + s dw]
+* bias:    db[k] = sum_{n, i, j} dy[n, k, i, j]
 
 Pooling uses the same windows (without dilation), one channel at a time.
+
+**The engine API.** Layers call forward/backward *pairs*: ``forward(...) -> (y, cache)`` and
+``backward(dy, cache, ...)``; the cache is what backward needs, built by the engine that will read
+it (here: the inputs and the geometry). The full list is in :mod:`handprop.kernels`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-
-def output_size(size, kernel, stride, padding, dilation=1):
-    """``floor((size + 2 padding - dilation (kernel - 1) - 1) / stride) + 1`` (may be <= 0)."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def check_pool_padding(pool, padding):
-    """PyTorch's rule: padding at most half the window, so every window sees a real pixel."""
-    if padding[0] > pool[0] // 2 or padding[1] > pool[1] // 2:
-        raise ValueError(f"pooling padding {tuple(padding)} must be at most half the pool size {tuple(pool)}")
+from ..backend import get_array_module
+from .geometry import check_pool_padding, output_size
+from .pairs import conv_pairs
 
 
 def _pad(x, ph, pw, value=0.0):
@@ -53,12 +50,12 @@ def _pad(x, ph, pw, value=0.0):
     return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
 
 
-# ----------------------------------------------------------------------------- convolution
-def conv2d_forward(x, W, b, stride, padding, dilation):
+# ----------------------------------------------------------------------------- convolution: the loops
+def conv2d(x, W, b, geometry):
     """2-D convolution. x (N, C, H, W), W (K, C, R, S), b (K,) or None -> y (N, K, Ho, Wo)."""
     N, C, H, Wd = x.shape
     K, _, R, S = W.shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    (sh, sw), (ph, pw), (dh, dw) = geometry
     Ho, Wo = output_size(H, R, sh, ph, dh), output_size(Wd, S, sw, pw, dw)
     xpad = _pad(x, ph, pw)
     y = np.zeros((N, K, Ho, Wo), dtype=np.result_type(x, W))
@@ -73,14 +70,14 @@ def conv2d_forward(x, W, b, stride, padding, dilation):
     return y
 
 
-def conv2d_backward_input(dy, W, x_shape, stride, padding, dilation):
-    """dL/dx of :func:`conv2d_forward`. dy (N, K, Ho, Wo), W (K, C, R, S) -> dx ``x_shape``.
+def conv2d_input_grad(dy, W, x_shape, geometry):
+    """dL/dx of :func:`conv2d`. dy (N, K, Ho, Wo), W (K, C, R, S) -> dx ``x_shape``.
 
     Every tap sends ``dy`` back to the pixel it read; overlapping windows add up.
     """
     N, C, H, Wd = x_shape
     K, _, R, S = W.shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    (sh, sw), (ph, pw), (dh, dw) = geometry
     Ho, Wo = dy.shape[2:]
     dxpad = np.zeros((N, C, H + 2 * ph, Wd + 2 * pw), dtype=np.result_type(dy, W))
     for i in range(Ho):
@@ -92,13 +89,13 @@ def conv2d_backward_input(dy, W, x_shape, stride, padding, dilation):
     return dxpad[:, :, ph : ph + H, pw : pw + Wd].copy()  # the padding's gradient is dropped
 
 
-def conv2d_backward_weight(dy, x, W_shape, stride, padding, dilation):
-    """dL/dW of :func:`conv2d_forward`. dy (N, K, Ho, Wo), x (N, C, H, W) -> dW ``W_shape``.
+def conv2d_weight_grad(dy, x, W_shape, geometry):
+    """dL/dW of :func:`conv2d`. dy (N, K, Ho, Wo), x (N, C, H, W) -> dW ``W_shape``.
 
     Each weight collects ``dy * (the pixel it multiplied)`` over the batch and all positions.
     """
     K, C, R, S = W_shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    (sh, sw), (ph, pw), (dh, dw) = geometry
     Ho, Wo = dy.shape[2:]
     xpad = _pad(x, ph, pw)
     dW = np.zeros((K, C, R, S), dtype=np.result_type(dy, x))
@@ -111,17 +108,26 @@ def conv2d_backward_weight(dy, x, W_shape, stride, padding, dilation):
     return dW
 
 
-# ----------------------------------------------------------------------------- max pooling
-def maxpool2d_forward(x, pool, stride, padding):
-    """Max pooling. x (N, C, H, W) -> ``(y, argmax)``, both (N, C, Ho, Wo).
+# ----------------------------------------------------------------------------- convolution: the pairs
+# Layers call these: ``y, cache = conv2d_forward(x, W, b, geometry, training)`` then
+# ``dx, dW, db = conv2d_backward(dy, cache, need_dx)``, which calls the loops above
+# (:mod:`handprop.kernels.pairs` explains the transposed pair).
+conv2d_forward, conv2d_backward, conv2d_transpose_forward, conv2d_transpose_backward = conv_pairs(
+    conv2d, conv2d_input_grad, conv2d_weight_grad)
 
-    ``argmax[n, c, i, j] = h * W + w`` is the winner's flat index in the *unpadded* channel plane.
-    Padding is ``-inf`` so it never wins. Ties go to the first maximum in row-major window order
-    and NaN propagates (the rule of PyTorch's kernel: take a tap when ``v > best or isnan(v)``).
+
+# ----------------------------------------------------------------------------- max pooling
+def maxpool2d_forward(x, geometry, training=True):
+    """Max pooling. x (N, C, H, W) -> ``(y, cache)``, y (N, C, Ho, Wo).
+
+    The cache holds ``argmax[n, c, i, j] = h * W + w``, the winner's flat index in the *unpadded*
+    channel plane, and the input shape. Padding is ``-inf`` so it never wins. Ties go to the first
+    maximum in row-major window order and NaN propagates (the rule of PyTorch's kernel: take a tap
+    when ``v > best or isnan(v)``).
     """
     N, C, H, Wd = x.shape
-    (R, S), (sh, sw), (ph, pw) = pool, stride, padding
-    check_pool_padding(pool, padding)
+    (R, S), (sh, sw), (ph, pw) = geometry
+    check_pool_padding((R, S), (ph, pw))
     Ho, Wo = output_size(H, R, sh, ph), output_size(Wd, S, sw, pw)
     xpad = _pad(x, ph, pw, value=-np.inf)
     y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
@@ -139,12 +145,15 @@ def maxpool2d_forward(x, pool, stride, padding):
                     where = np.where(take, (i * sh + r - ph) * Wd + (j * sw + s - pw), where)
             y[:, :, i, j] = best
             argmax[:, :, i, j] = where
-    return y, argmax
+    return y, (argmax, x.shape)
 
 
-def maxpool2d_backward(dy, argmax, x_shape):
-    """dL/dx of max pooling: each output's gradient goes to the pixel that won its window."""
-    N, C, H, Wd = x_shape
+def maxpool2d_backward(dy, cache):
+    """dL/dx of max pooling: each output's gradient goes to the pixel that won its window::
+
+        dx[n, c, argmax[n, c, i, j]] += dy[n, c, i, j]
+    """
+    argmax, (N, C, H, Wd) = cache
     dx = np.zeros((N, C, H * Wd), dtype=dy.dtype)
     n = np.arange(N)[:, None]
     c = np.arange(C)[None, :]
@@ -156,11 +165,12 @@ def maxpool2d_backward(dy, argmax, x_shape):
 
 
 # ----------------------------------------------------------------------------- average pooling
-def avgpool2d_forward(x, pool, stride, padding):
-    """Average pooling, ``y = mean of the R x S window``; padding zeros count (PyTorch default)."""
+def avgpool2d_forward(x, geometry, training=True):
+    """Average pooling, ``y = mean of the R x S window``; padding zeros count (PyTorch default).
+    -> ``(y, cache)``; the cache is the input shape and the geometry."""
     N, C, H, Wd = x.shape
-    (R, S), (sh, sw), (ph, pw) = pool, stride, padding
-    check_pool_padding(pool, padding)
+    (R, S), (sh, sw), (ph, pw) = geometry
+    check_pool_padding((R, S), (ph, pw))
     Ho, Wo = output_size(H, R, sh, ph), output_size(Wd, S, sw, pw)
     xpad = _pad(x, ph, pw)
     y = np.zeros((N, C, Ho, Wo), dtype=x.dtype)
@@ -169,13 +179,12 @@ def avgpool2d_forward(x, pool, stride, padding):
             for r in range(R):
                 for s in range(S):
                     y[:, :, i, j] += xpad[:, :, i * sh + r, j * sw + s]
-    return y / np.asarray(R * S, dtype=x.dtype)
+    return y / np.asarray(R * S, dtype=x.dtype), (x.shape, geometry)
 
 
-def avgpool2d_backward(dy, x_shape, pool, stride, padding):
+def avgpool2d_backward(dy, cache):
     """dL/dx of average pooling: each pixel of a window receives ``dy / (R S)``."""
-    N, C, H, Wd = x_shape
-    (R, S), (sh, sw), (ph, pw) = pool, stride, padding
+    (N, C, H, Wd), ((R, S), (sh, sw), (ph, pw)) = cache
     share = dy / np.asarray(R * S, dtype=dy.dtype)
     dxpad = np.zeros((N, C, H + 2 * ph, Wd + 2 * pw), dtype=dy.dtype)
     for i in range(dy.shape[2]):
@@ -184,3 +193,36 @@ def avgpool2d_backward(dy, x_shape, pool, stride, padding):
                 for s in range(S):
                     dxpad[:, :, i * sh + r, j * sw + s] += share[:, :, i, j]
     return dxpad[:, :, ph : ph + H, pw : pw + Wd].copy()
+
+
+# ----------------------------------------------------------------------------- PReLU
+def _per_channel(a, ndim):
+    """Slopes (C,) -> (1, C, 1, 1) for images, (F,) -> (1, F) for vectors; (1,) broadcasts anyway."""
+    return a.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def prelu_forward(x, alpha, training=True):
+    """``y = x`` where x > 0, ``a x`` elsewhere, with one slope per channel (alpha (C,)) or one for
+    all (alpha (1,)). x (N, C, ...) or (N, F). -> ``(y, cache)``; the cache is ``(x, alpha)``."""
+    xp = get_array_module(x)
+    return xp.where(x > 0, x, _per_channel(alpha, x.ndim) * x), (x, alpha)
+
+
+def prelu_backward(dy, cache, need_dx=True):
+    """``(dx, dalpha)``: ``dx = dy`` where x > 0, ``a dy`` elsewhere; ``dalpha = sum(dy min(x, 0))``
+    over every axis the slope is shared by (all but the channel axis, or all of them)."""
+    x, alpha = cache
+    xp = get_array_module(dy)
+    shared = alpha.size == 1
+    axes = tuple(i for i in range(x.ndim) if shared or i != 1)
+    dalpha = (dy * xp.minimum(x, 0)).sum(axis=axes).reshape(alpha.shape)
+    dx = xp.where(x > 0, dy, dy * _per_channel(alpha, x.ndim)) if need_dx else None
+    return dx, dalpha
+
+
+# ----------------------------------------------------------------------------- optimizer updates
+def optimizer_update(optimizer, p, g, state, lr):
+    """One optimizer step on one parameter, in place: the optimizer's own equations
+    (``optimizer._update``, e.g. :meth:`handprop.optimizers.SGD._update`). A fast engine may fuse
+    an update into one pass over memory instead; this is the definition it must match."""
+    optimizer._update(p, g, state, lr, get_array_module(p))

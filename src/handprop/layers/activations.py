@@ -21,11 +21,9 @@ PyTorch does (its ReLU backward tests ``x > 0``).
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import init
 from ..backend import get_array_module
-from ..kernels import get_optional
+from ..kernels import get_kernel
 from .base import Layer, check_dy
 
 
@@ -41,26 +39,27 @@ def sigmoid(x):
 
 
 class _Elementwise(Layer):
-    """Shared plumbing: shape bookkeeping and the ``dy`` shape check."""
+    """Shared plumbing: ``_f(x) -> (y, cache)`` and ``_df(dy, cache) -> dx``, any input shape."""
 
     def forward(self, x, training=True):
         x = self._ensure_built(x)
-        y = self._f(x)
-        self._shape = x.shape
+        y, cache = self._f(x)
+        self._cache = (cache, x.shape)
         return y
 
-    def backward(self, dy):
-        check_dy(self, dy, self._shape)
-        return self._df(dy)
+    def backward(self, dy, need_dx=True):
+        cache, shape = self._cached()
+        check_dy(self, dy, shape)
+        return self._df(dy, cache) if need_dx else None
 
 
 class Linear(_Elementwise):
     """Identity, ``y = x`` (Keras' "linear" activation)."""
 
     def _f(self, x):
-        return x
+        return x, None
 
-    def _df(self, dy):
+    def _df(self, dy, cache):
         return dy.copy()
 
 
@@ -68,33 +67,33 @@ class Sigmoid(_Elementwise):
     """``y = 1 / (1 + e^-x)``, computed overflow-free; ``dx = dy * y * (1 - y)``."""
 
     def _f(self, x):
-        self._y = sigmoid(x)
-        return self._y
+        y = sigmoid(x)
+        return y, y
 
-    def _df(self, dy):
-        return dy * self._y * (1 - self._y)
+    def _df(self, dy, y):
+        return dy * y * (1 - y)
 
 
 class Tanh(_Elementwise):
     """``y = tanh x``; ``dx = dy * (1 - y²)``."""
 
     def _f(self, x):
-        self._y = get_array_module(x).tanh(x)
-        return self._y
+        y = get_array_module(x).tanh(x)
+        return y, y
 
-    def _df(self, dy):
-        return dy * (1 - self._y * self._y)
+    def _df(self, dy, y):
+        return dy * (1 - y * y)
 
 
 class ReLU(_Elementwise):
     """``y = max(0, x)``; ``dx = dy * [x > 0]`` (a fresh array: dy is never modified)."""
 
     def _f(self, x):
-        self._mask = x > 0
-        return x * self._mask
+        mask = x > 0
+        return x * mask, mask
 
-    def _df(self, dy):
-        return dy * self._mask
+    def _df(self, dy, mask):
+        return dy * mask
 
 
 class LeakyReLU(_Elementwise):
@@ -105,13 +104,13 @@ class LeakyReLU(_Elementwise):
         self.alpha = float(alpha)
 
     def _f(self, x):
-        self._mask = x > 0
+        mask = x > 0
         xp = get_array_module(x)
-        return xp.where(self._mask, x, x * x.dtype.type(self.alpha))
+        return xp.where(mask, x, x * x.dtype.type(self.alpha)), mask
 
-    def _df(self, dy):
+    def _df(self, dy, mask):
         xp = get_array_module(dy)
-        return xp.where(self._mask, dy, dy * dy.dtype.type(self.alpha))
+        return xp.where(mask, dy, dy * dy.dtype.type(self.alpha))
 
     def get_config(self):
         return {"alpha": self.alpha}
@@ -126,15 +125,16 @@ class ELU(_Elementwise):
 
     def _f(self, x):
         xp = get_array_module(x)
-        self._mask = x > 0
+        mask = x > 0
         a = x.dtype.type(self.alpha)
         # expm1 on min(x, 0) only: no overflow for large positive x, exact near 0.
-        self._y = xp.where(self._mask, x, a * xp.expm1(xp.minimum(x, 0)))
-        return self._y
+        y = xp.where(mask, x, a * xp.expm1(xp.minimum(x, 0)))
+        return y, (mask, y)
 
-    def _df(self, dy):
+    def _df(self, dy, cache):
         xp = get_array_module(dy)
-        return xp.where(self._mask, dy, dy * (self._y + dy.dtype.type(self.alpha)))
+        mask, y = cache
+        return xp.where(mask, dy, dy * (y + dy.dtype.type(self.alpha)))
 
     def get_config(self):
         return {"alpha": self.alpha}
@@ -157,40 +157,28 @@ class PReLU(Layer):
         self.shared = shared
         self.alpha_init = float(alpha_init)
 
-    def build(self, input_shape, rng=None, dtype=np.float32):
-        out = super().build(input_shape, rng, dtype)
+    def fixed_input(self, input_shape):
+        if self.shared:
+            return None  # one slope for any shape
+        return (input_shape[0],) + (None,) * (len(input_shape) - 1)  # one slope per channel
+
+    def create_params(self, rng):
         n = 1 if self.shared else self.input_shape[0]
         self.params["alpha"] = init.zeros((n,), dtype=self.dtype) + self.dtype(self.alpha_init)
-        self.zero_grads()
-        return out
-
-    def _broadcast(self, a, ndim):
-        # (C,) -> (1, C, 1, 1) for images, (F,) -> (1, F) for vectors
-        return a.reshape((1, -1) + (1,) * (ndim - 2))
 
     def forward(self, x, training=True):
         x = self._ensure_built(x)
-        self._x = x
-        fast = get_optional("prelu_forward", x)  # the numba engine has a one-pass kernel
-        if fast is not None:
-            return fast(x, self.params["alpha"])
-        xp = get_array_module(x)
-        a = self._broadcast(self.params["alpha"], x.ndim)
-        return xp.where(x > 0, x, a * x)
+        y, cache = get_kernel("prelu_forward", x)(x, self.params["alpha"], training)
+        self._cache = (cache, x.shape)
+        return y
 
-    def backward(self, dy):
-        check_dy(self, dy, self._x.shape)
-        fast = get_optional("prelu_backward", dy)
-        if fast is not None:
-            dx, self.grads["alpha"] = fast(dy, self._x, self.params["alpha"])
-            return dx
-        xp = get_array_module(dy)
-        x = self._x
-        a = self._broadcast(self.params["alpha"], x.ndim)
-        positive = x > 0
-        axes = tuple(i for i in range(x.ndim) if self.shared or i != 1)
-        self.grads["alpha"] = (dy * xp.minimum(x, 0)).sum(axis=axes).reshape(self.params["alpha"].shape)
-        return xp.where(positive, dy, dy * a)
+    def backward(self, dy, need_dx=True):
+        """``dx = dy`` where x > 0, ``a dy`` elsewhere; ``da = sum(dy * min(x, 0))`` over every
+        axis the slope is shared by (the class docstring)."""
+        cache, shape = self._cached()
+        check_dy(self, dy, shape)
+        dx, self.grads["alpha"] = get_kernel("prelu_backward", dy)(dy, cache, need_dx)
+        return dx
 
     def get_config(self):
         return {"shared": self.shared}
@@ -209,13 +197,14 @@ class Softmax(Layer):
 
     def forward(self, x, training=True):
         x = self._ensure_built(x)
-        self._y = softmax(x)
-        return self._y
+        y = softmax(x)
+        self._cache = y
+        return y
 
-    def backward(self, dy):
-        check_dy(self, dy, self._y.shape)
-        y = self._y
-        return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+    def backward(self, dy, need_dx=True):
+        y = self._cached()
+        check_dy(self, dy, y.shape)
+        return y * (dy - (dy * y).sum(axis=-1, keepdims=True)) if need_dx else None
 
 
 def softmax(x, axis=-1):

@@ -3,27 +3,49 @@
 Every layer is a small object with three methods and three dictionaries::
 
     out_shape = layer.build(in_shape, rng=None, dtype=np.float32)   # shapes exclude the batch axis
-    y  = layer.forward(x, training=True)    # caches only what backward needs
-    dx = layer.backward(dy)                 # fills layer.grads, returns dL/dx; never writes into dy
+    y  = layer.forward(x, training=True)    # keeps what backward needs in layer._cache
+    dx = layer.backward(dy, need_dx=True)   # fills layer.grads, returns dL/dx (None if not needed);
+                                            # never writes into dy
 
     layer.params   name -> array, trainable. The single source of truth: forward reads its
                    weights from here, so ``layer.params["W"] = new`` replaces the weight.
     layer.grads    same keys as params, filled by backward.
     layer.state    name -> array, non-trainable (e.g. BatchNorm running statistics).
+    layer.trainable = False    frozen: optimizers leave its params alone; gradients still flow through.
 
-``build`` is called once, lazily, from the first batch (``Sequential`` does it) or eagerly by the
-user; calling ``forward`` on an unbuilt layer builds it from the input's shape.
+**Building fixes what the weights fix, never the image size.** ``build`` creates the weights
+from the parts of the input shape they depend on (a convolution's input channels, a Dense
+layer's features) and records them in ``layer.input_spec`` (the rest is ``None``): a Conv2D built
+on 64 x 64 tiles runs on a whole 584 x 565 image. Building a built layer again keeps its weights
+when the shape is compatible and raises, naming the layer and both shapes, when it is not -- a
+trained layer is never re-initialized silently. Sizes may be ``None`` (free) at build time.
+
+**One cache.** ``forward`` stores everything its ``backward`` needs in ``self._cache`` (one
+object; for convolutions the engine builds it). A model that calls the same layer twice (shared
+weights) keeps one cache per call and sums the gradients.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .. import init
 from ..backend import get_array_module, to_device
+from ..kernels.geometry import pair  # noqa: F401  (re-exported: older code imports it from here)
+from ..symbolic import format_shape, normalize_shape
 
 
 class Layer:
-    """Base class: holds the dictionaries, the name and the build bookkeeping."""
+    """Base class: the dictionaries, the name, building and input checks.
+
+    A subclass writes ``forward``/``backward`` and, as needed, three small hooks:
+    ``compute_output_shape(shape)`` (default: unchanged), ``fixed_input(shape)`` (the input
+    shape with the sizes the weights do not fix set to None; default None: any shape), and
+    ``create_params(rng)`` (fill ``params``/``state`` from ``self.input_shape``).
+    """
+
+    takes_list = False
+    """True for layers whose forward takes a list of arrays (Concatenate, Add)."""
 
     def __init__(self, name: str | None = None):
         self.name = name or type(self).__name__
@@ -31,25 +53,62 @@ class Layer:
         self.grads: dict = {}
         self.state: dict = {}
         self.built = False
-        self.input_shape: tuple | None = None
+        self.trainable = True
+        self.input_shape: tuple | None = None  # the shape it was first built for
         self.output_shape: tuple | None = None
+        self.input_spec: tuple | None = None  # what the weights fix; None entries are free
         self.dtype = np.float32
-        # Models set this to False on layers fed directly by the data during training: nobody
-        # needs dL/dx there, and for a first convolution it is a third of the backward work.
-        self.need_input_grad = True
+        self._cache = None
 
     # -- building ---------------------------------------------------------------------------
     def build(self, input_shape, rng=None, dtype=np.float32):
-        """Create parameters for inputs of shape ``(N, *input_shape)``; return the output shape."""
-        self.input_shape = tuple(int(s) for s in input_shape)
+        """Create parameters for inputs of shape ``(N, *input_shape)``; return the output shape.
+
+        On a built layer: check that ``input_shape`` fits the weights (else a ValueError naming
+        the layer and both shapes) and return its output shape; the weights are kept.
+        """
+        shape = self._normalize(input_shape)
+        out = self.compute_output_shape(shape)  # validates, naming the layer
+        if self.built:
+            if not self._fits(shape):
+                raise ValueError(
+                    f"{self.name}: already built for inputs {self._describe(self.input_shape)}; cannot use it "
+                    f"on {self._describe(shape)} (its weights fix {self._describe(self.input_spec)}). "
+                    "Create a new layer for this input."
+                )
+            return out
+        self.input_shape = shape
+        self.input_spec = self.fixed_input(shape)
+        self.output_shape = out
         self.dtype = np.dtype(dtype).type
-        self.output_shape = self.compute_output_shape(self.input_shape)
+        self.create_params(init.make_rng(rng))
+        self.zero_grads()
         self.built = True
-        return self.output_shape
+        return out
 
     def compute_output_shape(self, input_shape):
         """Output shape (without batch) for an input shape (without batch). Default: unchanged."""
         return tuple(input_shape)
+
+    def fixed_input(self, input_shape):
+        """The input shape as far as the weights fix it (other sizes None), or None for "any shape"."""
+        return None
+
+    def create_params(self, rng):
+        """Fill ``self.params`` (and ``self.state``) for ``self.input_shape``. Default: no weights."""
+
+    def _normalize(self, input_shape):
+        return normalize_shape(input_shape, f"{self.name}: input shape")
+
+    def _describe(self, shape):
+        return "any shape" if shape is None else format_shape(shape)
+
+    def _fits(self, shape) -> bool:
+        """Does ``shape`` (without batch; sizes may be None) agree with ``self.input_spec``?"""
+        spec = self.input_spec
+        if spec is None:
+            return True
+        return len(shape) == len(spec) and all(s is None or d is None or s == d for s, d in zip(spec, shape))
 
     def _ensure_built(self, x):
         """Build from the first input if needed, check its shape, and return it as floats.
@@ -61,24 +120,32 @@ class Layer:
             if x.dtype.kind not in "iub":
                 raise TypeError(f"{self.name}: input must be numeric, got dtype {x.dtype}")
             x = x.astype(self.dtype if self.built else np.float32)
+        if x.ndim == 0:
+            raise ValueError(f"{self.name}: input must have a batch axis, got a scalar")
         if not self.built:
             self.build(x.shape[1:], dtype=x.dtype)
         self.check_input(x)
         return x
 
     def check_input(self, x):
-        """Raise a ValueError naming this layer when ``x`` does not match the built shape."""
-        if x.ndim == 0 or (self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape):
-            raise ValueError(
-                f"{self.name}: expected input of shape (N, {', '.join(map(str, self.input_shape))})"
-                f" but got {tuple(x.shape)}"
-            )
+        """Raise a ValueError naming this layer when ``x`` does not fit what the weights fix, or
+        is too small for the layer (a window larger than the image)."""
+        if not self._fits(tuple(x.shape[1:])):
+            raise ValueError(f"{self.name}: expected input of shape {self._describe(self.input_spec)} "
+                             f"but got {tuple(x.shape)}")
+        self.compute_output_shape(tuple(x.shape[1:]))
+
+    def _cached(self):
+        """What forward left for backward; a RuntimeError if forward has not run."""
+        if self._cache is None:
+            raise RuntimeError(f"{self.name}.backward: call forward first (nothing is cached to differentiate)")
+        return self._cache
 
     # -- the contract -----------------------------------------------------------------------
     def forward(self, x, training=True):
         raise NotImplementedError
 
-    def backward(self, dy):
+    def backward(self, dy, need_dx=True):
         raise NotImplementedError
 
     def __call__(self, x, training=True):
@@ -86,7 +153,7 @@ class Layer:
         to a graph and return its output node (the Keras functional style)."""
         nodes = x if isinstance(x, (list, tuple)) else [x]
         if nodes and all(getattr(n, "is_graph_node", False) for n in nodes):
-            from ..graph import connect  # imported here: graph.py imports this module
+            from ..symbolic import connect
 
             return connect(self, x)
         return self.forward(x, training=training)
@@ -104,6 +171,7 @@ class Layer:
         for d in (self.params, self.grads, self.state):
             for k in list(d):
                 d[k] = to_device(d[k], device)
+        self._cache = None  # it holds arrays of the old device
         return self
 
     def get_config(self) -> dict:
@@ -121,12 +189,3 @@ def check_dy(layer: Layer, dy, expected_shape):
             f"{layer.name}.backward: upstream gradient has shape {tuple(dy.shape)} "
             f"but forward produced {tuple(expected_shape)}"
         )
-
-
-def pair(v, what="value"):
-    """``3 -> (3, 3)``, ``(3, 5) -> (3, 5)``; rejects anything else with a readable error."""
-    if isinstance(v, (int, np.integer)):
-        return int(v), int(v)
-    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(i, (int, np.integer)) for i in v):
-        return int(v[0]), int(v[1])
-    raise ValueError(f"{what} must be an int or a pair of ints, got {v!r}")

@@ -13,8 +13,6 @@ Backward, given the upstream gradient ``dy = dL/dy`` of shape (N, D_out)::
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import init
 from .base import Layer, check_dy
 
@@ -27,9 +25,10 @@ def dense_forward(x, W, b):
     return y
 
 
-def dense_backward(dy, x, W, use_bias=True):
-    """Return ``(dx, dW, db)`` for :func:`dense_forward`; ``db`` is None without a bias."""
-    dx = dy @ W.T
+def dense_backward(dy, x, W, use_bias=True, need_dx=True):
+    """Return ``(dx, dW, db)`` for :func:`dense_forward`; ``db`` is None without a bias, ``dx``
+    None when ``need_dx`` is False (a first layer: the data's gradient is not needed)."""
+    dx = dy @ W.T if need_dx else None
     dW = x.T @ dy
     db = dy.sum(axis=0) if use_bias else None
     return dx, dW, db
@@ -56,32 +55,29 @@ class Dense(Layer):
                 f"{self.name}: expects (N, features) input, got (N, {', '.join(map(str, input_shape))});"
                 " add a Flatten() layer before it"
             )
+        if input_shape[0] is None:
+            raise ValueError(f"{self.name}: the number of input features must be known, got (N, None)")
         return (self.units,)
 
-    def build(self, input_shape, rng=None, dtype=np.float32):
-        out = super().build(input_shape, rng, dtype)
-        rng = init.make_rng(rng)
+    def fixed_input(self, input_shape):
+        return tuple(input_shape)  # one row of W per input feature
+
+    def create_params(self, rng):
         shape = (self.input_shape[0], self.units)
         self.params["W"] = init.get(self.kernel_init)(shape, rng, dtype=self.dtype)
         if self.use_bias:
             self.params["b"] = init.get(self.bias_init)((self.units,), rng, dtype=self.dtype)
-        self.zero_grads()
-        return out
 
     def forward(self, x, training=True):
         x = self._ensure_built(x)
-        self._x = x
+        self._cache = x
         return dense_forward(x, self.params["W"], self.params.get("b"))
 
-    def backward(self, dy):
-        check_dy(self, dy, (self._x.shape[0], self.units))
-        if not self.need_input_grad:  # first layer of a model: dx is never used
-            self.grads["W"] = self._x.T @ dy
-            if self.use_bias:
-                self.grads["b"] = dy.sum(axis=0)
-            return None
-        dx, dW, db = dense_backward(dy, self._x, self.params["W"], self.use_bias)
-        self.grads["W"] = dW
+    def backward(self, dy, need_dx=True):
+        """``dW = x.T @ dy``, ``db = dy`` summed over the batch, ``dx = dy @ W.T`` (module docstring)."""
+        x = self._cached()
+        check_dy(self, dy, (x.shape[0], self.units))
+        dx, self.grads["W"], db = dense_backward(dy, x, self.params["W"], self.use_bias, need_dx)
         if self.use_bias:
             self.grads["b"] = db
         return dx

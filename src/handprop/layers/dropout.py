@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module
-from ..init import make_rng
 from .base import Layer, check_dy
 
 
@@ -33,28 +32,29 @@ class Dropout(Layer):
         self.rate = float(rate)
         self.rng = None
 
-    def build(self, input_shape, rng=None, dtype=np.float32):
-        out = super().build(input_shape, rng, dtype)
-        # a child generator: drawing masks does not disturb the model's own stream
-        self.rng = np.random.default_rng(make_rng(rng).integers(2**63))
-        return out
+    def create_params(self, rng):
+        # no weights; a child generator: drawing masks does not disturb the model's own stream
+        self.rng = np.random.default_rng(rng.integers(2**63))
 
     def forward(self, x, training=True):
         x = self._ensure_built(x)
         if not training or self.rate == 0.0:
-            self._scale = None
-            self._shape = x.shape
+            self._cache = (None, x.shape)
             return x
         xp = get_array_module(x)
         keep = 1.0 - self.rate
         mask = self.rng.random(x.shape) < keep  # drawn on the host: same masks on CPU and GPU
-        self._scale = xp.asarray(mask / keep, dtype=x.dtype)
-        self._shape = x.shape
-        return x * self._scale
+        scale = xp.asarray(mask / keep, dtype=x.dtype)
+        self._cache = (scale, x.shape)
+        return x * scale
 
-    def backward(self, dy):
-        check_dy(self, dy, self._shape)
-        return dy.copy() if self._scale is None else dy * self._scale
+    def backward(self, dy, need_dx=True):
+        """``dx = dy * m / (1 - rate)`` with the mask of the forward pass (``dy`` in inference)."""
+        scale, shape = self._cached()
+        check_dy(self, dy, shape)
+        if not need_dx:
+            return None
+        return dy.copy() if scale is None else dy * scale
 
     def get_config(self):
         return {"rate": self.rate}

@@ -10,30 +10,33 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module
+from ..symbolic import normalize_shape
 from .base import Layer, check_dy
 
 
+def _same(a, b):
+    """Two sizes agree when equal or when either is free (None)."""
+    return a is None or b is None or a == b
+
+
 class _Merge(Layer):
+    """Shared plumbing: a list of inputs, at least ``n_inputs_min`` of them, no weights."""
+
+    takes_list = True
     n_inputs_min = 2
 
-    def build(self, input_shape, rng=None, dtype=np.float32):
-        shapes = [tuple(int(s) for s in sh) for sh in input_shape]
+    def _normalize(self, input_shape):
+        shapes = [normalize_shape(sh, f"{self.name}: input shape") for sh in input_shape]
         if len(shapes) < self.n_inputs_min:
             raise ValueError(f"{self.name}: needs at least {self.n_inputs_min} inputs, got {len(shapes)}")
-        self.input_shape = shapes
-        self.dtype = np.dtype(dtype).type
-        self.output_shape = self.compute_output_shape(shapes)
-        self.built = True
-        return self.output_shape
+        return shapes
 
     def _ensure_built(self, xs):
         if not isinstance(xs, (list, tuple)):
             raise TypeError(f"{self.name}: expects a list of arrays")
         if not self.built:
             self.build([x.shape[1:] for x in xs], dtype=xs[0].dtype)
-        got = [tuple(x.shape[1:]) for x in xs]
-        if got != self.input_shape:
-            raise ValueError(f"{self.name}: built for inputs {self.input_shape} (batch axis left out), got {got}")
+        self.compute_output_shape(self._normalize([x.shape[1:] for x in xs]))  # raises on a mismatch
         return xs
 
 
@@ -51,25 +54,31 @@ class Concatenate(_Merge):
         self.axis = axis
 
     def compute_output_shape(self, shapes):
-        ax = self.axis - 1 if self.axis > 0 else self.axis  # axis without the batch dimension
         ranks = {len(s) for s in shapes}
         if len(ranks) != 1:
             raise ValueError(f"{self.name}: inputs have different ranks: {shapes}")
-        rest = {s[:ax % len(s)] + s[ax % len(s) + 1:] for s in shapes}
-        if len(rest) != 1:
-            raise ValueError(f"{self.name}: inputs {shapes} differ outside the concatenation axis {self.axis}")
-        out = list(shapes[0])
-        out[ax] = sum(s[ax] for s in shapes)
+        rank = ranks.pop()
+        ax = (self.axis - 1 if self.axis > 0 else self.axis) % rank  # axis without the batch dimension
+        for s in shapes[1:]:
+            if not all(_same(a, b) for i, (a, b) in enumerate(zip(shapes[0], s)) if i != ax):
+                raise ValueError(f"{self.name}: inputs {shapes} differ outside the concatenation axis {self.axis}")
+        out = [next((s[i] for s in shapes if s[i] is not None), None) for i in range(rank)]
+        sizes = [s[ax] for s in shapes]
+        out[ax] = None if None in sizes else sum(sizes)
         return tuple(out)
 
     def forward(self, xs, training=True):
         xs = self._ensure_built(xs)
-        self._sizes = [x.shape[self.axis] for x in xs]
-        return get_array_module(xs[0]).concatenate(xs, axis=self.axis)
+        y = get_array_module(xs[0]).concatenate(xs, axis=self.axis)
+        self._cache = ([x.shape[self.axis] for x in xs], y.shape)
+        return y
 
-    def backward(self, dy):
-        splits = np.cumsum(self._sizes)[:-1].tolist()
-        check_dy(self, dy, (dy.shape[0], *self.output_shape))
+    def backward(self, dy, need_dx=True):
+        sizes, y_shape = self._cached()
+        check_dy(self, dy, y_shape)
+        if not need_dx:
+            return None
+        splits = np.cumsum(sizes)[:-1].tolist()
         return [part.copy() for part in get_array_module(dy).split(dy, splits, axis=self.axis)]
 
     def get_config(self):
@@ -80,17 +89,20 @@ class Add(_Merge):
     """Elementwise sum ``y = x_1 + x_2 + ...`` (residual connections); ``dx_i = dy`` for all i."""
 
     def compute_output_shape(self, shapes):
-        if len(set(shapes)) != 1:
+        first = shapes[0]
+        if any(len(s) != len(first) or not all(_same(a, b) for a, b in zip(first, s)) for s in shapes):
             raise ValueError(f"{self.name}: all inputs must have the same shape, got {shapes}")
-        return shapes[0]
+        return tuple(next((s[i] for s in shapes if s[i] is not None), None) for i in range(len(first)))
 
     def forward(self, xs, training=True):
         xs = self._ensure_built(xs)
-        self._n = len(xs)
         y = xs[0].copy()
         for x in xs[1:]:
             y += x
+        self._cache = (len(xs), y.shape)
         return y
 
-    def backward(self, dy):
-        return [dy.copy() for _ in range(self._n)]
+    def backward(self, dy, need_dx=True):
+        n, y_shape = self._cached()
+        check_dy(self, dy, y_shape)
+        return [dy.copy() for _ in range(n)] if need_dx else None

@@ -45,17 +45,19 @@ class BatchNorm(Layer):
     def compute_output_shape(self, input_shape):
         if len(input_shape) not in (1, 3):
             raise ValueError(f"{self.name}: expects (N, F) or (N, C, H, W) input, got (N, *{input_shape})")
+        if input_shape[0] is None:
+            raise ValueError(f"{self.name}: the number of features / channels must be known, got (N, None, ...)")
         return tuple(input_shape)
 
-    def build(self, input_shape, rng=None, dtype=np.float32):
-        out = super().build(input_shape, rng, dtype)
+    def fixed_input(self, input_shape):
+        return (input_shape[0],) + (None,) * (len(input_shape) - 1)  # the features / channels
+
+    def create_params(self, rng):
         n = self.input_shape[0]
         self.params["gamma"] = np.ones(n, dtype=self.dtype)
         self.params["beta"] = np.zeros(n, dtype=self.dtype)
         self.state["running_mean"] = np.zeros(n, dtype=self.dtype)
         self.state["running_var"] = np.ones(n, dtype=self.dtype)
-        self.zero_grads()
-        return out
 
     @staticmethod
     def _axes_and_shape(x):
@@ -97,11 +99,15 @@ class BatchNorm(Layer):
         self._cache = (x_hat, inv_std, axes, bshape, True)
         return x_hat * gamma + beta
 
-    def backward(self, dy):
-        x_hat, inv_std, axes, bshape, training = self._cache
+    def backward(self, dy, need_dx=True):
+        """``dgamma = sum(dy x_hat)``, ``dbeta = sum(dy)``; ``dx`` by the compact formula of the
+        module docstring (training) or ``g / sqrt(running_var + eps)`` (inference)."""
+        x_hat, inv_std, axes, bshape, training = self._cached()
         check_dy(self, dy, x_hat.shape)
         self.grads["gamma"] = (dy * x_hat).sum(axis=axes)
         self.grads["beta"] = dy.sum(axis=axes)
+        if not need_dx:
+            return None
         g = dy * self.params["gamma"].reshape(bshape)
         if not training:  # inference: running statistics do not depend on x
             return g * inv_std

@@ -18,30 +18,34 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from ..kernels import get_kernel
-from ..kernels.reference import check_pool_padding, output_size
+from ..kernels.geometry import PoolGeometry, check_pool_padding, output_size, positive_pair
 from .base import Layer, check_dy
-from .conv import _positive_pair, check_image_shape
+from .conv import check_image_shape
 
 
 class _Pool2D(Layer):
-    """Shared hyper-parameters and shape logic of max and average pooling."""
+    """Shared hyper-parameters and shape logic of max and average pooling (any image size)."""
 
     def __init__(self, pool_size=2, stride=None, padding=0, name=None):
         super().__init__(name)
-        self.pool_size = _positive_pair(self, pool_size, "pool_size")
-        self.stride = self.pool_size if stride is None else _positive_pair(self, stride, "stride")
-        self.padding = _positive_pair(self, padding, "padding", minimum=0)
+        self.pool_size = positive_pair(pool_size, f"{self.name}: pool_size")
+        self.stride = self.pool_size if stride is None else positive_pair(stride, f"{self.name}: stride")
+        self.padding = positive_pair(padding, f"{self.name}: padding", minimum=0)
         try:
             check_pool_padding(self.pool_size, self.padding)
         except ValueError as e:
             raise ValueError(f"{self.name}: {e}") from None
+        self.geometry = PoolGeometry(self.pool_size, self.stride, self.padding)
+
+    def fixed_input(self, input_shape):
+        return (None, None, None)  # images of any channel count and size
 
     def compute_output_shape(self, input_shape):
         check_image_shape(self, input_shape)
         C, H, Wd = input_shape
-        (R, S), (sh, sw), (ph, pw) = self.pool_size, self.stride, self.padding
+        (R, S), (sh, sw), (ph, pw) = self.geometry
         Ho, Wo = output_size(H, R, sh, ph), output_size(Wd, S, sw, pw)
-        if Ho < 1 or Wo < 1:
+        if (Ho is not None and Ho < 1) or (Wo is not None and Wo < 1):
             raise ValueError(
                 f"{self.name}: input (C, H, W) = {tuple(input_shape)} is smaller than the pool "
                 f"{self.pool_size} with padding {self.padding}: output would be {(C, Ho, Wo)}"
@@ -56,44 +60,56 @@ class MaxPool2D(_Pool2D):
     """Max pooling: ``y[n, c, i, j] = max over the window``; ``dx`` routes ``dy`` to the winner.
 
     ``MaxPool2D(pool_size=2, stride=None, padding=0)``: stride defaults to the pool size
-    (non-overlapping windows). Padding is ``-inf`` and never wins. Caches only ``argmax`` (the
-    winner's flat index ``h * W + w`` per output) and the input shape.
+    (non-overlapping windows). Padding is ``-inf`` and never wins. The engine's cache holds
+    ``argmax`` (the winner's flat index ``h * W + w`` per output) and the input shape.
     """
 
     def forward(self, x, training=True):
         x = self._ensure_built(x)
-        pool = get_kernel("maxpool2d_forward", x)
-        y, self._argmax = pool(x, self.pool_size, self.stride, self.padding)
-        self._x_shape = x.shape
+        y, cache = get_kernel("maxpool2d_forward", x)(x, self.geometry, training)
+        self._cache = (cache, y.shape)
         return y
 
-    def backward(self, dy):
-        check_dy(self, dy, (self._x_shape[0], *self.output_shape))
-        return get_kernel("maxpool2d_backward", dy)(dy, self._argmax, self._x_shape)
+    def backward(self, dy, need_dx=True):
+        """Each output's gradient goes to the pixel that won its window; shared winners add up::
+
+            dx[n, c, h, w] = sum over outputs (i, j) whose window's maximum was (h, w) of dy[n, c, i, j]
+        """
+        cache, y_shape = self._cached()
+        check_dy(self, dy, y_shape)
+        return get_kernel("maxpool2d_backward", dy)(dy, cache) if need_dx else None
 
 
 class AvgPool2D(_Pool2D):
     """Average pooling: ``y[n, c, i, j] = sum over the window / (R S)`` (padding zeros count).
 
-    ``AvgPool2D(pool_size=2, stride=None, padding=0)``; caches only the input shape.
+    ``AvgPool2D(pool_size=2, stride=None, padding=0)``; the cache is the input shape.
     """
 
     def forward(self, x, training=True):
         x = self._ensure_built(x)
-        self._x_shape = x.shape
-        return get_kernel("avgpool2d_forward", x)(x, self.pool_size, self.stride, self.padding)
+        y, cache = get_kernel("avgpool2d_forward", x)(x, self.geometry, training)
+        self._cache = (cache, y.shape)
+        return y
 
-    def backward(self, dy):
-        check_dy(self, dy, (self._x_shape[0], *self.output_shape))
-        backward = get_kernel("avgpool2d_backward", dy)
-        return backward(dy, self._x_shape, self.pool_size, self.stride, self.padding)
+    def backward(self, dy, need_dx=True):
+        """Each pixel of a window receives an equal share::
+
+            dxpad[n, c, i sh + r, j sw + s] += dy[n, c, i, j] / (R S)      for every tap (r, s)
+        """
+        cache, y_shape = self._cached()
+        check_dy(self, dy, y_shape)
+        return get_kernel("avgpool2d_backward", dy)(dy, cache) if need_dx else None
 
 
 class GlobalAvgPool2D(Layer):
-    """``y[n, c] = mean over (h, w) of x[n, c, h, w]``: (N, C, H, W) -> (N, C).
+    """``y[n, c] = mean over (h, w) of x[n, c, h, w]``: (N, C, H, W) -> (N, C), any H × W.
 
     Backward spreads each ``dy[n, c]`` evenly: ``dx[n, c, h, w] = dy[n, c] / (H W)``.
     """
+
+    def fixed_input(self, input_shape):
+        return (None, None, None)
 
     def compute_output_shape(self, input_shape):
         check_image_shape(self, input_shape)
@@ -101,12 +117,14 @@ class GlobalAvgPool2D(Layer):
 
     def forward(self, x, training=True):
         x = self._ensure_built(x)
-        self._x_shape = x.shape
+        self._cache = x.shape
         return x.mean(axis=(2, 3))
 
-    def backward(self, dy):
-        N, C, H, Wd = self._x_shape
+    def backward(self, dy, need_dx=True):
+        N, C, H, Wd = self._cached()
         check_dy(self, dy, (N, C))
-        dx = get_array_module(dy).empty(self._x_shape, dtype=dy.dtype)
+        if not need_dx:
+            return None
+        dx = get_array_module(dy).empty((N, C, H, Wd), dtype=dy.dtype)
         dx[...] = (dy / (H * Wd))[:, :, None, None]
         return dx

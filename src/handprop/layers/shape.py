@@ -4,20 +4,43 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..symbolic import format_shape
 from .base import Layer, check_dy
 
 
 class Flatten(Layer):
-    """(N, d1, d2, ...) -> (N, d1 * d2 * ...), C-order (so (N, C, H, W) flattens as PyTorch's)."""
+    """(N, d1, d2, ...) -> (N, d1 * d2 * ...), C-order (so (N, C, H, W) flattens as PyTorch's).
+
+    The one layer that fixes the image size: the Dense layer after it has one weight per
+    flattened number, so a model with Flatten -> Dense runs only on the size it was built for.
+    (To run a patch classifier on whole images, make it fully convolutional: its Dense layers
+    become convolutions.)
+    """
+
+    def fixed_input(self, input_shape):
+        return tuple(input_shape)
 
     def compute_output_shape(self, input_shape):
+        if any(d is None for d in input_shape):
+            raise ValueError(f"{self.name}: needs a fixed input size, got {format_shape(input_shape)}: the layer "
+                             "after it would need a number of weights that depends on the image size")
         return (int(np.prod(input_shape)),)
+
+    def check_input(self, x):
+        if self.built and tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"{self.name}: built for inputs {format_shape(self.input_shape)} "
+                f"({int(np.prod(self.input_shape))} features for the layer after it), got {tuple(x.shape)}. "
+                "A model with Flatten -> Dense only takes the image size it was built for; a fully "
+                "convolutional model (no Flatten) takes any size"
+            )
 
     def forward(self, x, training=True):
         x = self._ensure_built(x)
-        self._shape = x.shape
+        self._cache = x.shape
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dy):
-        check_dy(self, dy, (self._shape[0], int(np.prod(self._shape[1:]))))
-        return dy.reshape(self._shape).copy()  # a new array, never a view of dy
+    def backward(self, dy, need_dx=True):
+        shape = self._cached()
+        check_dy(self, dy, (shape[0], int(np.prod(shape[1:]))))
+        return dy.reshape(shape).copy() if need_dx else None  # a new array, never a view of dy
