@@ -44,8 +44,8 @@ def conv_id(cfg):
 
 
 def pool_id(cfg):
-    (R, S), (sh, sw), (ph, pw) = cfg["geometry"]
-    return f"x{'x'.join(map(str, cfg['x']))}-k{R}{S}-s{sh}{sw}-p{ph}{pw}"
+    (R, S), (sh, sw), (ph, pw), (dh, dw) = cfg["geometry"]
+    return f"x{'x'.join(map(str, cfg['x']))}-k{R}{S}-s{sh}{sw}-p{ph}{pw}-d{dh}{dw}"
 
 
 def conv_configs(count, seed, max_hw, max_ch, max_k=4):
@@ -68,8 +68,9 @@ def conv_configs(count, seed, max_hw, max_ch, max_k=4):
     return out
 
 
-def pool_configs(count, seed, max_hw, max_ch):
-    """Seeded pooling geometries (padding at most half the window, as PyTorch), as params."""
+def pool_configs(count, seed, max_hw, max_ch, dilate=True):
+    """Seeded pooling geometries (padding at most half the window, as PyTorch; every third one
+    dilated when ``dilate``), as params."""
     rng = np.random.default_rng(seed)
     out = []
     while len(out) < count:
@@ -78,9 +79,10 @@ def pool_configs(count, seed, max_hw, max_ch):
         pool = tuple(int(v) for v in rng.integers(1, 5, 2))
         stride = tuple(int(v) for v in rng.integers(1, 4, 2))
         padding = tuple(int(rng.integers(0, p // 2 + 1)) for p in pool)
-        if min(output_size(n, p, s, q) for n, p, s, q in zip((H, W), pool, stride, padding)) < 1:
+        dilation = tuple(int(v) for v in rng.integers(1, 3, 2)) if dilate and len(out) % 3 == 2 else (1, 1)
+        if min(output_size(n, p, s, q, d) for n, p, s, q, d in zip((H, W), pool, stride, padding, dilation)) < 1:
             continue
-        cfg = dict(x=(N, C, H, W), geometry=PoolGeometry(pool, stride, padding))
+        cfg = dict(x=(N, C, H, W), geometry=PoolGeometry(pool, stride, padding, dilation))
         out.append(pytest.param(cfg, id=pool_id(cfg)))
     return out
 

@@ -77,15 +77,17 @@ def test_reference_pooling_matches_torch(cfg, dtype, torch):
     F = torch.nn.functional
     rng = np.random.default_rng(4)
     x = np.round(rng.standard_normal(cfg["x"])).astype(dtype)  # few distinct values: many ties
-    pool, stride, padding = cfg["geometry"]
+    pool, stride, padding, dilation = cfg["geometry"]
     tx = torch.tensor(x, requires_grad=True)
-    ty, tidx = F.max_pool2d(tx, pool, stride, padding, return_indices=True)
+    ty, tidx = F.max_pool2d(tx, pool, stride, padding, dilation, return_indices=True)
     dy = rng.standard_normal(tuple(ty.shape)).astype(dtype)
     ty.backward(torch.tensor(dy))
     y, cache = reference.maxpool2d_forward(x, cfg["geometry"])
     np.testing.assert_array_equal(y, ty.detach().numpy())
     np.testing.assert_array_equal(cache[0], tidx.numpy())  # the same winner, ties included
     assert_close(reference.maxpool2d_backward(dy, cache), tx.grad.numpy(), dtype, "max dx")
+    if dilation != (1, 1):
+        return  # PyTorch's average pooling has no dilation (test_engines checks it against central differences)
     tx = torch.tensor(x.astype(np.float64), requires_grad=True)
     ta = F.avg_pool2d(tx, pool, stride, padding)  # count_include_pad=True, ceil_mode=False
     ta.backward(torch.tensor(dy.astype(np.float64)))
@@ -144,6 +146,16 @@ def test_conv_transpose_matches_torch(engine, cfg, torch):
     dx, dW, db = k.conv2d_transpose_backward(on(engine, dy), cache)
     for name, ours, theirs in (("y", y, ty), ("dx", dx, tx.grad), ("dW", dW, tW.grad), ("db", db, tb.grad)):
         assert_close(ours, theirs.detach().numpy(), np.float64, name)
+
+
+@pytest.mark.parametrize("cfg", [c for c in REFERENCE_POOL if c.values[0]["geometry"].dilation != (1, 1)])
+def test_reference_dilated_avgpool_gradient_is_central_differences(cfg):
+    x = np.random.default_rng(8).standard_normal(cfg["x"])
+    y, cache = reference.avgpool2d_forward(x, cfg["geometry"])
+    dy = np.random.default_rng(9).standard_normal(y.shape)
+    num = numeric_gradient(lambda: float(np.sum(reference.avgpool2d_forward(x, cfg["geometry"])[0] * dy)), x,
+                           np.arange(x.size))  # fmt: skip
+    np.testing.assert_allclose(reference.avgpool2d_backward(dy, cache).ravel(), num, atol=1e-8)
 
 
 @pytest.mark.parametrize("dtype", DTYPE_PARAMS)

@@ -30,11 +30,13 @@ class ConvGeometry(NamedTuple):
 
 class PoolGeometry(NamedTuple):
     """A pooling window: ``(R, S)`` size, ``(sh, sw)`` stride, ``(ph, pw)`` padding (at most half the
-    window). Unpacks as ``(R, S), (sh, sw), (ph, pw) = geometry``."""
+    window), ``(dh, dw)`` dilation (spacing between taps, as a convolution's). Unpacks as
+    ``(R, S), (sh, sw), (ph, pw), (dh, dw) = geometry``."""
 
     pool: tuple
     stride: tuple
     padding: tuple = (0, 0)
+    dilation: tuple = (1, 1)
 
 
 def output_size(size, kernel, stride, padding, dilation=1):
@@ -55,6 +57,11 @@ def same_padding(size, kernel, stride, dilation=1):
     out = -(-size // stride)  # ceil(size / stride)
     total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
     return total // 2, total % 2
+
+
+def first_tap(start, dilation):
+    """The first tap ``start + r d`` (r >= 0) of a window that lies inside the image (>= 0)."""
+    return start if start >= 0 else start + (-start + dilation - 1) // dilation * dilation
 
 
 def check_pool_padding(pool, padding):

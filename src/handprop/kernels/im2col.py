@@ -181,15 +181,15 @@ conv2d_forward, conv2d_backward, conv2d_transpose_forward, conv2d_transpose_back
 
 
 # ----------------------------------------------------------------------------- pooling
-def _pool_taps(x, pool, stride, padding, value):
+def _pool_taps(x, geometry, value):
     """Yield ``(r, s, view)``: for each window tap, the (N, C, Ho, Wo) slice it reads."""
     N, C, H, Wd = x.shape
-    (R, S), (sh, sw), (ph, pw) = pool, stride, padding
-    Ho, Wo = output_size(H, R, sh, ph), output_size(Wd, S, sw, pw)
+    (R, S), (sh, sw), (ph, pw), (dh, dw) = geometry
+    Ho, Wo = output_size(H, R, sh, ph, dh), output_size(Wd, S, sw, pw, dw)
     xpad = _padded_rows(x, -ph, H + ph, pw, value)
     for r in range(R):
         for s in range(S):
-            yield r, s, xpad[:, :, r : r + sh * (Ho - 1) + 1 : sh, s : s + sw * (Wo - 1) + 1 : sw]
+            yield r, s, xpad[:, :, r * dh : r * dh + sh * (Ho - 1) + 1 : sh, s * dw : s * dw + sw * (Wo - 1) + 1 : sw]
 
 
 def maxpool2d_forward(x, geometry, training=True):
@@ -201,19 +201,20 @@ def maxpool2d_forward(x, geometry, training=True):
     """
     xp = get_array_module(x)
     N, C, H, Wd = x.shape
-    pool, stride, padding = geometry
-    (R, S), (sh, sw), (ph, pw) = geometry
-    check_pool_padding(pool, padding)
-    Ho, Wo = output_size(H, R, sh, ph), output_size(Wd, S, sw, pw)
+    (R, S), (sh, sw), (ph, pw), (dh, dw) = geometry
+    check_pool_padding((R, S), (ph, pw))
+    Ho, Wo = output_size(H, R, sh, ph, dh), output_size(Wd, S, sw, pw, dw)
     top = xp.arange(Ho) * sh - ph  # first row / column of each window, unpadded coordinates
     left = xp.arange(Wo) * sw - pw
     best = xp.full((N, C, Ho, Wo), -xp.inf, dtype=x.dtype)
     # before any tap wins, the winner is the window's first real pixel (as PyTorch)
-    argmax = xp.broadcast_to(xp.maximum(top, 0)[:, None] * Wd + xp.maximum(left, 0)[None, :], best.shape)
-    for r, s, v in _pool_taps(x, pool, stride, padding, -xp.inf):
+    first_row = xp.where(top >= 0, top, top + (-top + dh - 1) // dh * dh)
+    first_col = xp.where(left >= 0, left, left + (-left + dw - 1) // dw * dw)
+    argmax = xp.broadcast_to(first_row[:, None] * Wd + first_col[None, :], best.shape)
+    for r, s, v in _pool_taps(x, geometry, -xp.inf):
         take = (v > best) | xp.isnan(v)
         best = xp.where(take, v, best)
-        argmax = xp.where(take, (top[:, None] + r) * Wd + (left[None, :] + s), argmax)
+        argmax = xp.where(take, (top[:, None] + r * dh) * Wd + (left[None, :] + s * dw), argmax)
     return best, (argmax.astype(xp.int64, copy=False), x.shape)
 
 
@@ -238,11 +239,10 @@ def avgpool2d_forward(x, geometry, training=True):
     -> ``(y, (x.shape, geometry))``."""
     xp = get_array_module(x)
     N, C, H, Wd = x.shape
-    pool, stride, padding = geometry
-    (R, S), (sh, sw), (ph, pw) = geometry
-    check_pool_padding(pool, padding)
-    y = xp.zeros((N, C, output_size(H, R, sh, ph), output_size(Wd, S, sw, pw)), dtype=x.dtype)
-    for _, _, v in _pool_taps(x, pool, stride, padding, 0):
+    (R, S), (sh, sw), (ph, pw), (dh, dw) = geometry
+    check_pool_padding((R, S), (ph, pw))
+    y = xp.zeros((N, C, output_size(H, R, sh, ph, dh), output_size(Wd, S, sw, pw, dw)), dtype=x.dtype)
+    for _, _, v in _pool_taps(x, geometry, 0):
         y += v
     return y / xp.asarray(R * S, dtype=x.dtype), (x.shape, geometry)
 
@@ -250,11 +250,11 @@ def avgpool2d_forward(x, geometry, training=True):
 def avgpool2d_backward(dy, cache):
     """Each pixel of a window receives ``dy / (R S)``: tap slices with ``+=``, then crop."""
     xp = get_array_module(dy)
-    (N, C, H, Wd), ((R, S), (sh, sw), (ph, pw)) = cache
+    (N, C, H, Wd), ((R, S), (sh, sw), (ph, pw), (dh, dw)) = cache
     Ho, Wo = dy.shape[2:]
     share = dy / xp.asarray(R * S, dtype=dy.dtype)
     dxpad = xp.zeros((N, C, H + 2 * ph, Wd + 2 * pw), dtype=dy.dtype)
     for r in range(R):
         for s in range(S):
-            dxpad[:, :, r : r + sh * (Ho - 1) + 1 : sh, s : s + sw * (Wo - 1) + 1 : sw] += share
+            dxpad[:, :, r * dh : r * dh + sh * (Ho - 1) + 1 : sh, s * dw : s * dw + sw * (Wo - 1) + 1 : sw] += share
     return dxpad[:, :, ph : ph + H, pw : pw + Wd].copy()

@@ -29,7 +29,7 @@ Its gradients reuse the same index map, read backwards:
 * weight:  dWt[k, c, r, s] += sum_{n, i, j} dy[n, k, i, j] xpad[n, c, i sh + r dh, j sw + s dw]
 * bias:    db[k] = sum_{n, i, j} dy[n, k, i, j]
 
-Pooling uses the same windows (without dilation), one channel at a time.
+Pooling uses the same windows, one channel at a time.
 
 **The engine API.** Layers call forward/backward *pairs*: ``forward(...) -> (y, cache)`` and
 ``backward(dy, cache, ...)``; the cache is what backward needs, built by the engine that will read
@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module
-from .geometry import check_pool_padding, output_size
+from .geometry import check_pool_padding, first_tap, output_size
 from .pairs import conv_pairs
 
 
@@ -123,12 +123,13 @@ def maxpool2d_forward(x, geometry, training=True):
     The cache holds ``argmax[n, c, i, j] = h * W + w``, the winner's flat index in the *unpadded*
     channel plane, and the input shape. Padding is ``-inf`` so it never wins. Ties go to the first
     maximum in row-major window order and NaN propagates (the rule of PyTorch's kernel: take a tap
-    when ``v > best or isnan(v)``).
+    when ``v > best or isnan(v)``). Tap ``(r, s)`` of window ``(i, j)`` reads padded pixel
+    ``(i sh + r dh, j sw + s dw)``, as a convolution's.
     """
     N, C, H, Wd = x.shape
-    (R, S), (sh, sw), (ph, pw) = geometry
+    (R, S), (sh, sw), (ph, pw), (dh, dw) = geometry
     check_pool_padding((R, S), (ph, pw))
-    Ho, Wo = output_size(H, R, sh, ph), output_size(Wd, S, sw, pw)
+    Ho, Wo = output_size(H, R, sh, ph, dh), output_size(Wd, S, sw, pw, dw)
     xpad = _pad(x, ph, pw, value=-np.inf)
     y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     argmax = np.empty((N, C, Ho, Wo), dtype=np.int64)
@@ -136,13 +137,14 @@ def maxpool2d_forward(x, geometry, training=True):
         for j in range(Wo):
             best = np.full((N, C), -np.inf, dtype=x.dtype)
             # before any tap wins, the winner is the window's first real pixel (as PyTorch)
-            where = np.full((N, C), max(i * sh - ph, 0) * Wd + max(j * sw - pw, 0), dtype=np.int64)
+            first = first_tap(i * sh - ph, dh) * Wd + first_tap(j * sw - pw, dw)
+            where = np.full((N, C), first, dtype=np.int64)
             for r in range(R):
                 for s in range(S):
-                    v = xpad[:, :, i * sh + r, j * sw + s]  # (N, C)
+                    v = xpad[:, :, i * sh + r * dh, j * sw + s * dw]  # (N, C)
                     take = (v > best) | np.isnan(v)  # strict '>' keeps the first of equal maxima
                     best = np.where(take, v, best)
-                    where = np.where(take, (i * sh + r - ph) * Wd + (j * sw + s - pw), where)
+                    where = np.where(take, (i * sh + r * dh - ph) * Wd + (j * sw + s * dw - pw), where)
             y[:, :, i, j] = best
             argmax[:, :, i, j] = where
     return y, (argmax, x.shape)
@@ -169,29 +171,29 @@ def avgpool2d_forward(x, geometry, training=True):
     """Average pooling, ``y = mean of the R x S window``; padding zeros count (PyTorch default).
     -> ``(y, cache)``; the cache is the input shape and the geometry."""
     N, C, H, Wd = x.shape
-    (R, S), (sh, sw), (ph, pw) = geometry
+    (R, S), (sh, sw), (ph, pw), (dh, dw) = geometry
     check_pool_padding((R, S), (ph, pw))
-    Ho, Wo = output_size(H, R, sh, ph), output_size(Wd, S, sw, pw)
+    Ho, Wo = output_size(H, R, sh, ph, dh), output_size(Wd, S, sw, pw, dw)
     xpad = _pad(x, ph, pw)
     y = np.zeros((N, C, Ho, Wo), dtype=x.dtype)
     for i in range(Ho):
         for j in range(Wo):
             for r in range(R):
                 for s in range(S):
-                    y[:, :, i, j] += xpad[:, :, i * sh + r, j * sw + s]
+                    y[:, :, i, j] += xpad[:, :, i * sh + r * dh, j * sw + s * dw]
     return y / np.asarray(R * S, dtype=x.dtype), (x.shape, geometry)
 
 
 def avgpool2d_backward(dy, cache):
     """dL/dx of average pooling: each pixel of a window receives ``dy / (R S)``."""
-    (N, C, H, Wd), ((R, S), (sh, sw), (ph, pw)) = cache
+    (N, C, H, Wd), ((R, S), (sh, sw), (ph, pw), (dh, dw)) = cache
     share = dy / np.asarray(R * S, dtype=dy.dtype)
     dxpad = np.zeros((N, C, H + 2 * ph, Wd + 2 * pw), dtype=dy.dtype)
     for i in range(dy.shape[2]):
         for j in range(dy.shape[3]):
             for r in range(R):
                 for s in range(S):
-                    dxpad[:, :, i * sh + r, j * sw + s] += share[:, :, i, j]
+                    dxpad[:, :, i * sh + r * dh, j * sw + s * dw] += share[:, :, i, j]
     return dxpad[:, :, ph : ph + H, pw : pw + Wd].copy()
 
 

@@ -1,9 +1,13 @@
 """Pooling layers (NCHW): ``MaxPool2D``, ``AvgPool2D``, ``GlobalAvgPool2D``.
 
 A window of ``R x S`` pixels slides over each channel with stride ``(sh, sw)``; the output size is
-the convolution's (no dilation)::
+the convolution's::
 
-    Ho = floor((H + 2 ph - R) / sh) + 1                    (likewise Wo)
+    Ho = floor((H + 2 ph - dh (R - 1) - 1) / sh) + 1        (likewise Wo; dilation dh = 1 by default)
+
+A dilated window (``dilation=2``: every other pixel) is what a pooling layer becomes when a patch
+classifier is turned into a fully convolutional network that scores every pixel
+(:func:`handprop.inference.to_fully_convolutional`).
 
 * max pooling keeps the largest pixel of each window; its gradient flows only to that pixel
   (``argmax``, cached by forward). Ties go to the first maximum in row-major window order.
@@ -26,16 +30,17 @@ from .conv import check_image_shape
 class _Pool2D(Layer):
     """Shared hyper-parameters and shape logic of max and average pooling (any image size)."""
 
-    def __init__(self, pool_size=2, stride=None, padding=0, name=None):
+    def __init__(self, pool_size=2, stride=None, padding=0, *, dilation=1, name=None):
         super().__init__(name)
         self.pool_size = positive_pair(pool_size, f"{self.name}: pool_size")
         self.stride = self.pool_size if stride is None else positive_pair(stride, f"{self.name}: stride")
         self.padding = positive_pair(padding, f"{self.name}: padding", minimum=0)
+        self.dilation = positive_pair(dilation, f"{self.name}: dilation")
         try:
             check_pool_padding(self.pool_size, self.padding)
         except ValueError as e:
             raise ValueError(f"{self.name}: {e}") from None
-        self.geometry = PoolGeometry(self.pool_size, self.stride, self.padding)
+        self.geometry = PoolGeometry(self.pool_size, self.stride, self.padding, self.dilation)
 
     def fixed_input(self, input_shape):
         return (None, None, None)  # images of any channel count and size
@@ -43,8 +48,8 @@ class _Pool2D(Layer):
     def compute_output_shape(self, input_shape):
         check_image_shape(self, input_shape)
         C, H, Wd = input_shape
-        (R, S), (sh, sw), (ph, pw) = self.geometry
-        Ho, Wo = output_size(H, R, sh, ph), output_size(Wd, S, sw, pw)
+        (R, S), (sh, sw), (ph, pw), (dh, dw) = self.geometry
+        Ho, Wo = output_size(H, R, sh, ph, dh), output_size(Wd, S, sw, pw, dw)
         if (Ho is not None and Ho < 1) or (Wo is not None and Wo < 1):
             raise ValueError(
                 f"{self.name}: input (C, H, W) = {tuple(input_shape)} is smaller than the pool "
@@ -53,7 +58,10 @@ class _Pool2D(Layer):
         return (C, Ho, Wo)
 
     def get_config(self):
-        return {"pool_size": self.pool_size, "stride": self.stride, "padding": self.padding}
+        config = {"pool_size": self.pool_size, "stride": self.stride, "padding": self.padding}
+        if self.dilation != (1, 1):
+            config["dilation"] = self.dilation
+        return config
 
 
 class MaxPool2D(_Pool2D):
