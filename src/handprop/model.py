@@ -19,11 +19,20 @@ import copy
 import sys
 
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from . import losses as losses_module
 from . import metrics as metrics_module
 from .backend import get_array_module, is_gpu_array, to_device, to_numpy
+from .batches import (
+    array_batches,
+    class_weights,
+    combine_weights,
+    is_batch_source,
+    source_batches,
+    source_length,
+    unpack_batch,
+)
 from .callbacks import Callback, History
 from .layers.base import Layer
 from .symbolic import normalize_shape
@@ -267,13 +276,17 @@ class BaseModel:
             raise ValueError(f"{what}: x has {n} samples but y has {'none' if y.ndim == 0 else len(y)}")
         return x, y
 
-    def train_step(self, x, y):
-        """One minibatch: forward, loss, backward, optimizer step. Returns (loss, pred)."""
+    def train_step(self, x, y, weight=None):
+        """One minibatch: forward, loss, backward, optimizer step. Returns (loss, pred).
+
+        ``weight``: None, one per sample (N,) or one per loss element (e.g. a FOV mask); the loss
+        is then their weighted mean (:mod:`handprop.losses`).
+        """
         # Overflow shows up as an inf/NaN loss, reported below with a hint, instead of as a
         # NumPy RuntimeWarning from deep inside a layer.
         with np.errstate(over="ignore", invalid="ignore"):
             pred = self.forward(x, training=True)
-            loss = self.loss.forward(pred, y)
+            loss = self.loss.forward(pred, y, weight)
         if not np.isfinite(loss):
             raise FloatingPointError(
                 f"the loss became {loss} during training; the learning rate "
@@ -283,27 +296,36 @@ class BaseModel:
         self.optimizer.step(self.trainable_params(), self.named_grads())
         return loss, pred
 
-    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
-            shuffle=True, callbacks=None, verbose=1):
-        """Train for ``epochs`` passes over ``(x, y)``; returns a ``History``.
+    def fit(self, x, y=None, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
+            shuffle=True, callbacks=None, verbose=1, sample_weight=None, class_weight=None,
+            steps_per_epoch=None, initial_epoch=0):
+        """Train for ``epochs`` epochs; returns a ``History``.
 
-        ``validation_split`` holds out the **last** fraction of the samples, before shuffling
-        (as Keras). ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+        Data: arrays ``x, y`` (x a list of arrays for a multi-input graph), with optional
+        ``sample_weight`` (one per sample (N,), or per loss element, e.g. FOV masks (N, H, W));
+        or a **batch source** ``x`` handing out ``(x, y)`` / ``(x, y, weight)`` batches, e.g. a
+        patch sampler drawing fresh, augmented patches every epoch (:mod:`handprop.batches`;
+        ``steps_per_epoch`` for generators). ``class_weight={class: weight}`` weights the loss by
+        the target's class. ``validation_data``: ``(x, y)``, ``(x, y, weight)`` or a batch source.
+        ``validation_split`` holds out the **last** fraction of the array samples, before
+        shuffling (as Keras). ``initial_epoch``: the number of the first epoch (to continue a run).
+        ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         """
         self._check_compiled("fit")
-        x, y = self._check_data(x, y, "fit")
-        if validation_split and validation_data is None:
-            if not 0.0 < validation_split < 1.0:
-                raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
-            n_val = int(round(_length(x) * validation_split))
-            if n_val == 0 or n_val == _length(x):
-                raise ValueError(f"fit: validation_split={validation_split} of {_length(x)} samples leaves "
-                                 f"{n_val} for validation and {_length(x) - n_val} for training")
-            cut = _length(x) - n_val
-            validation_data = (_take(x, slice(cut, None)), y[cut:])
-            x, y = _take(x, slice(0, cut)), y[:cut]
-        n = _length(x)
-        self.ensure_built(self._prepare(_take(x, slice(0, 1))))
+        source = is_batch_source(x)
+        if source:
+            if y is not None or sample_weight is not None or validation_split:
+                raise ValueError("fit: with a batch source, y, sample_weight and validation_split come from the "
+                                 "source's batches; pass only the source (and validation_data)")
+            n_per_epoch = source_length(x, steps_per_epoch)
+        else:
+            x, y = self._check_data(x, y, "fit")
+            if sample_weight is not None:
+                sample_weight = self._check_weights(sample_weight, _length(x), "fit")
+            if validation_split and validation_data is None:
+                x, y, sample_weight, validation_data = self._split_validation(x, y, sample_weight, validation_split)
+            self.ensure_built(self._prepare(_take(x, slice(0, 1))))
+            n_per_epoch = -(-_length(x) // int(batch_size))
         history = History()
         cbs = [*(callbacks or []), history]  # History last: it records what the others logged
         for cb in cbs:
@@ -313,31 +335,38 @@ class BaseModel:
         self.stop_training = False
         for cb in cbs:
             cb.on_train_begin({})
-        batch_size = int(batch_size)
-        n_batches = -(-n // batch_size)
-        for epoch in range(epochs):
+        for epoch in range(initial_epoch, epochs):
             logs: dict = {}
             for cb in cbs:
                 cb.on_epoch_begin(epoch, logs)
-            order = self._shuffle_rng.permutation(n) if shuffle else np.arange(n)
-            totals = {"loss": 0.0, **{name: 0.0 for name, _ in self.metrics}}
-            bar = tqdm(total=n_batches, desc=f"Epoch {epoch + 1}/{epochs}", disable=verbose != 1,
+            if source:
+                batches = (unpack_batch(b) for b in source_batches(x, epoch, steps_per_epoch))
+            else:
+                batches = ((_take(x, idx), y[idx], None if sample_weight is None else sample_weight[idx])
+                           for idx in array_batches(_length(x), int(batch_size), self._shuffle_rng, shuffle))
+            bar = tqdm(total=n_per_epoch, desc=f"Epoch {epoch + 1}/{epochs}", disable=verbose != 1,
                        file=sys.stdout, leave=True, dynamic_ncols=True)
-            for b in range(n_batches):
-                idx = order[b * batch_size:(b + 1) * batch_size]
-                xb, yb = self._prepare(_take(x, idx)), self._prepare_targets(y[idx])
-                loss, pred = self.train_step(xb, yb)
-                totals["loss"] += loss * len(idx)
-                for name, fn in self.metrics:
-                    totals[name] += fn(pred, yb) * len(idx)
+            totals = _Totals(self.metrics)
+            for b, (xb, yb, wb) in enumerate(batches):
+                if source:
+                    xb, yb = self._check_data(xb, yb, "fit (a batch of the source)")
+                xb, yb = self._prepare(xb), self._prepare_targets(yb)
+                wb = combine_weights(None if wb is None else self._prepare_targets(wb),
+                                     None if class_weight is None else class_weights(yb, class_weight))
+                self.ensure_built(xb)
+                loss, pred = self.train_step(xb, yb, wb)
+                totals.add(loss, self.loss.total_weight, pred, yb)
                 for cb in cbs:
                     cb.on_batch_end(b, {"loss": loss})
                 bar.update(1)
-                if b % 10 == 0 or b == n_batches - 1:
-                    bar.set_postfix(loss=f"{totals['loss'] / min(n, (b + 1) * batch_size):.4f}")
-            logs.update({k: v / n for k, v in totals.items()})
+                if b % 10 == 0 or b + 1 == n_per_epoch:
+                    bar.set_postfix(loss=f"{totals.means()['loss']:.4f}")
+            if totals.count == 0:
+                bar.close()
+                raise ValueError(f"fit: epoch {epoch + 1} had no batches (an empty or exhausted batch source?)")
+            logs.update(totals.means())
             if validation_data is not None:
-                scores = self.evaluate(*validation_data, batch_size=max(batch_size, 256), return_dict=True)
+                scores = self._evaluate_validation(validation_data, batch_size)
                 logs.update({f"val_{k}": v for k, v in scores.items()})
             bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
             bar.close()
@@ -350,6 +379,36 @@ class BaseModel:
         for cb in cbs:
             cb.on_train_end({})
         return history
+
+    def _split_validation(self, x, y, sample_weight, validation_split):
+        """Hold out the last ``validation_split`` of the samples (before shuffling, as Keras)."""
+        if not 0.0 < validation_split < 1.0:
+            raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+        n = _length(x)
+        n_val = int(round(n * validation_split))
+        if n_val == 0 or n_val == n:
+            raise ValueError(f"fit: validation_split={validation_split} of {n} samples leaves "
+                             f"{n_val} for validation and {n - n_val} for training")
+        cut = n - n_val
+        held = (_take(x, slice(cut, None)), y[cut:]) + (() if sample_weight is None else (sample_weight[cut:],))
+        w = None if sample_weight is None else sample_weight[:cut]
+        return _take(x, slice(0, cut)), y[:cut], w, held
+
+    def _evaluate_validation(self, validation_data, batch_size):
+        if is_batch_source(validation_data):
+            return self.evaluate(validation_data, return_dict=True)
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise TypeError("fit: validation_data must be (x, y), (x, y, sample_weight) or a batch source")
+        xv, yv, *wv = validation_data
+        return self.evaluate(xv, yv, batch_size=max(int(batch_size), 256), return_dict=True,
+                             sample_weight=wv[0] if wv else None)
+
+    def _check_weights(self, weight, n, what):
+        w = weight if is_gpu_array(weight) else np.asarray(weight, dtype=np.float64)
+        if w.ndim == 0 or len(w) != n:
+            raise ValueError(f"{what}: sample_weight needs one entry (or one map) per sample: {n}, got shape "
+                             f"{tuple(w.shape)}")
+        return w
 
     # ------------------------------------------------------------------ inference
     def predict(self, x, batch_size=256):
@@ -372,24 +431,36 @@ class BaseModel:
         p = p[:, 0] if p.ndim == 2 else p
         return (p > threshold).astype(np.int64)
 
-    def evaluate(self, x, y, batch_size=256, return_dict=False):
+    def evaluate(self, x, y=None, batch_size=256, return_dict=False, sample_weight=None, steps=None):
         """Loss (and metrics) in inference mode. Returns the loss alone when there are no metrics,
-        else ``[loss, metric1, ...]`` as Keras, or a dict with ``return_dict=True``."""
+        else ``[loss, metric1, ...]`` as Keras, or a dict with ``return_dict=True``.
+
+        ``x, y`` arrays (with optional ``sample_weight``, as ``fit``) or a batch source ``x``. The
+        loss is averaged exactly over all batches (weighted by their ``Σ w``); metrics per sample.
+        """
         if self.loss is None:
             raise RuntimeError("evaluate: call model.compile(loss=...) first")
-        x, y = self._check_data(x, y, "evaluate")
-        n = _length(x)
-        totals = {"loss": 0.0, **{name: 0.0 for name, _ in self.metrics}}
-        for i in range(0, n, batch_size):
-            xb = self._prepare(_take(x, slice(i, i + batch_size)))
-            yb = self._prepare_targets(y[i:i + batch_size])
+        if is_batch_source(x):
+            batches = (unpack_batch(b, "evaluate") for b in source_batches(x, 0, steps, "evaluate"))
+        else:
+            x, y = self._check_data(x, y, "evaluate")
+            n = _length(x)
+            if sample_weight is not None:
+                sample_weight = self._check_weights(sample_weight, n, "evaluate")
+            batches = ((_take(x, slice(i, i + batch_size)), y[i:i + batch_size],
+                        None if sample_weight is None else sample_weight[i:i + batch_size])
+                       for i in range(0, n, batch_size))
+        totals = _Totals(self.metrics)
+        for xb, yb, wb in batches:
+            xb, yb = self._prepare(xb), self._prepare_targets(yb)
+            wb = None if wb is None else self._prepare_targets(wb)
             self.ensure_built(xb)
             pred = self.forward(xb, training=False)
-            m = len(yb)
-            totals["loss"] += self.loss.forward(pred, yb) * m
-            for name, fn in self.metrics:
-                totals[name] += fn(pred, yb) * m
-        scores = {k: v / n for k, v in totals.items()}
+            loss = self.loss.forward(pred, yb, wb)
+            totals.add(loss, self.loss.total_weight, pred, yb)
+        if totals.count == 0:
+            raise ValueError("evaluate: no batches")
+        scores = totals.means()
         if return_dict:
             return scores
         return scores["loss"] if not self.metrics else list(scores.values())
@@ -419,6 +490,29 @@ class BaseModel:
         if print_fn is not None:
             print_fn(text)
         return text
+
+
+class _Totals:
+    """Running means over an epoch: the loss weighted by each batch's ``Σ w`` (exact for masks and
+    sample weights), the metrics by each batch's number of samples."""
+
+    def __init__(self, metrics):
+        self.metrics = metrics
+        self.loss = self.weight = 0.0
+        self.sums = {name: 0.0 for name, _ in metrics}
+        self.count = 0
+
+    def add(self, loss, total_weight, pred, y):
+        self.loss += loss * total_weight
+        self.weight += total_weight
+        m = len(y)
+        for name, fn in self.metrics:
+            self.sums[name] += fn(pred, y) * m
+        self.count += m
+
+    def means(self):
+        return {"loss": self.loss / self.weight if self.weight > 0 else 0.0,
+                **{k: v / max(self.count, 1) for k, v in self.sums.items()}}
 
 
 class Sequential(BaseModel):

@@ -185,7 +185,8 @@ class PReLU(Layer):
 
 
 class Softmax(Layer):
-    """``y_i = e^{x_i - max x} / Σ_j e^{x_j - max x}`` over the last axis (class scores).
+    """``y_i = e^{x_i - max x} / Σ_j e^{x_j - max x}`` over ``axis`` (default the last: class scores
+    of (N, classes); ``axis=1`` for per-pixel class maps (N, classes, H, W)).
 
     Backward (the Jacobian ``diag(y) - y yᵀ`` applied to dy without forming it)::
 
@@ -195,16 +196,25 @@ class Softmax(Layer):
     is exact for extreme logits.
     """
 
+    def __init__(self, axis=-1, name=None):
+        super().__init__(name)
+        self.axis = int(axis)
+        if self.axis == 0:
+            raise ValueError(f"{self.name}: axis 0 is the batch axis; use the class axis (-1 or 1)")
+
     def forward(self, x, training=True):
         x = self._ensure_built(x)
-        y = softmax(x)
+        y = softmax(x, axis=self.axis)
         self._cache = y
         return y
 
     def backward(self, dy, need_dx=True):
         y = self._cached()
         check_dy(self, dy, y.shape)
-        return y * (dy - (dy * y).sum(axis=-1, keepdims=True)) if need_dx else None
+        return y * (dy - (dy * y).sum(axis=self.axis, keepdims=True)) if need_dx else None
+
+    def get_config(self):
+        return {} if self.axis == -1 else {"axis": self.axis}
 
 
 def softmax(x, axis=-1):
