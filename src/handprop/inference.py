@@ -73,7 +73,8 @@ def to_fully_convolutional(model, name=None):
             dil = _times(dil, layer.stride)
         elif isinstance(layer, (L.MaxPool2D, L.AvgPool2D)):
             if layer.padding != (0, 0):
-                raise ValueError(f"to_fully_convolutional: {layer.name} pads its input; only padding=0 converts exactly")
+                raise ValueError(f"to_fully_convolutional: {layer.name} pads its input; only padding=0 converts "
+                                 "exactly")
             new = type(layer)(layer.pool_size, stride=1, dilation=_times(layer.dilation, dil), name=layer.name)
             dil = _times(dil, layer.stride)
         elif isinstance(layer, L.Flatten):
