@@ -13,6 +13,7 @@ from engines import ENGINE_PARAMS
 from handprop.inference import (
     blending_window,
     predict_dense,
+    predict_padded,
     predict_tiled,
     sliding_window_predict,
     to_fully_convolutional,
@@ -117,3 +118,17 @@ def test_gaussian_tiles_of_a_unet_leave_no_seams():
         assert jump < 1.5 * ref + 1e-6, (blend, jump, ref)
     assert errors["gaussian"] <= errors["constant"] + 1e-7
     assert errors["gaussian"] < 0.05 * np.abs(whole).max()
+
+
+def test_predict_padded_runs_a_unet_on_sizes_it_cannot_halve():
+    inp = hp.Input((1, None, None))
+    e = L.Conv2D(2, 3, padding="same")(inp)
+    out = L.Conv2D(1, 1)(L.Concatenate()([L.UpSampling2D(2)(L.MaxPool2D(2)(e)), e]))
+    model = hp.Model(inp, out, seed=0)
+    x = np.random.default_rng(4).standard_normal((1, 1, 13, 10)).astype(np.float32)
+    with pytest.raises(ValueError, match="Concatenate"):
+        model.predict(x)  # 13 rows pool to 6 and upsample to 12
+    y = predict_padded(model, x, multiple=2)
+    assert y.shape == (1, 1, 13, 10)
+    padded = np.pad(x, ((0, 0), (0, 0), (0, 1), (0, 0)), mode="reflect")
+    np.testing.assert_allclose(y, model.predict(padded)[:, :, :13], rtol=1e-6)

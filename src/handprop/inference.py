@@ -181,6 +181,22 @@ def sliding_window_predict(model, images, batch_size=1024, pad_mode="reflect", m
     return out
 
 
+def predict_padded(model, images, multiple=1, batch_size=1, pad_mode="reflect"):
+    """Run a fully convolutional model on whole images whose size it cannot take as is.
+
+    A U-Net of depth ``d`` halves the image ``d`` times and doubles it back, so its input size
+    must be a multiple of ``2**d`` (a 584 x 565 retina is not). The images (N, C, H, W) are
+    padded at the bottom/right up to the next ``multiple`` (``pad_mode`` "reflect", "edge" or
+    "constant"), run in one pass each, and the output is cropped back to H x W.
+    """
+    images = np.asarray(images)
+    H, W = images.shape[2:]
+    ph, pw = (-H) % multiple, (-W) % multiple
+    if ph or pw:
+        images = np.pad(images, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=pad_mode)
+    return to_numpy(model.predict(images, batch_size=batch_size))[:, :, :H, :W]
+
+
 # ----------------------------------------------------------------------------- tiles
 def blending_window(tile, mode="gaussian", sigma_scale=0.125, dtype=np.float32):
     """Weights (th, tw) for blending overlapping tiles: all ones ("constant") or a Gaussian
