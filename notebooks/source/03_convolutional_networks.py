@@ -240,8 +240,9 @@ hp.viz.plot_feature_maps(edges, picture[None, None], 0)
 
 # %% [markdown]
 # Each feature map lights up where its pattern occurs: the edge filters on either side of every
-# line (with opposite signs), the line detector on the lines themselves. A trained network finds
-# its own filters. Here a small ConvNet learns to read the 8×8 digits; its first layer's eight 3×3
+# line (with opposite signs), the line detector on the lines themselves. The frame around the edge
+# maps is an artefact of `padding="same"` (section 4): the zeros outside the picture make an edge of
+# their own. A trained network finds its own filters. Here a small ConvNet learns to read the 8×8 digits; its first layer's eight 3×3
 # filters and their feature maps for one digit:
 
 # %%
