@@ -31,7 +31,7 @@ Tags and what the checks require of an executed notebook (:func:`check_outputs`)
 Usage (``make notebooks`` runs the first)::
 
     python notebooks/build.py               # build and execute every notebook in place (full mode)
-    python notebooks/build.py --quick 02    # quick mode (HANDPROP_QUICK=1), chapters matching "02"
+    python notebooks/build.py --quick 02    # a trial run in quick mode (HANDPROP_QUICK=1), not saved
     python notebooks/build.py --check       # only compare the committed notebooks with their sources
 """
 
@@ -286,7 +286,8 @@ def write_thumbnail(nb, lesson_path, width=360):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("pattern", nargs="?", help="only sources whose name contains this, e.g. 02")
-    parser.add_argument("--quick", action="store_true", help="HANDPROP_QUICK=1 (smaller runs, as the tests)")
+    parser.add_argument("--quick", action="store_true",
+                        help="HANDPROP_QUICK=1 (smaller runs, as the tests); a trial run, nothing is saved")
     parser.add_argument("--check", action="store_true", help="only check that the committed notebooks match")
     args = parser.parse_args(argv)
     failed = False
@@ -302,12 +303,16 @@ def main(argv=None):
             execute(nb, quick=args.quick)
             seconds = time.perf_counter() - start
             problems = check_outputs(nb, solutions=path.parent == SOLUTIONS)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            nbformat.write(nb, path)
-            if path.parent == HERE:
-                write_thumbnail(nb, path)
-            print(f"{name}: executed in {seconds:.1f} s ({'quick' if args.quick else 'full'} mode), "
-                  f"{size_kb(path):.0f} KB" + "".join(f"\n  PROBLEM {p}" for p in problems))
+            if args.quick:  # a trial run: the committed copies keep their full-mode outputs
+                saved = "not saved"
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                nbformat.write(nb, path)
+                if path.parent == HERE:
+                    write_thumbnail(nb, path)
+                saved = f"saved, {size_kb(path):.0f} KB"
+            print(f"{name}: executed in {seconds:.1f} s ({'quick' if args.quick else 'full'} mode), {saved}"
+                  + "".join(f"\n  PROBLEM {p}" for p in problems))
             failed |= bool(problems)
     return 1 if failed else 0
 

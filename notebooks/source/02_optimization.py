@@ -272,7 +272,7 @@ hp.viz.plot_trajectories(seven(), "rosenbrock", (-1.5, 2.0), 200 if QUICK else 5
 # %% tags=["animation"]
 hp.viz.animate_trajectories({"SGD": SGD(lr=1e-3), "momentum 0.9": SGD(lr=1e-3, momentum=0.9),
                              "RMSprop": RMSprop(lr=0.01), "Adam": Adam(lr=0.1)},
-                            "rosenbrock", (-1.5, 2.0), steps=300, frames=12 if QUICK else 20,
+                            "rosenbrock", (-1.5, 2.0), steps=300, frames=8 if QUICK else 20,
                             figsize=(7, 3), dpi=72)
 
 # %% [markdown]
