@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test gallery bench lint clean
+.PHONY: demo test notebooks gallery bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ demo: $(STAMP)          ## train on the digits, print the test accuracy, write f
 test: $(STAMP)          ## the test suite (PyTorch parity tests run when torch is installed)
 	$(BIN)/python -m pytest -q
 
+notebooks: $(STAMP)     ## build notebooks/*.ipynb from notebooks/source/ and execute them in place, with outputs
+	$(BIN)/python notebooks/build.py
+
 gallery: $(STAMP)       ## only the optimizer-trajectory figures
 	$(BIN)/handprop gallery
 
@@ -25,7 +28,7 @@ bench: $(STAMP)         ## benchmarks against PyTorch (pip install torch==2.13.0
 	$(BIN)/python benchmarks/run_all.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks notebooks/build.py
 
 clean:
 	rm -rf $(VENV) handprop-output .pytest_cache
