@@ -26,8 +26,8 @@ from .conv import check_image_shape
 class _Pool2D(Layer):
     """Shared hyper-parameters and shape logic of max and average pooling (any image size)."""
 
-    def __init__(self, pool_size=2, stride=None, padding=0, name=None):
-        super().__init__(name)
+    def __init__(self, pool_size=2, stride=None, padding=0, name=None, input_shape=None):
+        super().__init__(name, input_shape)
         self.pool_size = positive_pair(pool_size, f"{self.name}: pool_size")
         self.stride = self.pool_size if stride is None else positive_pair(stride, f"{self.name}: stride")
         self.padding = positive_pair(padding, f"{self.name}: padding", minimum=0)
@@ -53,7 +53,7 @@ class _Pool2D(Layer):
         return (C, Ho, Wo)
 
     def get_config(self):
-        return {"pool_size": self.pool_size, "stride": self.stride, "padding": self.padding}
+        return {"pool_size": self.pool_size, "stride": self.stride, "padding": self.padding, **super().get_config()}
 
 
 class MaxPool2D(_Pool2D):
@@ -100,6 +100,10 @@ class AvgPool2D(_Pool2D):
         cache, y_shape = self._cached()
         check_dy(self, dy, y_shape)
         return get_kernel("avgpool2d_backward", dy)(dy, cache) if need_dx else None
+
+
+MaxPooling2D = MaxPool2D  # Keras's names
+AveragePooling2D = AvgPool2D
 
 
 class GlobalAvgPool2D(Layer):
