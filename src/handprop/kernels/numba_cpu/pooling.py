@@ -6,9 +6,10 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from ..geometry import check_pool_padding, output_size
+from ._jit import CACHE, check_dtype
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _maxpool_forward(x, y, argmax, R, S, sh, sw, ph, pw):
     """One thread per channel plane; the window loop is the reference's, padding never wins."""
     N, C, H, Wd = x.shape
@@ -32,7 +33,7 @@ def _maxpool_forward(x, y, argmax, R, S, sh, sw, ph, pw):
                 argmax[n, c, i, j] = where
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _maxpool_forward_unpadded(x, y, argmax, R, S, sh, sw):
     """:func:`_maxpool_forward` without padding, where every window lies inside the image.
 
@@ -66,6 +67,7 @@ def _maxpool_forward_unpadded(x, y, argmax, R, S, sh, sw):
 
 def maxpool2d_forward(x, geometry, training=True):
     """Max pooling. x (N, C, H, W) -> ``(y, argmax)`` (N, C, Ho, Wo); argmax is ``h * W + w``."""
+    check_dtype("maxpool2d_forward", x)
     N, C, H, Wd = x.shape
     (R, S), (sh, sw), (ph, pw) = geometry
     check_pool_padding((R, S), (ph, pw))
@@ -82,7 +84,7 @@ def maxpool2d_forward(x, geometry, training=True):
     return y, (argmax, x.shape)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _maxpool_backward(dy, argmax, dx):
     """dx (planes, H W), uninitialized: each plane is one thread's, which zeroes it (in parallel,
     while it is in cache) and then scatter-adds ``+=`` into it without races."""
@@ -97,6 +99,7 @@ def _maxpool_backward(dy, argmax, dx):
 
 def maxpool2d_backward(dy, cache):
     """Route each ``dy`` to its window's winner; shared winners add up. -> dx (N, C, H, W)."""
+    check_dtype("maxpool2d_backward", dy)
     argmax, x_shape = cache
     N, C, H, Wd = x_shape
     if dy.size == 0:
@@ -109,7 +112,7 @@ def maxpool2d_backward(dy, cache):
     return dx.reshape(N, C, H, Wd)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _avgpool_forward(x, y, R, S, sh, sw, ph, pw):
     N, C, H, Wd = x.shape
     Ho, Wo = y.shape[2], y.shape[3]
@@ -130,6 +133,7 @@ def _avgpool_forward(x, y, R, S, sh, sw, ph, pw):
 
 def avgpool2d_forward(x, geometry, training=True):
     """Average pooling (padding zeros counted, as PyTorch). x (N, C, H, W) -> y (N, C, Ho, Wo)."""
+    check_dtype("avgpool2d_forward", x)
     N, C, H, Wd = x.shape
     (R, S), (sh, sw), (ph, pw) = geometry
     check_pool_padding((R, S), (ph, pw))
@@ -139,7 +143,7 @@ def avgpool2d_forward(x, geometry, training=True):
     return y, (x.shape, geometry)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _avgpool_backward(dy, dx, R, S, sh, sw, ph, pw):
     N, C, H, Wd = dx.shape
     Ho, Wo = dy.shape[2], dy.shape[3]
@@ -159,6 +163,7 @@ def _avgpool_backward(dy, dx, R, S, sh, sw, ph, pw):
 
 def avgpool2d_backward(dy, cache):
     """Each pixel of a window receives ``dy / (R S)``. dy (N, C, Ho, Wo) -> dx (N, C, H, W)."""
+    check_dtype("avgpool2d_backward", dy)
     x_shape, ((R, S), (sh, sw), (ph, pw)) = cache
     dx = np.zeros(x_shape, dtype=dy.dtype)
     if dy.size:
