@@ -181,7 +181,7 @@ def test_user_layers_need_registering_and_say_so(tmp_path):
     model = hp.Sequential([L.Dense(2), Scale(3.0)], input_shape=(4,))
     path = tmp_path / "custom.safetensors"
     model.save(path)
-    with pytest.raises(ValueError, match=r"unknown layer class 'Scale'.*register_layer.*custom_layers"):
+    with pytest.raises(ValueError, match=r"load: unknown layer class 'Scale'.*register_layer.*custom_layers"):
         hp.load_model(path)
     loaded = hp.load_model(path, custom_layers={"Scale": Scale})
     assert loaded.layers[1].factor == 3.0

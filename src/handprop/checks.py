@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from .backend import get_array_module, to_numpy
+from .backend import get_array_module, is_gpu_array, to_numpy
 from .errors import DivergenceWarning
 
 DIVERGENCE_FACTOR = 1e6
@@ -90,6 +90,19 @@ def check_output_matches_loss(model, loss):
             f"compile: the last layer ({last.name}) applies a sigmoid and BinaryCrossEntropy(from_logits=True) "
             "applies it again; remove the Sigmoid, or use BinaryCrossEntropy(from_logits=False)"
         )
+
+
+def as_array(a, what, name):
+    """``a`` as an array (CuPy arrays kept); a ragged list or an unconvertible object is a
+    ValueError naming ``what`` and ``name`` instead of NumPy's own message."""
+    if is_gpu_array(a):
+        return a
+    if a is None:
+        raise TypeError(f"{what}: {name} is None; pass an array")
+    try:
+        return np.asarray(a)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{what}: {name} cannot be read as one array (ragged rows, or mixed types?): {e}") from None
 
 
 def check_targets(y, what):

@@ -306,9 +306,9 @@ class BaseModel:
         if self.multi_input:
             if not isinstance(x, (list, tuple)):
                 raise ValueError(f"{what}: this model has several inputs; pass a list of arrays")
-            x = [a if is_gpu_array(a) else np.asarray(a) for a in x]
+            x = [checks.as_array(a, what, "x") for a in x]
         else:
-            x = x if is_gpu_array(x) else np.asarray(x)  # a list of rows becomes one array
+            x = checks.as_array(x, what, "x")  # a list of rows becomes one array
         for a in _as_list(x):
             if a.ndim == 0:
                 raise ValueError(f"{what}: x must have a batch axis, got a scalar")
@@ -327,7 +327,7 @@ class BaseModel:
             if need_y:
                 raise ValueError(f"{what}: targets y are missing")
             return x, None
-        y = y if is_gpu_array(y) else np.asarray(y)
+        y = checks.as_array(y, what, "y")
         if y.ndim == 0 or len(y) != n:
             raise ValueError(f"{what}: x has {n} samples but y has {'none' if y.ndim == 0 else len(y)}")
         checks.check_targets(y, what)

@@ -103,7 +103,10 @@ def layer_spec(layer, where):
 
 def layer_from_spec(spec, custom_layers=None):
     """Rebuild a layer (without weights) from :func:`layer_spec`."""
-    cls = get_layer_class(spec["class_name"], custom_layers)
+    try:
+        cls = get_layer_class(spec["class_name"], custom_layers)
+    except ValueError as e:
+        raise ValueError(f"load: {e}") from None
     config = _tuples(spec.get("config", {}))
     try:
         layer = cls(**config)
@@ -170,8 +173,12 @@ def model_from_config(config, custom_layers=None):
                 model.cast(dtype)
         else:
             raise ValueError(f"unknown model class {kind!r}")
-    except (KeyError, IndexError, TypeError) as e:
+    except (KeyError, IndexError, TypeError, AttributeError, OverflowError, RuntimeError) as e:
         raise ValueError(f"load: the architecture in the file is malformed ({type(e).__name__}: {e})") from e
+    except ValueError as e:
+        if str(e).startswith("load"):
+            raise
+        raise ValueError(f"load: the saved architecture does not build ({e})") from e
     return model
 
 
@@ -185,7 +192,10 @@ def _generator_from_state(state):
     if name not in _BIT_GENERATORS:
         raise ValueError(f"load: unknown random bit generator {name!r}")
     rng = np.random.Generator(getattr(np.random, name)())
-    rng.bit_generator.state = state
+    try:
+        rng.bit_generator.state = state
+    except (ValueError, TypeError, KeyError, OverflowError) as e:
+        raise ValueError(f"load: a random generator's state is malformed ({e})") from None
     return rng
 
 
@@ -380,7 +390,12 @@ def load_model(path, custom_layers=None, compile=True):
     elif weights:
         raise ValueError("load_model: the file has weights but its architecture is not built")
     if compile:
-        _restore_training(model, _json_field(meta, "training", path, "load_model"), tensors)
+        training = _json_field(meta, "training", path, "load_model")
+        try:
+            _restore_training(model, training, tensors)
+        except (KeyError, IndexError, TypeError, AttributeError, OverflowError) as e:
+            raise ValueError(f"load_model: the training state in {os.fspath(path)!r} is malformed "
+                             f"({type(e).__name__}: {e})") from e
     return model
 
 
