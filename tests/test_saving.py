@@ -13,6 +13,7 @@ import pytest
 import handprop as hp
 from engines import ENGINE_PARAMS
 from handprop import saving
+from handprop.backend import to_numpy
 
 L = hp.layers
 
@@ -53,7 +54,7 @@ def assert_same_weights(a, b):
     assert sorted(wa) == sorted(wb)
     for k in wa:
         assert wa[k].dtype == wb[k].dtype, k
-        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+        np.testing.assert_array_equal(to_numpy(wa[k]), to_numpy(wb[k]), err_msg=k)
 
 
 def assert_same_optimizer(a, b):
@@ -63,7 +64,8 @@ def assert_same_optimizer(a, b):
     for key, state in a.optimizer.state.items():
         assert sorted(state) == sorted(b.optimizer.state[key])
         for buf, value in state.items():
-            np.testing.assert_array_equal(value, b.optimizer.state[key][buf], err_msg=f"{key}/{buf}")
+            np.testing.assert_array_equal(to_numpy(value), to_numpy(b.optimizer.state[key][buf]),
+                                          err_msg=f"{key}/{buf}")
 
 
 # ----------------------------------------------------------------------------- round trips
@@ -72,10 +74,14 @@ def test_save_load_predict_identical_on_every_engine(engine, tmp_path):
     x, y = data((1, 8, 8), n=8)
     with hp.engine(engine):
         for model, target in ((convnet(), y), (unet(), x)):
+            if engine == "cupy":
+                model.to_gpu()
             model.fit(x, target, epochs=1, batch_size=4, verbose=0)
             path = tmp_path / f"{model.name}.safetensors"
             model.save(path)
             loaded = hp.load_model(path)
+            if engine == "cupy":  # loaded on the CPU; moved with its optimizer state
+                loaded.to_gpu()
             assert type(loaded) is type(model) and loaded.name == model.name
             np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
             assert_same_weights(model, loaded)
@@ -389,3 +395,16 @@ def test_saving_without_optimizer_and_loading_without_compile(tmp_path):
     plain = hp.load_model(tmp_path / "m.safetensors", compile=False)
     assert plain.loss is None
     assert [name for name, _ in loaded.metrics] == ["accuracy"]
+
+
+def test_moving_a_model_keeps_its_optimizer_state():
+    """to_cpu()/to_gpu() used to reset the optimizer, so a model loaded on the CPU and moved to the
+    GPU restarted Adam from zero moments; now the buffers move with the parameters."""
+    model = mlp()
+    model.fit(*data((10,)), epochs=1, verbose=0)
+    before = {k: {b: np.array(v) for b, v in s.items()} for k, s in model.optimizer.state.items()}
+    model.to_cpu()
+    assert sorted(model.optimizer.state) == sorted(before)
+    for key, state in before.items():
+        for buf, value in state.items():
+            np.testing.assert_array_equal(model.optimizer.state[key][buf], value)

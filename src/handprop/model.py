@@ -244,17 +244,23 @@ class BaseModel:
         for layer in self.layers_list():
             layer.to("gpu")
         self.device = "gpu"
-        if self.optimizer is not None and hasattr(self.optimizer, "reset"):
-            self.optimizer.reset()  # its moment estimates lived on the old device
+        self._move_optimizer_state("gpu")
         return self
 
     def to_cpu(self):
         for layer in self.layers_list():
             layer.to("cpu")
         self.device = "cpu"
-        if self.optimizer is not None and hasattr(self.optimizer, "reset"):
-            self.optimizer.reset()
+        self._move_optimizer_state("cpu")
         return self
+
+    def _move_optimizer_state(self, device):
+        """The optimizer's buffers follow the parameters (a model loaded on the CPU and moved to
+        the GPU resumes with its moments, not from scratch)."""
+        for state in getattr(self.optimizer, "state", {}).values():
+            for key, value in state.items():
+                if key != "step":
+                    state[key] = to_device(value, device)
 
     def _prepare(self, x):
         """Cast inputs to the model's dtype and move them to its device (the only conversion)."""
