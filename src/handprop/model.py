@@ -505,8 +505,10 @@ class Sequential(BaseModel):
     """A chain of layers: ``y = f_L(... f_2(f_1(x)))``; backward runs the chain in reverse.
 
     ``Sequential(layers=None, seed=0, input_shape=None)``: builds lazily from the first batch,
-    or at once when ``input_shape`` (without the batch axis) is given; ``(C, None, None)``
-    declares images of any size. The same seed gives the same initial weights, dropout masks and
+    or at once when ``input_shape`` (without the batch axis) is given -- here or, Keras style, on
+    the first layer (``Dense(64, input_shape=(20,))``); ``(C, None, None)`` declares images of any
+    size. A first convolution given channels-last images, e.g. ``input_shape=(32, 32, 3)``, is an
+    error that says how to transpose them. The same seed gives the same initial weights, dropout masks and
     shuffling, hence bit-identical training. A layer may appear twice (its weights are shared;
     gradients of both uses add up).
     """
