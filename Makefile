@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TORCH  := $(VENV)/.torch
+# The test-time reference for the PyTorch parity tests: pinned, CPU (an unpinned `pip install
+# torch` pulls a multi-GB CUDA build). Never a runtime dependency of handprop.
+TORCH_PIN := torch==2.13.0
 
 .PHONY: demo test notebooks gallery bench lint clean
 
@@ -15,7 +19,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)          ## train on the digits, print the test accuracy, write figures
 	$(BIN)/handprop demo
 
-test: $(STAMP)          ## the test suite (PyTorch parity tests run when torch is installed)
+$(TORCH): $(STAMP)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH_PIN)
+	touch $(TORCH)
+
+test: $(TORCH)          ## the whole test suite, with PyTorch (installed here) as the parity reference
 	$(BIN)/python -m pytest -q
 
 notebooks: $(STAMP)     ## build notebooks/*.ipynb from notebooks/source/ and execute them in place, with outputs

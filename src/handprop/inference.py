@@ -97,11 +97,11 @@ def to_fully_convolutional(model, name=None):
             raise ValueError(f"to_fully_convolutional: {layer.name} between Flatten and Dense has one weight per "
                              "flattened number, which no convolution reproduces")
         elif isinstance(layer, (L.PReLU, L.BatchNorm)):
-            new = type(layer)(**layer.get_config(), name=layer.name)
+            new = type(layer)(**layer.get_config())
             _copy_weights(layer, new, **layer.params)
             new.state.update({k: v.copy() for k, v in layer.state.items()})
         elif isinstance(layer, _ELEMENTWISE):
-            new = type(layer)(**layer.get_config(), name=layer.name)
+            new = type(layer)(**layer.get_config())
         else:
             raise TypeError(f"to_fully_convolutional: cannot convert {layer.name} ({type(layer).__name__})")
         out.append(new)

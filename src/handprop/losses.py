@@ -70,6 +70,10 @@ class Loss:
     def _elements(self, pred, target):
         raise NotImplementedError
 
+    def get_config(self) -> dict:
+        """The constructor's keyword arguments (``type(loss)(**loss.get_config())`` rebuilds it)."""
+        return {}
+
     def __repr__(self):
         return f"{type(self).__name__}()"
 
@@ -210,6 +214,9 @@ class BinaryCrossEntropy(Loss):
         p = xp.clip(pred, self.eps, 1 - self.eps)
         losses = -(target * xp.log(p) + (1 - target) * xp.log1p(-p))
         return losses, (p - target) / (p * (1 - p))
+
+    def get_config(self):
+        return {"from_logits": self.from_logits, "eps": self.eps}
 
     def __repr__(self):
         return f"BinaryCrossEntropy(from_logits={self.from_logits})"

@@ -21,6 +21,7 @@ import sys
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import checks
 from . import losses as losses_module
 from . import metrics as metrics_module
 from .backend import get_array_module, is_gpu_array, to_device, to_numpy
@@ -35,7 +36,7 @@ from .batches import (
 )
 from .callbacks import Callback, History
 from .layers.base import Layer
-from .symbolic import normalize_shape
+from .symbolic import format_shape, normalize_shape
 
 
 def _as_list(x):
@@ -77,6 +78,7 @@ class BaseModel:
         self.stop_training = False
         self.multi_input = False  # graph models with several Input nodes take a list of arrays
         self._call_caches = {}  # call position -> cache, for layers called more than once
+        self._divergence = checks.DivergenceWatch()  # warns when the loss explodes (train_step)
 
     # ------------------------------------------------------------------ layers and calls
     def layers_list(self):
@@ -149,9 +151,8 @@ class BaseModel:
         return {f"{key}/{s}": v for key, layer in self._layer_keys() for s, v in layer.state.items()}
 
     def set_state(self, state: dict):
-        for key, layer in self._layer_keys():
-            for s in layer.state:
-                layer.state[s] = state[f"{key}/{s}"].copy()
+        """Replace every state array (BatchNorm running statistics); all-or-nothing, as :meth:`set_weights`."""
+        self._assign("set_state", state, [(key, layer, layer.state) for key, layer in self._layer_keys()])
 
     def get_weights(self) -> dict:
         """A copy of every parameter and state array, keyed by name (for checkpoints)."""
@@ -160,14 +161,73 @@ class BaseModel:
         return out
 
     def set_weights(self, weights: dict):
-        for key, layer in self._layer_keys():
-            for d in (layer.params, layer.state):
-                for p in d:
-                    new = weights[f"{key}/{p}"]
-                    if tuple(new.shape) != tuple(d[p].shape):
-                        raise ValueError(f"set_weights: {key}/{p} has shape {tuple(d[p].shape)}, "
-                                         f"got {tuple(new.shape)}")
-                    d[p] = new.copy()
+        """Replace every parameter and state array from ``weights`` (as :meth:`get_weights` returns).
+
+        All-or-nothing: every key and shape is checked first, and missing, extra and misshapen
+        entries are reported together in one ValueError; nothing changes unless all fit. Values
+        are converted to the model's dtype and device. An unbuilt model is an error (a
+        RuntimeError): its shapes are unknown, so build it first (``input_shape=``, ``build``, or
+        ``predict`` on one batch) -- it is not built from the weights' shapes, which do not say
+        the image size.
+        """
+        self._assign("set_weights", weights,
+                     [(key, layer, d) for key, layer in self._layer_keys() for d in (layer.params, layer.state)])
+
+    def _assign(self, what, arrays, targets):
+        """Check ``arrays`` against every ``(key, layer, dict)`` of ``targets``, then assign."""
+        if not isinstance(arrays, dict):
+            raise TypeError(f"{what}: expects a dict name -> array (as get_weights returns), "
+                            f"got {type(arrays).__name__}")
+        if not self.built:
+            raise RuntimeError(f"{what}: the model is not built, so its weight shapes are unknown; build it first "
+                               "(Sequential(..., input_shape=...), model.build(input_shape), or predict on one batch)")
+        expected = {f"{key}/{p}": (d, p) for key, layer, d in targets for p in d}
+        problems = []
+        missing = [k for k in expected if k not in arrays]
+        extra = sorted(k for k in arrays if k not in expected)
+        if missing:
+            problems.append(f"missing {missing}")
+        if extra:
+            problems.append(f"unexpected {extra}")
+        converted = {}
+        for k, (d, p) in expected.items():
+            if k not in arrays:
+                continue
+            new = arrays[k]
+            if not hasattr(new, "shape") or not hasattr(new, "dtype") or new.dtype.kind not in "fiu":
+                problems.append(f"{k} is not a numeric array ({type(new).__name__})")
+            elif tuple(new.shape) != tuple(d[p].shape):
+                problems.append(f"{k} has shape {tuple(new.shape)}, the model's is {tuple(d[p].shape)}")
+            elif not bool(get_array_module(new).isfinite(new).all()):
+                problems.append(f"{k} contains NaN or infinite values")
+            else:
+                converted[k] = to_device(to_numpy(new).astype(d[p].dtype, copy=True),
+                                         "gpu" if is_gpu_array(d[p]) else "cpu")
+        if problems:
+            raise ValueError(f"{what}: the arrays do not fit {self.name} (nothing was changed): " + "; ".join(problems))
+        for k, (d, p) in expected.items():
+            d[p] = converted[k]
+
+    # ------------------------------------------------------------------ files (handprop.saving)
+    def save(self, path, include_optimizer=True):
+        """Save architecture, weights, layer state, optimizer state and random generators in one
+        safetensors file (atomically); :func:`handprop.load_model` reads it. See :mod:`handprop.saving`."""
+        from .saving import save_model
+
+        save_model(self, path, include_optimizer=include_optimizer)
+
+    def save_weights(self, path):
+        """Save parameters and state only (safetensors); :meth:`load_weights` reads them back."""
+        from .saving import save_weights
+
+        save_weights(self, path)
+
+    def load_weights(self, path):
+        """Load parameters and state saved by :meth:`save_weights` or :meth:`save` (all-or-nothing)."""
+        from .saving import load_weights
+
+        load_weights(self, path)
+        return self
 
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers_list())
@@ -193,17 +253,23 @@ class BaseModel:
         for layer in self.layers_list():
             layer.to("gpu")
         self.device = "gpu"
-        if self.optimizer is not None and hasattr(self.optimizer, "reset"):
-            self.optimizer.reset()  # its moment estimates lived on the old device
+        self._move_optimizer_state("gpu")
         return self
 
     def to_cpu(self):
         for layer in self.layers_list():
             layer.to("cpu")
         self.device = "cpu"
-        if self.optimizer is not None and hasattr(self.optimizer, "reset"):
-            self.optimizer.reset()
+        self._move_optimizer_state("cpu")
         return self
+
+    def _move_optimizer_state(self, device):
+        """The optimizer's buffers follow the parameters (a model loaded on the CPU and moved to
+        the GPU resumes with its moments, not from scratch)."""
+        for state in getattr(self.optimizer, "state", {}).values():
+            for key, value in state.items():
+                if key != "step":
+                    state[key] = to_device(value, device)
 
     def _prepare(self, x):
         """Cast inputs to the model's dtype and move them to its device (the only conversion)."""
@@ -232,8 +298,12 @@ class BaseModel:
         """Choose the loss (object or Keras name), optimizer (object or name) and metrics."""
         from . import optimizers
 
-        self.loss = losses_module.get(loss)
+        loss = losses_module.get(loss)
+        checks.check_output_matches_loss(self, loss)
+        self.loss = loss
         self.optimizer = optimizers.get("sgd" if optimizer is None else optimizer)
+        if isinstance(metrics, str) or callable(metrics):
+            metrics = [metrics]  # compile(metrics="accuracy"), as Keras accepts
         self.metrics = [metrics_module.get(m, logits=self._outputs_logits()) for m in (metrics or [])]
         return self
 
@@ -251,9 +321,9 @@ class BaseModel:
         if self.multi_input:
             if not isinstance(x, (list, tuple)):
                 raise ValueError(f"{what}: this model has several inputs; pass a list of arrays")
-            x = [a if is_gpu_array(a) else np.asarray(a) for a in x]
+            x = [checks.as_array(a, what, "x") for a in x]
         else:
-            x = x if is_gpu_array(x) else np.asarray(x)  # a list of rows becomes one array
+            x = checks.as_array(x, what, "x")  # a list of rows becomes one array
         for a in _as_list(x):
             if a.ndim == 0:
                 raise ValueError(f"{what}: x must have a batch axis, got a scalar")
@@ -261,6 +331,7 @@ class BaseModel:
                 raise TypeError(f"{what}: x must be numeric, got dtype {a.dtype}")
             if a.dtype.kind in "fc" and not bool(get_array_module(a).isfinite(a).all()):
                 raise ValueError(f"{what}: the input contains NaN or infinite values")
+            checks.check_cast_range(a, self.dtype, what)
         nx = {len(a) for a in _as_list(x)}
         if len(nx) != 1:
             raise ValueError(f"{what}: the inputs have different numbers of samples: {sorted(nx)}")
@@ -271,9 +342,10 @@ class BaseModel:
             if need_y:
                 raise ValueError(f"{what}: targets y are missing")
             return x, None
-        y = y if is_gpu_array(y) else np.asarray(y)
+        y = checks.as_array(y, what, "y")
         if y.ndim == 0 or len(y) != n:
             raise ValueError(f"{what}: x has {n} samples but y has {'none' if y.ndim == 0 else len(y)}")
+        checks.check_targets(y, what)
         return x, y
 
     def train_step(self, x, y, weight=None):
@@ -292,13 +364,14 @@ class BaseModel:
                 f"the loss became {loss} during training; the learning rate "
                 f"({getattr(self.optimizer, 'lr', '?')}) may be too high, or the inputs unnormalized"
             )
+        self._divergence.update(loss, getattr(self.optimizer, "lr", "?"))
         self.backward(self.loss.backward(), input_grad=False)
         self.optimizer.step(self.trainable_params(), self.named_grads())
         return loss, pred
 
     def fit(self, x, y=None, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
             shuffle=True, callbacks=None, verbose=1, sample_weight=None, class_weight=None,
-            steps_per_epoch=None, initial_epoch=0):
+            steps_per_epoch=None, initial_epoch=0, nb_epoch=None):
         """Train for ``epochs`` epochs; returns a ``History``.
 
         Data: arrays ``x, y`` (x a list of arrays for a multi-input graph), with optional
@@ -310,8 +383,15 @@ class BaseModel:
         ``validation_split`` holds out the **last** fraction of the array samples, before
         shuffling (as Keras). ``initial_epoch``: the number of the first epoch (to continue a run).
         ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+        ``nb_epoch`` (Keras 1) is accepted for ``epochs`` with a DeprecationWarning. A loss that
+        explodes (x 1e6) raises a :class:`handprop.DivergenceWarning` naming the learning rate.
         """
         self._check_compiled("fit")
+        epochs, batch_size = checks.check_fit_arguments(epochs, batch_size, validation_split, shuffle, verbose,
+                                                        callbacks, nb_epoch)
+        initial_epoch = checks.check_int(initial_epoch, "fit: initial_epoch", 0)
+        checks.check_output_matches_loss(self, self.loss)
+        self._divergence = checks.DivergenceWatch()
         source = is_batch_source(x)
         if source:
             if y is not None or sample_weight is not None or validation_split:
@@ -325,7 +405,7 @@ class BaseModel:
             if validation_split and validation_data is None:
                 x, y, sample_weight, validation_data = self._split_validation(x, y, sample_weight, validation_split)
             self.ensure_built(self._prepare(_take(x, slice(0, 1))))
-            n_per_epoch = -(-_length(x) // int(batch_size))
+            n_per_epoch = -(-_length(x) // batch_size)
         history = History()
         cbs = [*(callbacks or []), history]  # History last: it records what the others logged
         for cb in cbs:
@@ -413,6 +493,7 @@ class BaseModel:
     # ------------------------------------------------------------------ inference
     def predict(self, x, batch_size=256):
         """Outputs for ``x`` in inference mode (``training=False``), batched; a NumPy array."""
+        batch_size = checks.check_int(batch_size, "predict: batch_size", 1)
         x, _ = self._check_data(x, None, "predict", need_y=False)
         self.ensure_built(self._prepare(_take(x, slice(0, 1))))
         n = _length(x)
@@ -440,6 +521,7 @@ class BaseModel:
         """
         if self.loss is None:
             raise RuntimeError("evaluate: call model.compile(loss=...) first")
+        batch_size = checks.check_int(batch_size, "evaluate: batch_size", 1)
         if is_batch_source(x):
             batches = (unpack_batch(b, "evaluate") for b in source_batches(x, 0, steps, "evaluate"))
         else:
@@ -519,8 +601,10 @@ class Sequential(BaseModel):
     """A chain of layers: ``y = f_L(... f_2(f_1(x)))``; backward runs the chain in reverse.
 
     ``Sequential(layers=None, seed=0, input_shape=None)``: builds lazily from the first batch,
-    or at once when ``input_shape`` (without the batch axis) is given; ``(C, None, None)``
-    declares images of any size. The same seed gives the same initial weights, dropout masks and
+    or at once when ``input_shape`` (without the batch axis) is given -- here or, Keras style, on
+    the first layer (``Dense(64, input_shape=(20,))``); ``(C, None, None)`` declares images of any
+    size. A first convolution given channels-last images, e.g. ``input_shape=(32, 32, 3)``, is an
+    error that says how to transpose them. The same seed gives the same initial weights, dropout masks and
     shuffling, hence bit-identical training. A layer may appear twice (its weights are shared;
     gradients of both uses add up).
     """
@@ -537,6 +621,12 @@ class Sequential(BaseModel):
         a shape mismatch is reported here, naming the layer."""
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a handprop Layer, got {type(layer).__name__}")
+        declared = getattr(layer, "declared_input_shape", None)
+        if declared is not None and not self.layers:  # Keras: Dense(64, input_shape=(20,)) builds at once
+            if self.input_shape is not None and self.input_shape != declared:
+                raise ValueError(f"Sequential: input_shape={format_shape(self.input_shape)} but its first layer "
+                                 f"{layer.name} declares input_shape={format_shape(declared)}")
+            self.input_shape = declared
         if self.input_shape is not None:
             shape = self._output_shape_of(self.layers) if self.layers else self.input_shape
             self._build_layer(len(self.layers), layer, shape)
@@ -551,6 +641,9 @@ class Sequential(BaseModel):
         return shape
 
     def _build_layer(self, index, layer, shape):
+        if shape == self.input_shape and hasattr(layer, "check_channels_first") and not any(
+                hasattr(earlier, "check_channels_first") for earlier in self.layers[:index]):
+            layer.check_channels_first(shape)  # the first convolution reads the data itself
         try:
             out = layer.build(shape, rng=self._init_rng, dtype=self.dtype)
         except ValueError as e:

@@ -22,7 +22,9 @@ from .. import init
 from ..backend import get_array_module
 from ..kernels import get_kernel
 from ..kernels.geometry import ConvGeometry, output_size, positive_pair, same_padding
+from .activations import activation_config, activation_from_config, resolve_activation
 from .base import Layer, check_dy
+from .dense import check_bool, check_initializer
 
 
 def check_image_shape(layer, input_shape):
@@ -32,24 +34,84 @@ def check_image_shape(layer, input_shape):
         raise ValueError(f"{layer.name}: expects images (N, C, H, W), got input of shape (N, {got})")
 
 
-class _Conv(Layer):
-    """What Conv2D and Conv2DTranspose share: validated hyper-parameters, weights, bias and the
-    rule that only the channel count is fixed by building."""
+IMAGE_CHANNELS = (1, 3, 4)
+"""Channel counts of stored images (grey, RGB, RGBA): what a channels-last last axis holds."""
 
-    def __init__(self, filters, kernel_size, *, stride, dilation, use_bias, kernel_init, bias_init, name):
-        super().__init__(name)
+
+def looks_channels_last(shape):
+    """Does a per-sample image shape ``(C, H, W)`` look like a channels-last ``(H, W, C)`` image?
+
+    The heuristic (documented in :meth:`_Conv.check_channels_first`): the last axis holds an
+    image's channel count (1, 3 or 4), the first and second axes are both at least 8 and within a
+    factor 4 of each other (height and width of a roughly square image). A real NCHW input with
+    8+ channels whose images are 1, 3 or 4 pixels wide and about as tall as it has channels is the
+    only legitimate shape this flags.
+    """
+    if len(shape) != 3 or any(d is None for d in shape):
+        return False
+    C, H, W = shape
+    return W in IMAGE_CHANNELS and C >= 8 and H >= 8 and max(C, H) <= 4 * min(C, H)
+
+
+class _Conv(Layer):
+    """What Conv2D and Conv2DTranspose share: validated hyper-parameters, weights, bias, an
+    optional activation, the rule that only the channel count is fixed by building, and the
+    channels-last check of the first build from data."""
+
+    _repr_defaults = {"kernel_init": "glorot_uniform", "bias_init": "zeros", "activation": None}
+
+    def __init__(self, filters, kernel_size, positional, *, stride, dilation, use_bias, kernel_init, bias_init,
+                 activation, name, input_shape):
+        cls = type(self).__name__
+        if positional:  # Keras 1's Conv2D(20, 5, 5) means a 5x5 kernel; here it would be a stride
+            args = ", ".join(map(repr, (filters, kernel_size, *positional)))
+            raise TypeError(
+                f"{cls}({args}): the arguments after kernel_size are keyword-only. For a "
+                f"{kernel_size}x{positional[0]} kernel write {cls}({filters!r}, ({kernel_size!r}, {positional[0]!r}))"
+                f" (Keras 1's {cls}(filters, rows, cols)); for a stride write stride={positional[0]!r}"
+            )
+        super().__init__(name, input_shape)
         if not isinstance(filters, (int, np.integer)) or isinstance(filters, bool) or filters <= 0:
             raise ValueError(f"{self.name}: filters must be a positive int, got {filters!r}")
         self.filters = int(filters)
         self.kernel_size = positive_pair(kernel_size, f"{self.name}: kernel_size")
         self.stride = positive_pair(stride, f"{self.name}: stride")
         self.dilation = positive_pair(dilation, f"{self.name}: dilation")
-        self.use_bias = bool(use_bias)
-        self.kernel_init = kernel_init
-        self.bias_init = bias_init
+        self.use_bias = check_bool(self, "use_bias", use_bias)
+        self.kernel_init = check_initializer(self, "kernel_init", kernel_init)
+        self.bias_init = check_initializer(self, "bias_init", bias_init)
+        self.activation = resolve_activation(activation_from_config(activation), self.name)
 
     def fixed_input(self, input_shape):
         return (input_shape[0], None, None)  # the weights fix the channels, not the image size
+
+    def check_channels_first(self, input_shape):
+        """Refuse a first input that looks channels-last, ``(N, H, W, C)``: read as NCHW it would
+        train silently with H taken as the channel count (a 32x32x3 batch made W (K, 32, 3, 3)).
+
+        Checked when the layer is built from data or from a model's declared input shape, not
+        when a model builds it on another layer's output. The rule is :func:`looks_channels_last`:
+        last axis 1, 3 or 4, first two axes >= 8 and within a factor 4. If your input really is
+        ``(N, C, H, W)`` with such sizes, build the layer yourself first
+        (``layer.build((C, H, W))``): a built layer is not checked again.
+        """
+        if not self.built and looks_channels_last(input_shape):
+            H, W, C = input_shape
+            raise ValueError(
+                f"{self.name}: input of shape (N, {H}, {W}, {C}) looks channels-last (N, H, W, C); handprop "
+                f"takes images as (N, C, H, W), as PyTorch. Transpose it: x.transpose(0, 3, 1, 2) gives "
+                f"(N, {C}, {H}, {W}) (and write input_shape=({C}, {H}, {W})). If it really has {H} channels of "
+                f"{W}x{C} images, build the layer first: layer.build({tuple(input_shape)})"
+            )
+
+    def _ensure_built(self, x):
+        if not self.built and getattr(x, "ndim", 0) == 4:
+            self.check_channels_first(tuple(x.shape[1:]))
+        return super()._ensure_built(x)
+
+    def get_config(self):
+        return {"kernel_init": self.kernel_init, "bias_init": self.bias_init,
+                "activation": activation_config(self.activation), **super().get_config()}
 
     def _weight_shape_and_fans(self, channels):
         raise NotImplementedError
@@ -85,6 +147,10 @@ class Conv2D(_Conv):
     dilation : int or (dh, dw) — spacing between taps (1 = ordinary convolution); the effective
         kernel size is ``dh (R - 1) + 1``, the receptive field grows without more weights.
     use_bias, kernel_init, bias_init, name — as :class:`handprop.layers.Dense`.
+    activation : None or a name (``"relu"``) — applied after the convolution (Keras style).
+    input_shape : (C, H, W) — on a Sequential's first layer, builds the model at once (Keras style;
+        ``(3, None, None)`` for any image size). A first input that looks channels-last, e.g.
+        (32, 32, 3), is refused with the transpose to apply (:meth:`check_channels_first`).
 
     Shapes: input (N, C, H, W) -> output (N, K, Ho, Wo) with
     ``Ho = floor((H + 2 ph - dh (R - 1) - 1) / sh) + 1`` (likewise ``Wo``).
@@ -92,10 +158,11 @@ class Conv2D(_Conv):
     ``fan_in = C R S``, ``fan_out = K R S`` (Keras and PyTorch agree).
     """
 
-    def __init__(self, filters, kernel_size, *, stride=1, padding="valid", dilation=1, use_bias=True,
-                 kernel_init="glorot_uniform", bias_init="zeros", name=None):
-        super().__init__(filters, kernel_size, stride=stride, dilation=dilation, use_bias=use_bias,
-                         kernel_init=kernel_init, bias_init=bias_init, name=name)
+    def __init__(self, filters, kernel_size, *positional, stride=1, padding="valid", dilation=1, use_bias=True,
+                 kernel_init="glorot_uniform", bias_init="zeros", activation=None, name=None, input_shape=None):
+        super().__init__(filters, kernel_size, positional, stride=stride, dilation=dilation, use_bias=use_bias,
+                         kernel_init=kernel_init, bias_init=bias_init, activation=activation, name=name,
+                         input_shape=input_shape)
         if isinstance(padding, str) and padding not in ("valid", "same"):
             raise ValueError(f"{self.name}: padding must be 'valid', 'same', int or pair, got {padding!r}")
         self.padding = padding if isinstance(padding, str) else positive_pair(padding, f"{self.name}: padding", 0)
@@ -134,7 +201,9 @@ class Conv2D(_Conv):
             x = get_array_module(x).pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
         conv2d_forward = get_kernel("conv2d_forward", x)
         y, cache = conv2d_forward(x, self.params["W"], self.params.get("b"), geometry, training)
-        self._cache = (cache, extra, y.shape)
+        y_shape = y.shape
+        y, activation_cache = self._activate(y, training)
+        self._cache = (cache, extra, y_shape, activation_cache)
         return y
 
     def backward(self, dy, need_dx=True):
@@ -145,10 +214,12 @@ class Conv2D(_Conv):
             dxpad[n, c, i sh + r dh, j sw + s dw] += sum_k dy[n, k, i, j] * W[k, c, r, s]
 
         (every tap sends dy back to the pixel it read; the padding's share is dropped). ``dx`` is
-        skipped when ``need_dx`` is False. The reference engine writes these sums as loops.
+        skipped when ``need_dx`` is False. The reference engine writes these sums as loops. With an
+        ``activation``, ``dy`` is first taken back through it.
         """
-        cache, extra, y_shape = self._cached()
+        cache, extra, y_shape, activation_cache = self._cached()
         check_dy(self, dy, y_shape)
+        dy = self._activation_backward(dy, activation_cache)
         conv2d_backward = get_kernel("conv2d_backward", dy)
         dx, self.grads["W"], db = conv2d_backward(dy, cache, need_dx)
         if self.use_bias:
@@ -159,7 +230,7 @@ class Conv2D(_Conv):
 
     def get_config(self):
         return {"filters": self.filters, "kernel_size": self.kernel_size, "stride": self.stride,
-                "padding": self.padding, "dilation": self.dilation, "use_bias": self.use_bias}
+                "padding": self.padding, "dilation": self.dilation, "use_bias": self.use_bias, **super().get_config()}
 
 
 class Conv2DTranspose(_Conv):
@@ -192,10 +263,12 @@ class Conv2DTranspose(_Conv):
     kernel ``(R, S, K, C_in)`` gives as well.
     """
 
-    def __init__(self, filters, kernel_size, *, stride=1, padding=0, output_padding=0, dilation=1, use_bias=True,
-                 kernel_init="glorot_uniform", bias_init="zeros", name=None):
-        super().__init__(filters, kernel_size, stride=stride, dilation=dilation, use_bias=use_bias,
-                         kernel_init=kernel_init, bias_init=bias_init, name=name)
+    def __init__(self, filters, kernel_size, *positional, stride=1, padding=0, output_padding=0, dilation=1,
+                 use_bias=True, kernel_init="glorot_uniform", bias_init="zeros", activation=None, name=None,
+                 input_shape=None):
+        super().__init__(filters, kernel_size, positional, stride=stride, dilation=dilation, use_bias=use_bias,
+                         kernel_init=kernel_init, bias_init=bias_init, activation=activation, name=name,
+                         input_shape=input_shape)
         self.padding = positive_pair(padding, f"{self.name}: padding", 0)
         self.output_padding = positive_pair(output_padding, f"{self.name}: output_padding", 0)
         if any(op >= s for op, s in zip(self.output_padding, self.stride, strict=True)):
@@ -225,15 +298,17 @@ class Conv2DTranspose(_Conv):
         geometry = ConvGeometry(self.stride, self.padding, self.dilation)
         transpose_forward = get_kernel("conv2d_transpose_forward", x)
         y, cache = transpose_forward(x, self.params["W"], self.params.get("b"), geometry, y_shape, training)
-        self._cache = (cache, y.shape)
+        y, activation_cache = self._activate(y, training)
+        self._cache = (cache, y_shape, activation_cache)
         return y
 
     def backward(self, dy, need_dx=True):
         """``dx = A dy``: a convolution of dy with W (stride, padding, dilation as this layer's);
         ``dW[c, k, r, s] = sum_{n, i, j} x[n, c, i, j] * dypad[n, k, i sh + r dh, j sw + s dw]``;
-        ``db = dy`` summed over (n, i, j)."""
-        cache, y_shape = self._cached()
+        ``db = dy`` summed over (n, i, j). With an ``activation``, ``dy`` is first taken back through it."""
+        cache, y_shape, activation_cache = self._cached()
         check_dy(self, dy, y_shape)
+        dy = self._activation_backward(dy, activation_cache)
         transpose_backward = get_kernel("conv2d_transpose_backward", dy)
         dx, self.grads["W"], db = transpose_backward(dy, cache, need_dx)
         if self.use_bias:
@@ -243,4 +318,7 @@ class Conv2DTranspose(_Conv):
     def get_config(self):
         return {"filters": self.filters, "kernel_size": self.kernel_size, "stride": self.stride,
                 "padding": self.padding, "output_padding": self.output_padding, "dilation": self.dilation,
-                "use_bias": self.use_bias}
+                "use_bias": self.use_bias, **super().get_config()}
+
+
+Convolution2D = Conv2D  # Keras 1's name (its Convolution2D(20, 5, 5) is Conv2D(20, (5, 5)) here)

@@ -30,8 +30,10 @@ from .conv import check_image_shape
 class _Pool2D(Layer):
     """Shared hyper-parameters and shape logic of max and average pooling (any image size)."""
 
-    def __init__(self, pool_size=2, stride=None, padding=0, *, dilation=1, name=None):
-        super().__init__(name)
+    _repr_defaults = {"dilation": (1, 1)}
+
+    def __init__(self, pool_size=2, stride=None, padding=0, *, dilation=1, name=None, input_shape=None):
+        super().__init__(name, input_shape)
         self.pool_size = positive_pair(pool_size, f"{self.name}: pool_size")
         self.stride = self.pool_size if stride is None else positive_pair(stride, f"{self.name}: stride")
         self.padding = positive_pair(padding, f"{self.name}: padding", minimum=0)
@@ -58,10 +60,8 @@ class _Pool2D(Layer):
         return (C, Ho, Wo)
 
     def get_config(self):
-        config = {"pool_size": self.pool_size, "stride": self.stride, "padding": self.padding}
-        if self.dilation != (1, 1):
-            config["dilation"] = self.dilation
-        return config
+        return {"pool_size": self.pool_size, "stride": self.stride, "padding": self.padding, "dilation": self.dilation,
+                **super().get_config()}
 
 
 class MaxPool2D(_Pool2D):
@@ -108,6 +108,10 @@ class AvgPool2D(_Pool2D):
         cache, y_shape = self._cached()
         check_dy(self, dy, y_shape)
         return get_kernel("avgpool2d_backward", dy)(dy, cache) if need_dx else None
+
+
+MaxPooling2D = MaxPool2D  # Keras's names
+AveragePooling2D = AvgPool2D
 
 
 class GlobalAvgPool2D(Layer):

@@ -6,9 +6,10 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from ..geometry import check_pool_padding, output_size
+from ._jit import CACHE, check_dtype
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _taps_inside(start, size, taps, dilation):
     """``(lo, hi)``: the taps ``lo <= r < hi`` whose pixel ``start + r dilation`` lies in [0, size)."""
     lo = max(0, (-start + dilation - 1) // dilation)
@@ -16,7 +17,7 @@ def _taps_inside(start, size, taps, dilation):
     return lo, max(lo, hi)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _maxpool_forward(x, y, argmax, R, S, sh, sw, ph, pw, dh, dw):
     """One thread per channel plane; the window loop is the reference's, padding never wins."""
     N, C, H, Wd = x.shape
@@ -42,7 +43,7 @@ def _maxpool_forward(x, y, argmax, R, S, sh, sw, ph, pw, dh, dw):
                 argmax[n, c, i, j] = where
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _maxpool_forward_unpadded(x, y, argmax, R, S, sh, sw, dh, dw):
     """:func:`_maxpool_forward` without padding, where every window lies inside the image.
 
@@ -76,6 +77,7 @@ def _maxpool_forward_unpadded(x, y, argmax, R, S, sh, sw, dh, dw):
 
 def maxpool2d_forward(x, geometry, training=True):
     """Max pooling. x (N, C, H, W) -> ``(y, argmax)`` (N, C, Ho, Wo); argmax is ``h * W + w``."""
+    check_dtype("maxpool2d_forward", x)
     N, C, H, Wd = x.shape
     (R, S), (sh, sw), (ph, pw), (dh, dw) = geometry
     check_pool_padding((R, S), (ph, pw))
@@ -92,7 +94,7 @@ def maxpool2d_forward(x, geometry, training=True):
     return y, (argmax, x.shape)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _maxpool_backward(dy, argmax, dx):
     """dx (planes, H W), uninitialized: each plane is one thread's, which zeroes it (in parallel,
     while it is in cache) and then scatter-adds ``+=`` into it without races."""
@@ -107,6 +109,7 @@ def _maxpool_backward(dy, argmax, dx):
 
 def maxpool2d_backward(dy, cache):
     """Route each ``dy`` to its window's winner; shared winners add up. -> dx (N, C, H, W)."""
+    check_dtype("maxpool2d_backward", dy)
     argmax, x_shape = cache
     N, C, H, Wd = x_shape
     if dy.size == 0:
@@ -119,7 +122,7 @@ def maxpool2d_backward(dy, cache):
     return dx.reshape(N, C, H, Wd)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _avgpool_forward(x, y, R, S, sh, sw, ph, pw, dh, dw):
     N, C, H, Wd = x.shape
     Ho, Wo = y.shape[2], y.shape[3]
@@ -142,6 +145,7 @@ def _avgpool_forward(x, y, R, S, sh, sw, ph, pw, dh, dw):
 
 def avgpool2d_forward(x, geometry, training=True):
     """Average pooling (padding zeros counted, as PyTorch). x (N, C, H, W) -> y (N, C, Ho, Wo)."""
+    check_dtype("avgpool2d_forward", x)
     N, C, H, Wd = x.shape
     (R, S), (sh, sw), (ph, pw), (dh, dw) = geometry
     check_pool_padding((R, S), (ph, pw))
@@ -151,7 +155,7 @@ def avgpool2d_forward(x, geometry, training=True):
     return y, (x.shape, geometry)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _avgpool_backward(dy, dx, R, S, sh, sw, ph, pw, dh, dw):
     N, C, H, Wd = dx.shape
     Ho, Wo = dy.shape[2], dy.shape[3]
@@ -173,6 +177,7 @@ def _avgpool_backward(dy, dx, R, S, sh, sw, ph, pw, dh, dw):
 
 def avgpool2d_backward(dy, cache):
     """Each pixel of a window receives ``dy / (R S)``. dy (N, C, Ho, Wo) -> dx (N, C, H, W)."""
+    check_dtype("avgpool2d_backward", dy)
     x_shape, ((R, S), (sh, sw), (ph, pw), (dh, dw)) = cache
     dx = np.zeros(x_shape, dtype=dy.dtype)
     if dy.size:
