@@ -1,4 +1,5 @@
-"""The main job: `handprop demo` trains on the digits, prints the test accuracy, writes figures."""
+"""The command line: `handprop demo digits` trains on the digits, prints the test accuracy, writes
+figures (the vessel demo, `handprop demo`, is tested in test_segmentation.py)."""
 
 import subprocess
 import sys
@@ -17,7 +18,7 @@ def test_run_demo_writes_curves_and_reports_accuracy(tmp_path, capsys):
 
 
 def test_full_demo_reaches_95_percent(tmp_path, capsys):
-    main(["demo", "--out", str(tmp_path), "--epochs", "30"])
+    main(["demo", "digits", "--out", str(tmp_path), "--epochs", "30"])
     printed = capsys.readouterr().out
     line = next(s for s in printed.splitlines() if s.startswith("test accuracy:"))
     accuracy = float(line.split()[2].rstrip("%")) / 100

@@ -1,9 +1,12 @@
 """The ``handprop`` command.
 
-    handprop demo     [--out DIR] [--epochs N]   train an MLP on the digits, print the test
-                                                 accuracy, write training curves and the
-                                                 optimizer gallery to DIR
-    handprop gallery  [--out DIR]                only the optimizer-trajectory figures
+    handprop demo [--drive PATH] [--out DIR]   the main job: segment retinal vessels (synthetic
+                                               DRIVE-like patients, or a DRIVE folder), print the
+                                               in-FOV test metrics, write metrics.json,
+                                               probabilities.npz and figures to DIR
+    handprop demo digits [--out DIR]           train an MLP on the handwritten digits, write
+                                               training curves and the optimizer gallery
+    handprop gallery  [--out DIR]              only the optimizer-trajectory figures
 """
 
 from __future__ import annotations
@@ -66,19 +69,38 @@ def run_demo(out, epochs=30, batch_size=32, seed=0, verbose=1, gallery=True):
     return {"test_accuracy": test_acc, "test_loss": test_loss, "seconds": seconds, "figures": written}
 
 
+def run_vessels(out, drive=None, epochs=12, steps=40, seed=0, verbose=1):
+    """``handprop demo``: :func:`handprop.segmentation.run_vessel_segmentation`."""
+    _matplotlib_headless()
+    from handprop.segmentation import run_vessel_segmentation
+
+    return run_vessel_segmentation(out, drive=drive, epochs=epochs, steps=steps, seed=seed, verbose=verbose)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="handprop", description="handprop: neural networks by hand")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="train an MLP on the digits and write figures")
+    demo = sub.add_parser("demo", help="segment retinal vessels (default) or train an MLP on the digits",
+                          description="handprop demo: retinal vessel segmentation end to end (or: handprop demo "
+                                      "digits)")
+    demo.add_argument("task", nargs="?", default="vessels", choices=["vessels", "digits"],
+                      help="vessels (default): the tutorial's task; digits: an MLP on the handwritten digits")
+    demo.add_argument("--drive", default=None, metavar="PATH",
+                      help="a DRIVE-layout folder (training/ and test/); default: synthetic patients")
     demo.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
-    demo.add_argument("--epochs", type=int, default=30)
+    demo.add_argument("--epochs", type=int, default=None, help="epochs (vessels: 12, digits: 30)")
+    demo.add_argument("--steps", type=int, default=40, help="vessels: training steps per epoch (default 40)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--no-gallery", action="store_true", help="skip the optimizer gallery")
+    demo.add_argument("--no-gallery", action="store_true", help="digits: skip the optimizer gallery")
     gal = sub.add_parser("gallery", help="draw the optimizer-trajectory figures")
     gal.add_argument("--out", default=str(Path(DEFAULT_OUT) / "optimizers"))
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        run_demo(args.out, epochs=args.epochs, seed=args.seed, gallery=not args.no_gallery)
+    if args.command == "demo" and args.task == "digits":
+        if args.drive is not None:
+            parser.error("--drive goes with the vessel demo, not with digits")
+        run_demo(args.out, epochs=args.epochs or 30, seed=args.seed, gallery=not args.no_gallery)
+    elif args.command == "demo":
+        run_vessels(args.out, drive=args.drive, epochs=args.epochs or 12, steps=args.steps, seed=args.seed)
     elif args.command == "gallery":
         _matplotlib_headless()
         from handprop.viz.gallery import make_gallery
