@@ -1,7 +1,9 @@
 """Where a window reads: output sizes, padding rules and the geometry tuples kernels receive.
 
 Everything here is shared by the layers (to compute shapes and validate hyper-parameters) and by
-every engine (to size their outputs), so it lives apart from any one engine. Shapes are NCHW.
+every engine (to size their outputs), so it lives apart from any one engine. Shapes are NCHW for
+images and NCDHW for volumes: every rule below holds per spatial axis, so a geometry's entries are
+pairs ``(h, w)`` for images and triples ``(d, h, w)`` for volumes.
 
 A convolution or pooling window of ``k`` taps with stride ``s``, symmetric zero padding ``p`` and
 dilation ``d`` gives, along one spatial axis of size ``n``::
@@ -21,7 +23,8 @@ import numpy as np
 
 class ConvGeometry(NamedTuple):
     """How a convolution's window moves: ``(sh, sw)`` stride, ``(ph, pw)`` symmetric zero padding,
-    ``(dh, dw)`` dilation. Unpacks as a tuple: ``(sh, sw), (ph, pw), (dh, dw) = geometry``."""
+    ``(dh, dw)`` dilation. Unpacks as a tuple: ``(sh, sw), (ph, pw), (dh, dw) = geometry``.
+    For volumes each entry is a triple (depth, height, width)."""
 
     stride: tuple
     padding: tuple
@@ -30,7 +33,7 @@ class ConvGeometry(NamedTuple):
 
 class PoolGeometry(NamedTuple):
     """A pooling window: ``(R, S)`` size, ``(sh, sw)`` stride, ``(ph, pw)`` padding (at most half the
-    window). Unpacks as ``(R, S), (sh, sw), (ph, pw) = geometry``."""
+    window). Unpacks as ``(R, S), (sh, sw), (ph, pw) = geometry``; triples for volumes."""
 
     pool: tuple
     stride: tuple
@@ -58,8 +61,9 @@ def same_padding(size, kernel, stride, dilation=1):
 
 
 def check_pool_padding(pool, padding):
-    """PyTorch's rule: padding at most half the window, so every window sees a real pixel."""
-    if padding[0] > pool[0] // 2 or padding[1] > pool[1] // 2:
+    """PyTorch's rule: padding at most half the window (on every axis), so every window sees a
+    real pixel."""
+    if any(p > k // 2 for k, p in zip(pool, padding, strict=True)):
         raise ValueError(f"pooling padding {tuple(padding)} must be at most half the pool size {tuple(pool)}")
 
 

@@ -2,17 +2,18 @@
 
 from .activations import ELU, LeakyReLU, Linear, PReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import Layer
-from .conv import Conv2D, Conv2DTranspose
+from .conv import Conv2D, Conv2DTranspose, Conv3D, DepthwiseConv2D
 from .dense import Dense
 from .dropout import Dropout
 from .merge import Add, Concatenate
 from .normalization import BatchNorm, BatchNormalization
-from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
-from .shape import Flatten
+from .pooling import AvgPool2D, AvgPool3D, GlobalAvgPool2D, MaxPool2D, MaxPool3D
+from .shape import Flatten, Reshape
 from .upsampling import UpSampling2D
 
 __all__ = [
-    "Layer", "Dense", "Conv2D", "Conv2DTranspose", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
-    "UpSampling2D", "Concatenate", "Add", "Flatten", "Dropout", "BatchNorm", "BatchNormalization",
+    "Layer", "Dense", "Conv2D", "Conv2DTranspose", "Conv3D", "DepthwiseConv2D", "MaxPool2D", "AvgPool2D",
+    "MaxPool3D", "AvgPool3D", "GlobalAvgPool2D", "UpSampling2D", "Concatenate", "Add", "Flatten", "Reshape",
+    "Dropout", "BatchNorm", "BatchNormalization",
     "Sigmoid", "Tanh", "Linear", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax",
 ]
