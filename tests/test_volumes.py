@@ -1,7 +1,7 @@
-"""Volumes (N, C, D, H, W): the 3-D kernels on every engine and the Conv3D / MaxPool3D / AvgPool3D
-layers -- PyTorch parity (conv3d, max_pool3d, avg_pool3d with stride, padding, dilation), central
-differences, every engine against the reference loops (ids name the geometry, as in
-test_engines.py: ``s121`` is stride (1, 2, 1)), float64 gradient checks of the layers."""
+"""Volumes (N, C, D, H, W): the Conv3D / MaxPool3D / AvgPool3D layers (float64 gradient checks on
+every CPU engine, PyTorch parity, shapes and errors), the N-D reference loops, the numpy engine's
+depth bands, BatchNorm on volumes. The 3-D *kernels* are tested with the 2-D ones in
+test_engines.py (PyTorch parity, central differences, every engine against the reference)."""
 
 from __future__ import annotations
 
@@ -12,54 +12,18 @@ import handprop as hp
 from engines import (
     DTYPE_PARAMS,
     ENGINE_PARAMS,
-    FAST_ENGINE_PARAMS,
     assert_close,
     conv_configs,
     conv_data,
-    kernels,
-    on,
-    pool_configs,
 )
-from handprop.backend import to_numpy
-from handprop.gradcheck import check_layer, numeric_gradient
+from handprop.gradcheck import check_layer
 from handprop.kernels import reference
 from handprop.kernels.geometry import ConvGeometry, PoolGeometry
 from handprop.layers import AvgPool3D, Conv3D, MaxPool3D
 
-REFERENCE_CONV3D = conv_configs(8, 11, 6, 3, max_k=3, dims=3)  # the loops are slow: small volumes
-FAST_CONV3D = conv_configs(12, 12, 8, 4, max_k=3, dims=3)
-REFERENCE_POOL3D = pool_configs(8, 13, 6, 2, dims=3)
-FAST_POOL3D = pool_configs(10, 14, 8, 3, dims=3)
 
-
-# ----------------------------------------------------------------------------- the definition vs torch
-@pytest.mark.parametrize("dtype", DTYPE_PARAMS)
-@pytest.mark.parametrize("cfg", REFERENCE_CONV3D)
-def test_reference_conv3d_matches_torch(cfg, dtype, torch):
-    x, W, b, dy = conv_data(cfg, dtype, seed=1)
-    tx, tW, tb = (torch.tensor(a.astype(np.float64), requires_grad=True) for a in (x, W, b))
-    ty = torch.nn.functional.conv3d(tx, tW, tb, *cfg["geometry"])
-    ty.backward(torch.tensor(dy.astype(np.float64)))
-    x0, W0, dy0 = x.copy(), W.copy(), dy.copy()
-    y, cache = reference.conv3d_forward(x, W, b, cfg["geometry"])
-    dx, dW, db = reference.conv3d_backward(dy, cache)
-    for name, ours, theirs in (("y", y, ty), ("dx", dx, tx.grad), ("dW", dW, tW.grad), ("db", db, tb.grad)):
-        assert_close(ours, theirs.detach().numpy(), dtype, name)
-    for before, after in ((x0, x), (W0, W), (dy0, dy)):
-        np.testing.assert_array_equal(before, after)  # kernels never write into their inputs
-
-
-@pytest.mark.parametrize("cfg", conv_configs(3, 15, 5, 2, max_k=2, dims=3))
-def test_reference_conv3d_gradients_are_central_differences(cfg):
-    x, W, b, dy = conv_data(cfg, np.float64, seed=3)
-    loss = lambda: float(np.sum(reference.conv3d(x, W, b, cfg["geometry"]) * dy))
-    num_dx = numeric_gradient(loss, x, np.arange(x.size))
-    num_dW = numeric_gradient(loss, W, np.arange(W.size))
-    dx, dW, _ = reference.conv3d_backward(dy, reference.conv3d_forward(x, W, b, cfg["geometry"])[1])
-    np.testing.assert_allclose(dx.ravel(), num_dx, atol=1e-7)
-    np.testing.assert_allclose(dW.ravel(), num_dW, atol=1e-7)
-
-
+# The kernels against PyTorch (conv3d, max_pool3d, avg_pool3d), central differences and every
+# engine against the reference: tests/test_engines.py, whose geometries include volumes.
 @pytest.mark.parametrize("cfg", conv_configs(4, 16, 7, 3))
 def test_the_nd_loops_on_images_are_the_2d_loops(cfg):
     """One definition: the N-D loops the 3-D kernels use give conv2d's numbers on images."""
@@ -76,71 +40,6 @@ def test_the_nd_loops_on_images_are_the_2d_loops(cfg):
     np.testing.assert_array_equal(yn, y2)
     np.testing.assert_array_equal(an, a2)
     np.testing.assert_allclose(reference.avgpool_nd_forward(x, pool)[0], reference.avgpool2d_forward(x, pool)[0])
-
-
-@pytest.mark.parametrize("dtype", DTYPE_PARAMS)
-@pytest.mark.parametrize("cfg", REFERENCE_POOL3D)
-def test_reference_pool3d_matches_torch(cfg, dtype, torch):
-    F = torch.nn.functional
-    rng = np.random.default_rng(5)
-    x = np.round(rng.standard_normal(cfg["x"])).astype(dtype)  # few distinct values: many ties
-    pool, stride, padding = cfg["geometry"]
-    tx = torch.tensor(x, requires_grad=True)
-    ty, tidx = F.max_pool3d(tx, pool, stride, padding, return_indices=True)
-    dy = rng.standard_normal(tuple(ty.shape)).astype(dtype)
-    ty.backward(torch.tensor(dy))
-    y, cache = reference.maxpool3d_forward(x, cfg["geometry"])
-    np.testing.assert_array_equal(y, ty.detach().numpy())
-    np.testing.assert_array_equal(cache[0], tidx.numpy())  # the same winner, ties included
-    assert_close(reference.maxpool3d_backward(dy, cache), tx.grad.numpy(), dtype, "max dx")
-    tx = torch.tensor(x.astype(np.float64), requires_grad=True)
-    ta = F.avg_pool3d(tx, pool, stride, padding)  # count_include_pad=True
-    ta.backward(torch.tensor(dy.astype(np.float64)))
-    y, cache = reference.avgpool3d_forward(x, cfg["geometry"])
-    assert_close(y, ta.detach().numpy(), dtype, "avg y")
-    assert_close(reference.avgpool3d_backward(dy, cache), tx.grad.numpy(), dtype, "avg dx")
-
-
-# ----------------------------------------------------------------------------- every engine vs the definition
-@pytest.mark.parametrize("dtype", DTYPE_PARAMS)
-@pytest.mark.parametrize("cfg", FAST_CONV3D)
-@pytest.mark.parametrize("engine", FAST_ENGINE_PARAMS)
-def test_conv3d_matches_reference(engine, cfg, dtype):
-    k = kernels(engine)
-    x, W, b, dy = conv_data(cfg, dtype, seed=6)
-    g = cfg["geometry"]
-    y, cache = k.conv3d_forward(*on(engine, x, W, b), g, True)
-    dx, dW, db = k.conv3d_backward(on(engine, dy), cache, need_dx=True)
-    assert_close(y, reference.conv3d(x, W, b, g), dtype, "y")
-    assert_close(dx, reference.conv3d_input_grad(dy, W, x.shape, g), dtype, "dx")
-    assert_close(dW, reference.conv3d_weight_grad(dy, x, W.shape, g), dtype, "dW")
-    assert_close(db, dy.sum(axis=(0, 2, 3, 4)), dtype, "db")
-    y, cache = k.conv3d_forward(*on(engine, x, W), None, g, True)
-    dx, _, db = k.conv3d_backward(on(engine, dy), cache, need_dx=False)
-    assert dx is None and db is None
-
-
-@pytest.mark.parametrize("dtype", DTYPE_PARAMS)
-@pytest.mark.parametrize("cfg", FAST_POOL3D)
-@pytest.mark.parametrize("engine", FAST_ENGINE_PARAMS)
-def test_pool3d_matches_reference(engine, cfg, dtype):
-    k = kernels(engine)
-    rng = np.random.default_rng(7)
-    x = rng.standard_normal(cfg["x"]).astype(dtype)
-    x[0, 0] = np.round(x[0, 0])  # ties: the first maximum in window order must win
-    g = cfg["geometry"]
-    y_ref, cache_ref = reference.maxpool3d_forward(x, g)
-    y, cache = k.maxpool3d_forward(on(engine, x), g)
-    np.testing.assert_array_equal(to_numpy(y), y_ref)
-    np.testing.assert_array_equal(to_numpy(cache[0]), cache_ref[0])
-    dy = rng.standard_normal(y_ref.shape).astype(dtype)
-    assert_close(k.maxpool3d_backward(on(engine, dy), cache), reference.maxpool3d_backward(dy, cache_ref), dtype,
-                 "max dx")  # fmt: skip
-    y_ref, cache_ref = reference.avgpool3d_forward(x, g)
-    y, cache = k.avgpool3d_forward(on(engine, x), g)
-    assert_close(y, y_ref, dtype, "avg y")
-    assert_close(k.avgpool3d_backward(on(engine, dy), cache), reference.avgpool3d_backward(dy, cache_ref), dtype,
-                 "avg dx")  # fmt: skip
 
 
 def test_numpy_engine_cuts_a_big_volume_into_depth_bands(monkeypatch):
@@ -238,3 +137,16 @@ def test_a_3d_cnn_in_a_model_summary_and_receptive_field():
     # 3, 3, then pooling 2 -> 4 (jump 2), then (1, 3, 3) dilated 2: + (1 - 1, 4, 4) * 2
     assert hp.receptive_field(model)[:4] == [3, 3, 4, (4, 12, 12)]
     assert model.predict(np.zeros((2, 1, 12, 12, 12))).shape == (2, 2)
+
+
+def test_batchnorm_on_volumes_matches_torch_and_passes_a_gradient_check(torch):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, 2, 3, 4, 2))
+    layer = hp.layers.BatchNorm()
+    y = layer.forward(x.copy())
+    tbn = torch.nn.BatchNorm3d(2, dtype=torch.float64)
+    ty = tbn(torch.tensor(x))
+    np.testing.assert_allclose(y, ty.detach().numpy(), atol=1e-10)
+    np.testing.assert_allclose(layer.state["running_var"], tbn.running_var.numpy(), atol=1e-12)
+    report = check_layer(hp.layers.BatchNorm(), x, max_elements=60)
+    assert report.passed, report.table()

@@ -71,8 +71,10 @@ def _clean(r):
 def receptive_field(model):
     """Receptive field (in input pixels) after each layer of ``model``, in layer order.
 
-    Returns a list with one entry per layer of ``model.layers_list()``: an int when the field is
-    square (a cube), a pair ``(rows, cols)`` (a triple for volumes) otherwise. Works for
+    Returns a list with one entry per layer call, in forward order (a layer used twice -- shared
+    weights -- has two entries, one per use; otherwise the layers of ``model.layers_list()``): an
+    int when the field is square (a cube), a pair ``(rows, cols)`` (a triple for volumes)
+    otherwise. Works for
     ``Sequential`` and graph ``Model``s (the largest field among a node's inputs), on images and
     on volumes (a model with a 3-D layer).
     """
@@ -80,7 +82,7 @@ def receptive_field(model):
     ones = (1,) * _dims(model.layers_list())
     if nodes is None:  # a chain
         r, j, out = ones, ones, []
-        for layer in model.layers_list():
+        for layer in model.layers:
             r, j = _step(r, j, layer)
             out.append(_clean(r))
         return out
@@ -95,11 +97,17 @@ def receptive_field(model):
     return out
 
 
+def _calls(model):
+    """The layer of every call in forward order: a layer used twice (shared weights) twice."""
+    nodes = getattr(model, "layer_nodes", None)
+    return list(model.layers) if nodes is None else [node.layer for node in nodes]
+
+
 def receptive_field_table(model) -> str:
     """A printable table: layer, kernel extent, stride, receptive field."""
     lines = [f"{'layer':<28}{'kernel extent':>14}{'stride':>8}{'receptive field':>17}"]
     dims = _dims(model.layers_list())
-    for layer, r in zip(model.layers_list(), receptive_field(model)):
+    for layer, r in zip(_calls(model), receptive_field(model)):
         extent, stride, _ = _geometry(layer, dims)
         lines.append(f"{layer.name + ' (' + type(layer).__name__ + ')':<28}{str(extent[0]):>14}"
                      f"{str(stride[0]):>8}{str(r):>17}")
