@@ -175,3 +175,7 @@ def test_parameter_reduction_blocks_counts_and_receptive_fields():
         assert model.predict(np.zeros((1, 1, 10, 11))).shape == (1, 1, 10, 11)
     with pytest.raises(ValueError, match="kind must be one of"):
         arch.context_block("sparse", 4)
+
+
+def test_reachable_as_hp_architectures():
+    assert hp.architectures is arch and "architectures" in hp.__all__  # imported on first use

@@ -17,7 +17,7 @@ from .receptive_field import receptive_field, receptive_field_table
 __version__ = "0.1.0"
 
 # Imported on first use: plotting pulls in matplotlib, which a training script may not need.
-_LAZY = ("viz", "surfaces", "schedules", "data", "kernels")
+_LAZY = ("viz", "surfaces", "schedules", "data", "kernels", "architectures")
 
 
 def __getattr__(name):
