@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TORCH  := $(VENV)/.torch
+# The test-time reference for the PyTorch parity tests: pinned, CPU (an unpinned `pip install
+# torch` pulls a multi-GB CUDA build). Never a runtime dependency of handprop.
+TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test gallery bench lint clean
+.PHONY: demo test notebooks gallery bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +19,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)          ## train on the digits, print the test accuracy, write figures
 	$(BIN)/handprop demo
 
-test: $(STAMP)          ## the test suite (PyTorch parity tests run when torch is installed)
+$(TORCH): $(STAMP)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH_PIN)
+	touch $(TORCH)
+
+test: $(TORCH)          ## the whole test suite, with PyTorch (installed here) as the parity reference
 	$(BIN)/python -m pytest -q
+
+notebooks: $(STAMP)     ## build notebooks/*.ipynb from notebooks/source/ and execute them in place, with outputs
+	$(BIN)/python notebooks/build.py
 
 gallery: $(STAMP)       ## only the optimizer-trajectory figures
 	$(BIN)/handprop gallery
@@ -25,7 +36,7 @@ bench: $(STAMP)         ## benchmarks against PyTorch (pip install torch==2.13.0
 	$(BIN)/python benchmarks/run_all.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks notebooks/build.py
 
 clean:
 	rm -rf $(VENV) handprop-output .pytest_cache

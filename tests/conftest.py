@@ -32,3 +32,22 @@ def assert_close(actual, expected, dtype=np.float64, scale=1.0):
         actual = actual.detach().cpu().numpy()
     rtol, atol = TOLERANCES[np.dtype(dtype).type]
     np.testing.assert_allclose(actual, expected, rtol=rtol * scale, atol=atol * scale)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line that says how many tests were skipped and why (grouped by reason), so that a run
+    without PyTorch (the parity reference) or without a GPU cannot pass for a full one."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons = {}
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    total = sum(len(terminalreporter.stats.get(k, [])) for k in ("passed", "failed", "error", "skipped"))
+    parts = "; ".join(f"{n} {reason}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    terminalreporter.write_line(f"handprop: {len(skipped)} of {total} tests skipped: {parts}")
+    if any("torch" in reason for reason in reasons):
+        terminalreporter.write_line("handprop: PyTorch (the parity reference) is missing; `make test` installs "
+                                    "torch==2.13.0 (CPU)")

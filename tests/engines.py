@@ -48,8 +48,9 @@ def conv_id(cfg):
 
 
 def pool_id(cfg):
-    pool, stride, padding = cfg["geometry"]
-    return f"x{'x'.join(map(str, cfg['x']))}-k{_digits(pool)}-s{_digits(stride)}-p{_digits(padding)}"
+    pool, stride, padding, dilation = cfg["geometry"]
+    return (f"x{'x'.join(map(str, cfg['x']))}-k{_digits(pool)}-s{_digits(stride)}-p{_digits(padding)}"
+            f"-d{_digits(dilation)}")
 
 
 def conv_configs(count, seed, max_hw, max_ch, max_k=4, dims=2):
@@ -72,8 +73,9 @@ def conv_configs(count, seed, max_hw, max_ch, max_k=4, dims=2):
     return out
 
 
-def pool_configs(count, seed, max_hw, max_ch, dims=2):
-    """Seeded pooling geometries (padding at most half the window, as PyTorch), as params."""
+def pool_configs(count, seed, max_hw, max_ch, dims=2, dilate=True):
+    """Seeded pooling geometries (padding at most half the window, as PyTorch; every third one
+    dilated when ``dilate``), as params. ``dims=3``: volumes (N, C, D, H, W)."""
     rng = np.random.default_rng(seed)
     out = []
     while len(out) < count:
@@ -82,9 +84,11 @@ def pool_configs(count, seed, max_hw, max_ch, dims=2):
         pool = tuple(int(v) for v in rng.integers(1, 5, dims))
         stride = tuple(int(v) for v in rng.integers(1, 4, dims))
         padding = tuple(int(rng.integers(0, p // 2 + 1)) for p in pool)
-        if min(output_size(n, p, s, q) for n, p, s, q in zip(sizes, pool, stride, padding)) < 1:
+        dilation = (tuple(int(v) for v in rng.integers(1, 3, dims)) if dilate and len(out) % 3 == 2
+                    else (1,) * dims)
+        if min(output_size(*a) for a in zip(sizes, pool, stride, padding, dilation)) < 1:
             continue
-        cfg = dict(x=(N, C, *sizes), geometry=PoolGeometry(pool, stride, padding))
+        cfg = dict(x=(N, C, *sizes), geometry=PoolGeometry(pool, stride, padding, dilation))
         out.append(pytest.param(cfg, id=pool_id(cfg)))
     return out
 

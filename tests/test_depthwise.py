@@ -108,3 +108,19 @@ def test_separable_block_has_fewer_parameters_and_any_image_size():
     assert separable.predict(np.zeros((1, C, 11, 13))).shape == (1, K, 11, 13)
     with pytest.raises(ValueError, match="DepthwiseConv2D: depth_multiplier must be a positive int"):
         DepthwiseConv2D(3, depth_multiplier=0)
+
+
+def test_activation_input_shape_and_save_load_round_trip(tmp_path):
+    first = DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu", input_shape=(3, 9, 9))
+    model = hp.Sequential([first, Conv2D(4, 1), hp.layers.GlobalAvgPool2D()], seed=4)
+    assert model.built and model.layers[0].params["W"].shape == (6, 1, 3, 3)
+    x = np.random.default_rng(2).standard_normal((2, 3, 9, 9)).astype(np.float32)
+    assert (model.layers[0].forward(x) >= 0).all()  # the ReLU applies after the convolution
+    report = check_layer(DepthwiseConv2D(3, padding=1, activation="tanh"), x[:1, :2, :5, :5].astype(np.float64),
+                         max_elements=40)
+    assert report.passed, report.table()
+    model.compile("mse", "sgd")
+    model.save(tmp_path / "dw.safetensors")
+    loaded = hp.load_model(tmp_path / "dw.safetensors")
+    assert loaded.layers[0].get_config() == model.layers[0].get_config()
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))

@@ -61,12 +61,14 @@ def test_unpadded_maxpool_keeps_ties_nan_and_inf_as_the_reference(dtype):
     """The no-padding kernel (every window inside the image) against the reference, including
     overlapping windows, strides past the window, ties, NaN and all -inf windows."""
     rng = np.random.default_rng(21)
-    for pool, stride in [((2, 2), (2, 2)), ((3, 2), (2, 1)), ((2, 3), (3, 3)), ((1, 4), (1, 2)), ((3, 3), (1, 1))]:
+    for pool, stride, dilation in [((2, 2), (2, 2), (1, 1)), ((3, 2), (2, 1), (1, 1)), ((2, 3), (3, 3), (1, 1)),
+                                   ((1, 4), (1, 2), (1, 1)), ((3, 3), (1, 1), (1, 1)), ((2, 2), (1, 1), (2, 3)),
+                                   ((3, 2), (2, 1), (2, 2))]:  # fmt: skip
         x = np.round(rng.standard_normal((2, 3, 9, 10))).astype(dtype)  # many ties
         x[0, 0, rng.integers(0, 9, 6), rng.integers(0, 10, 6)] = np.nan
         x[0, 1, :4, :4] = -np.inf
         x[1, 2, 2:5, 3:6] = np.inf
-        g = PoolGeometry(pool, stride, (0, 0))
+        g = PoolGeometry(pool, stride, (0, 0), dilation)
         y, (arg, _) = numba_cpu.maxpool2d_forward(x, g)
         y_ref, (arg_ref, _) = reference.maxpool2d_forward(x, g)
         np.testing.assert_array_equal(y, y_ref, err_msg=f"{pool} {stride}")

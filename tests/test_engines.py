@@ -42,6 +42,13 @@ def nd(cfg):
     return f"{len(cfg['x']) - 2}d"
 
 
+def torch_has_avgpool(cfg):
+    """Does PyTorch's average pooling compute this geometry? It has no dilation, and its 3-D version
+    refuses an input smaller than the window even when padding makes room (2-D takes it)."""
+    pool, _, _, dilation = cfg["geometry"]
+    return set(dilation) == {1} and (len(pool) == 2 or all(n >= k for n, k in zip(cfg["x"][2:], pool)))
+
+
 def spatial_axes(cfg):
     return (0, *range(2, len(cfg["x"])))
 
@@ -91,9 +98,9 @@ def test_reference_pooling_matches_torch(cfg, dtype, torch):
     F = torch.nn.functional
     rng = np.random.default_rng(4)
     x = np.round(rng.standard_normal(cfg["x"])).astype(dtype)  # few distinct values: many ties
-    pool, stride, padding = cfg["geometry"]
+    pool, stride, padding, dilation = cfg["geometry"]
     tx = torch.tensor(x, requires_grad=True)
-    ty, tidx = getattr(F, f"max_pool{nd(cfg)}")(tx, pool, stride, padding, return_indices=True)
+    ty, tidx = getattr(F, f"max_pool{nd(cfg)}")(tx, pool, stride, padding, dilation, return_indices=True)
     dy = rng.standard_normal(tuple(ty.shape)).astype(dtype)
     ty.backward(torch.tensor(dy))
     max_forward, max_backward, avg_forward, avg_backward = (
@@ -102,6 +109,8 @@ def test_reference_pooling_matches_torch(cfg, dtype, torch):
     np.testing.assert_array_equal(y, ty.detach().numpy())
     np.testing.assert_array_equal(cache[0], tidx.numpy())  # the same winner, ties included
     assert_close(max_backward(dy, cache), tx.grad.numpy(), dtype, "max dx")
+    if not torch_has_avgpool(cfg):
+        return  # checked against central differences instead (the next test)
     tx = torch.tensor(x.astype(np.float64), requires_grad=True)
     ta = getattr(F, f"avg_pool{nd(cfg)}")(tx, pool, stride, padding)  # count_include_pad=True, ceil_mode=False
     ta.backward(torch.tensor(dy.astype(np.float64)))
@@ -163,6 +172,18 @@ def test_conv_transpose_matches_torch(engine, cfg, torch):
         assert_close(ours, theirs.detach().numpy(), np.float64, name)
 
 
+@pytest.mark.parametrize("cfg", [c for c in REFERENCE_POOL if not torch_has_avgpool(c.values[0])])
+def test_reference_avgpool_gradient_is_central_differences(cfg):
+    """Average pooling where PyTorch has none to compare with (dilated windows; 3-D windows larger
+    than the unpadded input): the gradient is the one of the forward pass."""
+    forward, backward = (getattr(reference, f"avgpool{nd(cfg)}_{way}") for way in ("forward", "backward"))
+    x = np.random.default_rng(8).standard_normal(cfg["x"])
+    y, cache = forward(x, cfg["geometry"])
+    dy = np.random.default_rng(9).standard_normal(y.shape)
+    num = numeric_gradient(lambda: float(np.sum(forward(x, cfg["geometry"])[0] * dy)), x, np.arange(x.size))
+    np.testing.assert_allclose(backward(dy, cache).ravel(), num, atol=1e-8)
+
+
 @pytest.mark.parametrize("dtype", DTYPE_PARAMS)
 @pytest.mark.parametrize("cfg", FAST_POOL)
 @pytest.mark.parametrize("engine", FAST_ENGINE_PARAMS)
@@ -205,9 +226,17 @@ def test_maxpool_ties_padding_nan_and_overlaps(engine):
     x[0, 0, 1, 1] = np.nan
     y, _ = k.maxpool2d_forward(on(engine, x), PoolGeometry((2, 2), (2, 2), (0, 0)))
     assert np.isnan(to_numpy(y)[0, 0, 0, 0]) and not np.isnan(to_numpy(y)[0, 1]).any()
-    for forward in (k.maxpool2d_forward, k.avgpool2d_forward):
+    for forward, dims in ((k.maxpool2d_forward, 2), (k.avgpool2d_forward, 2), (k.maxpool3d_forward, 3),
+                          (k.avgpool3d_forward, 3)):
+        x = on(engine, np.zeros((1, 1, *(4,) * dims)))
         with pytest.raises(ValueError, match="at most half"):
-            forward(on(engine, np.zeros((1, 1, 4, 4))), PoolGeometry((2, 2), (1, 1), (2, 0)))
+            forward(x, PoolGeometry((2,) * dims, (1,) * dims, (2,) + (0,) * (dims - 1), (1,) * dims))
+        # a dilated window that steps over a 1-pixel axis would read padding only (PyTorch: -inf)
+        tiny = on(engine, np.zeros((1, 1, *(4,) * (dims - 1), 1)))
+        with pytest.raises(ValueError, match="reads only padding"):
+            forward(tiny, PoolGeometry((2,) * dims, (1,) * dims, (0,) * (dims - 1) + (1,), (1,) * (dims - 1) + (2,)))
+    with pytest.raises(ValueError, match="does not match the 3 spatial axes"):  # dilation left at its 2-D default
+        k.maxpool3d_forward(on(engine, np.zeros((1, 1, 4, 4, 4))), PoolGeometry((2, 2, 2), (2, 2, 2), (0, 0, 0)))
 
 
 @pytest.mark.parametrize("engine", ENGINE_PARAMS)

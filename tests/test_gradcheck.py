@@ -198,13 +198,13 @@ class MSEBatchMean(losses.MeanSquaredError):
     """Divides by the batch size instead of the number of elements."""
 
     def backward(self):
-        return 2 * self._diff / self._diff.shape[0]
+        dl = self._cache[0]  # the per-element derivatives 2 (p - t)
+        return dl / dl.shape[0]
 
 
 class CrossEntropyNoBatchMean(losses.SoftmaxCrossEntropy):
     def backward(self):
-        p, t = self._cache
-        return p - t
+        return self._cache[0]  # softmax(z) - onehot(t), not divided by N
 
 
 class BCESlightlyOff(losses.BinaryCrossEntropy):

@@ -143,8 +143,10 @@ def test_softmax_cross_entropy_bad_labels(labels, match, rng):
         losses.SoftmaxCrossEntropy().forward(rng.standard_normal((N, K)), labels)
 
 
-def test_softmax_cross_entropy_needs_2d_logits(rng):
+def test_softmax_cross_entropy_shapes(rng):
     with pytest.raises(ValueError, match=r"logits of shape \(N, classes\)"):
+        losses.SoftmaxCrossEntropy().forward(rng.standard_normal(N), np.zeros(N, int))
+    with pytest.raises(ValueError, match=r"class maps \(6, 4, 2\) need label maps \(6, 2\)"):
         losses.SoftmaxCrossEntropy().forward(rng.standard_normal((N, K, 2)), np.zeros(N, int))
 
 
@@ -194,3 +196,61 @@ def test_metric_lookup():
     assert metrics.get(my_metric) == ("my_metric", my_metric)
     with pytest.raises(ValueError, match="unknown metric"):
         metrics.get("f1")
+
+
+# ------------------------------------------------------------------------------- weights and maps
+def test_per_pixel_cross_entropy_matches_torch(torch, rng):
+    z = rng.standard_normal((2, 3, 4, 5))
+    t = rng.integers(0, 3, (2, 4, 5))
+    loss = losses.SoftmaxCrossEntropy()
+    value = loss.forward(z, t)
+    tz = torch.tensor(z, requires_grad=True)
+    tl = torch.nn.functional.cross_entropy(tz, torch.tensor(t))
+    tl.backward()
+    assert abs(value - tl.item()) < 1e-12
+    assert_close(loss.backward(), tz.grad)
+    assert abs(loss.forward(z, np.eye(3)[t].transpose(0, 3, 1, 2)) - value) < 1e-12  # one-hot maps
+    assert abs(loss.forward(z, t[:, None]) - value) < 1e-12  # (N, 1, H, W) label maps
+    assert check_loss(losses.SoftmaxCrossEntropy(), z, t).passed
+
+
+@pytest.mark.parametrize("kind", ["mse", "ce-int", "bce-logits", "bce-prob"])
+@pytest.mark.parametrize("per", ["sample", "element"])
+def test_weighted_mean_matches_torch_and_gradient_check(kind, per, torch, rng):
+    """L = Σ w l / Σ w, with one weight per sample or per element (a mask)."""
+    pred, target = targets(kind, rng)
+    loss = LOSS_OF[kind]()
+    elements = (N,) if kind.startswith("ce") or per == "sample" else pred.shape
+    w = (rng.random(elements) > 0.3).astype(np.float64) * rng.uniform(0.5, 2.0, elements)
+    w[0] = 1.0
+    value = loss.forward(pred, target, w)
+    tp = torch.tensor(pred, requires_grad=True)
+    F = torch.nn.functional
+    none = {"mse": lambda: F.mse_loss(tp, torch.tensor(target), reduction="none"),
+            "ce-int": lambda: F.cross_entropy(tp, torch.tensor(target), reduction="none"),
+            "bce-logits": lambda: F.binary_cross_entropy_with_logits(tp, torch.tensor(target), reduction="none"),
+            "bce-prob": lambda: F.binary_cross_entropy(tp, torch.tensor(target), reduction="none")}[kind]()
+    tw = torch.tensor(w if w.shape == tuple(none.shape) else w.reshape(-1, *([1] * (none.ndim - 1))))
+    expected = (none * tw).sum() / (tw * torch.ones_like(none)).sum()
+    expected.backward()
+    assert abs(value - expected.item()) < 1e-10
+    assert_close(loss.backward(), tp.grad)
+    assert loss.total_weight == pytest.approx(float((tw * torch.ones_like(none)).sum()))
+    assert check_loss(LOSS_OF[kind](), pred, target, weight=w).passed
+
+
+def test_a_mask_excludes_pixels_and_an_empty_mask_gives_zero(rng):
+    z = rng.standard_normal((2, 1, 4, 4))
+    t = (rng.random((2, 1, 4, 4)) > 0.5).astype(float)
+    fov = np.zeros((2, 4, 4), bool)
+    fov[:, 1:3, 1:3] = True
+    loss = losses.BinaryCrossEntropy(from_logits=True)
+    inside = loss.forward(z, t, fov)
+    g = loss.backward()
+    assert inside == pytest.approx(loss.forward(z[:, :, 1:3, 1:3], t[:, :, 1:3, 1:3]))
+    assert (g[:, 0][~fov] == 0).all() and (g[:, 0][fov] != 0).all()
+    assert loss.forward(z, t, np.zeros((2, 4, 4))) == 0.0 and not loss.backward().any()
+    with pytest.raises(ValueError, match="one per sample"):
+        loss.forward(z, t, np.ones(3))
+    with pytest.raises(ValueError, match=">= 0"):
+        loss.forward(z, t, -np.ones(2))

@@ -45,3 +45,11 @@ def test_reshape_errors_name_the_layer():
     layer.build((4,))
     with pytest.raises(ValueError, match=r"Reshape: built for inputs \(N, 4\)"):
         layer.forward(np.zeros((1, 8), np.float32))
+
+
+def test_reshape_takes_input_shape_and_its_config_rebuilds_it():
+    model = hp.Sequential([Reshape((1, 4, 3), input_shape=(12,), name="to_image"), hp.layers.Conv2D(2, 3)])
+    assert model.built and model.layers[1].params["W"].shape == (2, 1, 3, 3)
+    config = model.layers[0].get_config()
+    assert config == {"target_shape": (1, 4, 3), "name": "to_image"}
+    assert Reshape(**config).get_config() == config

@@ -34,12 +34,12 @@ def test_the_nd_loops_on_images_are_the_2d_loops(cfg):
                                reference.conv2d_input_grad(dy, W, x.shape, g), atol=1e-12)
     np.testing.assert_allclose(reference.conv_nd_weight_grad(dy, x, W.shape, g),
                                reference.conv2d_weight_grad(dy, x, W.shape, g), atol=1e-12)
-    pool = PoolGeometry((2, 3), (2, 1), (1, 1))
-    y2, (a2, _) = reference.maxpool2d_forward(x, pool)
-    yn, (an, _) = reference.maxpool_nd_forward(x, pool)
-    np.testing.assert_array_equal(yn, y2)
-    np.testing.assert_array_equal(an, a2)
-    np.testing.assert_allclose(reference.avgpool_nd_forward(x, pool)[0], reference.avgpool2d_forward(x, pool)[0])
+    for pool in (PoolGeometry((2, 3), (2, 1), (1, 1)), PoolGeometry((2, 3), (1, 2), (1, 1), (2, 1))):
+        y2, (a2, _) = reference.maxpool2d_forward(x, pool)
+        yn, (an, _) = reference.maxpool_nd_forward(x, pool)
+        np.testing.assert_array_equal(yn, y2)
+        np.testing.assert_array_equal(an, a2)
+        np.testing.assert_allclose(reference.avgpool_nd_forward(x, pool)[0], reference.avgpool2d_forward(x, pool)[0])
 
 
 def test_numpy_engine_cuts_a_big_volume_into_depth_bands(monkeypatch):
@@ -68,6 +68,9 @@ LAYERS = {
     "maxpool3d-2": (lambda: MaxPool3D(), (2, 2, 4, 4, 4)),
     "maxpool3d-overlap-pad": (lambda: MaxPool3D(3, stride=(1, 2, 2), padding=1), (1, 2, 3, 4, 5)),
     "avgpool3d-2": (lambda: AvgPool3D((1, 2, 2)), (2, 2, 3, 4, 4)),
+    "maxpool3d-dilated": (lambda: MaxPool3D(2, stride=1, padding=(1, 0, 1), dilation=(2, 1, 2)), (1, 2, 4, 3, 5)),
+    "avgpool3d-dilated": (lambda: AvgPool3D((2, 2, 1), stride=1, dilation=2), (2, 1, 4, 5, 3)),
+    "conv3d-activation": (lambda: Conv3D(2, 2, padding="same", activation="tanh"), (1, 2, 3, 3, 4)),
 }
 
 
@@ -150,3 +153,42 @@ def test_batchnorm_on_volumes_matches_torch_and_passes_a_gradient_check(torch):
     np.testing.assert_allclose(layer.state["running_var"], tbn.running_var.numpy(), atol=1e-12)
     report = check_layer(hp.layers.BatchNorm(), x, max_elements=60)
     assert report.passed, report.table()
+
+
+def test_pooling_layers_on_volumes_match_torch_with_dilation(torch):
+    rng = np.random.default_rng(5)
+    x = np.round(rng.standard_normal((2, 3, 6, 7, 5)) * 2)  # ties
+    layer = MaxPool3D(2, stride=(1, 2, 1), padding=1, dilation=(2, 1, 2))
+    y = layer.forward(x)
+    dy = rng.standard_normal(y.shape)
+    dx = layer.backward(dy)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.max_pool3d(tx, 2, (1, 2, 1), 1, (2, 1, 2))
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    np.testing.assert_allclose(dx, tx.grad.numpy(), atol=1e-12)
+    with pytest.raises(ValueError, match="MaxPool3D: input .* reads only padding"):
+        MaxPool3D(2, stride=1, padding=(0, 0, 1), dilation=(1, 1, 2)).build((1, 4, 4, 1))
+
+
+def test_volume_layers_take_keras_arguments_refuse_channels_last_and_round_trip(tmp_path):
+    with pytest.raises(TypeError, match=r"keyword-only.*write Conv3D\(8, \(3, 3, 3\)\).*stride=3"):
+        Conv3D(8, 3, 3, 3)
+    with pytest.raises(ValueError, match=r"looks channels-last \(N, D, H, W, C\).*x.transpose\(0, 4, 1, 2, 3\) gives "
+                                         r"\(N, 1, 16, 16, 12\)"):
+        Conv3D(4, 3).forward(np.zeros((1, 16, 16, 12, 1), np.float32))
+    assert Conv3D(4, 3).forward(np.zeros((1, 1, 16, 16, 12), np.float32)).shape == (1, 4, 14, 14, 10)
+    model = hp.Sequential([
+        Conv3D(4, 3, padding="same", activation="relu", input_shape=(1, 8, 8, 8)), hp.layers.BatchNorm(),
+        MaxPool3D(2, dilation=(1, 2, 1), stride=1), AvgPool3D(2), hp.layers.Flatten(), hp.layers.Dense(6),
+        hp.layers.Reshape((2, 3)), hp.layers.Softmax(axis=1)], seed=3)
+    assert model.built and model.layers[0].activation is not None
+    model.compile("mse", hp.optimizers.Adam(lr=0.01))
+    x = np.random.default_rng(6).standard_normal((4, 1, 8, 8, 8)).astype(np.float32)
+    model.fit(x, np.full((4, 2, 3), 0.5, np.float32), epochs=1, batch_size=2, verbose=0)
+    model.save(tmp_path / "volume.safetensors")
+    loaded = hp.load_model(tmp_path / "volume.safetensors")
+    assert [type(la) for la in loaded.layers] == [type(la) for la in model.layers]
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert loaded.train_on_batch(x[:2], np.zeros((2, 2, 3), np.float32)) == pytest.approx(
+        model.train_on_batch(x[:2], np.zeros((2, 2, 3), np.float32)))  # the optimizer state came along

@@ -8,16 +8,19 @@
 
 import importlib
 
-from . import backend, callbacks, gradcheck, init, layers, losses, metrics, optimizers
+from . import backend, callbacks, export, gradcheck, init, layers, losses, metrics, optimizers, saving
 from .backend import engine, get_engine, set_engine
+from .errors import DivergenceWarning, HandpropWarning
 from .graph import Input, Model
 from .model import Sequential
 from .receptive_field import receptive_field, receptive_field_table
+from .saving import load_model
+from .threads import get_num_threads, set_num_threads, thread_settings
 
 __version__ = "0.1.0"
 
 # Imported on first use: plotting pulls in matplotlib, which a training script may not need.
-_LAZY = ("viz", "surfaces", "schedules", "data", "kernels", "architectures")
+_LAZY = ("viz", "surfaces", "schedules", "data", "kernels", "exercises", "architectures")
 
 
 def __getattr__(name):
@@ -29,5 +32,6 @@ def __getattr__(name):
 __all__ = [
     "backend", "callbacks", "gradcheck", "init", "layers", "losses", "metrics", "optimizers",
     "engine", "get_engine", "set_engine", "Sequential", "Model", "Input", "receptive_field",
-    "receptive_field_table", *_LAZY,
+    "receptive_field_table", "export", "saving", "load_model", "set_num_threads", "get_num_threads",
+    "thread_settings", "DivergenceWarning", "HandpropWarning", *_LAZY,
 ]

@@ -20,6 +20,8 @@ import importlib.util
 
 import numpy as np
 
+from .threads import thread_settings  # noqa: F401  (documented here too: the engines' threads)
+
 ENGINES = ("reference", "numpy", "numba", "cupy")
 
 

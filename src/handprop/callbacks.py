@@ -5,6 +5,8 @@ A callback is an object whose hooks ``fit`` calls at fixed moments::
     on_train_begin(logs)   on_epoch_begin(epoch, logs)   on_batch_end(batch, logs)
     on_epoch_end(epoch, logs)   on_train_end(logs)
 
+``ModelCheckpoint`` saves the model (best or every epoch); ``EarlyStopping`` stops training.
+
 ``logs`` is a dict of the metrics so far (``"loss"``, ``"val_loss"``, ``"accuracy"``, ...).
 ``callback.model`` is the model being trained; setting ``model.stop_training = True`` ends
 training after the current epoch.
@@ -120,3 +122,59 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model at the end of every epoch, or only when ``monitor`` improved.
+
+    ``filepath`` may hold fields of the epoch (1-based) and the logs, as Keras:
+    ``"ckpt-{epoch:02d}-{val_loss:.3f}.safetensors"``. Files are written by :meth:`Model.save`
+    (architecture, weights, optimizer state, random generators: ``hp.load_model`` resumes
+    training exactly) or, with ``save_weights_only=True``, by :meth:`Model.save_weights`. Each
+    write is atomic, so a crash mid-save never leaves a half-written checkpoint.
+
+    ``save_best_only=True`` saves only when ``monitor`` beat its best so far (``mode`` as
+    :class:`EarlyStopping`: "min", "max", or "auto" = "max" for names containing "acc").
+    ``best``, ``best_epoch`` (0-based) and ``last_path`` tell what was saved.
+    """
+
+    def __init__(self, filepath, monitor="val_loss", save_best_only=False, mode="auto", save_weights_only=False,
+                 verbose=0):
+        if not isinstance(filepath, str) and not hasattr(filepath, "__fspath__"):
+            raise TypeError(f"ModelCheckpoint: filepath must be a path, got {type(filepath).__name__}")
+        self.filepath = str(filepath)
+        self.monitor = monitor
+        self.save_best_only = bool(save_best_only)
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        if mode not in ("min", "max"):
+            raise ValueError(f"ModelCheckpoint: mode must be 'min', 'max' or 'auto', got {mode!r}")
+        self.mode = mode
+        self.save_weights_only = bool(save_weights_only)
+        self.verbose = verbose
+        self.best = np.inf if mode == "min" else -np.inf
+        self.best_epoch = None
+        self.last_path = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.save_best_only:
+            if self.monitor not in logs:
+                raise KeyError(f"ModelCheckpoint: monitored metric {self.monitor!r} is not in the logs "
+                               f"(available: {sorted(logs)}); pass validation_data to monitor 'val_*' metrics")
+            value = float(logs[self.monitor])
+            if not (value < self.best if self.mode == "min" else value > self.best):
+                return
+            self.best, self.best_epoch = value, epoch
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"ModelCheckpoint: cannot fill in filepath {self.filepath!r} from the epoch and the "
+                             f"logs {sorted(logs)}: {e!r}") from None
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
+        self.last_path = path
+        if self.verbose:
+            print(f"ModelCheckpoint: epoch {epoch + 1}: saved {path}")

@@ -228,15 +228,15 @@ def check_layer(layer, x, seed=0, training=True, max_elements=200, tol=TOL, h=H)
     return GradCheckReport(layer.name, rows, tol)
 
 
-def check_loss(loss, pred, target, seed=0, max_elements=200, tol=TOL, h=H):
-    """Check ``loss.backward()`` against central differences of ``loss.forward(pred, target)``."""
+def check_loss(loss, pred, target, seed=0, max_elements=200, tol=TOL, h=H, weight=None):
+    """Check ``loss.backward()`` against central differences of ``loss.forward(pred, target, weight)``."""
     xp = get_array_module(pred)
     pred = xp.array(pred, dtype=np.float64, order="C")
     rng = np.random.default_rng(seed)
-    loss.forward(pred, target)
+    loss.forward(pred, target, weight)
     analytic = loss.backward()
     idx = _indices(pred.size, max_elements, rng)
-    num = numeric_gradient(lambda: float(loss.forward(pred, target)), pred, idx, h)
+    num = numeric_gradient(lambda: float(loss.forward(pred, target, weight)), pred, idx, h)
     rows = _rows([("pred", to_numpy(analytic).reshape(-1)[idx], num, pred.shape)])
     return GradCheckReport(type(loss).__name__, rows, tol)
 

@@ -62,6 +62,8 @@ class Model(BaseModel):
         self.dtype = np.dtype(dtype).type
         for node in self.layer_nodes:
             shapes = [p.shape for p in node.parents]
+            if hasattr(node.layer, "check_channels_first") and node.parents[0].layer is None:
+                node.layer.check_channels_first(shapes[0])  # a convolution reading an Input: NCHW?
             node.layer.build(shapes if node.layer.takes_list else shapes[0], rng=self._init_rng, dtype=self.dtype)
         self.built = True
 

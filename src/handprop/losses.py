@@ -1,11 +1,24 @@
-"""Loss functions: ``loss.forward(pred, target) -> float`` and ``loss.backward() -> dpred``.
+"""Loss functions: ``loss.forward(pred, target, weight=None) -> float`` and ``loss.backward() -> dpred``.
 
-Reductions follow PyTorch's defaults (``reduction="mean"``):
+Each loss first computes one number ``l_e`` per *element* -- per output value for the squared
+error and binary cross-entropy, per sample (or per pixel, for (N, classes, H, W) maps) for the
+softmax cross-entropy -- and then averages them. Without weights that is PyTorch's default
+``reduction="mean"``:
 
-* ``MeanSquaredError``: mean over **all elements**      L = (1/n) Σ (p - t)²,   dL/dp = 2 (p - t) / n
-* ``SoftmaxCrossEntropy``: mean over the **batch**      L = -(1/N) Σ_i log softmax(z_i)[t_i]
-                                                          dL/dz = (softmax(z) - onehot(t)) / N
-* ``BinaryCrossEntropy``: mean over all elements        L = -(1/n) Σ t log p + (1 - t) log(1 - p)
+* ``MeanSquaredError``: l = (p - t)²                          dL/dp = 2 (p - t) / n
+* ``SoftmaxCrossEntropy``: l = -log softmax(z)[t] over axis 1 dL/dz = (softmax(z) - onehot(t)) / n
+* ``BinaryCrossEntropy``: l = -(t log p + (1 - t) log(1 - p)) dL/dp = (p - t) / (p (1 - p)) / n
+
+with ``n`` the number of elements. With ``weight`` (one per sample (N,), or one per element, e.g.
+a field-of-view mask (N, H, W) for a (N, 1, H, W) vessel map) the loss is the **weighted mean**::
+
+    L = Σ_e w_e l_e / Σ_e w_e            dL/dp_e = w_e dl_e/dp_e / Σ_e w_e
+
+so a 0/1 mask averages over the pixels inside it: pixels outside the FOV do not count at all.
+(PyTorch's ``weight`` arguments and Keras' ``sample_weight`` divide by ``n`` instead of ``Σ w``;
+handprop's mean keeps the loss's scale independent of how much of the image the mask covers.) A
+batch whose weights are all 0 has loss 0 and gradient 0. ``loss.total_weight`` is the ``Σ w``
+(or ``n``) of the last call, so averages over several batches can be exact.
 
 Cross-entropies are computed from logits with a fused, shifted log-softmax / log-sigmoid:
 there is no ``+1e-7`` inside a log, and logits of ±1e4 give exact results.
@@ -20,19 +33,68 @@ from .layers.activations import log_softmax, sigmoid
 
 
 class Loss:
-    """Base class: subclasses implement ``forward`` (caching what ``backward`` needs)."""
+    """Base class: subclasses implement ``_elements(pred, target) -> (l, dl)``: the per-element
+    losses and their derivatives; the base class takes the (weighted) mean."""
 
-    def __call__(self, pred, target):
-        return self.forward(pred, target)
+    def __call__(self, pred, target, weight=None):
+        return self.forward(pred, target, weight)
 
-    def forward(self, pred, target) -> float:
-        raise NotImplementedError
+    def forward(self, pred, target, weight=None) -> float:
+        """The mean (or weighted mean) of the per-element losses; caches the gradient's pieces."""
+        xp = get_array_module(pred)
+        losses, dl = self._elements(pred, target)
+        if weight is None:
+            self.total_weight = float(losses.size)
+            self._cache = (dl, None, losses.size, pred.dtype.type)
+            return float(losses.mean()) if losses.size else 0.0
+        w = _broadcast_weight(xp, weight, losses.shape, type(self).__name__, pred.dtype)
+        total = float(w.sum())
+        self.total_weight = total
+        self._cache = (dl, w, total, pred.dtype.type)
+        return float((w * losses).sum() / total) if total > 0 else 0.0
 
     def backward(self):
+        """dL/dpred for the last ``forward``: the per-element derivatives, weighted and averaged."""
+        dl, w, total, real = self._cache
+        if w is None:
+            return dl / real(max(total, 1))
+        if total <= 0:
+            return dl * real(0)
+        return dl * self._per_pred(w, dl) / real(total)
+
+    @staticmethod
+    def _per_pred(w, dl):
+        """Weights of the per-element losses, broadcast onto the prediction's shape."""
+        return w
+
+    def _elements(self, pred, target):
         raise NotImplementedError
+
+    def get_config(self) -> dict:
+        """The constructor's keyword arguments (``type(loss)(**loss.get_config())`` rebuilds it)."""
+        return {}
 
     def __repr__(self):
         return f"{type(self).__name__}()"
+
+
+def _broadcast_weight(xp, weight, shape, name, dtype):
+    """``weight`` as an array of the per-element losses' ``shape``: one per sample (N,) is
+    spread over the sample's elements; an array with as many entries as there are elements is
+    reshaped (a (N, H, W) mask for a (N, 1, H, W) map)."""
+    w = xp.asarray(weight, dtype=dtype)
+    if w.shape == tuple(shape):
+        pass
+    elif w.ndim == 1 and len(shape) >= 1 and w.shape[0] == shape[0]:
+        w = w.reshape((-1,) + (1,) * (len(shape) - 1)) * xp.ones(shape, dtype=dtype)
+    elif w.size == int(np.prod(shape)):
+        w = w.reshape(shape)
+    else:
+        raise ValueError(f"{name}: weights of shape {tuple(w.shape)} fit neither one per sample ({shape[0]},) "
+                         f"nor one per element {tuple(shape)}")
+    if bool(xp.any(w < 0)) or not bool(xp.all(xp.isfinite(w))):
+        raise ValueError(f"{name}: weights must be finite and >= 0")
+    return w
 
 
 def _check_same_shape(name, pred, target):
@@ -43,17 +105,14 @@ def _check_same_shape(name, pred, target):
 class MeanSquaredError(Loss):
     """``L = mean((pred - target)²)`` over every element (PyTorch ``MSELoss``)."""
 
-    def forward(self, pred, target):
+    def _elements(self, pred, target):
         xp = get_array_module(pred)
         target = xp.asarray(target, dtype=pred.dtype)
         if target.shape != pred.shape and target.ndim == 1 and pred.ndim == 2 and pred.shape[1] == 1:
             target = target.reshape(-1, 1)  # (N,) targets for a (N, 1) regression output
         _check_same_shape("MeanSquaredError", pred, target)
-        self._diff = pred - target
-        return float((self._diff * self._diff).mean())
-
-    def backward(self):
-        return self._diff * (self._diff.dtype.type(2.0 / self._diff.size))
+        diff = pred - target
+        return diff * diff, diff * pred.dtype.type(2)
 
 
 def labels_to_indices(target, n_classes, name="SoftmaxCrossEntropy"):
@@ -84,79 +143,80 @@ def labels_to_indices(target, n_classes, name="SoftmaxCrossEntropy"):
 
 
 class SoftmaxCrossEntropy(Loss):
-    """Softmax + cross-entropy on **logits** (N, classes), fused: ``L = mean_i(-log_softmax(z_i)[t_i])``.
+    """Softmax + cross-entropy on **logits**, fused: ``l = -log_softmax(z)[t]``, softmax over axis 1.
 
-    Targets: integer class indices (N,) or one-hot / soft labels (N, classes) (PyTorch
-    ``CrossEntropyLoss``; Keras ``categorical_crossentropy(from_logits=True)``).
-    Gradient: ``dL/dz = (softmax(z) - t_onehot) / N``.
+    Logits (N, classes) with targets as class indices (N,) or one-hot / soft labels (N, classes);
+    or per-pixel class maps (N, classes, H, W) with targets (N, H, W) or (N, classes, H, W)
+    (PyTorch ``CrossEntropyLoss``; Keras ``categorical_crossentropy(from_logits=True)``).
+    Gradient: ``dl/dz = softmax(z) - t_onehot`` (then averaged, see the module docstring).
     """
 
-    def forward(self, pred, target):
+    def _elements(self, pred, target):
         xp = get_array_module(pred)
-        if pred.ndim != 2:
-            raise ValueError(f"SoftmaxCrossEntropy: expects logits of shape (N, classes), got {tuple(pred.shape)}")
-        n, k = pred.shape
+        if pred.ndim < 2:
+            raise ValueError(f"SoftmaxCrossEntropy: expects logits of shape (N, classes) or (N, classes, H, W), "
+                             f"got {tuple(pred.shape)}")
+        n, k = pred.shape[:2]
         target = xp.asarray(target)
         if target.ndim == 0:
             raise ValueError("SoftmaxCrossEntropy: targets must have one entry per sample, got a scalar")
         if target.shape[0] != n:
             raise ValueError(f"SoftmaxCrossEntropy: {n} predictions but {target.shape[0]} targets")
-        if target.ndim == 2 and target.shape[1] == k and target.dtype.kind == "f":
-            probs_t = target.astype(pred.dtype)  # one-hot or soft labels
+        if target.shape == pred.shape and target.dtype.kind == "f":
+            probs_t = target.astype(pred.dtype)  # one-hot or soft labels along axis 1
         else:
-            idx = labels_to_indices(target, k)
-            probs_t = xp.zeros_like(pred)
-            probs_t[xp.arange(n), idx] = 1
-        logp = log_softmax(pred)
-        self._cache = (xp.exp(logp), probs_t)  # softmax = exp(log_softmax): one exp pass
-        return float(-(probs_t * logp).sum() / n)
+            if pred.ndim > 2 and target.shape == (n, 1, *pred.shape[2:]):
+                target = target[:, 0]  # (N, 1, H, W) label maps
+            if pred.ndim > 2 and target.shape != (n, *pred.shape[2:]):
+                raise ValueError(f"SoftmaxCrossEntropy: class maps {tuple(pred.shape)} need label maps "
+                                 f"{(n, *pred.shape[2:])} or one-hot {tuple(pred.shape)}, got {tuple(target.shape)}")
+            idx = labels_to_indices(target.reshape(-1) if pred.ndim > 2 else target, k)
+            probs_t = xp.moveaxis(xp.eye(k, dtype=pred.dtype)[idx].reshape((n, *pred.shape[2:], k)), -1, 1)
+        logp = log_softmax(pred, axis=1)
+        losses = -(probs_t * logp).sum(axis=1)  # (N,) or (N, H, W)
+        return losses, xp.exp(logp) - probs_t  # softmax = exp(log_softmax): one exp pass
 
-    def backward(self):
-        p, t = self._cache
-        return (p - t) / p.dtype.type(p.shape[0])
+    @staticmethod
+    def _per_pred(w, dl):
+        return w[:, None]  # one weight per sample / pixel, the same for every class
 
 
 class BinaryCrossEntropy(Loss):
-    """``L = -mean(t log p + (1 - t) log(1 - p))`` over all elements, targets in [0, 1].
+    """``l = -(t log p + (1 - t) log(1 - p))`` per element, targets in [0, 1].
 
     ``from_logits=False`` (default): ``pred`` are probabilities (after a Sigmoid layer); they are
     clipped to [eps, 1 - eps] (eps = 1e-7 as Keras) because log(0) = -inf. Gradient
-    ``(p - t) / (p (1 - p)) / n``.
+    ``(p - t) / (p (1 - p))``.
     ``from_logits=True``: ``pred`` are logits z and the loss is computed exactly as
-    ``mean(max(z, 0) - z t + log(1 + e^{-|z|}))`` (PyTorch ``BCEWithLogitsLoss``); gradient
-    ``(σ(z) - t) / n``. Prefer this for training: no clipping, no overflow.
+    ``max(z, 0) - z t + log(1 + e^{-|z|})`` (PyTorch ``BCEWithLogitsLoss``); gradient
+    ``σ(z) - t``. Prefer this for training: no clipping, no overflow.
     """
 
     def __init__(self, from_logits=False, eps=1e-7):
         self.from_logits = from_logits
         self.eps = eps
 
-    def forward(self, pred, target):
+    def _elements(self, pred, target):
         xp = get_array_module(pred)
         target = xp.asarray(target, dtype=pred.dtype)
         if target.shape != pred.shape and target.size == pred.size:
-            target = target.reshape(pred.shape)  # (N,) labels for an (N, 1) output
+            target = target.reshape(pred.shape)  # (N,) labels for an (N, 1) output, (N, H, W) maps for (N, 1, H, W)
         _check_same_shape("BinaryCrossEntropy", pred, target)
         if bool(xp.any((target < 0) | (target > 1))):
             raise ValueError("BinaryCrossEntropy: targets must lie in [0, 1]")
-        n = pred.size
         if self.from_logits:
             z = pred
-            self._cache = (sigmoid(z), target, n)
-            loss = xp.maximum(z, 0) - z * target + xp.log1p(xp.exp(-xp.abs(z)))
-            return float(loss.mean())
+            losses = xp.maximum(z, 0) - z * target + xp.log1p(xp.exp(-xp.abs(z)))
+            return losses, sigmoid(z) - target
         if bool(xp.any((pred < 0) | (pred > 1))):
             raise ValueError("BinaryCrossEntropy: predictions must be probabilities in [0, 1]; "
                              "use from_logits=True for raw scores")
         p = xp.clip(pred, self.eps, 1 - self.eps)
-        self._cache = (p, target, n)
-        return float(-(target * xp.log(p) + (1 - target) * xp.log1p(-p)).mean())
+        losses = -(target * xp.log(p) + (1 - target) * xp.log1p(-p))
+        return losses, (p - target) / (p * (1 - p))
 
-    def backward(self):
-        p, t, n = self._cache
-        if self.from_logits:
-            return (p - t) / p.dtype.type(n)
-        return (p - t) / (p * (1 - p)) / p.dtype.type(n)
+    def get_config(self):
+        return {"from_logits": self.from_logits, "eps": self.eps}
 
     def __repr__(self):
         return f"BinaryCrossEntropy(from_logits={self.from_logits})"

@@ -12,18 +12,21 @@ from .backend import get_array_module
 def accuracy(pred, target, threshold=0.5):
     """Fraction of correct predictions.
 
-    * (N, classes) scores: the predicted class is ``argmax``; targets are indices (N,) or one-hot.
+    * (N, classes) scores or (N, classes, H, W) class maps: the predicted class is the ``argmax``
+      over axis 1; targets are indices (N,) / (N, H, W) or one-hot along axis 1.
     * any other shape (binary outputs, e.g. (N, 1) or (N, 1, H, W) segmentation maps): class 1 where
       the score is > ``threshold`` — 0.5 for probabilities, 0 for logits (``compile`` picks 0 when
       the loss is ``BinaryCrossEntropy(from_logits=True)``).
     """
     xp = get_array_module(pred)
     target = xp.asarray(target)
-    if pred.ndim == 2 and pred.shape[1] > 1:
+    if pred.ndim >= 2 and pred.shape[1] > 1:
         from .losses import labels_to_indices  # here: losses imports the activations, not metrics
 
-        predicted = pred.argmax(axis=1)
-        labels = labels_to_indices(target, pred.shape[1], name="accuracy")
+        predicted = pred.argmax(axis=1).reshape(-1)
+        if target.shape == pred.shape:
+            target = target.argmax(axis=1)
+        labels = labels_to_indices(target.reshape(-1), pred.shape[1], name="accuracy")
     else:
         predicted = (pred.reshape(-1) > threshold).astype(np.int64)
         labels = target.reshape(-1)

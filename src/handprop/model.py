@@ -19,14 +19,24 @@ import copy
 import sys
 
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
+from . import checks
 from . import losses as losses_module
 from . import metrics as metrics_module
 from .backend import get_array_module, is_gpu_array, to_device, to_numpy
+from .batches import (
+    array_batches,
+    class_weights,
+    combine_weights,
+    is_batch_source,
+    source_batches,
+    source_length,
+    unpack_batch,
+)
 from .callbacks import Callback, History
 from .layers.base import Layer
-from .symbolic import normalize_shape
+from .symbolic import format_shape, normalize_shape
 
 
 def _as_list(x):
@@ -68,6 +78,7 @@ class BaseModel:
         self.stop_training = False
         self.multi_input = False  # graph models with several Input nodes take a list of arrays
         self._call_caches = {}  # call position -> cache, for layers called more than once
+        self._divergence = checks.DivergenceWatch()  # warns when the loss explodes (train_step)
 
     # ------------------------------------------------------------------ layers and calls
     def layers_list(self):
@@ -140,9 +151,8 @@ class BaseModel:
         return {f"{key}/{s}": v for key, layer in self._layer_keys() for s, v in layer.state.items()}
 
     def set_state(self, state: dict):
-        for key, layer in self._layer_keys():
-            for s in layer.state:
-                layer.state[s] = state[f"{key}/{s}"].copy()
+        """Replace every state array (BatchNorm running statistics); all-or-nothing, as :meth:`set_weights`."""
+        self._assign("set_state", state, [(key, layer, layer.state) for key, layer in self._layer_keys()])
 
     def get_weights(self) -> dict:
         """A copy of every parameter and state array, keyed by name (for checkpoints)."""
@@ -151,14 +161,73 @@ class BaseModel:
         return out
 
     def set_weights(self, weights: dict):
-        for key, layer in self._layer_keys():
-            for d in (layer.params, layer.state):
-                for p in d:
-                    new = weights[f"{key}/{p}"]
-                    if tuple(new.shape) != tuple(d[p].shape):
-                        raise ValueError(f"set_weights: {key}/{p} has shape {tuple(d[p].shape)}, "
-                                         f"got {tuple(new.shape)}")
-                    d[p] = new.copy()
+        """Replace every parameter and state array from ``weights`` (as :meth:`get_weights` returns).
+
+        All-or-nothing: every key and shape is checked first, and missing, extra and misshapen
+        entries are reported together in one ValueError; nothing changes unless all fit. Values
+        are converted to the model's dtype and device. An unbuilt model is an error (a
+        RuntimeError): its shapes are unknown, so build it first (``input_shape=``, ``build``, or
+        ``predict`` on one batch) -- it is not built from the weights' shapes, which do not say
+        the image size.
+        """
+        self._assign("set_weights", weights,
+                     [(key, layer, d) for key, layer in self._layer_keys() for d in (layer.params, layer.state)])
+
+    def _assign(self, what, arrays, targets):
+        """Check ``arrays`` against every ``(key, layer, dict)`` of ``targets``, then assign."""
+        if not isinstance(arrays, dict):
+            raise TypeError(f"{what}: expects a dict name -> array (as get_weights returns), "
+                            f"got {type(arrays).__name__}")
+        if not self.built:
+            raise RuntimeError(f"{what}: the model is not built, so its weight shapes are unknown; build it first "
+                               "(Sequential(..., input_shape=...), model.build(input_shape), or predict on one batch)")
+        expected = {f"{key}/{p}": (d, p) for key, layer, d in targets for p in d}
+        problems = []
+        missing = [k for k in expected if k not in arrays]
+        extra = sorted(k for k in arrays if k not in expected)
+        if missing:
+            problems.append(f"missing {missing}")
+        if extra:
+            problems.append(f"unexpected {extra}")
+        converted = {}
+        for k, (d, p) in expected.items():
+            if k not in arrays:
+                continue
+            new = arrays[k]
+            if not hasattr(new, "shape") or not hasattr(new, "dtype") or new.dtype.kind not in "fiu":
+                problems.append(f"{k} is not a numeric array ({type(new).__name__})")
+            elif tuple(new.shape) != tuple(d[p].shape):
+                problems.append(f"{k} has shape {tuple(new.shape)}, the model's is {tuple(d[p].shape)}")
+            elif not bool(get_array_module(new).isfinite(new).all()):
+                problems.append(f"{k} contains NaN or infinite values")
+            else:
+                converted[k] = to_device(to_numpy(new).astype(d[p].dtype, copy=True),
+                                         "gpu" if is_gpu_array(d[p]) else "cpu")
+        if problems:
+            raise ValueError(f"{what}: the arrays do not fit {self.name} (nothing was changed): " + "; ".join(problems))
+        for k, (d, p) in expected.items():
+            d[p] = converted[k]
+
+    # ------------------------------------------------------------------ files (handprop.saving)
+    def save(self, path, include_optimizer=True):
+        """Save architecture, weights, layer state, optimizer state and random generators in one
+        safetensors file (atomically); :func:`handprop.load_model` reads it. See :mod:`handprop.saving`."""
+        from .saving import save_model
+
+        save_model(self, path, include_optimizer=include_optimizer)
+
+    def save_weights(self, path):
+        """Save parameters and state only (safetensors); :meth:`load_weights` reads them back."""
+        from .saving import save_weights
+
+        save_weights(self, path)
+
+    def load_weights(self, path):
+        """Load parameters and state saved by :meth:`save_weights` or :meth:`save` (all-or-nothing)."""
+        from .saving import load_weights
+
+        load_weights(self, path)
+        return self
 
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers_list())
@@ -184,17 +253,23 @@ class BaseModel:
         for layer in self.layers_list():
             layer.to("gpu")
         self.device = "gpu"
-        if self.optimizer is not None and hasattr(self.optimizer, "reset"):
-            self.optimizer.reset()  # its moment estimates lived on the old device
+        self._move_optimizer_state("gpu")
         return self
 
     def to_cpu(self):
         for layer in self.layers_list():
             layer.to("cpu")
         self.device = "cpu"
-        if self.optimizer is not None and hasattr(self.optimizer, "reset"):
-            self.optimizer.reset()
+        self._move_optimizer_state("cpu")
         return self
+
+    def _move_optimizer_state(self, device):
+        """The optimizer's buffers follow the parameters (a model loaded on the CPU and moved to
+        the GPU resumes with its moments, not from scratch)."""
+        for state in getattr(self.optimizer, "state", {}).values():
+            for key, value in state.items():
+                if key != "step":
+                    state[key] = to_device(value, device)
 
     def _prepare(self, x):
         """Cast inputs to the model's dtype and move them to its device (the only conversion)."""
@@ -223,8 +298,12 @@ class BaseModel:
         """Choose the loss (object or Keras name), optimizer (object or name) and metrics."""
         from . import optimizers
 
-        self.loss = losses_module.get(loss)
+        loss = losses_module.get(loss)
+        checks.check_output_matches_loss(self, loss)
+        self.loss = loss
         self.optimizer = optimizers.get("sgd" if optimizer is None else optimizer)
+        if isinstance(metrics, str) or callable(metrics):
+            metrics = [metrics]  # compile(metrics="accuracy"), as Keras accepts
         self.metrics = [metrics_module.get(m, logits=self._outputs_logits()) for m in (metrics or [])]
         return self
 
@@ -242,9 +321,9 @@ class BaseModel:
         if self.multi_input:
             if not isinstance(x, (list, tuple)):
                 raise ValueError(f"{what}: this model has several inputs; pass a list of arrays")
-            x = [a if is_gpu_array(a) else np.asarray(a) for a in x]
+            x = [checks.as_array(a, what, "x") for a in x]
         else:
-            x = x if is_gpu_array(x) else np.asarray(x)  # a list of rows becomes one array
+            x = checks.as_array(x, what, "x")  # a list of rows becomes one array
         for a in _as_list(x):
             if a.ndim == 0:
                 raise ValueError(f"{what}: x must have a batch axis, got a scalar")
@@ -252,6 +331,7 @@ class BaseModel:
                 raise TypeError(f"{what}: x must be numeric, got dtype {a.dtype}")
             if a.dtype.kind in "fc" and not bool(get_array_module(a).isfinite(a).all()):
                 raise ValueError(f"{what}: the input contains NaN or infinite values")
+            checks.check_cast_range(a, self.dtype, what)
         nx = {len(a) for a in _as_list(x)}
         if len(nx) != 1:
             raise ValueError(f"{what}: the inputs have different numbers of samples: {sorted(nx)}")
@@ -262,41 +342,55 @@ class BaseModel:
             if need_y:
                 raise ValueError(f"{what}: targets y are missing")
             return x, None
-        y = y if is_gpu_array(y) else np.asarray(y)
+        y = checks.as_array(y, what, "y")
         if y.ndim == 0 or len(y) != n:
             raise ValueError(f"{what}: x has {n} samples but y has {'none' if y.ndim == 0 else len(y)}")
+        checks.check_targets(y, what)
         return x, y
 
-    def train_step(self, x, y):
-        """One minibatch: forward, loss, backward, optimizer step. Returns (loss, pred)."""
+    def train_step(self, x, y, weight=None):
+        """One minibatch: forward, loss, backward, optimizer step. Returns (loss, pred).
+
+        ``weight``: None, one per sample (N,) or one per loss element (e.g. a FOV mask); the loss
+        is then their weighted mean (:mod:`handprop.losses`).
+        """
         # Overflow shows up as an inf/NaN loss, reported below with a hint, instead of as a
         # NumPy RuntimeWarning from deep inside a layer.
         with np.errstate(over="ignore", invalid="ignore"):
             pred = self.forward(x, training=True)
-            loss = self.loss.forward(pred, y)
+            loss = self.loss.forward(pred, y, weight)
         if not np.isfinite(loss):
             raise FloatingPointError(
                 f"the loss became {loss} during training; the learning rate "
                 f"({getattr(self.optimizer, 'lr', '?')}) may be too high, or the inputs unnormalized"
             )
+        self._divergence.update(loss, getattr(self.optimizer, "lr", "?"))
         self.backward(self.loss.backward(), input_grad=False)
         self.optimizer.step(self.trainable_params(), self.named_grads())
         return loss, pred
 
-    def train_on_batch(self, x, y):
+    def train_on_batch(self, x, y, sample_weight=None):
         """One optimizer step on the batch ``(x, y)``, as Keras: -> the loss (float) before the step.
 
         For training loops ``fit`` does not cover (a GAN alternates two models). Checks and
         converts ``x`` as ``fit`` does, builds the model if needed, then :meth:`train_step`. Only
         trainable layers are updated (``layer.trainable``, or ``model.trainable = False``).
+        ``sample_weight``: as :meth:`fit`'s (one per sample, or one map per sample).
         """
         self._check_compiled("train_on_batch")
         x, y = self._check_data(x, y, "train_on_batch")
+        weight = self._batch_weight(sample_weight, _length(x), "train_on_batch")
         x = self._prepare(x)
         self.ensure_built(x)
-        return float(self.train_step(x, self._prepare_targets(y))[0])
+        return float(self.train_step(x, self._prepare_targets(y), weight)[0])
 
-    def input_gradient(self, x, y, training=False):
+    def _batch_weight(self, sample_weight, n, what):
+        """``sample_weight`` checked against ``n`` samples and moved to the model's device, or None."""
+        if sample_weight is None:
+            return None
+        return self._prepare_targets(self._check_weights(sample_weight, n, what))
+
+    def input_gradient(self, x, y, training=False, sample_weight=None):
         """``(loss, dL/dx)``: the compiled loss at ``(x, y)`` and its gradient with respect to the
         *input* -- no optimizer step, the weights stay as they are.
 
@@ -306,14 +400,15 @@ class BaseModel:
         at a fake image is the generator's output gradient. ``training`` chooses the mode of the
         forward pass (dropout, batch statistics); backward fills the layers' ``grads`` as a side
         effect. ``dx`` comes as a NumPy/CuPy array in the model's dtype (a list for multi-input
-        graph models).
+        graph models). ``sample_weight`` weights the loss as in :meth:`fit`.
         """
         if self.loss is None:
             raise RuntimeError("input_gradient: call model.compile(loss=...) first")
         x, y = self._check_data(x, y, "input_gradient")
+        weight = self._batch_weight(sample_weight, _length(x), "input_gradient")
         x = self._prepare(x)
         self.ensure_built(x)
-        loss = self.loss.forward(self.forward(x, training=training), self._prepare_targets(y))
+        loss = self.loss.forward(self.forward(x, training=training), self._prepare_targets(y), weight)
         return float(loss), self.backward(self.loss.backward(), input_grad=True)
 
     @property
@@ -328,27 +423,43 @@ class BaseModel:
         for layer in self.layers_list():
             layer.trainable = bool(value)
 
-    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
-            shuffle=True, callbacks=None, verbose=1):
-        """Train for ``epochs`` passes over ``(x, y)``; returns a ``History``.
+    def fit(self, x, y=None, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
+            shuffle=True, callbacks=None, verbose=1, sample_weight=None, class_weight=None,
+            steps_per_epoch=None, initial_epoch=0, nb_epoch=None):
+        """Train for ``epochs`` epochs; returns a ``History``.
 
-        ``validation_split`` holds out the **last** fraction of the samples, before shuffling
-        (as Keras). ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+        Data: arrays ``x, y`` (x a list of arrays for a multi-input graph), with optional
+        ``sample_weight`` (one per sample (N,), or per loss element, e.g. FOV masks (N, H, W));
+        or a **batch source** ``x`` handing out ``(x, y)`` / ``(x, y, weight)`` batches, e.g. a
+        patch sampler drawing fresh, augmented patches every epoch (:mod:`handprop.batches`;
+        ``steps_per_epoch`` for generators). ``class_weight={class: weight}`` weights the loss by
+        the target's class. ``validation_data``: ``(x, y)``, ``(x, y, weight)`` or a batch source.
+        ``validation_split`` holds out the **last** fraction of the array samples, before
+        shuffling (as Keras). ``initial_epoch``: the number of the first epoch (to continue a run).
+        ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+        ``nb_epoch`` (Keras 1) is accepted for ``epochs`` with a DeprecationWarning. A loss that
+        explodes (x 1e6) raises a :class:`handprop.DivergenceWarning` naming the learning rate.
         """
         self._check_compiled("fit")
-        x, y = self._check_data(x, y, "fit")
-        if validation_split and validation_data is None:
-            if not 0.0 < validation_split < 1.0:
-                raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
-            n_val = int(round(_length(x) * validation_split))
-            if n_val == 0 or n_val == _length(x):
-                raise ValueError(f"fit: validation_split={validation_split} of {_length(x)} samples leaves "
-                                 f"{n_val} for validation and {_length(x) - n_val} for training")
-            cut = _length(x) - n_val
-            validation_data = (_take(x, slice(cut, None)), y[cut:])
-            x, y = _take(x, slice(0, cut)), y[:cut]
-        n = _length(x)
-        self.ensure_built(self._prepare(_take(x, slice(0, 1))))
+        epochs, batch_size = checks.check_fit_arguments(epochs, batch_size, validation_split, shuffle, verbose,
+                                                        callbacks, nb_epoch)
+        initial_epoch = checks.check_int(initial_epoch, "fit: initial_epoch", 0)
+        checks.check_output_matches_loss(self, self.loss)
+        self._divergence = checks.DivergenceWatch()
+        source = is_batch_source(x)
+        if source:
+            if y is not None or sample_weight is not None or validation_split:
+                raise ValueError("fit: with a batch source, y, sample_weight and validation_split come from the "
+                                 "source's batches; pass only the source (and validation_data)")
+            n_per_epoch = source_length(x, steps_per_epoch)
+        else:
+            x, y = self._check_data(x, y, "fit")
+            if sample_weight is not None:
+                sample_weight = self._check_weights(sample_weight, _length(x), "fit")
+            if validation_split and validation_data is None:
+                x, y, sample_weight, validation_data = self._split_validation(x, y, sample_weight, validation_split)
+            self.ensure_built(self._prepare(_take(x, slice(0, 1))))
+            n_per_epoch = -(-_length(x) // batch_size)
         history = History()
         cbs = [*(callbacks or []), history]  # History last: it records what the others logged
         for cb in cbs:
@@ -358,31 +469,38 @@ class BaseModel:
         self.stop_training = False
         for cb in cbs:
             cb.on_train_begin({})
-        batch_size = int(batch_size)
-        n_batches = -(-n // batch_size)
-        for epoch in range(epochs):
+        for epoch in range(initial_epoch, epochs):
             logs: dict = {}
             for cb in cbs:
                 cb.on_epoch_begin(epoch, logs)
-            order = self._shuffle_rng.permutation(n) if shuffle else np.arange(n)
-            totals = {"loss": 0.0, **{name: 0.0 for name, _ in self.metrics}}
-            bar = tqdm(total=n_batches, desc=f"Epoch {epoch + 1}/{epochs}", disable=verbose != 1,
+            if source:
+                batches = (unpack_batch(b) for b in source_batches(x, epoch, steps_per_epoch))
+            else:
+                batches = ((_take(x, idx), y[idx], None if sample_weight is None else sample_weight[idx])
+                           for idx in array_batches(_length(x), int(batch_size), self._shuffle_rng, shuffle))
+            bar = tqdm(total=n_per_epoch, desc=f"Epoch {epoch + 1}/{epochs}", disable=verbose != 1,
                        file=sys.stdout, leave=True, dynamic_ncols=True)
-            for b in range(n_batches):
-                idx = order[b * batch_size:(b + 1) * batch_size]
-                xb, yb = self._prepare(_take(x, idx)), self._prepare_targets(y[idx])
-                loss, pred = self.train_step(xb, yb)
-                totals["loss"] += loss * len(idx)
-                for name, fn in self.metrics:
-                    totals[name] += fn(pred, yb) * len(idx)
+            totals = _Totals(self.metrics)
+            for b, (xb, yb, wb) in enumerate(batches):
+                if source:
+                    xb, yb = self._check_data(xb, yb, "fit (a batch of the source)")
+                xb, yb = self._prepare(xb), self._prepare_targets(yb)
+                wb = combine_weights(None if wb is None else self._prepare_targets(wb),
+                                     None if class_weight is None else class_weights(yb, class_weight))
+                self.ensure_built(xb)
+                loss, pred = self.train_step(xb, yb, wb)
+                totals.add(loss, self.loss.total_weight, pred, yb)
                 for cb in cbs:
                     cb.on_batch_end(b, {"loss": loss})
                 bar.update(1)
-                if b % 10 == 0 or b == n_batches - 1:
-                    bar.set_postfix(loss=f"{totals['loss'] / min(n, (b + 1) * batch_size):.4f}")
-            logs.update({k: v / n for k, v in totals.items()})
+                if b % 10 == 0 or b + 1 == n_per_epoch:
+                    bar.set_postfix(loss=f"{totals.means()['loss']:.4f}")
+            if totals.count == 0:
+                bar.close()
+                raise ValueError(f"fit: epoch {epoch + 1} had no batches (an empty or exhausted batch source?)")
+            logs.update(totals.means())
             if validation_data is not None:
-                scores = self.evaluate(*validation_data, batch_size=max(batch_size, 256), return_dict=True)
+                scores = self._evaluate_validation(validation_data, batch_size)
                 logs.update({f"val_{k}": v for k, v in scores.items()})
             bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
             bar.close()
@@ -396,9 +514,40 @@ class BaseModel:
             cb.on_train_end({})
         return history
 
+    def _split_validation(self, x, y, sample_weight, validation_split):
+        """Hold out the last ``validation_split`` of the samples (before shuffling, as Keras)."""
+        if not 0.0 < validation_split < 1.0:
+            raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+        n = _length(x)
+        n_val = int(round(n * validation_split))
+        if n_val == 0 or n_val == n:
+            raise ValueError(f"fit: validation_split={validation_split} of {n} samples leaves "
+                             f"{n_val} for validation and {n - n_val} for training")
+        cut = n - n_val
+        held = (_take(x, slice(cut, None)), y[cut:]) + (() if sample_weight is None else (sample_weight[cut:],))
+        w = None if sample_weight is None else sample_weight[:cut]
+        return _take(x, slice(0, cut)), y[:cut], w, held
+
+    def _evaluate_validation(self, validation_data, batch_size):
+        if is_batch_source(validation_data):
+            return self.evaluate(validation_data, return_dict=True)
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise TypeError("fit: validation_data must be (x, y), (x, y, sample_weight) or a batch source")
+        xv, yv, *wv = validation_data
+        return self.evaluate(xv, yv, batch_size=max(int(batch_size), 256), return_dict=True,
+                             sample_weight=wv[0] if wv else None)
+
+    def _check_weights(self, weight, n, what):
+        w = weight if is_gpu_array(weight) else np.asarray(weight, dtype=np.float64)
+        if w.ndim == 0 or len(w) != n:
+            raise ValueError(f"{what}: sample_weight needs one entry (or one map) per sample: {n}, got shape "
+                             f"{tuple(w.shape)}")
+        return w
+
     # ------------------------------------------------------------------ inference
     def predict(self, x, batch_size=256):
         """Outputs for ``x`` in inference mode (``training=False``), batched; a NumPy array."""
+        batch_size = checks.check_int(batch_size, "predict: batch_size", 1)
         x, _ = self._check_data(x, None, "predict", need_y=False)
         self.ensure_built(self._prepare(_take(x, slice(0, 1))))
         n = _length(x)
@@ -417,24 +566,37 @@ class BaseModel:
         p = p[:, 0] if p.ndim == 2 else p
         return (p > threshold).astype(np.int64)
 
-    def evaluate(self, x, y, batch_size=256, return_dict=False):
+    def evaluate(self, x, y=None, batch_size=256, return_dict=False, sample_weight=None, steps=None):
         """Loss (and metrics) in inference mode. Returns the loss alone when there are no metrics,
-        else ``[loss, metric1, ...]`` as Keras, or a dict with ``return_dict=True``."""
+        else ``[loss, metric1, ...]`` as Keras, or a dict with ``return_dict=True``.
+
+        ``x, y`` arrays (with optional ``sample_weight``, as ``fit``) or a batch source ``x``. The
+        loss is averaged exactly over all batches (weighted by their ``Σ w``); metrics per sample.
+        """
         if self.loss is None:
             raise RuntimeError("evaluate: call model.compile(loss=...) first")
-        x, y = self._check_data(x, y, "evaluate")
-        n = _length(x)
-        totals = {"loss": 0.0, **{name: 0.0 for name, _ in self.metrics}}
-        for i in range(0, n, batch_size):
-            xb = self._prepare(_take(x, slice(i, i + batch_size)))
-            yb = self._prepare_targets(y[i:i + batch_size])
+        batch_size = checks.check_int(batch_size, "evaluate: batch_size", 1)
+        if is_batch_source(x):
+            batches = (unpack_batch(b, "evaluate") for b in source_batches(x, 0, steps, "evaluate"))
+        else:
+            x, y = self._check_data(x, y, "evaluate")
+            n = _length(x)
+            if sample_weight is not None:
+                sample_weight = self._check_weights(sample_weight, n, "evaluate")
+            batches = ((_take(x, slice(i, i + batch_size)), y[i:i + batch_size],
+                        None if sample_weight is None else sample_weight[i:i + batch_size])
+                       for i in range(0, n, batch_size))
+        totals = _Totals(self.metrics)
+        for xb, yb, wb in batches:
+            xb, yb = self._prepare(xb), self._prepare_targets(yb)
+            wb = None if wb is None else self._prepare_targets(wb)
             self.ensure_built(xb)
             pred = self.forward(xb, training=False)
-            m = len(yb)
-            totals["loss"] += self.loss.forward(pred, yb) * m
-            for name, fn in self.metrics:
-                totals[name] += fn(pred, yb) * m
-        scores = {k: v / n for k, v in totals.items()}
+            loss = self.loss.forward(pred, yb, wb)
+            totals.add(loss, self.loss.total_weight, pred, yb)
+        if totals.count == 0:
+            raise ValueError("evaluate: no batches")
+        scores = totals.means()
         if return_dict:
             return scores
         return scores["loss"] if not self.metrics else list(scores.values())
@@ -466,12 +628,37 @@ class BaseModel:
         return text
 
 
+class _Totals:
+    """Running means over an epoch: the loss weighted by each batch's ``Σ w`` (exact for masks and
+    sample weights), the metrics by each batch's number of samples."""
+
+    def __init__(self, metrics):
+        self.metrics = metrics
+        self.loss = self.weight = 0.0
+        self.sums = {name: 0.0 for name, _ in metrics}
+        self.count = 0
+
+    def add(self, loss, total_weight, pred, y):
+        self.loss += loss * total_weight
+        self.weight += total_weight
+        m = len(y)
+        for name, fn in self.metrics:
+            self.sums[name] += fn(pred, y) * m
+        self.count += m
+
+    def means(self):
+        return {"loss": self.loss / self.weight if self.weight > 0 else 0.0,
+                **{k: v / max(self.count, 1) for k, v in self.sums.items()}}
+
+
 class Sequential(BaseModel):
     """A chain of layers: ``y = f_L(... f_2(f_1(x)))``; backward runs the chain in reverse.
 
     ``Sequential(layers=None, seed=0, input_shape=None)``: builds lazily from the first batch,
-    or at once when ``input_shape`` (without the batch axis) is given; ``(C, None, None)``
-    declares images of any size. The same seed gives the same initial weights, dropout masks and
+    or at once when ``input_shape`` (without the batch axis) is given -- here or, Keras style, on
+    the first layer (``Dense(64, input_shape=(20,))``); ``(C, None, None)`` declares images of any
+    size. A first convolution given channels-last images, e.g. ``input_shape=(32, 32, 3)``, is an
+    error that says how to transpose them. The same seed gives the same initial weights, dropout masks and
     shuffling, hence bit-identical training. A layer may appear twice (its weights are shared;
     gradients of both uses add up).
     """
@@ -488,6 +675,12 @@ class Sequential(BaseModel):
         a shape mismatch is reported here, naming the layer."""
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a handprop Layer, got {type(layer).__name__}")
+        declared = getattr(layer, "declared_input_shape", None)
+        if declared is not None and not self.layers:  # Keras: Dense(64, input_shape=(20,)) builds at once
+            if self.input_shape is not None and self.input_shape != declared:
+                raise ValueError(f"Sequential: input_shape={format_shape(self.input_shape)} but its first layer "
+                                 f"{layer.name} declares input_shape={format_shape(declared)}")
+            self.input_shape = declared
         if self.input_shape is not None:
             shape = self._output_shape_of(self.layers) if self.layers else self.input_shape
             self._build_layer(len(self.layers), layer, shape)
@@ -502,6 +695,9 @@ class Sequential(BaseModel):
         return shape
 
     def _build_layer(self, index, layer, shape):
+        if shape == self.input_shape and hasattr(layer, "check_channels_first") and not any(
+                hasattr(earlier, "check_channels_first") for earlier in self.layers[:index]):
+            layer.check_channels_first(shape)  # the first convolution reads the data itself
         try:
             out = layer.build(shape, rng=self._init_rng, dtype=self.dtype)
         except ValueError as e:

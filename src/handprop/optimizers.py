@@ -31,10 +31,12 @@ dtype is cast to the parameter's dtype.
 
 from __future__ import annotations
 
+import math
+
 from .backend import get_array_module
 from .kernels import get_kernel
 
-__all__ = ["Optimizer", "SGD", "RMSprop", "AdaGrad", "AdaDelta", "Adam", "get"]
+__all__ = ["Optimizer", "SGD", "RMSprop", "AdaGrad", "Adagrad", "AdaDelta", "Adadelta", "Adam", "get"]
 
 
 def _resolve_lr(cls_name, lr, learning_rate, default):
@@ -48,8 +50,20 @@ def _resolve_lr(cls_name, lr, learning_rate, default):
 
 def _check_nonnegative(cls_name, **values):
     for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+            raise TypeError(f"{cls_name}: {key} must be a number, got {value!r}")
         if not value >= 0.0:  # also rejects NaN
             raise ValueError(f"{cls_name}: invalid {key}={value}; it must be >= 0")
+        if not math.isfinite(value):
+            raise ValueError(f"{cls_name}: invalid {key}={value}; it must be finite")
+
+
+def _check_below_one(cls_name, key, value, closed=False):
+    """``value`` in [0, 1) (or [0, 1] with ``closed``): a decay factor of a running average."""
+    if not (value <= 1.0 if closed else value < 1.0):
+        interval = "[0, 1]" if closed else "[0, 1)"
+        raise ValueError(f"{cls_name}: invalid {key}={value}; it must lie in {interval} (it is the weight of "
+                         "the old value in a running average; at or above 1 the steps grow without bound)")
 
 
 class Optimizer:
@@ -203,6 +217,8 @@ class SGD(Optimizer):
                  l1=0.0, learning_rate=None):
         lr = _resolve_lr("SGD", lr, learning_rate, 0.01)
         _check_nonnegative("SGD", momentum=momentum, dampening=dampening)
+        _check_below_one("SGD", "momentum", momentum)
+        _check_below_one("SGD", "dampening", dampening, closed=True)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: Nesterov momentum requires a momentum and zero dampening")
         super().__init__(lr, weight_decay, l1)
@@ -261,6 +277,8 @@ class RMSprop(Optimizer):
                  l1=0.0, learning_rate=None):
         lr = _resolve_lr("RMSprop", lr, learning_rate, 0.01)
         _check_nonnegative("RMSprop", alpha=alpha, eps=eps, momentum=momentum)
+        _check_below_one("RMSprop", "alpha", alpha, closed=True)
+        _check_below_one("RMSprop", "momentum", momentum)
         super().__init__(lr, weight_decay, l1)
         self.alpha = float(alpha)
         self.eps = float(eps)
@@ -454,6 +472,9 @@ class Adam(Optimizer):
         denom = xp.sqrt(v) / bias_correction2**0.5 + self.eps  # √v̂ + eps
         p -= (lr / bias_correction1) * (m / denom)  # lr * m̂ / (√v̂ + eps)
 
+
+Adagrad = AdaGrad  # the spelling of Keras and torch.optim
+Adadelta = AdaDelta
 
 _BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adagrad": AdaGrad, "adadelta": AdaDelta, "adam": Adam}
 

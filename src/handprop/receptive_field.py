@@ -8,9 +8,10 @@ input pixels between neighbouring positions of the current feature map), a layer
     r ← r + (k_eff - 1) · j
     j ← j · s
 
-starting from ``r = 1``, ``j = 1`` at the input. Pooling is a kernel like any other; nearest
-upsampling by ``f`` divides the jump (``j ← j / f``) and adds nothing; a transposed convolution
-divides the jump by its stride, then adds ``(k - 1) · j``. Elementwise layers change nothing.
+starting from ``r = 1``, ``j = 1`` at the input. Pooling is a kernel like any other (dilated
+pooling too); nearest upsampling by ``f`` divides the jump (``j ← j / f``) and adds nothing; a
+transposed convolution divides the jump by its stride, then adds ``(k - 1) · j``. Elementwise
+layers change nothing.
 In a graph model a node's receptive field is the largest among its inputs. Layers that mix all
 positions (``Dense``, ``Flatten``, ``GlobalAvgPool2D``) see the whole input; their entry is the
 field of the feature map they received.
@@ -36,18 +37,15 @@ def _geometry(layer, dims=2):
     """``(kernel_extent, stride, upsample)`` per spatial axis for a layer, from its hyper-parameters."""
     kind = type(layer).__name__
     ones = (1,) * dims
-    if hasattr(layer, "kernel_size"):  # every convolution: Conv2D, Conv3D, DepthwiseConv2D, transposed
-        k = ntuple(layer.kernel_size, dims)
+    size = getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", None)
+    if size is not None:  # every convolution (2-D, 3-D, depthwise, transposed) and max/average pooling
+        k = ntuple(size, dims)
         d = ntuple(getattr(layer, "dilation", 1), dims)
         s = ntuple(layer.stride, dims)
         extent = tuple(di * (ki - 1) + 1 for ki, di in zip(k, d))
         if kind == "Conv2DTranspose":
             return extent, ones, s
         return extent, s, ones
-    if hasattr(layer, "pool_size"):  # max and average pooling, 2-D or 3-D
-        k = ntuple(layer.pool_size, dims)
-        s = ntuple(layer.stride if layer.stride is not None else layer.pool_size, dims)
-        return k, s, ones
     if kind == "UpSampling2D":
         return ones, ones, ntuple(layer.size, dims)
     return ones, ones, ones

@@ -70,6 +70,8 @@ def connect(layer, x):
         wanted = "a list of nodes" if layer.takes_list else "one node"
         raise TypeError(f"{layer.name}: call it on {wanted}, got {x!r}")
     in_shape = [p.shape for p in parents] if layer.takes_list else parents[0].shape
+    if hasattr(layer, "check_channels_first") and parents[0].layer is None:
+        layer.check_channels_first(in_shape)  # a convolution reading a model input: NCHW, not NHWC?
     out_shape = layer.compute_output_shape(in_shape)  # raises, naming the layer, on a mismatch
     return Node(out_shape, layer=layer, parents=parents)
 

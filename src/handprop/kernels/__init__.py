@@ -5,8 +5,8 @@ engine implements the whole API below. Forward kernels return ``(y, cache)``; th
 the matching backward needs, built by the engine (the CS231n pattern: ``fast_layers.py`` keeps
 ``x_cols`` in its conv cache), and handed back unchanged by the layer. Shapes are NCHW; a
 ``ConvGeometry`` is ``(stride, padding, dilation)`` and a ``PoolGeometry`` ``(pool, stride,
-padding)``, each entry an ``(h, w)`` int pair -- a ``(d, h, w)`` triple for the 3-D kernels --,
-padding symmetric (:mod:`.geometry`)::
+padding, dilation)``, each entry an ``(h, w)`` int pair -- a ``(d, h, w)`` triple for the 3-D
+kernels --, padding symmetric (:mod:`.geometry`)::
 
     conv2d_forward(x, W, b, geometry, training=True) -> (y, cache)
         x (N, C, H, W), W (K, C, R, S), b (K,) or None -> y (N, K, Ho, Wo)

@@ -33,11 +33,13 @@ class ConvGeometry(NamedTuple):
 
 class PoolGeometry(NamedTuple):
     """A pooling window: ``(R, S)`` size, ``(sh, sw)`` stride, ``(ph, pw)`` padding (at most half the
-    window). Unpacks as ``(R, S), (sh, sw), (ph, pw) = geometry``; triples for volumes."""
+    window), ``(dh, dw)`` dilation (spacing between taps, as a convolution's). Unpacks as
+    ``(R, S), (sh, sw), (ph, pw), (dh, dw) = geometry``; triples for volumes."""
 
     pool: tuple
     stride: tuple
     padding: tuple = (0, 0)
+    dilation: tuple = (1, 1)
 
 
 def output_size(size, kernel, stride, padding, dilation=1):
@@ -60,11 +62,40 @@ def same_padding(size, kernel, stride, dilation=1):
     return total // 2, total % 2
 
 
+def first_tap(start, dilation):
+    """The first tap ``start + r d`` (r >= 0) of a window that lies inside the image (>= 0):
+    ``start`` itself when it is >= 0, else ``start`` moved up by ``ceil(-start / d)`` taps.
+    ``start`` may be an int or an integer array (NumPy or CuPy)."""
+    return start + (-start + dilation - 1) // dilation * dilation * (start < 0)
+
+
 def check_pool_padding(pool, padding):
     """PyTorch's rule: padding at most half the window (on every axis), so every window sees a
     real pixel."""
     if any(p > k // 2 for k, p in zip(pool, padding, strict=True)):
         raise ValueError(f"pooling padding {tuple(padding)} must be at most half the pool size {tuple(pool)}")
+
+
+def check_pool_geometry(sizes, geometry):
+    """The padding rule of :func:`check_pool_padding`, and: no window reads padding only.
+
+    A window that starts inside the input always holds a real pixel. One that starts in the
+    padding, at ``a < 0``, reads pixels ``a mod d, a mod d + d, ...`` (dilation ``d``): none when
+    ``a mod d >= size``, i.e. when a dilated window steps over a small input altogether. PyTorch
+    returns ``-inf`` there (and an index outside the input); handprop refuses. ``sizes`` are the
+    spatial sizes (``None`` entries are skipped)."""
+    pool, stride, padding, dilation = geometry
+    if not len(sizes) == len(pool) == len(stride) == len(padding) == len(dilation):
+        raise ValueError(f"pooling geometry {tuple(geometry)} does not match the {len(sizes)} spatial axes of the "
+                         "input: one entry per axis in each (a volume's PoolGeometry needs dilation=(1, 1, 1) too)")
+    check_pool_padding(pool, padding)
+    for n, s, p, d in zip(sizes, stride, padding, dilation):
+        for start in range(-p, 0, s) if n is not None else ():
+            if start % d >= n:
+                raise ValueError(
+                    f"a pooling window starting at {start} (padding {p}, dilation {d}) reads only padding on an axis "
+                    f"of size {n}: use less padding or dilation, or a larger input"
+                )
 
 
 def pair(v, what="value"):

@@ -19,8 +19,8 @@ images at a time, or, for one big image, a band of output rows -- whose column b
 :data:`CHUNK_BYTES`. Each band reads only the input rows it needs (plus a halo of ``(R-1) dh``
 rows), padded on the fly.
 
-Pooling uses the same tap slices (a running max; a running sum), and max pooling's backward is a
-scatter-add done with ``bincount``.
+Pooling uses the same tap slices (a running max; a running sum; dilation spaces the taps as a
+convolution's), and max pooling's backward is a scatter-add done with ``bincount``.
 
 **Images and volumes, one code path.** A tap is a tuple ``(r, s)`` -- or ``(t, r, s)`` for a
 volume -- walked by ``np.ndindex``, and bands cut the first spatial axis, so every function here
@@ -39,7 +39,7 @@ import math
 import numpy as np
 
 from ..backend import get_array_module
-from .geometry import check_pool_padding, output_size
+from .geometry import check_pool_geometry, first_tap, output_size
 from .pairs import conv_pairs
 from .reference import optimizer_update, prelu_backward, prelu_forward  # noqa: F401 (xp-generic)
 
@@ -260,22 +260,29 @@ depthwise_conv2d_forward, depthwise_conv2d_backward = conv_pairs(
 
 
 # ----------------------------------------------------------------------------- pooling
-# Images and volumes alike: x (N, C, *spatial), windows of any number of axes.
-def _pool_taps(x, pool, stride, padding, value):
+# Images and volumes alike: x (N, C, *spatial), windows of any number of axes; a geometry is
+# ``(pool, stride, padding, dilation)``, one entry per spatial axis in each.
+def _pool_output(sizes, geometry):
+    """The output size along each spatial axis (the convolution's rule, dilation included)."""
+    return [output_size(*a) for a in zip(sizes, *geometry, strict=True)]
+
+
+def _pool_taps(x, geometry, value):
     """Yield ``(tap, view)``: for each window tap, the (N, C, *out) slice it reads."""
-    out = [output_size(*a) for a in zip(x.shape[2:], pool, stride, padding)]
+    pool, stride, padding, dilation = geometry
+    out = _pool_output(x.shape[2:], geometry)
     xpad = _padded_band(x, -padding[0], x.shape[2] + padding[0], padding, value)
     for tap in np.ndindex(*pool):
-        yield tap, xpad[_EVERY + _tap_slices(tap, out, stride, (1,) * len(pool))]
+        yield tap, xpad[_EVERY + _tap_slices(tap, out, stride, dilation)]
 
 
-def _window_starts(sizes, pool, stride, padding, xp):
+def _window_starts(sizes, geometry, xp):
     """Per spatial axis, the first index of every window (unpadded coordinates, may be negative),
     shaped to broadcast over the output: ``(Ho, 1)`` and ``(1, Wo)`` for images."""
+    _, stride, padding, _ = geometry
     dims = len(sizes)
-    out = [output_size(*a) for a in zip(sizes, pool, stride, padding)]
     return [(xp.arange(o) * s - p).reshape([-1 if a == axis else 1 for a in range(dims)])
-            for axis, (o, s, p) in enumerate(zip(out, stride, padding))]
+            for axis, (o, s, p) in enumerate(zip(_pool_output(sizes, geometry), stride, padding))]
 
 
 def _flat_index(coords, sizes):
@@ -291,20 +298,20 @@ def maxpool_forward(x, geometry, training=True):
     unpadded plane (``h * W + w``; volumes ``(d H + h) W + w``).
 
     A running comparison over the taps, ``take = v > best or isnan(v)``: the strict ``>`` keeps the
-    first of equal maxima in row-major window order, as PyTorch. Padding is ``-inf``.
+    first of equal maxima in row-major window order, as PyTorch. Padding is ``-inf``. Tap ``t`` of
+    a window starting at ``start`` reads ``start + t d`` per axis (dilation ``d``).
     """
     xp = get_array_module(x)
-    pool, stride, padding = geometry
-    check_pool_padding(pool, padding)
-    sizes = x.shape[2:]
-    starts = _window_starts(sizes, pool, stride, padding, xp)
+    dilation, sizes = geometry[3], x.shape[2:]
+    check_pool_geometry(sizes, geometry)
+    starts = _window_starts(sizes, geometry, xp)
     best = xp.full((*x.shape[:2], *(s.size for s in starts)), -xp.inf, dtype=x.dtype)
     # before any tap wins, the winner is the window's first real pixel (as PyTorch)
-    argmax = xp.broadcast_to(_flat_index([xp.maximum(s, 0) for s in starts], sizes), best.shape)
-    for tap, v in _pool_taps(x, pool, stride, padding, -xp.inf):
+    argmax = xp.broadcast_to(_flat_index([first_tap(s, d) for s, d in zip(starts, dilation)], sizes), best.shape)
+    for tap, v in _pool_taps(x, geometry, -xp.inf):
         take = (v > best) | xp.isnan(v)
         best = xp.where(take, v, best)
-        argmax = xp.where(take, _flat_index([s + t for s, t in zip(starts, tap)], sizes), argmax)
+        argmax = xp.where(take, _flat_index([s + t * d for s, t, d in zip(starts, tap, dilation)], sizes), argmax)
     return best, (argmax.astype(xp.int64, copy=False), x.shape)
 
 
@@ -330,10 +337,10 @@ def avgpool_forward(x, geometry, training=True):
     """Average pooling: the sum of the tap slices divided by the window size (padding zeros
     count). -> ``(y, (x.shape, geometry))``."""
     xp = get_array_module(x)
-    pool, stride, padding = geometry
-    check_pool_padding(pool, padding)
+    pool = geometry[0]
+    check_pool_geometry(x.shape[2:], geometry)
     y = None
-    for _, v in _pool_taps(x, pool, stride, padding, 0):
+    for _, v in _pool_taps(x, geometry, 0):
         y = v.copy() if y is None else y + v
     return y / xp.asarray(math.prod(pool), dtype=x.dtype), (x.shape, geometry)
 
@@ -341,11 +348,11 @@ def avgpool_forward(x, geometry, training=True):
 def avgpool_backward(dy, cache):
     """Each pixel of a window receives ``dy / (window size)``: tap slices with ``+=``, then crop."""
     xp = get_array_module(dy)
-    x_shape, (pool, stride, padding) = cache
+    x_shape, (pool, stride, padding, dilation) = cache
     share = dy / xp.asarray(math.prod(pool), dtype=dy.dtype)
     dxpad = xp.zeros((*x_shape[:2], *(n + 2 * p for n, p in zip(x_shape[2:], padding))), dtype=dy.dtype)
     for tap in np.ndindex(*pool):
-        dxpad[_EVERY + _tap_slices(tap, dy.shape[2:], stride, (1,) * len(pool))] += share
+        dxpad[_EVERY + _tap_slices(tap, dy.shape[2:], stride, dilation)] += share
     return dxpad[_EVERY + tuple(slice(p, p + n) for n, p in zip(x_shape[2:], padding))].copy()
 
 

@@ -29,7 +29,7 @@ Its gradients reuse the same index map, read backwards:
 * weight:  dWt[k, c, r, s] += sum_{n, i, j} dy[n, k, i, j] xpad[n, c, i sh + r dh, j sw + s dw]
 * bias:    db[k] = sum_{n, i, j} dy[n, k, i, j]
 
-Pooling uses the same windows (without dilation), one channel at a time.
+Pooling uses the same windows, one channel at a time.
 
 Further down: the **depthwise** convolution (each channel its own filters, no sum over ``c``) as
 the same four loops, and **volumes** (N, C, D, H, W): the loops once more, with every index
@@ -46,7 +46,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module
-from .geometry import check_pool_padding, output_size
+from .geometry import check_pool_geometry, first_tap, output_size
 from .pairs import conv_pairs
 
 
@@ -196,12 +196,13 @@ def maxpool2d_forward(x, geometry, training=True):
     The cache holds ``argmax[n, c, i, j] = h * W + w``, the winner's flat index in the *unpadded*
     channel plane, and the input shape. Padding is ``-inf`` so it never wins. Ties go to the first
     maximum in row-major window order and NaN propagates (the rule of PyTorch's kernel: take a tap
-    when ``v > best or isnan(v)``).
+    when ``v > best or isnan(v)``). Tap ``(r, s)`` of window ``(i, j)`` reads padded pixel
+    ``(i sh + r dh, j sw + s dw)``, as a convolution's.
     """
     N, C, H, Wd = x.shape
-    (R, S), (sh, sw), (ph, pw) = geometry
-    check_pool_padding((R, S), (ph, pw))
-    Ho, Wo = output_size(H, R, sh, ph), output_size(Wd, S, sw, pw)
+    (R, S), (sh, sw), (ph, pw), (dh, dw) = geometry
+    check_pool_geometry((H, Wd), geometry)
+    Ho, Wo = output_size(H, R, sh, ph, dh), output_size(Wd, S, sw, pw, dw)
     xpad = _pad(x, ph, pw, value=-np.inf)
     y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     argmax = np.empty((N, C, Ho, Wo), dtype=np.int64)
@@ -209,13 +210,14 @@ def maxpool2d_forward(x, geometry, training=True):
         for j in range(Wo):
             best = np.full((N, C), -np.inf, dtype=x.dtype)
             # before any tap wins, the winner is the window's first real pixel (as PyTorch)
-            where = np.full((N, C), max(i * sh - ph, 0) * Wd + max(j * sw - pw, 0), dtype=np.int64)
+            first = first_tap(i * sh - ph, dh) * Wd + first_tap(j * sw - pw, dw)
+            where = np.full((N, C), first, dtype=np.int64)
             for r in range(R):
                 for s in range(S):
-                    v = xpad[:, :, i * sh + r, j * sw + s]  # (N, C)
+                    v = xpad[:, :, i * sh + r * dh, j * sw + s * dw]  # (N, C)
                     take = (v > best) | np.isnan(v)  # strict '>' keeps the first of equal maxima
                     best = np.where(take, v, best)
-                    where = np.where(take, (i * sh + r - ph) * Wd + (j * sw + s - pw), where)
+                    where = np.where(take, (i * sh + r * dh - ph) * Wd + (j * sw + s * dw - pw), where)
             y[:, :, i, j] = best
             argmax[:, :, i, j] = where
     return y, (argmax, x.shape)
@@ -242,29 +244,29 @@ def avgpool2d_forward(x, geometry, training=True):
     """Average pooling, ``y = mean of the R x S window``; padding zeros count (PyTorch default).
     -> ``(y, cache)``; the cache is the input shape and the geometry."""
     N, C, H, Wd = x.shape
-    (R, S), (sh, sw), (ph, pw) = geometry
-    check_pool_padding((R, S), (ph, pw))
-    Ho, Wo = output_size(H, R, sh, ph), output_size(Wd, S, sw, pw)
+    (R, S), (sh, sw), (ph, pw), (dh, dw) = geometry
+    check_pool_geometry((H, Wd), geometry)
+    Ho, Wo = output_size(H, R, sh, ph, dh), output_size(Wd, S, sw, pw, dw)
     xpad = _pad(x, ph, pw)
     y = np.zeros((N, C, Ho, Wo), dtype=x.dtype)
     for i in range(Ho):
         for j in range(Wo):
             for r in range(R):
                 for s in range(S):
-                    y[:, :, i, j] += xpad[:, :, i * sh + r, j * sw + s]
+                    y[:, :, i, j] += xpad[:, :, i * sh + r * dh, j * sw + s * dw]
     return y / np.asarray(R * S, dtype=x.dtype), (x.shape, geometry)
 
 
 def avgpool2d_backward(dy, cache):
     """dL/dx of average pooling: each pixel of a window receives ``dy / (R S)``."""
-    (N, C, H, Wd), ((R, S), (sh, sw), (ph, pw)) = cache
+    (N, C, H, Wd), ((R, S), (sh, sw), (ph, pw), (dh, dw)) = cache
     share = dy / np.asarray(R * S, dtype=dy.dtype)
     dxpad = np.zeros((N, C, H + 2 * ph, Wd + 2 * pw), dtype=dy.dtype)
     for i in range(dy.shape[2]):
         for j in range(dy.shape[3]):
             for r in range(R):
                 for s in range(S):
-                    dxpad[:, :, i * sh + r, j * sw + s] += share[:, :, i, j]
+                    dxpad[:, :, i * sh + r * dh, j * sw + s * dw] += share[:, :, i, j]
     return dxpad[:, :, ph : ph + H, pw : pw + Wd].copy()
 
 
@@ -338,23 +340,24 @@ conv3d_forward, conv3d_backward = conv_pairs(conv3d, conv3d_input_grad, conv3d_w
 def maxpool_nd_forward(x, geometry, training=True):
     """Max pooling over any number of spatial axes -> ``(y, (argmax, x.shape))``; argmax is the
     winner's flat index in the unpadded channel volume (``(d H + h) W + w``). Padding is ``-inf``;
-    ties and NaN as :func:`maxpool2d_forward`."""
-    pool, stride, padding = geometry
-    check_pool_padding(pool, padding)
+    ties, NaN and dilation as :func:`maxpool2d_forward`."""
+    pool, stride, padding, dilation = geometry
     N, C, sizes = x.shape[0], x.shape[1], x.shape[2:]
-    out = [output_size(*a) for a in zip(sizes, pool, stride, padding)]
+    check_pool_geometry(sizes, geometry)
+    out = [output_size(*a) for a in zip(sizes, pool, stride, padding, dilation, strict=True)]
     xpad = _pad_nd(x, padding, value=-np.inf)
     y = np.empty((N, C, *out), dtype=x.dtype)
     argmax = np.empty((N, C, *out), dtype=np.int64)
     for o in np.ndindex(*out):
         start = [oi * si - pi for oi, si, pi in zip(o, stride, padding)]  # unpadded coordinates
         best = np.full((N, C), -np.inf, dtype=x.dtype)
-        where = np.full((N, C), _flat([max(a, 0) for a in start], sizes), dtype=np.int64)  # first real voxel
+        first = _flat([first_tap(a, d) for a, d in zip(start, dilation)], sizes)  # the first real voxel
+        where = np.full((N, C), first, dtype=np.int64)
         for t in np.ndindex(*pool):
-            v = xpad[(..., *_reads(o, t, stride, (1,) * len(pool)))]  # (N, C)
+            v = xpad[(..., *_reads(o, t, stride, dilation))]  # (N, C)
             take = (v > best) | np.isnan(v)
             best = np.where(take, v, best)
-            where = np.where(take, _flat([a + ti for a, ti in zip(start, t)], sizes), where)
+            where = np.where(take, _flat([a + ti * d for a, ti, d in zip(start, t, dilation)], sizes), where)
         y[(..., *o)] = best
         argmax[(..., *o)] = where
     return y, (argmax, x.shape)
@@ -373,25 +376,25 @@ def maxpool_nd_backward(dy, cache):
 
 def avgpool_nd_forward(x, geometry, training=True):
     """Average pooling over any number of spatial axes (padding zeros count) -> ``(y, cache)``."""
-    pool, stride, padding = geometry
-    check_pool_padding(pool, padding)
-    out = [output_size(*a) for a in zip(x.shape[2:], pool, stride, padding)]
+    pool, stride, padding, dilation = geometry
+    check_pool_geometry(x.shape[2:], geometry)
+    out = [output_size(*a) for a in zip(x.shape[2:], pool, stride, padding, dilation, strict=True)]
     xpad = _pad_nd(x, padding)
     y = np.zeros((*x.shape[:2], *out), dtype=x.dtype)
     for o in np.ndindex(*out):
         for t in np.ndindex(*pool):
-            y[(..., *o)] += xpad[(..., *_reads(o, t, stride, (1,) * len(pool)))]
+            y[(..., *o)] += xpad[(..., *_reads(o, t, stride, dilation))]
     return y / np.asarray(np.prod(pool), dtype=x.dtype), (x.shape, geometry)
 
 
 def avgpool_nd_backward(dy, cache):
     """Each voxel of a window receives ``dy / (window size)``."""
-    x_shape, (pool, stride, padding) = cache
+    x_shape, (pool, stride, padding, dilation) = cache
     share = dy / np.asarray(np.prod(pool), dtype=dy.dtype)
     dxpad = np.zeros((*x_shape[:2], *(n + 2 * p for n, p in zip(x_shape[2:], padding))), dtype=dy.dtype)
     for o in np.ndindex(*dy.shape[2:]):
         for t in np.ndindex(*pool):
-            dxpad[(..., *_reads(o, t, stride, (1,) * len(pool)))] += share[(..., *o)]
+            dxpad[(..., *_reads(o, t, stride, dilation))] += share[(..., *o)]
     return dxpad[(..., *(slice(p, p + n) for n, p in zip(x_shape[2:], padding)))].copy()
 
 

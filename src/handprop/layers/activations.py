@@ -21,6 +21,8 @@ PyTorch does (its ReLU backward tests ``x > 0``).
 
 from __future__ import annotations
 
+import math
+
 from .. import init
 from ..backend import get_array_module
 from ..kernels import get_kernel
@@ -99,9 +101,9 @@ class ReLU(_Elementwise):
 class LeakyReLU(_Elementwise):
     """``y = x`` for x > 0, ``α x`` otherwise (α = 0.01 as PyTorch; Keras' default is 0.3)."""
 
-    def __init__(self, alpha=0.01, name=None):
-        super().__init__(name)
-        self.alpha = float(alpha)
+    def __init__(self, alpha=0.01, name=None, input_shape=None):
+        super().__init__(name, input_shape)
+        self.alpha = _finite(self, "alpha", alpha)
 
     def _f(self, x):
         mask = x > 0
@@ -113,15 +115,15 @@ class LeakyReLU(_Elementwise):
         return xp.where(mask, dy, dy * dy.dtype.type(self.alpha))
 
     def get_config(self):
-        return {"alpha": self.alpha}
+        return {"alpha": self.alpha, **super().get_config()}
 
 
 class ELU(_Elementwise):
     """``y = x`` for x > 0, ``α (e^x - 1)`` otherwise; for x ≤ 0, ``f'(x) = α e^x = y + α``."""
 
-    def __init__(self, alpha=1.0, name=None):
-        super().__init__(name)
-        self.alpha = float(alpha)
+    def __init__(self, alpha=1.0, name=None, input_shape=None):
+        super().__init__(name, input_shape)
+        self.alpha = _finite(self, "alpha", alpha)
 
     def _f(self, x):
         xp = get_array_module(x)
@@ -137,7 +139,7 @@ class ELU(_Elementwise):
         return xp.where(mask, dy, dy * (y + dy.dtype.type(self.alpha)))
 
     def get_config(self):
-        return {"alpha": self.alpha}
+        return {"alpha": self.alpha, **super().get_config()}
 
 
 class PReLU(Layer):
@@ -152,10 +154,14 @@ class PReLU(Layer):
         da = Σ_{batch, spatial} dy * min(x, 0)          (summed over everything a is shared by)
     """
 
-    def __init__(self, shared=False, alpha_init=0.25, name=None):
-        super().__init__(name)
+    _repr_defaults = {"alpha_init": 0.25}
+
+    def __init__(self, shared=False, alpha_init=0.25, name=None, input_shape=None):
+        super().__init__(name, input_shape)
+        if not isinstance(shared, bool):
+            raise TypeError(f"{self.name}: shared must be True or False, got {shared!r}")
         self.shared = shared
-        self.alpha_init = float(alpha_init)
+        self.alpha_init = _finite(self, "alpha_init", alpha_init)
 
     def fixed_input(self, input_shape):
         if self.shared:
@@ -181,11 +187,12 @@ class PReLU(Layer):
         return dx
 
     def get_config(self):
-        return {"shared": self.shared}
+        return {"shared": self.shared, "alpha_init": self.alpha_init, **super().get_config()}
 
 
 class Softmax(Layer):
-    """``y_i = e^{x_i - max x} / Σ_j e^{x_j - max x}`` over the last axis (class scores).
+    """``y_i = e^{x_i - max x} / Σ_j e^{x_j - max x}`` over ``axis`` (default the last: class scores
+    of (N, classes); ``axis=1`` for per-pixel class maps (N, classes, H, W)).
 
     Backward (the Jacobian ``diag(y) - y yᵀ`` applied to dy without forming it)::
 
@@ -195,16 +202,27 @@ class Softmax(Layer):
     is exact for extreme logits.
     """
 
+    _repr_defaults = {"axis": -1}
+
+    def __init__(self, axis=-1, name=None, input_shape=None):
+        super().__init__(name, input_shape)
+        self.axis = int(axis)
+        if self.axis == 0:
+            raise ValueError(f"{self.name}: axis 0 is the batch axis; use the class axis (-1 or 1)")
+
     def forward(self, x, training=True):
         x = self._ensure_built(x)
-        y = softmax(x)
+        y = softmax(x, axis=self.axis)
         self._cache = y
         return y
 
     def backward(self, dy, need_dx=True):
         y = self._cached()
         check_dy(self, dy, y.shape)
-        return y * (dy - (dy * y).sum(axis=-1, keepdims=True)) if need_dx else None
+        return y * (dy - (dy * y).sum(axis=self.axis, keepdims=True)) if need_dx else None
+
+    def get_config(self):
+        return {"axis": self.axis, **super().get_config()}
 
 
 def softmax(x, axis=-1):
@@ -222,6 +240,16 @@ def log_softmax(x, axis=-1):
     return z - xp.log(xp.exp(z).sum(axis=axis, keepdims=True))
 
 
+def _finite(layer, what, value):
+    """``float(value)``, or a ValueError naming the layer and argument for NaN, inf or non-numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        raise TypeError(f"{layer.name}: {what} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{layer.name}: {what} must be finite, got {value}")
+    return value
+
+
 ACTIVATIONS = {
     "linear": Linear, "sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU,
     "leaky_relu": LeakyReLU, "elu": ELU, "prelu": PReLU, "softmax": Softmax,
@@ -234,5 +262,57 @@ def get(name):
         return name
     try:
         return ACTIVATIONS[name]()
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}") from None
+
+
+def Activation(activation, name=None, input_shape=None):
+    """Keras's ``Activation("relu")`` layer: returns the activation layer itself (here ``ReLU()``).
+
+    ``activation``: a name of :data:`ACTIVATIONS` (``"relu"``, ``"sigmoid"``, ``"softmax"``, ...).
+    handprop has one class per activation, so this is a function that picks the class; the layer
+    it returns saves, loads and exports as that class.
+    """
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(f"Activation: unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[activation](name=name, input_shape=input_shape)
+
+
+def resolve_activation(activation, owner):
+    """The activation layer for ``owner``'s ``activation=`` argument: None, a name (``"relu"``) or a
+    weightless activation layer (e.g. ``LeakyReLU(0.2)``). PReLU learns weights, so it must be a
+    layer of its own (its slopes would not be the model's parameters otherwise)."""
+    if activation is None or activation == "linear":
+        return None
+    if isinstance(activation, str):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"{owner}: unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+        activation = ACTIVATIONS[activation]()
+    if isinstance(activation, PReLU):
+        raise ValueError(f"{owner}: activation='prelu' learns weights; add hp.layers.PReLU() as a layer after it")
+    if not isinstance(activation, (_Elementwise, Softmax)):
+        raise TypeError(f"{owner}: activation must be None, a name of {sorted(ACTIVATIONS)} or an activation "
+                        f"layer, got {activation!r}")
+    return activation
+
+
+def activation_config(activation):
+    """What ``get_config`` stores for an ``activation=`` argument: None, the name, or the layer's
+    class and config (``LeakyReLU(0.2)``); :func:`activation_from_config` reads it back."""
+    if activation is None:
+        return None
+    names = {cls: name for name, cls in ACTIVATIONS.items()}
+    cls = type(activation)
+    if cls in names and activation.get_config() == cls().get_config():
+        return names[cls]
+    return {"class_name": cls.__name__, "config": activation.get_config()}
+
+
+def activation_from_config(config):
+    """Inverse of :func:`activation_config`: a name, a ``{"class_name", "config"}`` dict, None or a layer."""
+    if isinstance(config, dict):
+        classes = {cls.__name__: cls for cls in ACTIVATIONS.values()}
+        if config.get("class_name") not in classes:
+            raise ValueError(f"unknown activation {config!r}")
+        return classes[config["class_name"]](**config.get("config", {}))
+    return config

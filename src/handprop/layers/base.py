@@ -23,6 +23,12 @@ trained layer is never re-initialized silently. Sizes may be ``None`` (free) at 
 **One cache.** ``forward`` stores everything its ``backward`` needs in ``self._cache`` (one
 object; for convolutions the engine builds it). A model that calls the same layer twice (shared
 weights) keeps one cache per call and sums the gradients.
+
+**Config and registry.** ``get_config()`` returns the constructor's keyword arguments (the name
+included), so ``type(layer)(**layer.get_config())`` rebuilds the layer without its weights: this
+is what :func:`handprop.load_model` does, looking classes up by name in a registry. handprop's
+own layers are registered automatically; a layer class of your own is registered with
+``@hp.layers.register_layer`` (or passed to ``load_model(..., custom_layers={...})``).
 """
 
 from __future__ import annotations
@@ -33,6 +39,43 @@ from .. import init
 from ..backend import get_array_module, to_device
 from ..kernels.geometry import pair  # noqa: F401  (re-exported: older code imports it from here)
 from ..symbolic import format_shape, normalize_shape
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register_layer(cls=None, *, name=None):
+    """Register a Layer subclass under ``name`` (default: its class name) so that
+    :func:`handprop.load_model` can rebuild it. Usable as a decorator::
+
+        @hp.layers.register_layer
+        class Scale(hp.layers.Layer):
+            def __init__(self, factor=2.0, name=None):
+                super().__init__(name)
+                self.factor = factor
+            def get_config(self):
+                return {"factor": self.factor, **super().get_config()}
+            ...
+    """
+    def register(c):
+        if not (isinstance(c, type) and issubclass(c, Layer)):
+            raise TypeError(f"register_layer: expects a subclass of hp.layers.Layer, got {c!r}")
+        _REGISTRY[name or c.__name__] = c
+        return c
+
+    return register if cls is None else register(cls)
+
+
+def get_layer_class(name, custom_layers=None):
+    """The layer class registered as ``name`` (``custom_layers``, a dict name -> class, first);
+    a ValueError that says how to register it otherwise."""
+    if custom_layers and name in custom_layers:
+        return custom_layers[name]
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    raise ValueError(
+        f"unknown layer class {name!r}: define it and register it with @hp.layers.register_layer "
+        f"(or pass custom_layers={{{name!r}: {name}}}); registered layers: {sorted(_REGISTRY)}"
+    )
 
 
 class Layer:
@@ -47,8 +90,24 @@ class Layer:
     takes_list = False
     """True for layers whose forward takes a list of arrays (Concatenate, Add)."""
 
-    def __init__(self, name: str | None = None):
+    activation = None
+    """An activation layer applied after this one (``Dense(64, activation="relu")``), or None."""
+
+    _repr_defaults: dict = {}
+    """Config entries that ``repr`` leaves out while they hold these (default) values."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__module__.startswith("handprop.") and not cls.__name__.startswith("_"):
+            _REGISTRY.setdefault(cls.__name__, cls)  # handprop's own layers; yours: register_layer
+
+    def __init__(self, name: str | None = None, input_shape=None):
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{type(self).__name__}: name must be a string, got {name!r}")
         self.name = name or type(self).__name__
+        # Keras style: ``Dense(64, input_shape=(20,))`` as a Sequential's first layer builds it at once
+        self.declared_input_shape = (None if input_shape is None
+                                     else normalize_shape(input_shape, f"{self.name}: input_shape"))
         self.params: dict = {}
         self.grads: dict = {}
         self.state: dict = {}
@@ -174,12 +233,31 @@ class Layer:
         self._cache = None  # it holds arrays of the old device
         return self
 
+    # -- an activation applied after the layer (``activation="relu"``) --------------------------
+    def _activate(self, y, training):
+        """``(activation(y), its cache)``, or ``(y, None)`` without an activation. The caller keeps
+        that cache inside its own ``_cache``, so shared layers (one cache per call) stay right."""
+        if self.activation is None:
+            return y, None
+        return self.activation.forward(y, training=training), self.activation._cache
+
+    def _activation_backward(self, dy, activation_cache):
+        """dL/d(pre-activation) from dL/d(output): the activation's backward, first in the chain."""
+        if self.activation is None:
+            return dy
+        self.activation._cache = activation_cache
+        return self.activation.backward(dy)
+
     def get_config(self) -> dict:
-        return {}
+        """The constructor's keyword arguments: ``type(layer)(**layer.get_config())`` rebuilds
+        it (without weights). Subclasses add theirs: ``{"units": ..., **super().get_config()}``."""
+        return {"name": self.name}
 
     def __repr__(self):
-        cfg = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({cfg})"
+        cfg = {k: v for k, v in self.get_config().items()
+               if not (k == "name" and v == type(self).__name__)
+               and not (k in self._repr_defaults and self._repr_defaults[k] == v)}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in cfg.items())})"
 
 
 def check_dy(layer: Layer, dy, expected_shape):

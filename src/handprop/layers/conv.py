@@ -24,7 +24,9 @@ from .. import init
 from ..backend import get_array_module
 from ..kernels import get_kernel
 from ..kernels.geometry import ConvGeometry, output_size, positive_tuple, same_padding
+from .activations import activation_config, activation_from_config, resolve_activation
 from .base import Layer, check_dy
+from .dense import check_bool, check_initializer
 
 _LAYOUTS = {2: "images (N, C, H, W)", 3: "volumes (N, C, D, H, W)"}
 
@@ -37,24 +39,66 @@ def check_image_shape(layer, input_shape, spatial_dims=2):
         raise ValueError(f"{layer.name}: expects {_LAYOUTS[spatial_dims]}, got input of shape (N, {got})")
 
 
+IMAGE_CHANNELS = (1, 3, 4)
+"""Channel counts of stored images (grey, RGB, RGBA): what a channels-last last axis holds."""
+
+
+def looks_channels_last(shape):
+    """Does a per-sample image shape ``(C, H, W)`` look like a channels-last ``(H, W, C)`` image
+    (a volume's ``(C, D, H, W)`` like ``(D, H, W, C)``)?
+
+    The heuristic (documented in :meth:`_Conv.check_channels_first`): the last axis holds an
+    image's channel count (1, 3 or 4), the other axes are all at least 8 and within a factor 4 of
+    each other (height and width of a roughly square image). A real NCHW input with 8+ channels
+    whose images are 1, 3 or 4 pixels wide and about as tall as it has channels is the only
+    legitimate shape this flags.
+    """
+    if len(shape) not in (3, 4) or any(d is None for d in shape):
+        return False
+    *sizes, last = shape
+    return last in IMAGE_CHANNELS and min(sizes) >= 8 and max(sizes) <= 4 * min(sizes)
+
+
 class _Conv(Layer):
     """What every convolution shares: validated hyper-parameters (one entry per spatial axis),
-    weights, bias and the rule that only the channel count is fixed by building."""
+    weights, bias, an optional activation, the rule that only the channel count is fixed by
+    building, and the channels-last check of the first build from data."""
 
     spatial_dims = 2
     """2 for images (NCHW), 3 for volumes (NCDHW): the length of kernel_size, stride, ..."""
 
-    def __init__(self, filters, kernel_size, *, stride, dilation, use_bias, kernel_init, bias_init, name):
-        super().__init__(name)
+    _repr_defaults = {"kernel_init": "glorot_uniform", "bias_init": "zeros", "activation": None}
+
+    def __init__(self, filters, kernel_size, positional, *, stride, dilation, use_bias, kernel_init, bias_init,
+                 activation, name, input_shape):
+        if positional:  # Keras 1's Conv2D(20, 5, 5) means a 5x5 kernel; here it would be a stride
+            self._refuse_positional(filters, kernel_size, positional)
+        super().__init__(name, input_shape)
         if not isinstance(filters, (int, np.integer)) or isinstance(filters, bool) or filters <= 0:
             raise ValueError(f"{self.name}: filters must be a positive int, got {filters!r}")
         self.filters = int(filters)
         self.kernel_size = self._per_axis(kernel_size, "kernel_size")
         self.stride = self._per_axis(stride, "stride")
         self.dilation = self._per_axis(dilation, "dilation")
-        self.use_bias = bool(use_bias)
-        self.kernel_init = kernel_init
-        self.bias_init = bias_init
+        self.use_bias = check_bool(self, "use_bias", use_bias)
+        self.kernel_init = check_initializer(self, "kernel_init", kernel_init)
+        self.bias_init = check_initializer(self, "bias_init", bias_init)
+        self.activation = resolve_activation(activation_from_config(activation), self.name)
+
+    def _refuse_positional(self, filters, kernel_size, positional):
+        """The TypeError for Keras 1's ``Conv2D(20, 5, 5)`` (a 5x5 kernel, not a stride of 5)."""
+        cls, dims = type(self).__name__, self.spatial_dims
+        args = ", ".join(map(repr, (filters, kernel_size, *positional)))
+        kernel = (kernel_size, *positional)[:dims]
+        axes = ("depth, " if dims == 3 else "") + "rows, cols"
+        if len(kernel) == dims:
+            hint = f"For a {'x'.join(map(str, kernel))} kernel write {cls}({filters!r}, {kernel!r})"
+        else:
+            hint = f"Give the kernel as one int or {dims} ints, e.g. {cls}({filters!r}, {(kernel_size,) * dims!r})"
+        raise TypeError(
+            f"{cls}({args}): the arguments after kernel_size are keyword-only. {hint} (Keras 1's "
+            f"{cls}(filters, {axes})); for a stride write stride={positional[0]!r}"
+        )
 
     def _per_axis(self, value, what, minimum=1):
         """An int or one int per spatial axis (>= minimum) -> a tuple; a ValueError naming the layer."""
@@ -62,6 +106,39 @@ class _Conv(Layer):
 
     def fixed_input(self, input_shape):
         return (input_shape[0],) + (None,) * self.spatial_dims  # the channels, not the image size
+
+    def check_channels_first(self, input_shape):
+        """Refuse a first input that looks channels-last, ``(N, H, W, C)``: read as NCHW it would
+        train silently with H taken as the channel count (a 32x32x3 batch made W (K, 32, 3, 3)).
+        Volumes likewise: ``(N, D, H, W, C)`` read as NCDHW.
+
+        Checked when the layer is built from data or from a model's declared input shape, not
+        when a model builds it on another layer's output. The rule is :func:`looks_channels_last`:
+        last axis 1, 3 or 4, the others >= 8 and within a factor 4. If your input really is
+        ``(N, C, H, W)`` with such sizes, build the layer yourself first
+        (``layer.build((C, H, W))``): a built layer is not checked again.
+        """
+        if not self.built and len(input_shape) == self.spatial_dims + 1 and looks_channels_last(input_shape):
+            *sizes, C = input_shape
+            axes, what = ("H, W", "images") if self.spatial_dims == 2 else ("D, H, W", "volumes")
+            order = (0, len(input_shape), *range(1, len(input_shape)))
+            listed = ", ".join(map(str, sizes))
+            raise ValueError(
+                f"{self.name}: input of shape (N, {listed}, {C}) looks channels-last (N, {axes}, C); handprop "
+                f"takes {what} as (N, C, {axes}), as PyTorch. Transpose it: x.transpose{order} gives "
+                f"(N, {C}, {listed}) (and write input_shape=({C}, {listed})). If it really has {sizes[0]} channels "
+                f"of {'x'.join(map(str, (*sizes[1:], C)))} {what}, build the layer first: "
+                f"layer.build({tuple(input_shape)})"
+            )
+
+    def _ensure_built(self, x):
+        if not self.built and getattr(x, "ndim", 0) == self.spatial_dims + 2:
+            self.check_channels_first(tuple(x.shape[1:]))
+        return super()._ensure_built(x)
+
+    def get_config(self):
+        return {"kernel_init": self.kernel_init, "bias_init": self.bias_init,
+                "activation": activation_config(self.activation), **super().get_config()}
 
     def _weight_shape_and_fans(self, channels):
         raise NotImplementedError
@@ -93,10 +170,11 @@ class _Convolution(_Conv):
     kernels = ("conv2d_forward", "conv2d_backward")
     """The names of the engine's forward/backward pair (:mod:`handprop.kernels`)."""
 
-    def __init__(self, filters, kernel_size, *, stride=1, padding="valid", dilation=1, use_bias=True,
-                 kernel_init="glorot_uniform", bias_init="zeros", name=None):
-        super().__init__(filters, kernel_size, stride=stride, dilation=dilation, use_bias=use_bias,
-                         kernel_init=kernel_init, bias_init=bias_init, name=name)
+    def __init__(self, filters, kernel_size, *positional, stride=1, padding="valid", dilation=1, use_bias=True,
+                 kernel_init="glorot_uniform", bias_init="zeros", activation=None, name=None, input_shape=None):
+        super().__init__(filters, kernel_size, positional, stride=stride, dilation=dilation, use_bias=use_bias,
+                         kernel_init=kernel_init, bias_init=bias_init, activation=activation, name=name,
+                         input_shape=input_shape)
         if isinstance(padding, str) and padding not in ("valid", "same"):
             raise ValueError(f"{self.name}: padding must be 'valid', 'same', int or one int per axis, "
                              f"got {padding!r}")
@@ -137,7 +215,9 @@ class _Convolution(_Conv):
             x = get_array_module(x).pad(x, ((0, 0), (0, 0), *((0, e) for e in extra)))
         conv_forward = get_kernel(self.kernels[0], x)  # e.g. conv2d_forward of the engine in force
         y, cache = conv_forward(x, self.params["W"], self.params.get("b"), geometry, training)
-        self._cache = (cache, extra, y.shape)
+        y_shape = y.shape
+        y, activation_cache = self._activate(y, training)
+        self._cache = (cache, extra, y_shape, activation_cache)
         return y
 
     def backward(self, dy, need_dx=True):
@@ -149,10 +229,12 @@ class _Convolution(_Conv):
 
         (every tap sends dy back to the pixel it read; the padding's share is dropped). ``dx`` is
         skipped when ``need_dx`` is False. The reference engine writes these sums as loops. A 3-D
-        convolution has one more index in each; a depthwise one has no sum over ``c``.
+        convolution has one more index in each; a depthwise one has no sum over ``c``. With an
+        ``activation``, ``dy`` is first taken back through it.
         """
-        cache, extra, y_shape = self._cached()
+        cache, extra, y_shape, activation_cache = self._cached()
         check_dy(self, dy, y_shape)
+        dy = self._activation_backward(dy, activation_cache)
         conv_backward = get_kernel(self.kernels[1], dy)  # e.g. conv2d_backward
         dx, self.grads["W"], db = conv_backward(dy, cache, need_dx)
         if self.use_bias:
@@ -163,7 +245,7 @@ class _Convolution(_Conv):
 
     def get_config(self):
         return {"filters": self.filters, "kernel_size": self.kernel_size, "stride": self.stride,
-                "padding": self.padding, "dilation": self.dilation, "use_bias": self.use_bias}
+                "padding": self.padding, "dilation": self.dilation, "use_bias": self.use_bias, **super().get_config()}
 
 
 class Conv2D(_Convolution):
@@ -184,6 +266,10 @@ class Conv2D(_Convolution):
     dilation : int or (dh, dw) — spacing between taps (1 = ordinary convolution); the effective
         kernel size is ``dh (R - 1) + 1``, the receptive field grows without more weights.
     use_bias, kernel_init, bias_init, name — as :class:`handprop.layers.Dense`.
+    activation : None or a name (``"relu"``) — applied after the convolution (Keras style).
+    input_shape : (C, H, W) — on a Sequential's first layer, builds the model at once (Keras style;
+        ``(3, None, None)`` for any image size). A first input that looks channels-last, e.g.
+        (32, 32, 3), is refused with the transpose to apply (:meth:`check_channels_first`).
 
     Shapes: input (N, C, H, W) -> output (N, K, Ho, Wo) with
     ``Ho = floor((H + 2 ph - dh (R - 1) - 1) / sh) + 1`` (likewise ``Wo``).
@@ -201,9 +287,11 @@ class Conv2D(_Convolution):
 class Conv3D(_Convolution):
     """3-D convolution of volumes, NCDHW (PyTorch's ``Conv3d``): :class:`Conv2D` with a depth axis.
 
-    ``Conv3D(filters, kernel_size, *, stride=1, padding="valid", dilation=1, use_bias=True)``;
+    ``Conv3D(filters, kernel_size, *, stride=1, padding="valid", dilation=1, use_bias=True,
+    kernel_init="glorot_uniform", bias_init="zeros", activation=None, name=None, input_shape=None)``;
     ``kernel_size``, ``stride``, ``padding`` and ``dilation`` are an int or a triple (depth, height,
-    width); ``padding="same"`` as Conv2D's, per axis. For x (N, C, D, H, W), W (K, C, T, R, S)::
+    width); ``padding="same"`` as Conv2D's, per axis; ``input_shape`` is (C, D, H, W) (``None`` for
+    free sizes) and the rest as :class:`Conv2D`. For x (N, C, D, H, W), W (K, C, T, R, S)::
 
         y[n, k, l, i, j] = b[k] + sum_{c, t, r, s} W[k, c, t, r, s] * xpad[n, c, l sd + t dd, i sh + r dh, j sw + s dw]
 
@@ -222,7 +310,9 @@ class DepthwiseConv2D(_Convolution):
     no mixing of channels -- PyTorch's ``Conv2d(C, C M, k, groups=C)``, Keras' ``DepthwiseConv2D``.
 
     ``DepthwiseConv2D(kernel_size, *, depth_multiplier=1, stride=1, padding="valid", dilation=1,
-    use_bias=True)``. For x (N, C, H, W) and W (C M, 1, R, S) (PyTorch's layout)::
+    use_bias=True, kernel_init="glorot_uniform", bias_init="zeros", activation=None, name=None,
+    input_shape=None)``, the keywords as :class:`Conv2D`'s. For x (N, C, H, W) and W (C M, 1, R, S)
+    (PyTorch's layout)::
 
         y[n, c M + m, i, j] = b[c M + m] + sum_{r, s} W[c M + m, 0, r, s] * xpad[n, c, i sh + r dh, j sw + s dw]
 
@@ -237,9 +327,10 @@ class DepthwiseConv2D(_Convolution):
     kernels = ("depthwise_conv2d_forward", "depthwise_conv2d_backward")
 
     def __init__(self, kernel_size, *, depth_multiplier=1, stride=1, padding="valid", dilation=1, use_bias=True,
-                 kernel_init="glorot_uniform", bias_init="zeros", name=None):
+                 kernel_init="glorot_uniform", bias_init="zeros", activation=None, name=None, input_shape=None):
         super().__init__(1, kernel_size, stride=stride, padding=padding, dilation=dilation, use_bias=use_bias,
-                         kernel_init=kernel_init, bias_init=bias_init, name=name)
+                         kernel_init=kernel_init, bias_init=bias_init, activation=activation, name=name,
+                         input_shape=input_shape)
         m = depth_multiplier
         if not isinstance(m, (int, np.integer)) or isinstance(m, bool) or m <= 0:
             raise ValueError(f"{self.name}: depth_multiplier must be a positive int, got {m!r}")
@@ -255,8 +346,9 @@ class DepthwiseConv2D(_Convolution):
         return (channels * M, 1, R, S), (R * S, M * R * S)
 
     def get_config(self):
-        return {"kernel_size": self.kernel_size, "depth_multiplier": self.depth_multiplier, "stride": self.stride,
-                "padding": self.padding, "dilation": self.dilation, "use_bias": self.use_bias}
+        config = super().get_config()
+        del config["filters"]  # not an argument: C M follows from the input
+        return {"kernel_size": config.pop("kernel_size"), "depth_multiplier": self.depth_multiplier, **config}
 
 
 class Conv2DTranspose(_Conv):
@@ -289,10 +381,12 @@ class Conv2DTranspose(_Conv):
     kernel ``(R, S, K, C_in)`` gives as well.
     """
 
-    def __init__(self, filters, kernel_size, *, stride=1, padding=0, output_padding=0, dilation=1, use_bias=True,
-                 kernel_init="glorot_uniform", bias_init="zeros", name=None):
-        super().__init__(filters, kernel_size, stride=stride, dilation=dilation, use_bias=use_bias,
-                         kernel_init=kernel_init, bias_init=bias_init, name=name)
+    def __init__(self, filters, kernel_size, *positional, stride=1, padding=0, output_padding=0, dilation=1,
+                 use_bias=True, kernel_init="glorot_uniform", bias_init="zeros", activation=None, name=None,
+                 input_shape=None):
+        super().__init__(filters, kernel_size, positional, stride=stride, dilation=dilation, use_bias=use_bias,
+                         kernel_init=kernel_init, bias_init=bias_init, activation=activation, name=name,
+                         input_shape=input_shape)
         self.padding = self._per_axis(padding, "padding", 0)
         self.output_padding = self._per_axis(output_padding, "output_padding", 0)
         if any(op >= s for op, s in zip(self.output_padding, self.stride, strict=True)):
@@ -322,15 +416,17 @@ class Conv2DTranspose(_Conv):
         geometry = ConvGeometry(self.stride, self.padding, self.dilation)
         transpose_forward = get_kernel("conv2d_transpose_forward", x)
         y, cache = transpose_forward(x, self.params["W"], self.params.get("b"), geometry, y_shape, training)
-        self._cache = (cache, y.shape)
+        y, activation_cache = self._activate(y, training)
+        self._cache = (cache, y_shape, activation_cache)
         return y
 
     def backward(self, dy, need_dx=True):
         """``dx = A dy``: a convolution of dy with W (stride, padding, dilation as this layer's);
         ``dW[c, k, r, s] = sum_{n, i, j} x[n, c, i, j] * dypad[n, k, i sh + r dh, j sw + s dw]``;
-        ``db = dy`` summed over (n, i, j)."""
-        cache, y_shape = self._cached()
+        ``db = dy`` summed over (n, i, j). With an ``activation``, ``dy`` is first taken back through it."""
+        cache, y_shape, activation_cache = self._cached()
         check_dy(self, dy, y_shape)
+        dy = self._activation_backward(dy, activation_cache)
         transpose_backward = get_kernel("conv2d_transpose_backward", dy)
         dx, self.grads["W"], db = transpose_backward(dy, cache, need_dx)
         if self.use_bias:
@@ -340,4 +436,7 @@ class Conv2DTranspose(_Conv):
     def get_config(self):
         return {"filters": self.filters, "kernel_size": self.kernel_size, "stride": self.stride,
                 "padding": self.padding, "output_padding": self.output_padding, "dilation": self.dilation,
-                "use_bias": self.use_bias}
+                "use_bias": self.use_bias, **super().get_config()}
+
+
+Convolution2D = Conv2D  # Keras 1's name (its Convolution2D(20, 5, 5) is Conv2D(20, (5, 5)) here)

@@ -25,8 +25,10 @@ from .base import Layer, check_dy
 class Dropout(Layer):
     """Inverted dropout; identity when ``training=False``. Any input shape."""
 
-    def __init__(self, rate, name=None):
-        super().__init__(name)
+    def __init__(self, rate, name=None, input_shape=None):
+        super().__init__(name, input_shape)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating, np.integer)):
+            raise TypeError(f"{self.name}: rate must be a number in [0, 1), got {rate!r}")
         if not 0.0 <= float(rate) < 1.0:
             raise ValueError(f"{self.name}: rate is the drop probability, in [0, 1); got {rate}")
         self.rate = float(rate)
@@ -57,4 +59,4 @@ class Dropout(Layer):
         return dy.copy() if scale is None else dy * scale
 
     def get_config(self):
-        return {"rate": self.rate}
+        return {"rate": self.rate, **super().get_config()}

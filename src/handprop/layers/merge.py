@@ -49,6 +49,8 @@ class Concatenate(_Merge):
 
     def __init__(self, axis=1, name=None):
         super().__init__(name)
+        if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+            raise TypeError(f"{self.name}: axis must be an int, got {axis!r}")
         if axis == 0:
             raise ValueError(f"{self.name}: cannot concatenate along the batch axis")
         self.axis = axis
@@ -82,7 +84,7 @@ class Concatenate(_Merge):
         return [part.copy() for part in get_array_module(dy).split(dy, splits, axis=self.axis)]
 
     def get_config(self):
-        return {"axis": self.axis}
+        return {"axis": self.axis, **super().get_config()}
 
 
 class Add(_Merge):

@@ -28,6 +28,8 @@ Backward after an inference forward (running statistics are constants)::
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..backend import get_array_module
@@ -38,8 +40,17 @@ class BatchNorm(Layer):
     """Batch norm for (N, F), (N, C, H, W) or (N, C, D, H, W) input; params ``gamma``, ``beta``; state
     ``running_mean``, ``running_var`` (all of shape (F,) or (C,))."""
 
-    def __init__(self, momentum=0.1, eps=1e-5, name=None):
-        super().__init__(name)
+    def __init__(self, momentum=0.1, eps=1e-5, name=None, input_shape=None):
+        super().__init__(name, input_shape)
+        for what, value in (("momentum", momentum), ("eps", eps)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise TypeError(f"{self.name}: {what} must be a number, got {value!r}")
+        if not 0.0 <= momentum <= 1.0:  # also rejects NaN
+            raise ValueError(f"{self.name}: momentum must lie in [0, 1] (PyTorch's convention: the weight of the "
+                             f"new batch; Keras's 0.99 is momentum=0.01 here), got {momentum}")
+        if not (eps > 0 and math.isfinite(eps)):
+            raise ValueError(f"{self.name}: eps must be a positive number (it keeps 1/sqrt(var + eps) finite), "
+                             f"got {eps}")
         self.momentum = float(momentum)
         self.eps = float(eps)
 
@@ -115,7 +126,7 @@ class BatchNorm(Layer):
                 - x_hat * (g * x_hat).mean(axis=axes, keepdims=True)) * inv_std
 
     def get_config(self):
-        return {"momentum": self.momentum, "eps": self.eps}
+        return {"momentum": self.momentum, "eps": self.eps, **super().get_config()}
 
 
 BatchNormalization = BatchNorm  # the Keras name

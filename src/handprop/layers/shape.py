@@ -50,10 +50,11 @@ class Reshape(Layer):
     """(N, d1, d2, ...) -> (N, *target_shape), C-order, the number of values unchanged (Keras'
     ``Reshape``). One entry of ``target_shape`` may be -1: it is inferred. Backward reshapes
     ``dy`` back. E.g. a generator's ``Dense(16 * 4 * 4)`` -> ``Reshape((16, 4, 4))`` -> convolutions.
+    ``input_shape``: as every layer's (on a Sequential's first layer, builds the model at once).
     """
 
-    def __init__(self, target_shape, name=None):
-        super().__init__(name)
+    def __init__(self, target_shape, name=None, input_shape=None):
+        super().__init__(name, input_shape)
         try:
             target = tuple(int(d) for d in target_shape)
         except (TypeError, ValueError):
@@ -91,4 +92,4 @@ class Reshape(Layer):
         return dy.reshape(shape).copy() if need_dx else None  # a new array, never a view of dy
 
     def get_config(self):
-        return {"target_shape": self.target_shape}
+        return {"target_shape": self.target_shape, **super().get_config()}

@@ -21,8 +21,8 @@ from .conv import check_image_shape
 class UpSampling2D(Layer):
     """Nearest upsampling by ``size`` (int or (sh, sw)); no parameters, any image size."""
 
-    def __init__(self, size=2, name=None):
-        super().__init__(name)
+    def __init__(self, size=2, name=None, input_shape=None):
+        super().__init__(name, input_shape)
         self.size = positive_pair(size, f"{self.name}: size")
 
     def fixed_input(self, input_shape):
@@ -47,4 +47,4 @@ class UpSampling2D(Layer):
         return dy.reshape(N, C, H, sh, Wd, sw).sum(axis=(3, 5)) if need_dx else None
 
     def get_config(self):
-        return {"size": self.size}
+        return {"size": self.size, **super().get_config()}

@@ -1,8 +1,9 @@
 """Pictures for the lessons: optimizer trajectories, training curves, filters and feature maps.
 
 Every function returns a ``matplotlib.figure.Figure`` (or an animation) that is not registered
-with pyplot: it displays when it is the last value of a Jupyter cell, ``fig.savefig(path)``
-writes it, and scripts and tests need no ``plt.close``.
+with pyplot: it displays exactly once when it is the last value of a Jupyter cell, with no
+``%matplotlib`` magic (see :mod:`handprop.viz.figure` for how), ``fig.savefig(path)`` writes it
+headless, and scripts and tests need no ``plt.close``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
+from .figure import Figure, TrajectoryAnimation
 from .history import plot_history
 from .trajectories import animate_trajectories, plot_trajectories, simulate_trajectory
 
@@ -18,6 +20,8 @@ __all__ = [
     "animate_trajectories",
     "simulate_trajectory",
     "plot_history",
+    "Figure",
+    "TrajectoryAnimation",
 ]
 
 # Names imported on first use, from modules that may not exist yet in every install.

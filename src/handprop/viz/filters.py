@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from ..backend import to_numpy
+from .figure import Figure
 
 
 def _grid(n, max_cols=8):

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.figure import Figure
-
 from ..optimizers import SGD, AdaDelta, AdaGrad, Adam, RMSprop
 from ..surfaces import get_surface
+from .figure import Figure
 from .trajectories import _run_all, draw_losses, draw_paths, plot_trajectories
 
 __all__ = ["make_gallery", "GALLERY"]

@@ -8,8 +8,9 @@ would stop.
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from .figure import Figure
 
 __all__ = ["plot_history"]
 

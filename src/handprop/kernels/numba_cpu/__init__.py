@@ -21,14 +21,18 @@ a small machine they then steal the cores the other pool needs next (a ConvNet t
 8x slower on 2 cores). So, when this engine is first imported and the variable is not set
 already, handprop sets ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep instead, costing a ~0.05 ms
 wake-up per parallel loop). Set the variable yourself before importing handprop to choose
-otherwise; :func:`handprop.backend.thread_settings` reports what is in force.
+otherwise; :func:`handprop.backend.thread_settings` reports what is in force, and
+:func:`handprop.set_num_threads` sets both pools' thread counts (on a shared server, fewer threads
+are often faster).
 
 **Debugging.** ``NUMBA_DISABLE_JIT=1`` (set before Python starts) runs these kernels as plain
 Python, so a debugger can step into them -- slowly. ``with hp.engine("reference"):`` is usually
 the better way to step through a backward pass.
 
-**Compilation.** Kernels compile on first use per dtype and are cached on disk (``cache=True``);
-:func:`warmup` pays that cost up front, e.g. before timing.
+**Compilation.** Kernels compile on first use per dtype (float32 and float64; other dtypes are a
+TypeError that says what to do) and are cached on disk (``cache=True``) where the install allows
+it; on a read-only install they compile in each process, and a ``NumbaCacheWarning`` says so once
+(``_jit.py``). :func:`warmup` pays that cost up front, e.g. before timing.
 """
 
 from __future__ import annotations

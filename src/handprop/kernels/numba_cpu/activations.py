@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._jit import CACHE, check_dtype
 
-@njit(parallel=True, cache=True)
+
+@njit(parallel=True, cache=CACHE)
 def _prelu_forward(x, alpha, y):
     """x, y (N, C, M); alpha (C,). One thread per channel."""
     N, C, M = x.shape
@@ -18,7 +20,7 @@ def _prelu_forward(x, alpha, y):
                 y[n, c, m] = v if v > 0 else a * v
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@njit(parallel=True, cache=CACHE, fastmath={"reassoc"})
 def _prelu_backward(dy, x, alpha, dx, dalpha):
     """dy, x, dx (N, C, M); alpha, dalpha (C,). One thread per channel, so dalpha[c] never races.
 
@@ -52,6 +54,7 @@ def _channels_view(x, alpha):
 def prelu_forward(x, alpha, training=True):
     """``y = x`` where x > 0, ``alpha * x`` elsewhere. x (N, C, ...) or (N, F); alpha (C,) or (1,).
     -> ``(y, (x, alpha))``."""
+    check_dtype("prelu_forward", x)
     x3 = _channels_view(x, alpha)
     y = np.empty_like(x3)
     if y.size:
@@ -63,6 +66,7 @@ def prelu_backward(dy, cache, need_dx=True):
     """-> ``(dx, dalpha)``: ``dx = dy`` where x > 0, ``alpha dy`` elsewhere;
     ``dalpha = sum(dy * min(x, 0))`` over everything but the channel axis (all axes if shared).
     One pass computes both (dx is None when ``need_dx`` is False, as on every engine)."""
+    check_dtype("prelu_backward", dy)
     x, alpha = cache
     x3 = _channels_view(x, alpha)
     dy3 = np.ascontiguousarray(dy, dtype=x3.dtype).reshape(x3.shape)

@@ -45,7 +45,8 @@ bits (as PyTorch's do); NaN and inf propagate as in any matrix product.
 
 **Compilation.** Each kernel is compiled on first use for the dtypes it meets (float32 and
 float64 are separate machine code; the output dtype is the input dtype) and cached on disk
-(``cache=True``). Call :func:`handprop.kernels.numba_cpu.warmup` to pay that once, e.g. before timing.
+(``cache=True`` where the install allows it: ``_jit.py``). Call
+:func:`handprop.kernels.numba_cpu.warmup` to pay that once, e.g. before timing.
 
 **The pairs.** :func:`conv2d_forward` in training keeps the columns it packed (when they are
 small, <= :data:`CHUNK_BYTES`) in the cache's ``extra`` field, because the weight gradient
@@ -59,6 +60,7 @@ from numba import njit, prange, uint64
 
 from ..geometry import output_size
 from ..pairs import ConvCache, conv_pairs
+from ._jit import CACHE, check_dtype
 
 CHUNK_BYTES = 16 * 2**20
 """Size limit of one chunk's column buffer, in bytes (a single output row of a huge image may
@@ -95,7 +97,7 @@ def _max_columns(N, Ho, Wo, rows, itemsize):
 
 
 # ----------------------------------------------------------------------------- im2col / col2im
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _im2col(x, col, sp, sn, n0, nb, i0, i1, Wo, R, S, sh, sw, ph, pw, dh, dw):
     """Pack the columns of images ``n0 : n0 + nb``, output rows ``i0 : i1``, into flat ``col``::
 
@@ -147,7 +149,7 @@ def _im2col(x, col, sp, sn, n0, nb, i0, i1, Wo, R, S, sh, sw, ph, pw, dh, dw):
                         col[q + j] = z
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _col2im(col, dx, sp, sn, n0, nb, i0, i1, Wo, R, S, sh, sw, ph, pw, dh, dw):
     """The adjoint of :func:`_im2col`: add every entry of ``col`` onto the pixel it came from::
 
@@ -191,6 +193,7 @@ def conv2d(x, W, b, geometry):
     the last column of ``W2 = [W.reshape(K, C R S) | b]`` -- then one batched matrix product
     ``y[n, :, band] = W2 @ col[n]`` (OpenBLAS) written straight into ``y``.
     """
+    check_dtype("conv2d", x, W)
     N, C, H, Wd = x.shape
     K, _, R, S = W.shape
     (sh, sw), (ph, pw), (dh, dw) = geometry
@@ -222,6 +225,7 @@ def conv2d_input_grad(dy, W, x_shape, geometry):
     Per chunk: ``dcol[n] = W2.T @ dy[n, :, band]`` (nb, C R S, band), one batched matrix product,
     then :func:`_col2im` adds each column entry back onto its pixel.
     """
+    check_dtype("conv2d_input_grad", dy, W)
     N, C, H, Wd = x_shape
     K, _, R, S = W.shape
     (sh, sw), (ph, pw), (dh, dw) = geometry
@@ -249,6 +253,7 @@ def conv2d_weight_grad(dy, x, W_shape, geometry):
     matching ``g = dy`` (K, nb band), and add one matrix product ``dW2.T += col @ g.T``: a single
     product with a long inner dimension (``nb band``), in the orientation OpenBLAS runs fastest.
     """
+    check_dtype("conv2d_weight_grad", dy, x)
     K, C, R, S = W_shape
     (sh, sw), (ph, pw), (dh, dw) = geometry
     N, _, Ho, Wo = dy.shape
@@ -281,6 +286,7 @@ def conv2d_weight_grad(dy, x, W_shape, geometry):
 def conv2d_forward(x, W, b, geometry, training=True):
     """``y = conv2d(x, W, b)`` -> ``(y, ConvCache)``; in training the cache keeps the packed columns
     (``extra``) when they fit in :data:`CHUNK_BYTES`, for :func:`conv2d_backward`."""
+    check_dtype("conv2d_forward", x, W)
     cols = None
     if training:
         y, cols = _conv2d_keeping_columns(x, W, b, geometry)
@@ -295,6 +301,7 @@ def conv2d_backward(dy, cache, need_dx=True):
     With the forward pass's columns at hand, ``dW`` and ``db`` are one product with them (their
     row of ones sums ``dy``, giving ``db``); otherwise the columns are packed again, chunk by chunk.
     """
+    check_dtype("conv2d_backward", dy)
     x, W, has_bias, geometry, cols = cache
     if cols is not None and cols.dtype == dy.dtype:
         dW, db = _weight_grad_from_columns(dy, cols, W.shape)
@@ -352,7 +359,7 @@ def _weight_grad_from_columns(dy, cols, W_shape):
     return np.ascontiguousarray(dWb[:-1].T).reshape(W_shape), dWb[-1].copy()
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _bias_grad(dy):
     """dL/db = ``dy.sum(axis=(0, 2, 3))``, one thread per channel. dy (N, K, Ho, Wo) -> (K,)."""
     N, K = dy.shape[0], dy.shape[1]

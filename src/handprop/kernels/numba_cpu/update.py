@@ -11,13 +11,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._jit import CACHE
+
 SGD_MIN_SIZE = 2**17
 """Smaller parameters are left to NumPy: waking the threads (~0.05 ms) costs more than one
 pass over them saves. Measured on 2 cores: 270 000 float32 numbers took 0.13 ms with NumPy,
 0.07 ms fused; 9 000 took 0.003 ms and 0.06 ms."""
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _sgd_update(p, g, buf, lr, momentum, keep, nesterov, first):
     """One pass over flat p, g (and buf when momentum != 0), in the operation order of
     :class:`handprop.optimizers.SGD` -- so the result is bit for bit NumPy's::

@@ -1,0 +1,338 @@
+"""Build the chapter notebooks from their sources, execute them, and check their outputs.
+
+Sources: ``notebooks/source/NN_name.py``, in the "percent" cell format (as Jupytext, VS Code
+and Spyder read it)::
+
+    # %% [markdown]
+    # # A title, then Markdown, each line behind "# "
+    # %%
+    code
+    # %% tags=["figure"]
+    hp.viz.plot_history(history)
+
+Each source gives two notebooks:
+
+* ``notebooks/NN_name.ipynb``: the lesson, every cell except those tagged ``solution``;
+* ``notebooks/solutions/NN_name_solutions.ipynb``: a title, the cells tagged ``setup``, and the
+  exercise section (from the cell tagged ``exercises`` to the end) with each ``exercise`` cell
+  (the student's placeholder) replaced by the ``solution`` cell that follows it.
+
+Tags and what the checks require of an executed notebook (:func:`check_outputs`):
+
+* ``figure``: the cell shows at least one ``image/png``. A cell whose last statement is a bare
+  ``hp.viz.plot_*(...)`` call counts as tagged; ``animation`` (or a bare ``hp.viz.animate_*``)
+  asks for an ``image/gif``.
+* ``check``: a checker cell; in a solutions notebook its verdict must start with ``PASSED``, in a
+  lesson (placeholders unwritten) with ``NOT YET``.
+* ``thumbnail``: one figure cell per lesson, saved small as ``notebooks/thumbnails/NN_name.png``
+  for the README.
+* Every cell: no error, nothing on stderr (warnings included), no image shown twice.
+
+Usage (``make notebooks`` runs the first)::
+
+    python notebooks/build.py               # build and execute every notebook in place (full mode)
+    python notebooks/build.py --quick 02    # a trial run in quick mode (HANDPROP_QUICK=1), not saved
+    python notebooks/build.py --check       # only compare the committed notebooks with their sources
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+HERE = Path(__file__).resolve().parent
+SOURCES = HERE / "source"
+SOLUTIONS = HERE / "solutions"
+THUMBNAILS = HERE / "thumbnails"
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+KERNEL_NAME = "handprop-notebook-tests"  # the spec execute() writes for this interpreter
+_HEADER = re.compile(r"^# %%(?P<markdown> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
+
+
+# ---------------------------------------------------------------------------------------- sources
+def parse_source(path):
+    """The cells of a percent-format file: a list of ``nbformat`` cells with their tags."""
+    cells, kind, tags, lines = [], None, [], []
+
+    def flush():
+        if kind is None:
+            return
+        while lines and not lines[-1].strip():
+            lines.pop()
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        if kind == "markdown":
+            text = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in lines)
+            cell = nbformat.v4.new_markdown_cell(text)
+        else:
+            cell = nbformat.v4.new_code_cell("\n".join(lines))
+        if tags:
+            cell.metadata["tags"] = list(tags)
+        cells.append(cell)
+
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        match = _HEADER.match(line)
+        if match:
+            flush()
+            kind = "markdown" if match["markdown"] else "code"
+            tags = json.loads(match["tags"]) if match["tags"] else []
+            lines = []
+        elif kind is None:
+            if line.strip():
+                raise ValueError(f"{path}:{number}: text before the first '# %%' cell marker")
+        else:
+            lines.append(line)
+    flush()
+    return cells
+
+
+def _tags(cell):
+    return set(cell.metadata.get("tags", []))
+
+
+def _notebook(cells):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.cells = [nbformat.from_dict(cell) for cell in cells]  # copies
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:03d}"  # stable ids: rebuilding does not churn the diff
+    return nb
+
+
+def lesson_notebook(cells):
+    return _notebook([c for c in cells if "solution" not in _tags(c)])
+
+
+def solutions_notebook(cells, source_name):
+    start = next((i for i, c in enumerate(cells) if "exercises" in _tags(c)), None)
+    if start is None:
+        raise ValueError(f"{source_name}: no cell tagged 'exercises' (where the exercise section starts)")
+    title = cells[0].source.splitlines()[0].lstrip("# ").strip() if cells[0].cell_type == "markdown" else source_name
+    head = nbformat.v4.new_markdown_cell(
+        f"# Worked solutions: {title}\n\nThe exercises of `{source_name}.ipynb` with a worked answer in place of "
+        "each placeholder; every checker below should say **PASSED**. Try them yourself first!")
+    body = [c for c in cells[:start] if "setup" in _tags(c)]
+    body += [c for c in cells[start:] if "exercise" not in _tags(c)]
+    return _notebook([head, *body])
+
+
+def targets(source):
+    """``(lesson path, solutions path)`` of a source file."""
+    return HERE / f"{source.stem}.ipynb", SOLUTIONS / f"{source.stem}_solutions.ipynb"
+
+
+def build(source):
+    """The two notebooks of one source, unexecuted: ``{path: notebook}``."""
+    cells = parse_source(source)
+    lesson, solutions = targets(source)
+    return {lesson: lesson_notebook(cells), solutions: solutions_notebook(cells, source.stem)}
+
+
+def sources(pattern=None):
+    return [p for p in sorted(SOURCES.glob("[0-9]*.py")) if pattern is None or pattern in p.stem]
+
+
+def all_notebooks():
+    """Every notebook the repository has (committed or not), lessons first."""
+    return sorted(HERE.glob("*.ipynb")) + sorted(SOLUTIONS.glob("*.ipynb"))
+
+
+def same_cells(a, b):
+    """True when two notebooks have the same cells (type, source, tags), outputs ignored."""
+    def key(nb):
+        return [(c.cell_type, c.source, sorted(_tags(c))) for c in nb.cells]
+    return key(a) == key(b)
+
+
+# -------------------------------------------------------------------------------------- execution
+def execute(nb, cwd=HERE, quick=False, timeout=600):
+    """Run ``nb`` top to bottom in a fresh kernel of this very Python (sys.executable); returns it with outputs.
+
+    The kernel gets ``HANDPROP_QUICK=1`` in quick mode and no ``MPLBACKEND`` (so matplotlib picks
+    the inline backend, as in a user's Jupyter). Raises ``nbclient.exceptions.CellExecutionError``
+    on the first error.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+    from nbclient import NotebookClient
+    from traitlets import default
+    from traitlets.config import Config
+
+    env = dict(os.environ)
+    env.pop("MPLBACKEND", None)
+    env["HANDPROP_QUICK"] = "1" if quick else "0"
+    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # silences a debugger notice on stderr
+    with tempfile.TemporaryDirectory() as tmp:
+        # A kernel spec of our own that runs this very interpreter: a "python3" spec in the user's
+        # Jupyter folders could point at another Python, without handprop or with another version.
+        spec = Path(tmp, "kernels", KERNEL_NAME)
+        spec.mkdir(parents=True)
+        spec.joinpath("kernel.json").write_text(json.dumps({
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "handprop notebook tests", "language": "python"}))
+        # Local sockets (ipc) instead of TCP ports: nothing listens on the network, and the kernel does
+        # not warn about unencrypted TCP on stderr.
+        config = Config()
+        if os.name == "posix":
+            config.KernelManager.transport = "ipc"
+            config.KernelManager.ip = os.path.join(tmp, "kernel")
+
+        class ThisPythonKernelManager(AsyncKernelManager):
+            @default("kernel_spec_manager")
+            def _only_our_spec(self):
+                return KernelSpecManager(kernel_dirs=[str(spec.parent)])
+
+        client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME, config=config,
+                                kernel_manager_class=ThisPythonKernelManager,
+                                resources={"metadata": {"path": str(cwd)}}, record_timing=False,
+                                store_widget_state=False)
+        client.execute(env=env)  # starts a kernel, runs every cell, shuts the kernel down
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)  # what a reader's Jupyter should use
+    nb.metadata.pop("widgets", None)
+    return nb
+
+
+def _last_statement_call(source):
+    """``"hp.viz.plot_history"``-style dotted name of the call that is a cell's last statement, or None."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:  # IPython magics
+        return None
+    if not body or not isinstance(body[-1], ast.Expr) or not isinstance(body[-1].value, ast.Call):
+        return None
+    try:
+        return ast.unparse(body[-1].value.func)
+    except Exception:  # pragma: no cover - ast.unparse handles every expression
+        return None
+
+
+def cell_kind(cell):
+    """``"figure"``, ``"animation"`` or None: what the notebook checks require the cell to show."""
+    tags = _tags(cell)
+    if "animation" in tags:
+        return "animation"
+    if "figure" in tags:
+        return "figure"
+    call = _last_statement_call(cell.source) or ""
+    if call.startswith("hp.viz.animate_"):
+        return "animation"
+    if call.startswith("hp.viz.plot_"):
+        return "figure"
+    return None
+
+
+def _mime(cell, mime):
+    return [o["data"][mime] for o in cell.get("outputs", []) if mime in o.get("data", {})]
+
+
+def _text(output):
+    if output.get("output_type") == "stream":
+        return output.get("text", "")
+    return output.get("data", {}).get("text/plain", "")
+
+
+def check_outputs(nb, solutions):
+    """Problems in an executed notebook (an empty list when it is fine); see the module docstring."""
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        where = f"cell {i} ({cell.source.strip().splitlines()[0][:60] if cell.source.strip() else 'empty'!r})"
+        outputs = cell.get("outputs", [])
+        for output in outputs:
+            if output.get("output_type") == "error":
+                problems.append(f"{where}: {output.get('ename')}: {output.get('evalue')}")
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                problems.append(f"{where}: wrote to stderr: {output.get('text', '')[:300]!r}")
+        kind = cell_kind(cell)
+        if kind == "figure" and not _mime(cell, "image/png"):
+            problems.append(f"{where}: draws a figure but shows no image/png")
+        if kind == "animation" and not _mime(cell, "image/gif"):
+            problems.append(f"{where}: makes an animation but shows no image/gif")
+        images = _mime(cell, "image/png") + _mime(cell, "image/gif")
+        if len(images) != len(set(images)):
+            problems.append(f"{where}: shows the same image twice")
+        if "check" in _tags(cell):
+            verdicts = [_text(o) for o in outputs if _text(o).startswith(("PASSED", "NOT YET"))]
+            want = "PASSED" if solutions else "NOT YET"
+            if not verdicts or not all(v.startswith(want) for v in verdicts):
+                problems.append(f"{where}: a checker cell should say {want}, got {verdicts or 'no verdict'}")
+    return problems
+
+
+def size_kb(path):
+    return Path(path).stat().st_size / 1024
+
+
+def thumbnail_path(lesson_path):
+    return THUMBNAILS / f"{Path(lesson_path).stem}.png"
+
+
+def write_thumbnail(nb, lesson_path, width=360):
+    """Save the first image of the cell tagged ``thumbnail`` as a small PNG for the README; its path."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    for cell in nb.cells:
+        if "thumbnail" in _tags(cell):
+            images = _mime(cell, "image/png")
+            if not images:
+                raise ValueError(f"{lesson_path.name}: the cell tagged 'thumbnail' shows no image/png")
+            with Image.open(io.BytesIO(base64.b64decode(images[0]))) as image:
+                image = image.convert("RGB")
+                image.thumbnail((width, width))
+                path = thumbnail_path(lesson_path)
+                path.parent.mkdir(exist_ok=True)
+                image.save(path, optimize=True)
+                return path
+    raise ValueError(f"{lesson_path.name}: no cell tagged 'thumbnail' (the figure shown in the README)")
+
+
+# ------------------------------------------------------------------------------------------ main
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pattern", nargs="?", help="only sources whose name contains this, e.g. 02")
+    parser.add_argument("--quick", action="store_true",
+                        help="HANDPROP_QUICK=1 (smaller runs, as the tests); a trial run, nothing is saved")
+    parser.add_argument("--check", action="store_true", help="only check that the committed notebooks match")
+    args = parser.parse_args(argv)
+    failed = False
+    for source in sources(args.pattern):
+        for path, nb in build(source).items():
+            name = path.relative_to(HERE)
+            if args.check:
+                ok = path.exists() and same_cells(nbformat.read(path, as_version=4), nb)
+                print(f"{name}: {'matches its source' if ok else 'OUT OF DATE: run make notebooks'}")
+                failed |= not ok
+                continue
+            start = time.perf_counter()
+            execute(nb, quick=args.quick)
+            seconds = time.perf_counter() - start
+            problems = check_outputs(nb, solutions=path.parent == SOLUTIONS)
+            if args.quick:  # a trial run: the committed copies keep their full-mode outputs
+                saved = "not saved"
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                nbformat.write(nb, path)
+                if path.parent == HERE:
+                    write_thumbnail(nb, path)
+                saved = f"saved, {size_kb(path):.0f} KB"
+            print(f"{name}: executed in {seconds:.1f} s ({'quick' if args.quick else 'full'} mode), {saved}"
+                  + "".join(f"\n  PROBLEM {p}" for p in problems))
+            failed |= bool(problems)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Argument checks of the model API: mistakes reported in words, before they give wrong numbers.
+
+Each check here replaces a result that used to be silently wrong:
+
+==============================================  =============================================
+mistake                                         what happened before
+==============================================  =============================================
+``fit(batch_size=-1)`` / ``0`` / ``2.7``        loss 0.0 after zero steps / ZeroDivisionError / 2
+``fit(epochs=-1)``                              trained nothing, returned an empty History
+a Softmax layer before ``SoftmaxCrossEntropy``  softmax applied twice (accuracy 0.34 instead of 0.57)
+NaN in the targets                              blamed on the learning rate, after a training step
+x finite in float64, beyond float32's range     became inf after the cast, then NaN
+a loss growing to 1e11 .. 1e30                  trained on silently
+==============================================  =============================================
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+from .backend import get_array_module, is_gpu_array, to_numpy
+from .errors import DivergenceWarning
+
+DIVERGENCE_FACTOR = 1e6
+""":class:`DivergenceWatch` warns when a minibatch loss exceeds this many times the first one
+(or than 1, whichever is larger): six orders of magnitude is no noise."""
+
+
+def check_int(value, what, minimum):
+    """``int(value)`` for an integer ``>= minimum`` (Python or NumPy, not bool, not float);
+    a TypeError or ValueError that names ``what`` otherwise."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} must be an int >= {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{what} must be an int >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_fit_arguments(epochs, batch_size, validation_split, shuffle, verbose, callbacks, nb_epoch=None):
+    """Validate ``fit``'s arguments; returns ``(epochs, batch_size)`` as ints.
+
+    ``nb_epoch`` is Keras 1's name for ``epochs``: accepted with a DeprecationWarning.
+    """
+    if nb_epoch is not None:
+        warnings.warn("fit(nb_epoch=...) is Keras 1's name; write fit(epochs=...)", DeprecationWarning, stacklevel=3)
+        if epochs not in (1, nb_epoch):
+            raise ValueError(f"fit: got epochs={epochs} and nb_epoch={nb_epoch}; pass only epochs")
+        epochs = nb_epoch
+    epochs = check_int(epochs, "fit: epochs", 0)
+    batch_size = check_int(batch_size, "fit: batch_size", 1)
+    if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real):
+        raise TypeError(f"fit: validation_split must be a number in [0, 1), got {validation_split!r}")
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split}")
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"fit: shuffle must be True or False, got {shuffle!r}")
+    if verbose not in (0, 1, 2) or isinstance(verbose, float):
+        raise ValueError(f"fit: verbose must be 0 (silent), 1 (progress bar) or 2 (one line per epoch), "
+                         f"got {verbose!r}")
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"fit: callbacks must be a list of Callback objects, got {type(callbacks).__name__}")
+    return epochs, batch_size
+
+
+def check_output_matches_loss(model, loss):
+    """Refuse a model whose last layer already applies the nonlinearity that ``loss`` applies
+    itself: ``Softmax`` before ``SoftmaxCrossEntropy`` (softmax twice: the loss then sees
+    probabilities as logits, and learning slows to a crawl), or ``Sigmoid`` before
+    ``BinaryCrossEntropy(from_logits=True)``."""
+    from .layers.activations import Sigmoid, Softmax
+    from .losses import BinaryCrossEntropy, SoftmaxCrossEntropy
+
+    calls = model._calls()
+    if not calls:
+        return
+    last = calls[-1]
+    applied = [last, getattr(last, "activation", None)]
+    if isinstance(loss, SoftmaxCrossEntropy) and any(isinstance(a, Softmax) for a in applied):
+        raise ValueError(
+            f"compile: the last layer ({last.name}) applies softmax and SoftmaxCrossEntropy applies it again "
+            "(it takes logits, as PyTorch's CrossEntropyLoss). Remove the Softmax (predict then returns "
+            "logits; hp.layers.activations.softmax(model.predict(x)) gives probabilities)"
+        )
+    if (isinstance(loss, BinaryCrossEntropy) and loss.from_logits
+            and any(isinstance(a, Sigmoid) for a in applied)):
+        raise ValueError(
+            f"compile: the last layer ({last.name}) applies a sigmoid and BinaryCrossEntropy(from_logits=True) "
+            "applies it again; remove the Sigmoid, or use BinaryCrossEntropy(from_logits=False)"
+        )
+
+
+def as_array(a, what, name):
+    """``a`` as an array (CuPy arrays kept); a ragged list or an unconvertible object is a
+    ValueError naming ``what`` and ``name`` instead of NumPy's own message."""
+    if is_gpu_array(a):
+        return a
+    if a is None:
+        raise TypeError(f"{what}: {name} is None; pass an array")
+    try:
+        return np.asarray(a)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{what}: {name} cannot be read as one array (ragged rows, or mixed types?): {e}") from None
+
+
+def check_targets(y, what):
+    """Targets must be numeric and finite: a NaN label is the data's fault, not the learning rate's."""
+    if y.dtype.kind not in "fiub":
+        raise TypeError(f"{what}: targets y must be numeric, got dtype {y.dtype}")
+    if y.dtype.kind == "f":
+        bad = ~get_array_module(y).isfinite(y)
+        if bool(bad.any()):
+            rows = np.unique(np.nonzero(to_numpy(bad).reshape(len(y), -1))[0])
+            raise ValueError(f"{what}: the targets y contain NaN or infinite values (in {rows.size} samples, "
+                             f"e.g. at indices {rows[:5].tolist()}); clean or drop those samples")
+
+
+def check_cast_range(a, dtype, what):
+    """Values of float input ``a`` must survive the cast to the model's ``dtype`` (e.g. 1e39 is
+    finite in float64 and inf in float32)."""
+    dtype = np.dtype(dtype)
+    if a.dtype.kind != "f" or dtype.kind != "f" or np.finfo(a.dtype).max <= np.finfo(dtype).max or a.size == 0:
+        return
+    biggest = float(get_array_module(a).abs(a).max())
+    if biggest > float(np.finfo(dtype).max):
+        raise ValueError(f"{what}: x has values up to {biggest:.3g}, beyond the largest {dtype.name} "
+                         f"({float(np.finfo(dtype).max):.3g}); they would become inf in the model's dtype. "
+                         "Rescale (normalize) the inputs")
+
+
+class DivergenceWatch:
+    """Warns once (:class:`handprop.DivergenceWarning`) when the training loss explodes: a minibatch
+    loss above ``DIVERGENCE_FACTOR`` times the first one of this ``fit`` (or than 1, whichever is
+    larger). A non-finite loss is an error raised by ``train_step`` itself."""
+
+    def __init__(self):
+        self.first = None
+        self.warned = False
+
+    def update(self, loss, lr):
+        if self.first is None:
+            self.first = float(loss)
+            return
+        if not self.warned and loss > DIVERGENCE_FACTOR * max(self.first, 1.0):
+            self.warned = True
+            warnings.warn(
+                f"training is diverging: the loss grew from {self.first:.4g} to {loss:.4g}; the learning rate "
+                f"({lr}) is probably too high (try 10x smaller), or the inputs or targets are unnormalized",
+                DivergenceWarning, stacklevel=4,
+            )

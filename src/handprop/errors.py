@@ -1,0 +1,24 @@
+"""handprop's own warning classes, so that a test or a notebook can catch or silence exactly them::
+
+    with pytest.warns(hp.DivergenceWarning): model.fit(...)
+    warnings.simplefilter("ignore", hp.HandpropWarning)      # all of handprop's warnings
+"""
+
+from __future__ import annotations
+
+
+class HandpropWarning(UserWarning):
+    """Base class of every warning handprop issues."""
+
+
+class DivergenceWarning(HandpropWarning, RuntimeWarning):
+    """Training is diverging: the loss grew by orders of magnitude (usually a learning rate that is
+    too high, or unnormalized inputs or targets)."""
+
+
+class NumbaCacheWarning(HandpropWarning):
+    """The numba engine cannot cache its compiled kernels on disk (a read-only install): it
+    compiles them in every new process instead."""
+
+
+__all__ = ["HandpropWarning", "DivergenceWarning", "NumbaCacheWarning"]
