@@ -37,66 +37,70 @@ def on(engine, *arrays):
     return moved if len(moved) > 1 else moved[0]
 
 
+def _digits(t):
+    return "".join(map(str, t))
+
+
 def conv_id(cfg):
-    (sh, sw), (ph, pw), (dh, dw) = cfg["geometry"]
+    stride, padding, dilation = cfg["geometry"]
     return (f"x{'x'.join(map(str, cfg['x']))}-W{'x'.join(map(str, cfg['W']))}"
-            f"-s{sh}{sw}-p{ph}{pw}-d{dh}{dw}")
+            f"-s{_digits(stride)}-p{_digits(padding)}-d{_digits(dilation)}")
 
 
 def pool_id(cfg):
-    (R, S), (sh, sw), (ph, pw), (dh, dw) = cfg["geometry"]
-    return f"x{'x'.join(map(str, cfg['x']))}-k{R}{S}-s{sh}{sw}-p{ph}{pw}-d{dh}{dw}"
+    pool, stride, padding, dilation = cfg["geometry"]
+    return (f"x{'x'.join(map(str, cfg['x']))}-k{_digits(pool)}-s{_digits(stride)}-p{_digits(padding)}"
+            f"-d{_digits(dilation)}")
 
 
-def conv_configs(count, seed, max_hw, max_ch, max_k=4):
+def conv_configs(count, seed, max_hw, max_ch, max_k=4, dims=2):
     """Seeded random conv geometries (channels, sizes, non-square kernels, strides, paddings,
-    dilations) with a non-empty output, as pytest params whose ids name the geometry."""
+    dilations) with a non-empty output, as pytest params whose ids name the geometry. ``dims=3``:
+    volumes (N, C, D, H, W)."""
     rng = np.random.default_rng(seed)
     out = []
     while len(out) < count:
         N, C, K = (int(v) for v in rng.integers(1, [4, max_ch + 1, max_ch + 1]))
-        H, W = (int(v) for v in rng.integers(3, max_hw + 1, 2))
-        R, S = (int(v) for v in rng.integers(1, max_k + 1, 2))
-        stride = tuple(int(v) for v in rng.integers(1, 4, 2))
-        padding = tuple(int(v) for v in rng.integers(0, 3, 2))
-        dilation = tuple(int(v) for v in rng.integers(1, 3, 2))
-        if min(output_size(H, R, stride[0], padding[0], dilation[0]),
-               output_size(W, S, stride[1], padding[1], dilation[1])) < 1:  # fmt: skip
+        sizes = tuple(int(v) for v in rng.integers(3, max_hw + 1, dims))
+        kernel = tuple(int(v) for v in rng.integers(1, max_k + 1, dims))
+        stride = tuple(int(v) for v in rng.integers(1, 4, dims))
+        padding = tuple(int(v) for v in rng.integers(0, 3, dims))
+        dilation = tuple(int(v) for v in rng.integers(1, 3, dims))
+        if min(output_size(*a) for a in zip(sizes, kernel, stride, padding, dilation)) < 1:
             continue
-        cfg = dict(x=(N, C, H, W), W=(K, C, R, S), geometry=ConvGeometry(stride, padding, dilation))
+        cfg = dict(x=(N, C, *sizes), W=(K, C, *kernel), geometry=ConvGeometry(stride, padding, dilation))
         out.append(pytest.param(cfg, id=conv_id(cfg)))
     return out
 
 
-def pool_configs(count, seed, max_hw, max_ch, dilate=True):
+def pool_configs(count, seed, max_hw, max_ch, dims=2, dilate=True):
     """Seeded pooling geometries (padding at most half the window, as PyTorch; every third one
-    dilated when ``dilate``), as params."""
+    dilated when ``dilate``), as params. ``dims=3``: volumes (N, C, D, H, W)."""
     rng = np.random.default_rng(seed)
     out = []
     while len(out) < count:
         N, C = (int(v) for v in rng.integers(1, [4, max_ch + 1]))
-        H, W = (int(v) for v in rng.integers(2, max_hw + 1, 2))
-        pool = tuple(int(v) for v in rng.integers(1, 5, 2))
-        stride = tuple(int(v) for v in rng.integers(1, 4, 2))
+        sizes = tuple(int(v) for v in rng.integers(2, max_hw + 1, dims))
+        pool = tuple(int(v) for v in rng.integers(1, 5, dims))
+        stride = tuple(int(v) for v in rng.integers(1, 4, dims))
         padding = tuple(int(rng.integers(0, p // 2 + 1)) for p in pool)
-        dilation = tuple(int(v) for v in rng.integers(1, 3, 2)) if dilate and len(out) % 3 == 2 else (1, 1)
-        if min(output_size(n, p, s, q, d) for n, p, s, q, d in zip((H, W), pool, stride, padding, dilation)) < 1:
+        dilation = (tuple(int(v) for v in rng.integers(1, 3, dims)) if dilate and len(out) % 3 == 2
+                    else (1,) * dims)
+        if min(output_size(*a) for a in zip(sizes, pool, stride, padding, dilation)) < 1:
             continue
-        cfg = dict(x=(N, C, H, W), geometry=PoolGeometry(pool, stride, padding, dilation))
+        cfg = dict(x=(N, C, *sizes), geometry=PoolGeometry(pool, stride, padding, dilation))
         out.append(pytest.param(cfg, id=pool_id(cfg)))
     return out
 
 
 def conv_data(cfg, dtype, seed):
-    """x, W, b and an upstream gradient dy for a conv geometry."""
+    """x, W, b and an upstream gradient dy for a conv geometry (images or volumes)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(cfg["x"]).astype(dtype)
     W = rng.standard_normal(cfg["W"]).astype(dtype)
     b = rng.standard_normal(cfg["W"][0]).astype(dtype)
-    (sh, sw), (ph, pw), (dh, dw) = cfg["geometry"]
-    N, _, H, Wd = cfg["x"]
-    K, _, R, S = cfg["W"]
-    dy = rng.standard_normal((N, K, output_size(H, R, sh, ph, dh), output_size(Wd, S, sw, pw, dw)))
+    out = [output_size(*a) for a in zip(cfg["x"][2:], cfg["W"][2:], *cfg["geometry"])]
+    dy = rng.standard_normal((cfg["x"][0], cfg["W"][0], *out))
     return x, W, b, dy.astype(dtype)
 
 

@@ -3,7 +3,10 @@
 The reference engine (the loops) is checked against PyTorch and central differences; every other
 engine against the reference on many seeded geometries, float64 and float32 (test ids name each
 geometry: ``x2x3x9x8-W4x3x3x3-s12-p01-d11`` is x (2, 3, 9, 8), W (4, 3, 3, 3), stride (1, 2),
-padding (0, 1), dilation (1, 1)). The cupy cases run only with CuPy and a GPU (``-m gpu``).
+padding (0, 1), dilation (1, 1)). Volumes run through the same tests: an ``x`` of five sizes
+(``x1x2x5x6x4-W3x2x2x3x1-s121-...``) is a 3-D geometry, checked with the ``conv3d``/``maxpool3d``/
+``avgpool3d`` kernels against ``F.conv3d``, ``F.max_pool3d``... The cupy cases run only with CuPy
+and a GPU (``-m gpu``).
 """
 
 from __future__ import annotations
@@ -27,10 +30,27 @@ from handprop.gradcheck import numeric_gradient
 from handprop.kernels import API, reference
 from handprop.kernels.geometry import ConvGeometry, PoolGeometry
 
-REFERENCE_CONV = conv_configs(16, 1, 9, 4)  # the loops are slow: small shapes
-FAST_CONV = conv_configs(40, 2, 16, 8, max_k=5)
-REFERENCE_POOL = pool_configs(16, 3, 9, 3)
-FAST_POOL = pool_configs(30, 4, 16, 6)
+# the loops are slow: small shapes; volumes (dims=3) smaller still
+REFERENCE_CONV = conv_configs(16, 1, 9, 4) + conv_configs(8, 11, 6, 3, max_k=3, dims=3)
+FAST_CONV = conv_configs(40, 2, 16, 8, max_k=5) + conv_configs(12, 12, 8, 4, max_k=3, dims=3)
+REFERENCE_POOL = pool_configs(16, 3, 9, 3) + pool_configs(8, 13, 6, 2, dims=3)
+FAST_POOL = pool_configs(30, 4, 16, 6) + pool_configs(10, 14, 8, 3, dims=3)
+
+
+def nd(cfg):
+    """``"2d"`` for images, ``"3d"`` for volumes: the suffix of the kernels (and torch functions)."""
+    return f"{len(cfg['x']) - 2}d"
+
+
+def torch_has_avgpool(cfg):
+    """Does PyTorch's average pooling compute this geometry? It has no dilation, and its 3-D version
+    refuses an input smaller than the window even when padding makes room (2-D takes it)."""
+    pool, _, _, dilation = cfg["geometry"]
+    return set(dilation) == {1} and (len(pool) == 2 or all(n >= k for n, k in zip(cfg["x"][2:], pool)))
+
+
+def spatial_axes(cfg):
+    return (0, *range(2, len(cfg["x"])))
 
 
 @pytest.mark.parametrize("engine", ENGINE_PARAMS)
@@ -48,25 +68,26 @@ def test_reference_conv_matches_torch(cfg, dtype, torch):
     x, W, b, dy = conv_data(cfg, dtype, seed=1)
     # the truth: torch in float64 on the very same (possibly float32-rounded) numbers
     tx, tW, tb = (torch.tensor(a.astype(np.float64), requires_grad=True) for a in (x, W, b))
-    ty = F.conv2d(tx, tW, tb, *cfg["geometry"])
+    ty = getattr(F, f"conv{nd(cfg)}")(tx, tW, tb, *cfg["geometry"])
     ty.backward(torch.tensor(dy.astype(np.float64)))
     x0, W0, dy0 = x.copy(), W.copy(), dy.copy()
-    y, cache = reference.conv2d_forward(x, W, b, cfg["geometry"])
-    dx, dW, db = reference.conv2d_backward(dy, cache)
+    y, cache = getattr(reference, f"conv{nd(cfg)}_forward")(x, W, b, cfg["geometry"])
+    dx, dW, db = getattr(reference, f"conv{nd(cfg)}_backward")(dy, cache)
     for name, ours, theirs in (("y", y, ty), ("dx", dx, tx.grad), ("dW", dW, tW.grad), ("db", db, tb.grad)):
         assert_close(ours, theirs.detach().numpy(), dtype, name)
     for before, after in ((x0, x), (W0, W), (dy0, dy)):
         np.testing.assert_array_equal(before, after)  # kernels never write into their inputs
 
 
-@pytest.mark.parametrize("cfg", conv_configs(4, 8, 6, 3))
+@pytest.mark.parametrize("cfg", conv_configs(4, 8, 6, 3) + conv_configs(2, 15, 5, 2, max_k=2, dims=3))
 def test_reference_conv_gradients_are_central_differences(cfg):
     """Independent of torch: dx and dW are the gradients of L = sum(conv(x, W) * dy)."""
     x, W, b, dy = conv_data(cfg, np.float64, seed=3)
-    loss = lambda: float(np.sum(reference.conv2d(x, W, b, cfg["geometry"]) * dy))
+    conv, forward, backward = (getattr(reference, f"conv{nd(cfg)}{s}") for s in ("", "_forward", "_backward"))
+    loss = lambda: float(np.sum(conv(x, W, b, cfg["geometry"]) * dy))
     num_dx = numeric_gradient(loss, x, np.arange(x.size))
     num_dW = numeric_gradient(loss, W, np.arange(W.size))
-    dx, dW, db = reference.conv2d_backward(dy, reference.conv2d_forward(x, W, b, cfg["geometry"])[1])
+    dx, dW, db = backward(dy, forward(x, W, b, cfg["geometry"])[1])
     np.testing.assert_allclose(dx.ravel(), num_dx, atol=1e-7)
     np.testing.assert_allclose(dW.ravel(), num_dW, atol=1e-7)
 
@@ -79,21 +100,23 @@ def test_reference_pooling_matches_torch(cfg, dtype, torch):
     x = np.round(rng.standard_normal(cfg["x"])).astype(dtype)  # few distinct values: many ties
     pool, stride, padding, dilation = cfg["geometry"]
     tx = torch.tensor(x, requires_grad=True)
-    ty, tidx = F.max_pool2d(tx, pool, stride, padding, dilation, return_indices=True)
+    ty, tidx = getattr(F, f"max_pool{nd(cfg)}")(tx, pool, stride, padding, dilation, return_indices=True)
     dy = rng.standard_normal(tuple(ty.shape)).astype(dtype)
     ty.backward(torch.tensor(dy))
-    y, cache = reference.maxpool2d_forward(x, cfg["geometry"])
+    max_forward, max_backward, avg_forward, avg_backward = (
+        getattr(reference, f"{kind}pool{nd(cfg)}_{way}") for kind in ("max", "avg") for way in ("forward", "backward"))
+    y, cache = max_forward(x, cfg["geometry"])
     np.testing.assert_array_equal(y, ty.detach().numpy())
     np.testing.assert_array_equal(cache[0], tidx.numpy())  # the same winner, ties included
-    assert_close(reference.maxpool2d_backward(dy, cache), tx.grad.numpy(), dtype, "max dx")
-    if dilation != (1, 1):
-        return  # PyTorch's average pooling has no dilation (test_engines checks it against central differences)
+    assert_close(max_backward(dy, cache), tx.grad.numpy(), dtype, "max dx")
+    if not torch_has_avgpool(cfg):
+        return  # checked against central differences instead (the next test)
     tx = torch.tensor(x.astype(np.float64), requires_grad=True)
-    ta = F.avg_pool2d(tx, pool, stride, padding)  # count_include_pad=True, ceil_mode=False
+    ta = getattr(F, f"avg_pool{nd(cfg)}")(tx, pool, stride, padding)  # count_include_pad=True, ceil_mode=False
     ta.backward(torch.tensor(dy.astype(np.float64)))
-    y, cache = reference.avgpool2d_forward(x, cfg["geometry"])
+    y, cache = avg_forward(x, cfg["geometry"])
     assert_close(y, ta.detach().numpy(), dtype, "avg y")
-    assert_close(reference.avgpool2d_backward(dy, cache), tx.grad.numpy(), dtype, "avg dx")
+    assert_close(avg_backward(dy, cache), tx.grad.numpy(), dtype, "avg dx")
 
 
 # ----------------------------------------------------------------------------- every engine vs the definition
@@ -101,25 +124,26 @@ def test_reference_pooling_matches_torch(cfg, dtype, torch):
 @pytest.mark.parametrize("cfg", FAST_CONV)
 @pytest.mark.parametrize("engine", FAST_ENGINE_PARAMS)
 def test_conv_matches_reference(engine, cfg, dtype):
-    k = kernels(engine)
+    k, d = kernels(engine), nd(cfg)
     x, W, b, dy = conv_data(cfg, dtype, seed=5)
     g = cfg["geometry"]
-    ref_y = reference.conv2d(x, W, b, g)
-    ref_dx = reference.conv2d_input_grad(dy, W, x.shape, g)
-    ref_dW = reference.conv2d_weight_grad(dy, x, W.shape, g)
+    ref_y = getattr(reference, f"conv{d}")(x, W, b, g)
+    ref_dx = getattr(reference, f"conv{d}_input_grad")(dy, W, x.shape, g)
+    ref_dW = getattr(reference, f"conv{d}_weight_grad")(dy, x, W.shape, g)
+    forward, backward = getattr(k, f"conv{d}_forward"), getattr(k, f"conv{d}_backward")
     x0, W0, dy0 = x.copy(), W.copy(), dy.copy()
     xd, Wd, bd, dyd = on(engine, x, W, b, dy)
     for training in (True, False):  # the numba engine keeps its columns only in training
-        y, cache = k.conv2d_forward(xd, Wd, bd, g, training)
-        dx, dW, db = k.conv2d_backward(dyd, cache, need_dx=True)
+        y, cache = forward(xd, Wd, bd, g, training)
+        dx, dW, db = backward(dyd, cache, need_dx=True)
         assert_close(y, ref_y, dtype, f"y training={training}")
         assert_close(dx, ref_dx, dtype, "dx")
         assert_close(dW, ref_dW, dtype, "dW")
-        assert_close(db, dy.sum(axis=(0, 2, 3)), dtype, "db")
-    y, cache = k.conv2d_forward(xd, Wd, None, g, True)
-    dx, dW, db = k.conv2d_backward(dyd, cache, need_dx=False)
+        assert_close(db, dy.sum(axis=spatial_axes(cfg)), dtype, "db")
+    y, cache = forward(xd, Wd, None, g, True)
+    dx, dW, db = backward(dyd, cache, need_dx=False)
     assert dx is None and db is None
-    assert_close(y, reference.conv2d(x, W, None, g), dtype, "y without bias")
+    assert_close(y, getattr(reference, f"conv{d}")(x, W, None, g), dtype, "y without bias")
     assert_close(dW, ref_dW, dtype, "dW without dx")
     for before, after in ((x0, x), (W0, W), (dy0, dy)):
         np.testing.assert_array_equal(before, to_numpy(after))  # kernels never write into their inputs
@@ -148,38 +172,38 @@ def test_conv_transpose_matches_torch(engine, cfg, torch):
         assert_close(ours, theirs.detach().numpy(), np.float64, name)
 
 
-@pytest.mark.parametrize("cfg", [c for c in REFERENCE_POOL if c.values[0]["geometry"].dilation != (1, 1)])
-def test_reference_dilated_avgpool_gradient_is_central_differences(cfg):
+@pytest.mark.parametrize("cfg", [c for c in REFERENCE_POOL if not torch_has_avgpool(c.values[0])])
+def test_reference_avgpool_gradient_is_central_differences(cfg):
+    """Average pooling where PyTorch has none to compare with (dilated windows; 3-D windows larger
+    than the unpadded input): the gradient is the one of the forward pass."""
+    forward, backward = (getattr(reference, f"avgpool{nd(cfg)}_{way}") for way in ("forward", "backward"))
     x = np.random.default_rng(8).standard_normal(cfg["x"])
-    y, cache = reference.avgpool2d_forward(x, cfg["geometry"])
+    y, cache = forward(x, cfg["geometry"])
     dy = np.random.default_rng(9).standard_normal(y.shape)
-    num = numeric_gradient(lambda: float(np.sum(reference.avgpool2d_forward(x, cfg["geometry"])[0] * dy)), x,
-                           np.arange(x.size))  # fmt: skip
-    np.testing.assert_allclose(reference.avgpool2d_backward(dy, cache).ravel(), num, atol=1e-8)
+    num = numeric_gradient(lambda: float(np.sum(forward(x, cfg["geometry"])[0] * dy)), x, np.arange(x.size))
+    np.testing.assert_allclose(backward(dy, cache).ravel(), num, atol=1e-8)
 
 
 @pytest.mark.parametrize("dtype", DTYPE_PARAMS)
 @pytest.mark.parametrize("cfg", FAST_POOL)
 @pytest.mark.parametrize("engine", FAST_ENGINE_PARAMS)
 def test_pooling_matches_reference(engine, cfg, dtype):
-    k = kernels(engine)
+    k, d = kernels(engine), nd(cfg)
     rng = np.random.default_rng(7)
     x = rng.standard_normal(cfg["x"]).astype(dtype)
     x[0, 0] = np.round(x[0, 0])  # ties: the first maximum in window order must win
     g = cfg["geometry"]
-    y_ref, cache_ref = reference.maxpool2d_forward(x, g)
-    y, cache = k.maxpool2d_forward(on(engine, x), g)
-    np.testing.assert_array_equal(to_numpy(y), y_ref)
-    np.testing.assert_array_equal(to_numpy(cache[0]), cache_ref[0])
-    assert to_numpy(y).dtype == dtype
-    dy = rng.standard_normal(y_ref.shape).astype(dtype)
-    assert_close(k.maxpool2d_backward(on(engine, dy), cache), reference.maxpool2d_backward(dy, cache_ref), dtype,
-                 "max dx")  # fmt: skip
-    y_ref, cache_ref = reference.avgpool2d_forward(x, g)
-    y, cache = k.avgpool2d_forward(on(engine, x), g)
-    assert_close(y, y_ref, dtype, "avg y")
-    assert_close(k.avgpool2d_backward(on(engine, dy), cache), reference.avgpool2d_backward(dy, cache_ref), dtype,
-                 "avg dx")  # fmt: skip
+    for kind in ("max", "avg"):
+        ref_forward, ref_backward = (getattr(reference, f"{kind}pool{d}_{way}") for way in ("forward", "backward"))
+        forward, backward = (getattr(k, f"{kind}pool{d}_{way}") for way in ("forward", "backward"))
+        y_ref, cache_ref = ref_forward(x, g)
+        y, cache = forward(on(engine, x), g)
+        if kind == "max":  # the same winners, exactly
+            np.testing.assert_array_equal(to_numpy(y), y_ref)
+            np.testing.assert_array_equal(to_numpy(cache[0]), cache_ref[0])
+        assert_close(y, y_ref, dtype, f"{kind} y")
+        dy = np.random.default_rng(8).standard_normal(y_ref.shape).astype(dtype)
+        assert_close(backward(on(engine, dy), cache), ref_backward(dy, cache_ref), dtype, f"{kind} dx")
 
 
 @pytest.mark.parametrize("engine", ENGINE_PARAMS)
@@ -202,9 +226,17 @@ def test_maxpool_ties_padding_nan_and_overlaps(engine):
     x[0, 0, 1, 1] = np.nan
     y, _ = k.maxpool2d_forward(on(engine, x), PoolGeometry((2, 2), (2, 2), (0, 0)))
     assert np.isnan(to_numpy(y)[0, 0, 0, 0]) and not np.isnan(to_numpy(y)[0, 1]).any()
-    for forward in (k.maxpool2d_forward, k.avgpool2d_forward):
+    for forward, dims in ((k.maxpool2d_forward, 2), (k.avgpool2d_forward, 2), (k.maxpool3d_forward, 3),
+                          (k.avgpool3d_forward, 3)):
+        x = on(engine, np.zeros((1, 1, *(4,) * dims)))
         with pytest.raises(ValueError, match="at most half"):
-            forward(on(engine, np.zeros((1, 1, 4, 4))), PoolGeometry((2, 2), (1, 1), (2, 0)))
+            forward(x, PoolGeometry((2,) * dims, (1,) * dims, (2,) + (0,) * (dims - 1), (1,) * dims))
+        # a dilated window that steps over a 1-pixel axis would read padding only (PyTorch: -inf)
+        tiny = on(engine, np.zeros((1, 1, *(4,) * (dims - 1), 1)))
+        with pytest.raises(ValueError, match="reads only padding"):
+            forward(tiny, PoolGeometry((2,) * dims, (1,) * dims, (0,) * (dims - 1) + (1,), (1,) * (dims - 1) + (2,)))
+    with pytest.raises(ValueError, match="does not match the 3 spatial axes"):  # dilation left at its 2-D default
+        k.maxpool3d_forward(on(engine, np.zeros((1, 1, 4, 4, 4))), PoolGeometry((2, 2, 2), (2, 2, 2), (0, 0, 0)))
 
 
 @pytest.mark.parametrize("engine", ENGINE_PARAMS)

@@ -1,4 +1,5 @@
-"""hp.export.to_torch: the same function in PyTorch, for the tutorial ConvNet, a U-Net and every layer."""
+"""hp.export.to_torch: the same function in PyTorch, for the tutorial ConvNet, a U-Net and every layer
+(volumes, depthwise and dilated pooling included)."""
 
 import sys
 
@@ -78,6 +79,35 @@ def test_every_layer_type_and_dropout_in_eval(torch):
     x = np.random.default_rng(3).standard_normal((4, 1, 8, 8)).astype(np.float32)
     net = hp.export.to_torch(model)
     np.testing.assert_allclose(as_numpy(net(torch.from_numpy(x))), model.predict(x), rtol=1e-4, atol=1e-6)
+
+
+def test_volumes_depthwise_dilated_pooling_reshape_and_pixel_softmax(torch):
+    """The layers of the architectures branch, and dilated pooling (an AvgPool that PyTorch has no
+    module for becomes a depthwise convolution with equal weights)."""
+    rng = np.random.default_rng(4)
+    volume = hp.Sequential([
+        L.Conv3D(3, (2, 3, 3), padding="same", activation="relu"), L.BatchNorm(), L.MaxPool3D(2, stride=1, dilation=2),
+        L.Conv3D(4, 2, stride=(1, 2, 1), padding=(1, 0, 1), dilation=(2, 1, 1)), L.AvgPool3D((1, 2, 2)),
+        L.AvgPool3D(2, stride=1, padding=1, dilation=(2, 1, 2)), L.Flatten(), L.Dense(6), L.Reshape((2, 3)),
+        L.Softmax(axis=1),
+    ], input_shape=(2, 7, 9, 8), seed=0)
+    volume.compile("mse", "adam")
+    x = rng.standard_normal((3, 2, 7, 9, 8)).astype(np.float32)
+    volume.fit(x, rng.random((3, 2, 3)).astype(np.float32), epochs=1, verbose=0)  # running statistics move
+    net = hp.export.to_torch(volume)
+    assert isinstance(net[0][0], torch.nn.Conv3d) and isinstance(net[1], torch.nn.BatchNorm3d)
+    np.testing.assert_allclose(as_numpy(net(torch.from_numpy(x))), volume.predict(x), rtol=1e-4, atol=1e-6)
+
+    images = hp.Sequential([
+        L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", stride=2), L.ReLU(),
+        L.DepthwiseConv2D((1, 3), padding=(0, 1), use_bias=False), L.Conv2D(3, 1),
+        L.MaxPool2D(2, stride=1, padding=1, dilation=(2, 1)), L.AvgPool2D(3, stride=1, dilation=2),
+        L.Softmax(axis=1),
+    ], input_shape=(2, 13, 12), seed=1)
+    x = rng.standard_normal((2, 2, 13, 12)).astype(np.float32)
+    net = hp.export.to_torch(images)
+    assert net[0].groups == 2 and tuple(net[0].weight.shape) == (4, 1, 3, 3)
+    np.testing.assert_allclose(as_numpy(net(torch.from_numpy(x))), images.predict(x), rtol=1e-4, atol=1e-6)
 
 
 def test_shared_layers_and_several_inputs_and_float64(torch):

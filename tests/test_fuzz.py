@@ -38,8 +38,13 @@ LAYER_ARGS = {
     L.Dense: (["units"], ["use_bias", "kernel_init", "bias_init", "activation", "name", "input_shape"]),
     L.Conv2D: (["filters", "kernel_size"], ["stride", "padding", "dilation", "use_bias", "activation", "kernel_init"]),
     L.Conv2DTranspose: (["filters", "kernel_size"], ["stride", "padding", "output_padding", "dilation"]),
-    L.MaxPool2D: ([], ["pool_size", "stride", "padding"]),
-    L.AvgPool2D: ([], ["pool_size", "stride", "padding"]),
+    L.Conv3D: (["filters", "kernel_size"], ["stride", "padding", "dilation", "use_bias", "activation"]),
+    L.DepthwiseConv2D: (["kernel_size"], ["depth_multiplier", "stride", "padding", "dilation", "activation"]),
+    L.MaxPool2D: ([], ["pool_size", "stride", "padding", "dilation"]),
+    L.AvgPool2D: ([], ["pool_size", "stride", "padding", "dilation"]),
+    L.MaxPool3D: ([], ["pool_size", "stride", "padding", "dilation"]),
+    L.AvgPool3D: ([], ["pool_size", "stride", "padding", "dilation"]),
+    L.Reshape: (["target_shape"], ["input_shape"]),
     L.UpSampling2D: ([], ["size"]),
     L.BatchNorm: ([], ["momentum", "eps"]),
     L.Dropout: (["rate"], []),
@@ -64,7 +69,7 @@ def layer_calls(draw):
     return cls, kwargs
 
 
-@settings(FUZZ, max_examples=300 * SCALE)
+@settings(FUZZ, max_examples=400 * SCALE)
 @given(layer_calls())
 def test_layer_construction_succeeds_or_names_the_problem(call):
     cls, kwargs = call
@@ -81,7 +86,8 @@ def test_layer_construction_succeeds_or_names_the_problem(call):
 
 def image_layers(draw):
     k = draw(st.integers(1, 4))
-    choice = draw(st.sampled_from(["conv", "convT", "max", "avg", "gap", "up", "bn", "drop", "act", "prelu", "flat"]))
+    choice = draw(st.sampled_from(["conv", "convT", "dw", "max", "avg", "gap", "up", "bn", "drop", "act", "prelu",
+                                   "flat"]))
     if choice == "conv":
         return L.Conv2D(draw(st.integers(1, 3)), k, stride=draw(st.integers(1, 3)),
                         padding=draw(st.sampled_from(["valid", "same", 0, 1, 2])), dilation=draw(st.integers(1, 2)),
@@ -90,22 +96,42 @@ def image_layers(draw):
         s = draw(st.integers(1, 3))
         return L.Conv2DTranspose(draw(st.integers(1, 3)), k, stride=s, padding=draw(st.integers(0, 1)),
                                  output_padding=draw(st.integers(0, s - 1)))
+    if choice == "dw":
+        return L.DepthwiseConv2D(k, depth_multiplier=draw(st.integers(1, 2)), stride=draw(st.integers(1, 2)),
+                                 padding=draw(st.sampled_from(["valid", "same", 1])), dilation=draw(st.integers(1, 2)))
     if choice in ("max", "avg"):
         cls = L.MaxPool2D if choice == "max" else L.AvgPool2D
-        return cls(k, stride=draw(st.integers(1, 3)), padding=draw(st.integers(0, k // 2)))
+        return cls(k, stride=draw(st.integers(1, 3)), padding=draw(st.integers(0, k // 2)),
+                   dilation=draw(st.integers(1, 2)))
     if choice == "act":
         return draw(st.sampled_from([L.ReLU, L.Sigmoid, L.Tanh, L.ELU, L.LeakyReLU, L.Linear, L.Softmax]))()
     return {"gap": L.GlobalAvgPool2D, "up": lambda: L.UpSampling2D(draw(st.integers(1, 3))),
             "bn": L.BatchNorm, "drop": lambda: L.Dropout(0.5), "prelu": L.PReLU, "flat": L.Flatten}[choice]()
 
 
-@settings(FUZZ, max_examples=120 * SCALE)
+def volume_layers(draw):
+    k = draw(st.integers(1, 3))
+    choice = draw(st.sampled_from(["conv", "max", "avg", "bn"]))
+    if choice == "conv":
+        return L.Conv3D(draw(st.integers(1, 3)), k, stride=draw(st.integers(1, 2)),
+                        padding=draw(st.sampled_from(["valid", "same", 1])), dilation=draw(st.integers(1, 2)),
+                        activation=draw(st.sampled_from([None, "relu"])))
+    if choice in ("max", "avg"):
+        cls = L.MaxPool3D if choice == "max" else L.AvgPool3D
+        return cls(k, stride=draw(st.integers(1, 2)), padding=draw(st.integers(0, k // 2)),
+                   dilation=draw(st.integers(1, 2)))
+    return L.BatchNorm()
+
+
+@settings(FUZZ, max_examples=160 * SCALE)
 @given(st.data())
 def test_forward_backward_on_random_shapes_and_dtypes(data):
     draw = data.draw
-    layer = image_layers(draw)
+    volume = draw(st.integers(0, 3)) == 0  # a quarter of the examples: volumes (N, C, D, H, W)
+    layer = volume_layers(draw) if volume else image_layers(draw)
     dtype = draw(st.sampled_from([np.float32, np.float64]))
-    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    sizes = [draw(st.integers(1, 6 if volume else 9)) for _ in range(3 if volume else 2)]
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), *sizes)
     training = draw(st.booleans())
     x = np.random.default_rng(draw(st.integers(0, 99))).standard_normal(shape).astype(dtype) * 3
     try:

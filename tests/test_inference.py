@@ -56,6 +56,23 @@ def test_fully_convolutional_equals_sliding_window_on_every_pixel(engine):
                                        atol=2e-6)  # fmt: skip
 
 
+def test_activation_arguments_survive_the_conversion():
+    """``Conv2D(..., activation="relu")`` and ``Dense(..., activation="softmax")`` (Keras spellings)
+    keep their activations; the Dense softmax becomes a softmax over the channel axis."""
+    model = hp.Sequential([L.Conv2D(4, 3, activation="relu"), L.MaxPool2D(2), L.Conv2D(4, 2, activation=L.ELU(0.5)),
+                           L.Flatten(), L.Dense(6, activation="tanh"), L.Dense(3, activation="softmax")],
+                          input_shape=(1, 9, 9), seed=2)
+    fcn = to_fully_convolutional(model)
+    x = np.random.default_rng(3).standard_normal((1, 1, 13, 12)).astype(np.float32)
+    raw = fcn.predict(x)
+    for i, j in ((0, 0), (2, 3), (4, 1)):
+        np.testing.assert_allclose(raw[:, :, i, j], model.predict(x[:, :, i:i + 9, j:j + 9]), rtol=2e-5, atol=2e-6)
+    spatial_softmax = hp.Sequential([L.Conv2D(2, 3, activation="softmax"), L.Flatten(), L.Dense(2)],
+                                    input_shape=(1, 5, 5))
+    with pytest.raises(ValueError, match="softmax over axis -1"):
+        to_fully_convolutional(spatial_softmax)
+
+
 def test_conversion_refuses_what_it_cannot_do_exactly():
     padded = hp.Sequential([L.Conv2D(2, 3, padding="same"), L.Flatten(), L.Dense(2)], input_shape=(1, 5, 5))
     with pytest.raises(ValueError, match="pads its input"):

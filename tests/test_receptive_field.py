@@ -32,12 +32,13 @@ def test_tutorial_dilated_table():
 def test_receptive_field_matches_gradient_support():
     """The receptive field is the support of d(one output pixel)/d(input): check it empirically."""
     model = hp.Sequential([L.Conv2D(1, 3), L.MaxPool2D(2), L.Conv2D(1, 3, dilation=2), L.AvgPool2D(2),
-                           L.Conv2D(1, (3, 1))], input_shape=(1, 48, 48), seed=1)
+                           L.AvgPool2D(2, stride=1, dilation=(2, 3)), L.Conv2D(1, (3, 1))],
+                          input_shape=(1, 64, 64), seed=1)
     model.cast(np.float64)
     for la in model.layers:
         if "W" in la.params:
             la.params["W"][...] = 1.0  # positive weights: no accidental cancellation
-    x = np.random.default_rng(0).random((1, 1, 48, 48))
+    x = np.random.default_rng(0).random((1, 1, 64, 64))
     with hp.engine("numpy"):
         y = model.forward(x)
         dy = np.zeros_like(y)
@@ -50,6 +51,7 @@ def test_receptive_field_matches_gradient_support():
 
 @pytest.mark.parametrize("layer,expected", [
     (L.Conv2D(1, 5, stride=2), 5), (L.MaxPool2D(3, stride=2), 3), (L.UpSampling2D(2), 1),
+    (L.MaxPool2D(3, stride=1, dilation=(2, 1)), (5, 3)),
 ])
 def test_single_layers(layer, expected):
     model = hp.Sequential([layer], input_shape=(1, 16, 16))

@@ -9,18 +9,23 @@ Each layer becomes the PyTorch module that computes the same function, with the 
 handprop                   PyTorch
 =========================  ===================================================================
 Dense                      ``nn.Linear`` -- its ``weight`` is handprop's ``W`` **transposed**
-Conv2D                     ``nn.Conv2d``; ``padding="same"`` pads like handprop (and Keras):
-                           half on each side, the odd row/column at the bottom/right, computed
-                           per input size, then a convolution without padding
+Conv2D, Conv3D             ``nn.Conv2d``, ``nn.Conv3d``; ``padding="same"`` pads like handprop
+                           (and Keras): half on each side, the odd row/column at the
+                           bottom/right, computed per input size, then a convolution without
+                           padding
+DepthwiseConv2D            ``nn.Conv2d(C, C M, k, groups=C)`` (the same ``(C M, 1, R, S)`` weights)
 Conv2DTranspose            ``nn.ConvTranspose2d`` (the same ``(C_in, K, R, S)`` weight layout)
-MaxPool2D, AvgPool2D       ``nn.MaxPool2d``, ``nn.AvgPool2d(count_include_pad=True)``
+MaxPool2D, MaxPool3D       ``nn.MaxPool2d``, ``nn.MaxPool3d`` (dilation included)
+AvgPool2D, AvgPool3D       ``nn.AvgPool2d``, ``nn.AvgPool3d`` (``count_include_pad=True``); a
+                           *dilated* one, which PyTorch lacks, as a depthwise convolution with
+                           every weight ``1 / window size`` (the same numbers)
 GlobalAvgPool2D            mean over (H, W)
 UpSampling2D               ``nn.Upsample(mode="nearest")``
-BatchNorm                  ``nn.BatchNorm1d`` / ``nn.BatchNorm2d`` with the running statistics
+BatchNorm                  ``nn.BatchNorm1d`` / ``2d`` / ``3d`` with the running statistics
 Dropout                    ``nn.Dropout`` (same ``rate`` = drop probability)
 activations                ``nn.ReLU``, ``Sigmoid``, ``Tanh``, ``Identity``, ``LeakyReLU``,
-                           ``ELU``, ``PReLU`` (per channel), ``Softmax(dim=-1)``
-Flatten                    ``nn.Flatten`` (the same C-order)
+                           ``ELU``, ``PReLU`` (per channel), ``Softmax(dim=axis)``
+Flatten, Reshape           ``nn.Flatten`` (the same C-order); a reshape to ``(N, *target_shape)``
 Concatenate, Add           ``torch.cat`` / a sum over the inputs
 ``activation=`` argument   ``nn.Sequential(layer, activation)``
 =========================  ===================================================================
@@ -36,6 +41,8 @@ equivalent; a layer class of your own does not, and ``to_torch`` names it -- pas
 from __future__ import annotations
 
 import functools
+import math
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -58,15 +65,48 @@ def _modules():
     torch = _import_torch()
     nn, F = torch.nn, torch.nn.functional
 
+    def same_pad(conv, x):
+        """``x`` padded as handprop's "same": ``ceil(H / stride)`` outputs, the total padding split
+        in half with the odd pixel at the bottom/right (computed per input size, on every axis)."""
+        pads = []
+        for n, k, s, d in reversed(list(zip(x.shape[2:], conv.kernel_size, conv.stride, conv.dilation))):
+            before, extra = same_padding(n, k, s, d)
+            pads += [before, before + extra]  # F.pad lists the last axis first
+        return F.pad(x, pads)
+
     class SamePadConv2d(nn.Conv2d):
-        """``nn.Conv2d`` with handprop's "same" padding: ``ceil(H / stride)`` outputs, the total
-        padding split in half with the odd pixel at the bottom/right (computed per input size)."""
+        """``nn.Conv2d`` with handprop's "same" padding (:func:`same_pad`)."""
 
         def forward(self, x):
-            pads = [same_padding(n, k, s, d) for n, k, s, d in
-                    zip(x.shape[2:], self.kernel_size, self.stride, self.dilation)]
-            (ph, eh), (pw, ew) = pads
-            return super().forward(F.pad(x, (pw, pw + ew, ph, ph + eh)))
+            return super().forward(same_pad(self, x))
+
+    class SamePadConv3d(nn.Conv3d):
+        """``nn.Conv3d`` with handprop's "same" padding (:func:`same_pad`)."""
+
+        def forward(self, x):
+            return super().forward(same_pad(self, x))
+
+    class DilatedAvgPool(nn.Module):
+        """Average pooling with spaced taps, which PyTorch's ``AvgPool2d/3d`` lack: a depthwise
+        convolution whose weights are all ``1 / window size`` (padding zeros count, as handprop's)."""
+
+        def __init__(self, pool, stride, padding, dilation):
+            super().__init__()
+            self.pool, self.stride, self.padding, self.dilation = pool, stride, padding, dilation
+
+        def forward(self, x):
+            C = x.shape[1]
+            w = torch.full((C, 1, *self.pool), 1.0 / math.prod(self.pool), dtype=x.dtype, device=x.device)
+            conv = F.conv2d if len(self.pool) == 2 else F.conv3d
+            return conv(x, w, None, self.stride, self.padding, self.dilation, groups=C)
+
+    class Reshape(nn.Module):
+        def __init__(self, shape):
+            super().__init__()
+            self.shape = tuple(shape)
+
+        def forward(self, x):
+            return x.reshape(x.shape[0], *self.shape)
 
     class GlobalAvgPool2d(nn.Module):
         def forward(self, x):
@@ -109,7 +149,9 @@ def _modules():
                 values.append(self.layers[index](args if takes_list else args[0]))
             return values[self.output]
 
-    return SamePadConv2d, GlobalAvgPool2d, Concatenate, Add, Graph
+    return SimpleNamespace(SamePadConv2d=SamePadConv2d, SamePadConv3d=SamePadConv3d, DilatedAvgPool=DilatedAvgPool,
+                           Reshape=Reshape, GlobalAvgPool2d=GlobalAvgPool2d, Concatenate=Concatenate, Add=Add,
+                           Graph=Graph)
 
 
 def _param(torch, array, dtype):
@@ -121,34 +163,42 @@ def _convert(layer, torch, dtype):
     from . import layers as L
 
     nn = torch.nn
-    SamePadConv2d, GlobalAvgPool2d, Concatenate, Add, _ = _modules()
+    m = _modules()
     p = layer.params
     if isinstance(layer, L.Dense):
         module = nn.Linear(p["W"].shape[0], layer.units, bias=layer.use_bias)
         module.weight = _param(torch, to_numpy(p["W"]).T, dtype)
-    elif isinstance(layer, L.Conv2D):
-        C = p["W"].shape[1]
-        args = dict(kernel_size=layer.kernel_size, stride=layer.stride, dilation=layer.dilation, bias=layer.use_bias)
-        if layer.padding == "same":
-            module = SamePadConv2d(C, layer.filters, padding=0, **args)
-        else:
-            module = nn.Conv2d(C, layer.filters, padding=(0, 0) if layer.padding == "valid" else layer.padding, **args)
+    elif isinstance(layer, (L.Conv2D, L.Conv3D, L.DepthwiseConv2D)):
+        K = p["W"].shape[0]
+        groups = K // layer.depth_multiplier if isinstance(layer, L.DepthwiseConv2D) else 1  # depthwise: C
+        args = dict(kernel_size=layer.kernel_size, stride=layer.stride, dilation=layer.dilation, bias=layer.use_bias,
+                    groups=groups)
+        same = layer.padding == "same"
+        cls = {(2, False): nn.Conv2d, (3, False): nn.Conv3d,
+               (2, True): m.SamePadConv2d, (3, True): m.SamePadConv3d}[layer.spatial_dims, same]
+        padding = 0 if same or layer.padding == "valid" else layer.padding
+        module = cls(p["W"].shape[1] * groups, K, padding=padding, **args)
         module.weight = _param(torch, p["W"], dtype)
     elif isinstance(layer, L.Conv2DTranspose):
         module = nn.ConvTranspose2d(p["W"].shape[0], layer.filters, layer.kernel_size, stride=layer.stride,
                                     padding=layer.padding, output_padding=layer.output_padding,
                                     dilation=layer.dilation, bias=layer.use_bias)
         module.weight = _param(torch, p["W"], dtype)
-    elif isinstance(layer, L.MaxPool2D):
-        module = nn.MaxPool2d(layer.pool_size, layer.stride, layer.padding)
-    elif isinstance(layer, L.AvgPool2D):
-        module = nn.AvgPool2d(layer.pool_size, layer.stride, layer.padding, count_include_pad=True)
+    elif isinstance(layer, (L.MaxPool2D, L.MaxPool3D)):
+        cls = nn.MaxPool2d if layer.spatial_dims == 2 else nn.MaxPool3d
+        module = cls(layer.pool_size, layer.stride, layer.padding, layer.dilation)
+    elif isinstance(layer, (L.AvgPool2D, L.AvgPool3D)):
+        if set(layer.dilation) != {1}:
+            module = m.DilatedAvgPool(layer.pool_size, layer.stride, layer.padding, layer.dilation)
+        else:
+            cls = nn.AvgPool2d if layer.spatial_dims == 2 else nn.AvgPool3d
+            module = cls(layer.pool_size, layer.stride, layer.padding, count_include_pad=True)
     elif isinstance(layer, L.GlobalAvgPool2D):
-        module = GlobalAvgPool2d()
+        module = m.GlobalAvgPool2d()
     elif isinstance(layer, L.UpSampling2D):
         module = nn.Upsample(scale_factor=tuple(float(s) for s in layer.size), mode="nearest")
     elif isinstance(layer, L.BatchNorm):
-        cls = nn.BatchNorm1d if len(layer.input_shape) == 1 else nn.BatchNorm2d
+        cls = {1: nn.BatchNorm1d, 3: nn.BatchNorm2d, 4: nn.BatchNorm3d}[len(layer.input_shape)]
         module = cls(p["gamma"].shape[0], eps=layer.eps, momentum=layer.momentum)
         module.weight = _param(torch, p["gamma"], dtype)
         module.bias = _param(torch, p["beta"], dtype)
@@ -158,10 +208,12 @@ def _convert(layer, torch, dtype):
         module = nn.Dropout(layer.rate)
     elif isinstance(layer, L.Flatten):
         module = nn.Flatten()
+    elif isinstance(layer, L.Reshape):
+        module = m.Reshape(layer.output_shape)
     elif isinstance(layer, L.Concatenate):
-        module = Concatenate(layer.axis)
+        module = m.Concatenate(layer.axis)
     elif isinstance(layer, L.Add):
-        module = Add()
+        module = m.Add()
     elif isinstance(layer, L.PReLU):
         module = nn.PReLU(num_parameters=p["alpha"].shape[0])
         module.weight = _param(torch, p["alpha"], dtype)
@@ -170,7 +222,7 @@ def _convert(layer, torch, dtype):
     elif isinstance(layer, L.ELU):
         module = nn.ELU(layer.alpha)
     elif isinstance(layer, L.Softmax):
-        module = nn.Softmax(dim=-1)
+        module = nn.Softmax(dim=layer.axis)
     else:
         simple = {L.ReLU: nn.ReLU, L.Sigmoid: nn.Sigmoid, L.Tanh: nn.Tanh, L.Linear: nn.Identity}
         cls = simple.get(type(layer))
@@ -212,7 +264,7 @@ def to_torch(model, converters=None):
         raise ValueError(f"to_torch: no PyTorch equivalent for {', '.join(missing)}: handprop exports its own layer "
                          "classes; for yours pass converters={YourLayer: function(layer) -> torch.nn.Module}")
     index = {id(layer): i for i, layer in enumerate(layers)}
-    Graph = _modules()[-1]
+    Graph = _modules().Graph
     if isinstance(model, Sequential):
         if len(layers) == len(model.layers):  # no shared layer: a plain nn.Sequential reads best
             return torch.nn.Sequential(*modules).eval()

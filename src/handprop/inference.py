@@ -40,6 +40,22 @@ def _copy_weights(src, dst, **arrays):
     dst.trainable = src.trainable
 
 
+def _activation_for_fcn(layer):
+    """A fresh copy of ``layer``'s ``activation=`` argument for its convolutional replacement
+    (None without one). A Dense layer's softmax (over its units) becomes a softmax over the channel
+    axis, where the units now lie; a convolution's softmax converts only if it already is over
+    the channels."""
+    act = layer.activation
+    if act is None:
+        return None
+    if isinstance(act, L.Softmax):
+        if isinstance(layer, L.Conv2D) and act.axis != 1:
+            raise ValueError(f"to_fully_convolutional: {layer.name} applies a softmax over axis {act.axis}, which "
+                             "covers other positions once the input is a whole image; only axis=1 converts exactly")
+        return L.Softmax(axis=1)
+    return type(act)(**act.get_config())
+
+
 def to_fully_convolutional(model, name=None):
     """A fully convolutional copy of a trained patch classifier that scores every pixel.
 
@@ -68,7 +84,7 @@ def to_fully_convolutional(model, name=None):
                                  "zeros at the patch border differ from the image around it, so only "
                                  "padding='valid' converts exactly")
             new = L.Conv2D(layer.filters, layer.kernel_size, dilation=_times(layer.dilation, dil),
-                           use_bias=layer.use_bias, name=layer.name)
+                           use_bias=layer.use_bias, activation=_activation_for_fcn(layer), name=layer.name)
             _copy_weights(layer, new, **layer.params)
             dil = _times(dil, layer.stride)
         elif isinstance(layer, (L.MaxPool2D, L.AvgPool2D)):
@@ -84,11 +100,13 @@ def to_fully_convolutional(model, name=None):
             W = layer.params["W"]  # (features, units)
             if flat_shape is not None:  # the first Dense after Flatten
                 C, h, w = flat_shape
-                new = L.Conv2D(layer.units, (h, w), dilation=dil, use_bias=layer.use_bias, name=layer.name)
+                new = L.Conv2D(layer.units, (h, w), dilation=dil, use_bias=layer.use_bias,
+                               activation=_activation_for_fcn(layer), name=layer.name)
                 kernel = W.T.reshape(layer.units, C, h, w)
                 flat_shape = None
             else:
-                new = L.Conv2D(layer.units, 1, use_bias=layer.use_bias, name=layer.name)
+                new = L.Conv2D(layer.units, 1, use_bias=layer.use_bias, activation=_activation_for_fcn(layer),
+                               name=layer.name)
                 kernel = W.T.reshape(layer.units, W.shape[0], 1, 1)
             _copy_weights(layer, new, W=kernel, **({"b": layer.params["b"]} if layer.use_bias else {}))
         elif isinstance(layer, L.Softmax):

@@ -369,6 +369,60 @@ class BaseModel:
         self.optimizer.step(self.trainable_params(), self.named_grads())
         return loss, pred
 
+    def train_on_batch(self, x, y, sample_weight=None):
+        """One optimizer step on the batch ``(x, y)``, as Keras: -> the loss (float) before the step.
+
+        For training loops ``fit`` does not cover (a GAN alternates two models). Checks and
+        converts ``x`` as ``fit`` does, builds the model if needed, then :meth:`train_step`. Only
+        trainable layers are updated (``layer.trainable``, or ``model.trainable = False``).
+        ``sample_weight``: as :meth:`fit`'s (one per sample, or one map per sample).
+        """
+        self._check_compiled("train_on_batch")
+        x, y = self._check_data(x, y, "train_on_batch")
+        weight = self._batch_weight(sample_weight, _length(x), "train_on_batch")
+        x = self._prepare(x)
+        self.ensure_built(x)
+        return float(self.train_step(x, self._prepare_targets(y), weight)[0])
+
+    def _batch_weight(self, sample_weight, n, what):
+        """``sample_weight`` checked against ``n`` samples and moved to the model's device, or None."""
+        if sample_weight is None:
+            return None
+        return self._prepare_targets(self._check_weights(sample_weight, n, what))
+
+    def input_gradient(self, x, y, training=False, sample_weight=None):
+        """``(loss, dL/dx)``: the compiled loss at ``(x, y)`` and its gradient with respect to the
+        *input* -- no optimizer step, the weights stay as they are.
+
+        The input gradient is what flows out of the first layer when ``backward`` is asked for it
+        (``model.backward(dy, input_grad=True)``). It shows which pixels a decision depends on
+        (saliency maps), and it is how a GAN's generator learns: the discriminator's input gradient
+        at a fake image is the generator's output gradient. ``training`` chooses the mode of the
+        forward pass (dropout, batch statistics); backward fills the layers' ``grads`` as a side
+        effect. ``dx`` comes as a NumPy/CuPy array in the model's dtype (a list for multi-input
+        graph models). ``sample_weight`` weights the loss as in :meth:`fit`.
+        """
+        if self.loss is None:
+            raise RuntimeError("input_gradient: call model.compile(loss=...) first")
+        x, y = self._check_data(x, y, "input_gradient")
+        weight = self._batch_weight(sample_weight, _length(x), "input_gradient")
+        x = self._prepare(x)
+        self.ensure_built(x)
+        loss = self.loss.forward(self.forward(x, training=training), self._prepare_targets(y), weight)
+        return float(loss), self.backward(self.loss.backward(), input_grad=True)
+
+    @property
+    def trainable(self) -> bool:
+        """False when every layer is frozen. Setting it sets every layer's ``trainable`` (Keras'
+        ``model.trainable = False``): a GAN freezes its discriminator while the generator learns
+        through it. Layers shared with another model are frozen there too -- that is the point."""
+        return any(layer.trainable for layer in self.layers_list())
+
+    @trainable.setter
+    def trainable(self, value):
+        for layer in self.layers_list():
+            layer.trainable = bool(value)
+
     def fit(self, x, y=None, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
             shuffle=True, callbacks=None, verbose=1, sample_weight=None, class_weight=None,
             steps_per_epoch=None, initial_epoch=0, nb_epoch=None):

@@ -11,6 +11,8 @@ from importlib import resources
 
 import numpy as np
 
+from .volume import extract_cubes, extract_triplanar_patches, sample_centres, synthetic_vessel_volume  # noqa: F401
+
 
 def load_digits(test_fraction=0.2, seed=0, flatten=True):
     """The digits data set, shuffled and split into train and test sets.

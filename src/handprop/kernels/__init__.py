@@ -5,7 +5,8 @@ engine implements the whole API below. Forward kernels return ``(y, cache)``; th
 the matching backward needs, built by the engine (the CS231n pattern: ``fast_layers.py`` keeps
 ``x_cols`` in its conv cache), and handed back unchanged by the layer. Shapes are NCHW; a
 ``ConvGeometry`` is ``(stride, padding, dilation)`` and a ``PoolGeometry`` ``(pool, stride,
-padding)``, each entry an ``(h, w)`` int pair, padding symmetric (:mod:`.geometry`)::
+padding, dilation)``, each entry an ``(h, w)`` int pair -- a ``(d, h, w)`` triple for the 3-D
+kernels --, padding symmetric (:mod:`.geometry`)::
 
     conv2d_forward(x, W, b, geometry, training=True) -> (y, cache)
         x (N, C, H, W), W (K, C, R, S), b (K,) or None -> y (N, K, Ho, Wo)
@@ -18,6 +19,16 @@ padding)``, each entry an ``(h, w)`` int pair, padding symmetric (:mod:`.geometr
     maxpool2d_backward(dy, cache) -> dx
     avgpool2d_forward(x, geometry, training=True) -> (y, cache)      padding zeros count, as PyTorch
     avgpool2d_backward(dy, cache) -> dx
+    conv3d_forward(x, W, b, geometry, training=True) -> (y, cache)
+        x (N, C, D, H, W), W (K, C, T, R, S), b (K,) or None -> y (N, K, Do, Ho, Wo)
+    conv3d_backward(dy, cache, need_dx=True) -> (dx, dW, db)
+    maxpool3d_forward(x, geometry, training=True) -> (y, cache)      x (N, C, D, H, W) -> y (N, C, Do, Ho, Wo)
+    maxpool3d_backward(dy, cache) -> dx
+    avgpool3d_forward(x, geometry, training=True) -> (y, cache)
+    avgpool3d_backward(dy, cache) -> dx
+    depthwise_conv2d_forward(x, W, b, geometry, training=True) -> (y, cache)
+        x (N, C, H, W), W (C M, 1, R, S), b (C M,) or None -> y (N, C M, Ho, Wo)   (groups = C)
+    depthwise_conv2d_backward(dy, cache, need_dx=True) -> (dx, dW, db)
     prelu_forward(x, alpha, training=True) -> (y, cache)            alpha (C,) per channel or (1,)
     prelu_backward(dy, cache, need_dx=True) -> (dx, dalpha)
     optimizer_update(optimizer, p, g, state, lr) -> None            one parameter, in place
@@ -27,6 +38,7 @@ and, as the building blocks of the pairs (:mod:`.pairs`), the convolution's thre
     conv2d(x, W, b, geometry) -> y
     conv2d_input_grad(dy, W, x_shape, geometry) -> dx
     conv2d_weight_grad(dy, x, W_shape, geometry) -> dW
+    conv3d(...), conv3d_input_grad(...), conv3d_weight_grad(...)      the same for volumes
 
 with  ``Ho = floor((H + 2 ph - dh (R - 1) - 1) / sh) + 1``  (likewise Wo).
 
@@ -61,6 +73,9 @@ API = (
     "conv2d_forward", "conv2d_backward", "conv2d_transpose_forward", "conv2d_transpose_backward",
     "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
     "prelu_forward", "prelu_backward", "optimizer_update", "conv2d", "conv2d_input_grad", "conv2d_weight_grad",
+    "conv3d_forward", "conv3d_backward", "maxpool3d_forward", "maxpool3d_backward", "avgpool3d_forward",
+    "avgpool3d_backward", "conv3d", "conv3d_input_grad", "conv3d_weight_grad", "depthwise_conv2d_forward",
+    "depthwise_conv2d_backward",
 )
 """Every name each engine module defines (checked by the tests)."""
 

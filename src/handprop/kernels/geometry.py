@@ -1,7 +1,9 @@
 """Where a window reads: output sizes, padding rules and the geometry tuples kernels receive.
 
 Everything here is shared by the layers (to compute shapes and validate hyper-parameters) and by
-every engine (to size their outputs), so it lives apart from any one engine. Shapes are NCHW.
+every engine (to size their outputs), so it lives apart from any one engine. Shapes are NCHW for
+images and NCDHW for volumes: every rule below holds per spatial axis, so a geometry's entries are
+pairs ``(h, w)`` for images and triples ``(d, h, w)`` for volumes.
 
 A convolution or pooling window of ``k`` taps with stride ``s``, symmetric zero padding ``p`` and
 dilation ``d`` gives, along one spatial axis of size ``n``::
@@ -21,7 +23,8 @@ import numpy as np
 
 class ConvGeometry(NamedTuple):
     """How a convolution's window moves: ``(sh, sw)`` stride, ``(ph, pw)`` symmetric zero padding,
-    ``(dh, dw)`` dilation. Unpacks as a tuple: ``(sh, sw), (ph, pw), (dh, dw) = geometry``."""
+    ``(dh, dw)`` dilation. Unpacks as a tuple: ``(sh, sw), (ph, pw), (dh, dw) = geometry``.
+    For volumes each entry is a triple (depth, height, width)."""
 
     stride: tuple
     padding: tuple
@@ -31,7 +34,7 @@ class ConvGeometry(NamedTuple):
 class PoolGeometry(NamedTuple):
     """A pooling window: ``(R, S)`` size, ``(sh, sw)`` stride, ``(ph, pw)`` padding (at most half the
     window), ``(dh, dw)`` dilation (spacing between taps, as a convolution's). Unpacks as
-    ``(R, S), (sh, sw), (ph, pw), (dh, dw) = geometry``."""
+    ``(R, S), (sh, sw), (ph, pw), (dh, dw) = geometry``; triples for volumes."""
 
     pool: tuple
     stride: tuple
@@ -60,14 +63,39 @@ def same_padding(size, kernel, stride, dilation=1):
 
 
 def first_tap(start, dilation):
-    """The first tap ``start + r d`` (r >= 0) of a window that lies inside the image (>= 0)."""
-    return start if start >= 0 else start + (-start + dilation - 1) // dilation * dilation
+    """The first tap ``start + r d`` (r >= 0) of a window that lies inside the image (>= 0):
+    ``start`` itself when it is >= 0, else ``start`` moved up by ``ceil(-start / d)`` taps.
+    ``start`` may be an int or an integer array (NumPy or CuPy)."""
+    return start + (-start + dilation - 1) // dilation * dilation * (start < 0)
 
 
 def check_pool_padding(pool, padding):
-    """PyTorch's rule: padding at most half the window, so every window sees a real pixel."""
-    if padding[0] > pool[0] // 2 or padding[1] > pool[1] // 2:
+    """PyTorch's rule: padding at most half the window (on every axis), so every window sees a
+    real pixel."""
+    if any(p > k // 2 for k, p in zip(pool, padding, strict=True)):
         raise ValueError(f"pooling padding {tuple(padding)} must be at most half the pool size {tuple(pool)}")
+
+
+def check_pool_geometry(sizes, geometry):
+    """The padding rule of :func:`check_pool_padding`, and: no window reads padding only.
+
+    A window that starts inside the input always holds a real pixel. One that starts in the
+    padding, at ``a < 0``, reads pixels ``a mod d, a mod d + d, ...`` (dilation ``d``): none when
+    ``a mod d >= size``, i.e. when a dilated window steps over a small input altogether. PyTorch
+    returns ``-inf`` there (and an index outside the input); handprop refuses. ``sizes`` are the
+    spatial sizes (``None`` entries are skipped)."""
+    pool, stride, padding, dilation = geometry
+    if not len(sizes) == len(pool) == len(stride) == len(padding) == len(dilation):
+        raise ValueError(f"pooling geometry {tuple(geometry)} does not match the {len(sizes)} spatial axes of the "
+                         "input: one entry per axis in each (a volume's PoolGeometry needs dilation=(1, 1, 1) too)")
+    check_pool_padding(pool, padding)
+    for n, s, p, d in zip(sizes, stride, padding, dilation):
+        for start in range(-p, 0, s) if n is not None else ():
+            if start % d >= n:
+                raise ValueError(
+                    f"a pooling window starting at {start} (padding {p}, dilation {d}) reads only padding on an axis "
+                    f"of size {n}: use less padding or dilation, or a larger input"
+                )
 
 
 def pair(v, what="value"):

@@ -12,7 +12,10 @@ linear maps with the roles swapped::
     Conv2D           forward y = A x          backward dx = A^T dy,  dW = weight_grad(dy, x)
     Conv2DTranspose  forward y = A^T x        backward dx = A dy,    dW = weight_grad(x, dy)
 
-:func:`conv_pairs` writes those four functions once for any engine's primitives.
+:func:`conv_pairs` writes those four functions once for any engine's primitives. The pairs
+do not care how many spatial axes there are, nor how the primitives connect channels: the same
+function makes ``conv3d_forward``/``conv3d_backward`` from 3-D primitives and
+``depthwise_conv2d_forward``/``depthwise_conv2d_backward`` from depthwise ones.
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ class ConvCache(NamedTuple):
     extra: object = None
 
 
+def _bias_grad(dy):
+    """``db[k] = sum of dy[n, k, ...]`` over the batch and every spatial axis."""
+    return dy.sum(axis=(0, *range(2, dy.ndim)))
+
+
 def conv_pairs(conv2d, conv2d_input_grad, conv2d_weight_grad):
     """``(conv2d_forward, conv2d_backward, conv2d_transpose_forward, conv2d_transpose_backward)``
     built from an engine's three primitives (see the module docstring)."""
@@ -45,7 +53,7 @@ def conv_pairs(conv2d, conv2d_input_grad, conv2d_weight_grad):
         db None without a bias."""
         x, W, has_bias, geometry, _ = cache
         dW = conv2d_weight_grad(dy, x, W.shape, geometry)
-        db = dy.sum(axis=(0, 2, 3)) if has_bias else None
+        db = _bias_grad(dy) if has_bias else None
         dx = conv2d_input_grad(dy, W, x.shape, geometry) if need_dx else None
         return dx, dW, db
 
@@ -54,7 +62,7 @@ def conv_pairs(conv2d, conv2d_input_grad, conv2d_weight_grad):
         gradient of a convolution applied forward (each input pixel stamps the kernel)."""
         y = conv2d_input_grad(x, W, y_shape, geometry)
         if b is not None:
-            y += b.reshape(1, -1, 1, 1)
+            y += b.reshape(1, -1, *(1,) * (y.ndim - 2))
         return y, ConvCache(x, W, b is not None, geometry)
 
     def conv2d_transpose_backward(dy, cache, need_dx=True):
@@ -62,7 +70,7 @@ def conv_pairs(conv2d, conv2d_input_grad, conv2d_weight_grad):
         gradient with ``x`` and ``dy`` swapped, ``db`` dy summed."""
         x, W, has_bias, geometry, _ = cache
         dW = conv2d_weight_grad(x, dy, W.shape, geometry)
-        db = dy.sum(axis=(0, 2, 3)) if has_bias else None
+        db = _bias_grad(dy) if has_bias else None
         dx = conv2d(dy, W, None, geometry) if need_dx else None
         return dx, dW, db
 

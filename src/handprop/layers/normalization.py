@@ -2,7 +2,8 @@
 
 One mean and variance per **feature**: for (N, F) input the statistics are taken over the batch
 axis; for (N, C, H, W) input, per **channel**, over the batch and both spatial axes (a channel's
-filter is the same everywhere in the image, so it is normalized the same everywhere).
+filter is the same everywhere in the image, so it is normalized the same everywhere); volumes
+(N, C, D, H, W) likewise, over the batch and all three spatial axes (PyTorch's BatchNorm3d).
 
 Training, with ``axes`` the reduced axes and ``m`` the number of values per feature::
 
@@ -36,7 +37,7 @@ from .base import Layer, check_dy
 
 
 class BatchNorm(Layer):
-    """Batch norm for (N, F) or (N, C, H, W) input; params ``gamma``, ``beta``; state
+    """Batch norm for (N, F), (N, C, H, W) or (N, C, D, H, W) input; params ``gamma``, ``beta``; state
     ``running_mean``, ``running_var`` (all of shape (F,) or (C,))."""
 
     def __init__(self, momentum=0.1, eps=1e-5, name=None, input_shape=None):
@@ -54,8 +55,9 @@ class BatchNorm(Layer):
         self.eps = float(eps)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) not in (1, 3):
-            raise ValueError(f"{self.name}: expects (N, F) or (N, C, H, W) input, got (N, *{input_shape})")
+        if len(input_shape) not in (1, 3, 4):
+            raise ValueError(f"{self.name}: expects (N, F), (N, C, H, W) or (N, C, D, H, W) input, "
+                             f"got (N, *{input_shape})")
         if input_shape[0] is None:
             raise ValueError(f"{self.name}: the number of features / channels must be known, got (N, None, ...)")
         return tuple(input_shape)
@@ -73,9 +75,7 @@ class BatchNorm(Layer):
     @staticmethod
     def _axes_and_shape(x):
         """Reduced axes and the broadcast shape of per-feature vectors for input ``x``."""
-        if x.ndim == 2:
-            return (0,), (1, -1)
-        return (0, 2, 3), (1, -1, 1, 1)
+        return (0, *range(2, x.ndim)), (1, -1, *(1,) * (x.ndim - 2))
 
     def forward(self, x, training=True):
         x = self._ensure_built(x)

@@ -10,6 +10,11 @@ first) -- the full list is in :mod:`handprop.kernels`. One file per concern:
 ``update.py``       the optimizer hook: SGD fused into one pass over memory
 ==================  ==========================================================================
 
+**Volumes and depthwise convolutions** (``conv3d_*``, ``maxpool3d_*``, ``avgpool3d_*``,
+``depthwise_conv2d_*``) are not compiled here: this engine re-exports the NumPy engine's
+vectorized versions (:mod:`handprop.kernels.im2col`, whose GEMMs run on the same OpenBLAS), so
+the whole kernel API is implemented. Numba versions would be faster; nothing asked for them yet.
+
 **Threads.** Numba's parallel loops and OpenBLAS's matrix products each run a pool of threads.
 By default OpenMP threads *spin* for a while after each parallel loop, waiting for more work; on
 a small machine they then steal the cores the other pool needs next (a ConvNet training step ran
@@ -40,6 +45,19 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 
 from ..geometry import ConvGeometry, PoolGeometry  # noqa: E402
+from ..im2col import (  # noqa: E402  (re-exported: the NumPy engine's volume and depthwise kernels)
+    avgpool3d_backward,
+    avgpool3d_forward,
+    conv3d,
+    conv3d_backward,
+    conv3d_forward,
+    conv3d_input_grad,
+    conv3d_weight_grad,
+    depthwise_conv2d_backward,
+    depthwise_conv2d_forward,
+    maxpool3d_backward,
+    maxpool3d_forward,
+)
 from .activations import prelu_backward, prelu_forward  # noqa: E402
 from .conv import (  # noqa: E402
     CHUNK_BYTES,
@@ -58,7 +76,9 @@ __all__ = [
     "CHUNK_BYTES", "SGD_MIN_SIZE", "avgpool2d_backward", "avgpool2d_forward", "conv2d", "conv2d_backward",
     "conv2d_forward", "conv2d_input_grad", "conv2d_transpose_backward", "conv2d_transpose_forward",
     "conv2d_weight_grad", "maxpool2d_backward", "maxpool2d_forward", "optimizer_update", "prelu_backward",
-    "prelu_forward", "sgd_update", "warmup",
+    "prelu_forward", "sgd_update", "warmup", "conv3d", "conv3d_forward", "conv3d_backward", "conv3d_input_grad",
+    "conv3d_weight_grad", "maxpool3d_forward", "maxpool3d_backward", "avgpool3d_forward", "avgpool3d_backward",
+    "depthwise_conv2d_forward", "depthwise_conv2d_backward",
 ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
-from ..geometry import check_pool_padding, output_size
+from ..geometry import check_pool_geometry, output_size
 from ._jit import CACHE, check_dtype
 
 
@@ -80,7 +80,7 @@ def maxpool2d_forward(x, geometry, training=True):
     check_dtype("maxpool2d_forward", x)
     N, C, H, Wd = x.shape
     (R, S), (sh, sw), (ph, pw), (dh, dw) = geometry
-    check_pool_padding((R, S), (ph, pw))
+    check_pool_geometry((H, Wd), geometry)
     Ho, Wo = output_size(H, R, sh, ph, dh), output_size(Wd, S, sw, pw, dw)
     y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     argmax = np.empty((N, C, Ho, Wo), dtype=np.int64)
@@ -148,7 +148,7 @@ def avgpool2d_forward(x, geometry, training=True):
     check_dtype("avgpool2d_forward", x)
     N, C, H, Wd = x.shape
     (R, S), (sh, sw), (ph, pw), (dh, dw) = geometry
-    check_pool_padding((R, S), (ph, pw))
+    check_pool_geometry((H, Wd), geometry)
     y = np.empty((N, C, output_size(H, R, sh, ph, dh), output_size(Wd, S, sw, pw, dw)), dtype=x.dtype)
     if y.size:
         _avgpool_forward(np.ascontiguousarray(x), y, R, S, sh, sw, ph, pw, dh, dw)
