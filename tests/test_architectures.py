@@ -131,7 +131,7 @@ def test_triplanar_sharing_divides_the_branch_parameters_by_three():
     branch = 4 * 9 + 4 + 4  # conv weights + bias + PReLU slopes
     assert separate.count_params() - shared.count_params() == 2 * branch
     volume, mask = hp.data.synthetic_vessel_volume((12, 12, 12), n_tubes=2, seed=1)
-    centres = hp.data.sample_centres(mask, 6, seed=0)
+    centres = hp.data.sample_voxel_centres(mask, 6, seed=0)
     planes, labels = hp.data.extract_triplanar_patches(volume, mask, centres, 7)
     assert shared.predict(planes).shape == (6, 2)
     cubes, _ = hp.data.extract_cubes(volume, mask, centres, 7)

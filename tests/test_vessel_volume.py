@@ -33,7 +33,7 @@ def test_tubes_are_brighter_than_the_background_and_thin():
 
 def test_sample_centres_balances_the_classes():
     _, mask = hp.data.synthetic_vessel_volume((24, 24, 24), seed=1)
-    centres = hp.data.sample_centres(mask, 101, margin=3, seed=0)
+    centres = hp.data.sample_voxel_centres(mask, 101, margin=3, seed=0)
     assert centres.shape == (101, 3) and centres.dtype == np.int64
     assert mask[tuple(centres.T)].sum() == 50  # round(101 * 0.5) vessel voxels
     assert centres.min() >= 3 and (centres.max(axis=0) < 21).all()

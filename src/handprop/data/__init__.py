@@ -3,6 +3,25 @@
 ``load_digits`` returns the UCI handwritten digits (1,797 8×8 images, 10 classes), shipped
 inside the package (``digits.npz``, 45 KB; licence in ``DIGITS_LICENSE.md``) so that the demo
 runs without a download.
+
+The tutorial's task, retinal vessel segmentation:
+
+==========================  =====================================================================
+``synthetic_retina``        procedural DRIVE-like fundus images with exact vessel and FOV masks
+``load_drive``              the DRIVE data set from its folder layout; ``save_drive_layout`` writes one
+``load_fundus_photo``       one real (CC0) fundus photograph, for qualitative inference
+``RetinaData``              what the three return: ``images, vessels, fov, ids = data``
+``split_patients``          train / validation / test indices, whole patients per part
+``Standardizer``            per-channel mean / std fitted on training images inside the FOV
+``extract_patches``         patches around FOV pixels and their centre labels (balanced, multi-scale)
+``extract_tiles``           image tiles with vessel and FOV masks, for fully convolutional nets
+``PatchSampler``            fresh (augmented) patches every epoch: batches ``(x, y)``
+``TileSampler``             fresh (augmented) tiles every epoch: batches ``(x, y, weight)``
+``Augmenter`` & transforms  joint augmentation of image, vessel mask and FOV mask
+==========================  =====================================================================
+
+And for the 3-D lessons: ``synthetic_vessel_volume`` (tubes through noise), ``sample_voxel_centres``,
+``extract_triplanar_patches`` (three orthogonal patches) and ``extract_cubes``.
 """
 
 from __future__ import annotations
@@ -10,8 +29,6 @@ from __future__ import annotations
 from importlib import resources
 
 import numpy as np
-
-from .volume import extract_cubes, extract_triplanar_patches, sample_centres, synthetic_vessel_volume  # noqa: F401
 
 
 def load_digits(test_fraction=0.2, seed=0, flatten=True):
@@ -33,4 +50,20 @@ def load_digits(test_fraction=0.2, seed=0, flatten=True):
     return (x[train], y[train]), (x[test], y[test])
 
 
-__all__ = ["load_digits"]
+from .augment import Affine, Augmenter, Elastic, Flip, Intensity, Rotate90, default_augmenter  # noqa: E402
+from .dataset import RetinaData  # noqa: E402
+from .drive import load_drive, save_drive_layout  # noqa: E402
+from .fundus import estimate_fov, load_fundus_photo  # noqa: E402
+from .patches import PatchSampler, TileSampler, extract_patches, extract_tiles, sample_centres  # noqa: E402
+from .retina import synthetic_retina  # noqa: E402
+from .splits import Standardizer, split_patients  # noqa: E402
+from .volume import extract_cubes, extract_triplanar_patches, sample_voxel_centres, synthetic_vessel_volume  # noqa: E402
+
+__all__ = [
+    "load_digits",
+    "RetinaData", "synthetic_retina", "load_drive", "save_drive_layout", "load_fundus_photo", "estimate_fov",
+    "split_patients", "Standardizer",
+    "extract_patches", "extract_tiles", "sample_centres", "PatchSampler", "TileSampler",
+    "Augmenter", "Flip", "Rotate90", "Affine", "Elastic", "Intensity", "default_augmenter",
+    "synthetic_vessel_volume", "sample_voxel_centres", "extract_triplanar_patches", "extract_cubes",
+]

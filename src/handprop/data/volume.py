@@ -6,7 +6,7 @@ through it (axial, coronal, sagittal: a *triplanar* network, cheap) or the whole
 -- random smooth 3-D curves with a radius of 1-3 voxels -- through a noisy, blurred background::
 
     volume, mask = hp.data.synthetic_vessel_volume((48, 48, 48), seed=0)    # (1, D, H, W), (D, H, W)
-    centres = hp.data.sample_centres(mask, 2000, seed=0)                    # half vessel, half not
+    centres = hp.data.sample_voxel_centres(mask, 2000, seed=0)                    # half vessel, half not
     planes, labels = hp.data.extract_triplanar_patches(volume, mask, centres, 15)  # 3 x (N, 1, 15, 15)
     cubes, labels = hp.data.extract_cubes(volume, mask, centres, 9)              # (N, 1, 9, 9, 9)
 
@@ -108,7 +108,7 @@ def synthetic_vessel_volume(shape=(48, 48, 48), n_tubes=6, radius=(1.0, 3.0), co
     return np.clip(volume, 0.0, 1.0).astype(np.float32)[None], mask.astype(np.uint8)
 
 
-def sample_centres(mask, n, vessel_fraction=0.5, margin=0, seed=0):
+def sample_voxel_centres(mask, n, vessel_fraction=0.5, margin=0, seed=0):
     """``n`` voxel coordinates (n, 3) int64 ``(z, y, x)``: about ``vessel_fraction`` of them inside
     the mask, the rest outside, drawn without replacement, at least ``margin`` voxels from the
     border (so patches of size ``2 margin + 1`` need no padding)."""
@@ -122,7 +122,7 @@ def sample_centres(mask, n, vessel_fraction=0.5, margin=0, seed=0):
         coords = np.argwhere(where)
         k = n - sum(len(p) for p in picks) if want is None else want
         if k > len(coords):
-            raise ValueError(f"sample_centres: asked for {k} voxels {'in' if want is not None else 'outside'} "
+            raise ValueError(f"sample_voxel_centres: asked for {k} voxels {'in' if want is not None else 'outside'} "
                              f"the mask but only {len(coords)} are (margin {margin})")
         picks.append(coords[rng.choice(len(coords), size=k, replace=False)])
     centres = np.concatenate(picks).astype(np.int64)
@@ -177,4 +177,4 @@ def extract_cubes(volume, mask, centres, size):
     return cubes.transpose(1, 0, 2, 3, 4).astype(np.float32), labels
 
 
-__all__ = ["synthetic_vessel_volume", "sample_centres", "extract_triplanar_patches", "extract_cubes"]
+__all__ = ["synthetic_vessel_volume", "sample_voxel_centres", "extract_triplanar_patches", "extract_cubes"]

@@ -1,4 +1,5 @@
-"""Pictures for the lessons: optimizer trajectories, training curves, filters and feature maps.
+"""Pictures for the lessons: optimizer trajectories, training curves, filters and feature maps,
+vessel segmentations (prediction and errors, ROC curves, patches, augmentations).
 
 Every function returns a ``matplotlib.figure.Figure`` (or an animation) that is not registered
 with pyplot: it displays exactly once when it is the last value of a Jupyter cell, with no
@@ -25,7 +26,9 @@ __all__ = [
 ]
 
 # Names imported on first use, from modules that may not exist yet in every install.
-_LAZY = {"plot_filters": ".filters", "plot_feature_maps": ".filters"}
+_LAZY = {"plot_filters": ".filters", "plot_feature_maps": ".filters",
+         "plot_segmentation": ".segmentation", "plot_roc_curves": ".segmentation", "plot_patches": ".segmentation",
+         "plot_augmentations": ".segmentation", "error_map": ".segmentation"}
 __all__ += [name for name, module in _LAZY.items() if importlib.util.find_spec(__name__ + module) is not None]
 
 

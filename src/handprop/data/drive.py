@@ -1,0 +1,165 @@
+"""The DRIVE data set on disk: ``load_drive`` reads it, ``save_drive_layout`` writes one like it.
+
+DRIVE (Staal et al. 2004, "Ridge-based vessel segmentation in color images of the retina") has
+40 RGB fundus photographs of 565×584 pixels, split into a training and a test set of 20 each.
+It may not be redistributed; after registering, its layout is::
+
+    DRIVE/
+      training/images/21_training.tif ... 40_training.tif      RGB photographs
+      training/1st_manual/21_manual1.gif ... 40_manual1.gif    vessel annotations (0 / 255)
+      training/mask/21_training_mask.gif ...                   field-of-view masks (0 / 255)
+      test/images/01_test.tif ... 20_test.tif
+      test/1st_manual/01_manual1.gif ...                       (2nd_manual/ too: a second observer)
+      test/mask/01_test_mask.gif ...
+
+Copies found in the wild differ a little, and the loader accepts them: ``.tif`` or ``.tiff``
+(or ``.png`` / ``.jpg``) images; ``.gif``, ``.png``, ``.tif`` or ``.tiff`` masks; masks stored as
+0/255, 0/1 or RGB; masks named ``21_training_mask`` or ``21_mask``. Ids are the image file names
+without extension, in natural order (``"21_training"``, ..., ``"01_test"``, ...).
+
+A test split without ``1st_manual/`` (some copies hold back the test annotations) loads with
+``require_vessels=False`` and then has ``vessels=None``; by default it is an error that says so.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .dataset import RetinaData
+
+__all__ = ["load_drive", "save_drive_layout"]
+
+SPLITS = ("training", "test")
+_IMAGE_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+_MASK_EXTENSIONS = (".gif", ".png", ".tif", ".tiff")
+
+
+def _natural_key(name):
+    """``"9_test" < "10_test"``: compare digit runs as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _find(folder, stems, extensions, what):
+    """The first ``folder/stem.ext`` that exists, trying stems and extensions in order (case-insensitive)."""
+    present = {p.name.lower(): p for p in folder.iterdir()}
+    for stem in stems:
+        for ext in extensions:
+            path = present.get((stem + ext).lower())
+            if path is not None:
+                return path
+    tried = ", ".join(stem + "{" + ",".join(extensions) + "}" for stem in stems)
+    raise FileNotFoundError(f"load_drive: no {what} file in {folder} (looked for {tried})")
+
+
+def _read_binary(path, shape, what):
+    """A mask file as a bool array: any value above half the maximum (0/255 and 0/1 both work)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        array = np.asarray(image.convert("L"))
+    if array.shape != shape:
+        raise ValueError(f"load_drive: {what} {path} is {array.shape[1]}x{array.shape[0]} pixels but its "
+                         f"image is {shape[1]}x{shape[0]}")
+    top = int(array.max())
+    return array > (top // 2 if top > 1 else 0)
+
+
+def load_drive(root, split="training", require_vessels=True):
+    """Read one split of DRIVE (or a folder with its layout, see the module doc).
+
+    Parameters
+    ----------
+    root : str or Path
+        The folder that holds ``training/`` and ``test/`` (the unpacked ``DRIVE/``).
+    split : "training" or "test"
+    require_vessels : bool
+        ``True``: a missing ``1st_manual/`` folder is an error. ``False``: the split loads without
+        annotations and ``vessels`` is ``None`` (for qualitative inference only).
+
+    Returns
+    -------
+    RetinaData
+        As :func:`handprop.data.synthetic_retina`: ``images`` (n, 3, H, W) float32 in [0, 1]
+        (8-bit values / 255), ``vessels`` (n, H, W) uint8 {0, 1} from ``1st_manual``, ``fov``
+        (n, H, W) bool from ``mask``, ``ids`` the image names (``"21_training"``, ...).
+        Unpacks as ``images, vessels, fov, ids = load_drive(root)``.
+    """
+    from PIL import Image
+
+    if split not in SPLITS:
+        raise ValueError(f"load_drive: split must be one of {SPLITS}, got {split!r}")
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"load_drive: the DRIVE folder {root} does not exist")
+    base = root / split
+    image_dir, manual_dir, mask_dir = base / "images", base / "1st_manual", base / "mask"
+    for folder in (base, image_dir, mask_dir):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"load_drive: missing folder {folder} (DRIVE layout: {split}/images, "
+                                    f"{split}/1st_manual, {split}/mask)")
+    has_manual = manual_dir.is_dir()
+    if not has_manual and require_vessels:
+        raise FileNotFoundError(f"load_drive: missing folder {manual_dir} with the vessel annotations "
+                                "(*_manual1.gif); pass require_vessels=False to load the images without them")
+    files = sorted((p for p in image_dir.iterdir() if p.suffix.lower() in _IMAGE_EXTENSIONS and p.is_file()),
+                   key=lambda p: _natural_key(p.stem))
+    if not files:
+        raise FileNotFoundError(f"load_drive: no images ({', '.join(_IMAGE_EXTENSIONS)}) in {image_dir}")
+    images, vessels, fov, ids = [], [], [], []
+    for path in files:
+        stem = path.stem
+        number = stem[: -len(split) - 1] if stem.lower().endswith("_" + split) else stem
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"))
+        if images and rgb.shape != images[0].shape:
+            raise ValueError(f"load_drive: {path} is {rgb.shape[1]}x{rgb.shape[0]} pixels but {files[0]} is "
+                             f"{images[0].shape[1]}x{images[0].shape[0]}; all images of a split must be one size")
+        shape = rgb.shape[:2]
+        images.append(rgb)
+        mask_path = _find(mask_dir, [stem + "_mask", number + "_mask"], _MASK_EXTENSIONS, f"FOV mask for {path.name}")
+        fov.append(_read_binary(mask_path, shape, "FOV mask"))
+        if has_manual:
+            manual_path = _find(manual_dir, [number + "_manual1", stem + "_manual1"], _MASK_EXTENSIONS,
+                                f"vessel annotation for {path.name}")
+            vessels.append(_read_binary(manual_path, shape, "vessel annotation").astype(np.uint8))
+        ids.append(stem)
+    images = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
+    return RetinaData(images, np.stack(vessels) if has_manual else None, np.stack(fov), ids)
+
+
+def save_drive_layout(data, root, split="training", first=None):
+    """Write ``data`` as one split of a DRIVE-layout folder that :func:`load_drive` reads back.
+
+    Images become ``{split}/images/NN_{split}.tif`` (8-bit RGB: values are rounded to k/255, which
+    the synthetic retina's images already are), annotations ``{split}/1st_manual/NN_manual1.gif``
+    and FOV masks ``{split}/mask/NN_{split}_mask.gif`` (0 / 255), with DRIVE's numbering: ``NN``
+    counts from ``first`` (21 for "training", 1 for "test", as DRIVE), two digits. Existing files of
+    the same names are overwritten. ``data.vessels = None`` writes no ``1st_manual/``.
+
+    Returns the list of ids written (``["21_training", ...]``), in ``data``'s order.
+    """
+    from PIL import Image
+
+    if split not in SPLITS:
+        raise ValueError(f"save_drive_layout: split must be one of {SPLITS}, got {split!r}")
+    images, vessels, fov, _ = data
+    first = (21 if split == "training" else 1) if first is None else int(first)
+    base = Path(root) / split
+    folders = ["images", "mask"] + (["1st_manual"] if vessels is not None else [])
+    for name in folders:
+        (base / name).mkdir(parents=True, exist_ok=True)
+    ids = []
+    for i in range(len(images)):
+        number = f"{first + i:02d}"
+        stem = f"{number}_{split}"
+        rgb = np.round(np.clip(np.asarray(images[i], np.float32), 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+        Image.fromarray(np.ascontiguousarray(rgb), "RGB").save(base / "images" / f"{stem}.tif")
+        Image.fromarray((np.asarray(fov[i]) > 0).astype(np.uint8) * 255, "L").save(base / "mask" / f"{stem}_mask.gif")
+        if vessels is not None:
+            Image.fromarray((np.asarray(vessels[i]) > 0).astype(np.uint8) * 255, "L").save(
+                base / "1st_manual" / f"{number}_manual1.gif")
+        ids.append(stem)
+    return ids

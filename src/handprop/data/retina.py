@@ -1,0 +1,342 @@
+"""A synthetic retina: procedural fundus photographs with an exact vessel annotation.
+
+DRIVE (40 fundus photographs of 565×584 pixels with manual vessel annotations) cannot be shipped
+with handprop, so the tutorial's task runs on images drawn by this generator, which imitates
+what makes DRIVE hard:
+
+* a circular field of view (FOV) on a dark background, with vignetting and an uneven
+  illumination gradient, so that "dark" does not mean "vessel" everywhere;
+* an optic disc (bright, with brighter cup) and a macula (a darker patch with the fovea at its
+  centre, free of vessels), and a background texture at two scales (choroid);
+* vessel trees that leave the disc as arteries and veins, arch around the macula (the temporal
+  arcades), branch by Murray's law (parent width³ = sum of the children's widths³, branching
+  angles from the same law), taper from about 8 px to 1 px, and meander (tortuosity);
+* vessels darken mostly the green channel, little the red; thin vessels have less contrast; wide
+  vessels show a central light reflex (a bright line along their axis) that makes their centre
+  look like background to a small patch;
+* optical blur, sensor noise and 8-bit quantization; in some patients a few dark and bright
+  spots (haemorrhages, exudates) that are not vessels.
+
+The vessel mask is exact: a pixel is a vessel when its centre lies within half a vessel width of
+a vessel's centre line (at least half of the pixel is covered), which is also how the image's
+vessel darkening is anti-aliased. The FOV mask is the circle. Every length scales with the FOV
+radius (270 px at the default size, as in DRIVE), so smaller images are smaller retinas.
+
+Each image is drawn from its own random stream ``np.random.default_rng([seed, i])``: image ``i``
+is the same patient whatever ``n`` is, so splitting by patient is stable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from .dataset import RetinaData
+
+__all__ = ["synthetic_retina", "DRIVE_SIZE"]
+
+DRIVE_SIZE = (584, 565)  # (H, W) of a DRIVE image
+
+_REFERENCE_RADIUS = 270.0  # FOV radius (px) of a DRIVE image: every length below is for this radius
+_MIN_WIDTH = 1.0  # vessels end when they are thinner than one pixel
+_WIDTH_BINS = (0.0, 0.9, 1.4, 2.0, 2.9, np.inf)  # half-width bins rendered separately (see _render)
+_SUBSAMPLE = 4  # centre-line samples per pixel of length when rendering
+
+
+def synthetic_retina(n, seed=0, size=DRIVE_SIZE):
+    """``n`` synthetic fundus photographs with their vessel and FOV masks.
+
+    Parameters
+    ----------
+    n : int
+        Number of images (patients).
+    seed : int
+        Image ``i`` is drawn from ``np.random.default_rng([seed, i])``: the same ``(seed, i)`` gives the
+        same image, whatever ``n`` is.
+    size : (int, int)
+        ``(H, W)``; DRIVE's ``(584, 565)`` by default. The retina (the FOV circle, radius 0.478 ×
+        min(H, W)) and every length in it scale with the size; vessels are never thinner than 1 px.
+
+    Returns
+    -------
+    RetinaData
+        ``images`` (n, 3, H, W) float32 in [0, 1] (multiples of 1/255, as an 8-bit photograph),
+        ``vessels`` (n, H, W) uint8 {0, 1} (zero outside the FOV), ``fov`` (n, H, W) bool, ``ids``
+        ``["synthetic_000", ...]``. Unpacks as ``images, vessels, fov, ids = synthetic_retina(n)``.
+    """
+    n = int(n)
+    h, w = (int(s) for s in size)
+    if n < 0 or h < 16 or w < 16:
+        raise ValueError(f"synthetic_retina: need n >= 0 and size >= (16, 16), got n={n}, size={size}")
+    if int(seed) < 0:
+        raise ValueError(f"synthetic_retina: seed must be a non-negative integer, got {seed}")
+    images = np.empty((n, 3, h, w), np.float32)
+    vessels = np.empty((n, h, w), np.uint8)
+    fov = np.empty((n, h, w), bool)
+    for i in range(n):
+        images[i], vessels[i], fov[i] = _one_retina(np.random.default_rng([int(seed), i]), h, w)
+    return RetinaData(images, vessels, fov, [f"synthetic_{i:03d}" for i in range(n)])
+
+
+# -- geometry ---------------------------------------------------------------------------------
+
+class _Geometry:
+    """Where things are in one image: FOV circle, optic disc, fovea; ``s`` scales every length."""
+
+    def __init__(self, rng, h, w):
+        m = min(h, w)
+        self.h, self.w = h, w
+        self.radius = 0.478 * m * rng.uniform(0.985, 1.0)
+        self.s = self.radius / _REFERENCE_RADIUS
+        self.cy = h / 2 + rng.normal(0, 0.004 * m)
+        self.cx = w / 2 + rng.normal(0, 0.004 * m)
+        self.side = rng.choice([-1.0, 1.0])  # +1: the disc on the right (a right eye, as photographed)
+        R = self.radius
+        self.disc_y = self.cy + rng.normal(0, 0.04 * R)
+        self.disc_x = self.cx + self.side * R * rng.uniform(0.56, 0.66)
+        self.disc_r = 0.14 * R * rng.uniform(0.9, 1.1)
+        self.fovea_y = self.disc_y + R * rng.uniform(0.0, 0.1)
+        self.fovea_x = self.disc_x - self.side * R * rng.uniform(0.72, 0.8)
+        self.arcade_r = R * rng.uniform(0.42, 0.52)  # radius at which the temporal arcades circle the fovea
+
+
+# -- vessel trees -----------------------------------------------------------------------------
+
+def _wrap(angle):
+    """Angle difference mapped to (-pi, pi]."""
+    return (angle + math.pi) % (2 * math.pi) - math.pi
+
+
+def _trunks(rng, g):
+    """The vessels leaving the optic disc: (y, x, angle, width, darkness, arcade) per trunk.
+
+    Angles are image angles (x right, y down). Each of the four quadrants gets an artery and a
+    vein (veins wider and darker); the temporal pair of each half is an arcade that circles the
+    fovea. Two or three small trunks go straight to the macula or nasally.
+    """
+    s, t = g.s, -g.side  # t: the x direction from the disc towards the fovea (temporal)
+    trunks = []
+    for vertical in (-1.0, 1.0):  # superior, inferior
+        for kind, darkness in (("vein", 1.0), ("artery", 0.72)):
+            wide = rng.uniform(7.0, 8.0) if kind == "vein" else rng.uniform(5.5, 6.5)
+            trunks.append((math.atan2(vertical, t * rng.uniform(0.15, 0.45)), wide * s, darkness, True))
+            narrow = rng.uniform(4.5, 5.5) if kind == "vein" else rng.uniform(3.5, 4.5)
+            trunks.append((math.atan2(vertical * rng.uniform(0.4, 1.0), -t), narrow * s, darkness, False))
+    for _ in range(rng.integers(2, 4)):
+        angle = math.atan2(rng.uniform(-0.35, 0.35), t) if rng.random() < 0.6 else rng.uniform(-math.pi, math.pi)
+        trunks.append((angle, rng.uniform(2.2, 3.5) * s, rng.choice([0.72, 1.0]), False))
+    out = []
+    for angle, width, darkness, arcade in trunks:
+        jitter = g.disc_r * 0.25
+        y = g.disc_y + rng.uniform(-jitter, jitter) + math.sin(angle) * g.disc_r * 0.2
+        x = g.disc_x + rng.uniform(-jitter, jitter) + math.cos(angle) * g.disc_r * 0.2
+        out.append((y, x, angle + rng.normal(0, 0.08), max(width, 1.6), darkness, arcade, None))
+    return out
+
+
+def _grow(rng, g, tortuosity, branch_spacing):
+    """Grow every vessel tree: returns a list of (k, 4) arrays (y, x, half-width, darkness), one per vessel.
+
+    A vessel is a walk of 1-px steps. Its heading turns by a smooth random curvature (an
+    Ornstein-Uhlenbeck process: tortuosity) plus a pull towards a preferred direction: away from
+    the disc, around the fovea for the arcades, never into the foveal avascular zone. Its width
+    tapers slowly; at branch points (spaced exponentially, more often on thin vessels) it splits
+    by Murray's law into a continuation and a side branch that grows later.
+    """
+    R, s = g.radius, g.s
+    stack = _trunks(rng, g)
+    vessels = []
+    max_vessels, max_steps = 900, int(2.2 * R)
+    faz = 0.07 * R  # foveal avascular zone
+    while stack and len(vessels) < max_vessels:
+        y, x, angle, width, darkness, arcade, home = stack.pop()
+        noise = rng.standard_normal(max_steps)
+        curvature = 0.0
+        sigma = tortuosity * (0.6 + 1.2 / max(width / s, 1.0))  # thin vessels meander more
+        taper = 0.002 + 0.003 / max(width, 1.0)
+        next_branch = rng.exponential(branch_spacing * (12 + 5 * width / s) * s)
+        travelled = 0.0
+        points = []
+        for step in range(max_steps):
+            points.append((y, x, width / 2, darkness))
+            dy, dx = y - g.fovea_y, x - g.fovea_x
+            dist_f = math.hypot(dy, dx) + 1e-9
+            if width < _MIN_WIDTH or dist_f < faz or math.hypot(y - g.cy, x - g.cx) > 1.02 * R:
+                break
+            # preferred direction
+            uy, ux = dy / dist_f, dx / dist_f
+            if arcade:
+                ty, tx = ux, -uy  # one tangent to the circle around the fovea; take the one ahead
+                if ty * math.sin(angle) + tx * math.cos(angle) < 0:
+                    ty, tx = -ty, -tx
+                past = (x - g.fovea_x) * (-g.side) > -0.05 * R  # beyond the fovea: spread outwards
+                c = 0.7 if past else max(-0.4, min(0.4, (g.arcade_r - dist_f) / (0.6 * R)))
+                py, px = ty + c * uy, tx + c * ux
+                gain = 0.06
+            else:
+                if home is None:  # a trunk: away from the disc
+                    oy, ox = y - g.disc_y, x - g.disc_x
+                    norm = math.hypot(oy, ox) + 1e-9
+                    py, px = oy / norm, ox / norm
+                else:  # a branch keeps the direction it left its parent in
+                    py, px = math.sin(home), math.cos(home)
+                push = max(0.0, (0.3 * R - dist_f) / (0.1 * R))  # keep off the macula
+                py, px = py + push * uy, px + push * ux
+                gain = 0.015
+            angle += gain * _wrap(math.atan2(py, px) - angle) + curvature
+            curvature = 0.9 * curvature + sigma * noise[step]
+            y += math.sin(angle)
+            x += math.cos(angle)
+            width -= taper
+            travelled += 1.0
+            if travelled >= next_branch:
+                travelled, next_branch = 0.0, rng.exponential(branch_spacing * (12 + 5 * width / s) * s)
+                alpha = rng.uniform(0.2, 1.0) ** 1.5  # child / continuation width ratio
+                main = width / (1 + alpha**3) ** (1 / 3)
+                child = alpha * main
+                # Murray's optimal angles: cos θ1 = (r0⁴ + r1⁴ - r2⁴) / (2 r0² r1²), same for θ2
+                r0, r1, r2 = width**2, main**2, child**2
+                theta_main = math.acos(max(-1.0, min(1.0, (r0 * r0 + r1 * r1 - r2 * r2) / (2 * r0 * r1))))
+                theta_child = math.acos(max(-1.0, min(1.0, (r0 * r0 + r2 * r2 - r1 * r1) / (2 * r0 * r2))))
+                turn = rng.choice([-1.0, 1.0])
+                if child >= _MIN_WIDTH:
+                    heading = angle - turn * (theta_child + rng.normal(0, 0.15))
+                    stack.append((y, x, heading, child, darkness, arcade and alpha > 0.85, heading))
+                angle += turn * theta_main
+                width = main
+        if len(points) > 1:
+            vessels.append(np.array(points, dtype=np.float64))
+    return vessels
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+def _render(vessel_list, g, reflex):
+    """Vessel coverage and darkening maps (H, W) from the centre lines.
+
+    For every pixel p, with d the distance from its centre to the nearest centre-line sample and
+    r that sample's half-width: coverage = clip(r + 1/2 - d, 0, 1) (the fraction of the pixel
+    inside the vessel, anti-aliased), mask = coverage >= 1/2 (that is, d <= r). The darkening is
+    coverage × a flattened cylinder profile × the vessel's darkness × its width contrast, minus a
+    central light reflex on wide vessels. The nearest sample is found with a Euclidean distance
+    transform of the rasterized centre lines, separately for each band of widths (so that a thin
+    branch next to a wide vessel does not hide it), taking the maximum over the bands.
+    """
+    h, w = g.h, g.w
+    pieces = []
+    for v in vessel_list:  # resample each polyline at 1/_SUBSAMPLE px
+        t = np.linspace(0, len(v) - 1, (len(v) - 1) * _SUBSAMPLE + 1)
+        k = np.arange(len(v))
+        pieces.append(np.stack([np.interp(t, k, v[:, j]) for j in range(4)], axis=1))
+    samples = np.concatenate(pieces)
+    samples = samples[(samples[:, 0] > -0.5) & (samples[:, 0] < h - 0.5) & (samples[:, 1] > -0.5)
+                      & (samples[:, 1] < w - 0.5)]
+    coverage = np.zeros((h, w), np.float32)
+    darkening = np.zeros((h, w), np.float32)
+    for low, high in zip(_WIDTH_BINS[:-1], _WIDTH_BINS[1:]):
+        band = samples[(samples[:, 2] >= low) & (samples[:, 2] < high)]
+        if not len(band):
+            continue
+        iy, ix = np.rint(band[:, 0]).astype(np.int64), np.rint(band[:, 1]).astype(np.int64)
+        lin = iy * w + ix
+        off = (band[:, 0] - iy) ** 2 + (band[:, 1] - ix) ** 2
+        order = np.lexsort((off, lin))  # per pixel, the sample nearest to its centre first
+        first = order[np.r_[True, lin[order][1:] != lin[order][:-1]]]
+        owner = np.full(h * w, -1, np.int64)
+        owner[lin[first]] = first
+        empty = (owner < 0).reshape(h, w)
+        nearest = ndimage.distance_transform_edt(empty, return_distances=False, return_indices=True)
+        k = owner[nearest[0] * w + nearest[1]]
+        yy, xx = np.mgrid[0:h, 0:w]
+        d = np.hypot(yy - band[k, 0], xx - band[k, 1])
+        r = band[k, 2]
+        cov = np.clip(r + 0.5 - d, 0.0, 1.0)
+        profile = 0.55 + 0.45 * np.sqrt(np.clip(1 - (d / (r + 0.5)) ** 2, 0.0, 1.0))
+        contrast = np.minimum(1.0, 0.6 + 0.4 * (2 * r - 1) / 4)  # thin vessels are fainter
+        shine = reflex * np.clip((r / g.s - 1.5) / 1.5, 0.0, 1.0) * np.exp(-((d / (0.3 * r)) ** 2))
+        dark = cov * profile * contrast * band[k, 3] * (1 - shine)
+        np.maximum(coverage, cov, out=coverage)
+        np.maximum(darkening, dark, out=darkening)
+    return coverage, darkening
+
+
+def _smooth_noise(rng, h, w, sigma):
+    """Gaussian-filtered white noise with unit standard deviation (computed at a coarser grid for large sigma)."""
+    step = max(1, int(sigma // 4))
+    small = rng.standard_normal((h // step + 2, w // step + 2)).astype(np.float32)
+    field = ndimage.gaussian_filter(small, sigma / step, mode="wrap")
+    if step > 1:
+        field = ndimage.zoom(field, step, order=1)[:h, :w]
+    field = field[:h, :w]
+    return (field - field.mean()) / (field.std() + 1e-12)
+
+
+def _rgb(red, green, blue):
+    """A (3, 1, 1) float32 per-channel factor, to broadcast over a (3, H, W) image."""
+    return np.array([red, green, blue], np.float32)[:, None, None]
+
+
+def _one_retina(rng, h, w):
+    g = _Geometry(rng, h, w)
+    R, s = g.radius, g.s
+    # -- vessels
+    vessel_list = _grow(rng, g, tortuosity=rng.uniform(0.004, 0.012), branch_spacing=rng.uniform(0.8, 1.1))
+    coverage, darkening = _render(vessel_list, g, reflex=rng.uniform(0.5, 0.85))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    rho = np.hypot(yy - g.cy, xx - g.cx) / R
+    fov = rho <= 1.0
+    vessels = ((coverage >= 0.5) & fov).astype(np.uint8)
+
+    # -- background: pigment colour, illumination, texture
+    base = np.array([rng.uniform(0.68, 0.86), rng.uniform(0.30, 0.44), rng.uniform(0.08, 0.18)], np.float32)
+    direction = rng.uniform(0, 2 * np.pi)
+    gradient = rng.uniform(0.05, 0.2) * ((xx - g.cx) * np.cos(direction) + (yy - g.cy) * np.sin(direction)) / R
+    illumination = (1 - rng.uniform(0.1, 0.25) * np.clip(rho, 0, 1.2) ** 3) * (1 + gradient)
+    illumination *= 1 + rng.uniform(0.02, 0.05) * _smooth_noise(rng, h, w, 25 * s)
+    texture = rng.uniform(0.015, 0.03) * _smooth_noise(rng, h, w, max(2.5 * s, 0.8))
+    image = _rgb(*base) * illumination[None] * (1 + texture * _rgb(0.5, 1.0, 1.0))
+
+    # -- macula and fovea: darker, mostly in green
+    dist_f = np.hypot(yy - g.fovea_y, xx - g.fovea_x)
+    macula = np.exp(-((dist_f / (0.2 * R)) ** 2)) * rng.uniform(0.08, 0.2)
+    macula += np.exp(-((dist_f / (0.05 * R)) ** 2)) * 0.08
+    image *= 1 - macula[None] * _rgb(0.4, 1.0, 0.7)
+
+    # -- optic disc: bright with a brighter cup and an irregular rim
+    dist_d = np.hypot(yy - g.disc_y, xx - g.disc_x)
+    theta = np.arctan2(yy - g.disc_y, xx - g.disc_x)
+    phase = rng.uniform(0, 2 * np.pi, 2)
+    rim = g.disc_r * (1 + 0.06 * np.sin(2 * theta + phase[0]) + 0.04 * np.sin(3 * theta + phase[1]))
+    disc = 1 / (1 + np.exp((dist_d - rim) / (0.08 * g.disc_r)))
+    cup = np.exp(-((dist_d / (0.45 * g.disc_r)) ** 2))
+    image += (disc * rng.uniform(0.25, 0.4))[None] * _rgb(0.35, 1.0, 0.7)
+    image += (cup * rng.uniform(0.1, 0.2))[None] * _rgb(0.3, 1.0, 1.0)
+
+    # -- lesions in some patients: dark haemorrhages and bright exudates (not vessels)
+    if rng.random() < 0.4:
+        for _ in range(rng.integers(3, 12)):
+            r_ = rng.uniform(0.15, 0.85) * R
+            a_ = rng.uniform(0, 2 * np.pi)
+            by, bx = g.cy + r_ * np.sin(a_), g.cx + r_ * np.cos(a_)
+            size = rng.uniform(2.0, 6.0) * s
+            blob = np.exp(-(((yy - by) ** 2 + (xx - bx) ** 2) / (2 * size**2)))
+            if rng.random() < 0.5:
+                image *= 1 - (0.3 * blob)[None] * _rgb(0.5, 1.0, 0.8)
+            else:
+                image += (0.15 * blob)[None] * _rgb(0.8, 1.0, 0.2)
+
+    # -- vessels: absorb green most, blue some, red little
+    strength = _rgb(rng.uniform(0.08, 0.14), rng.uniform(0.3, 0.4), rng.uniform(0.2, 0.3))
+    image *= 1 - strength * darkening[None]
+
+    # -- optics and sensor: blur, dark surround, noise, 8 bits
+    blur = rng.uniform(0.5, 0.9) * max(s, 0.5)
+    image = ndimage.gaussian_filter(image, (0, blur, blur))
+    edge = np.clip((1.0 - rho) * R / 1.5 + 0.5, 0.0, 1.0)  # soft 1.5-px FOV edge
+    image = image * edge[None] + rng.uniform(0.0, 0.02)
+    noise = rng.uniform(0.005, 0.011)
+    image += rng.standard_normal(image.shape).astype(np.float32) * (noise * _rgb(1.0, 1.0, 1.3))
+    image = np.round(np.clip(image, 0.0, 1.0) * 255) / 255
+    return image.astype(np.float32), vessels, fov
