@@ -219,7 +219,6 @@ def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=12, steps=40
 def _figures(out, model, history, test, prob, metrics):
     from . import viz
     from .data import load_fundus_photo
-    from .metrics import roc_curve
 
     written = []
     fig = viz.plot_history(history)
@@ -231,8 +230,8 @@ def _figures(out, model, history, test, prob, metrics):
         written.append(out / f"segmentation_{test.ids[i]}.png")
         fig.savefig(written[-1], dpi=90)
     if test.vessels is not None:
-        curves = {"U-Net": roc_curve(prob, test.vessels, test.fov),
-                  "green channel": roc_curve(-test.images[:, 1], test.vessels, test.fov)}
+        curves = {"U-Net": (prob, test.vessels, test.fov),
+                  "green channel (inverted)": (-test.images[:, 1], test.vessels, test.fov)}
         fig = viz.plot_roc_curves(curves, title="Test patients, inside the FOV")
         written.append(out / "roc_curves.png")
         fig.savefig(written[-1], dpi=90)
