@@ -145,13 +145,14 @@ def _augmenter():
 
 
 def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=12, steps=40, seed=0, verbose=1,
-                            figures=True):
+                            figures=True, size=None, tile=64):
     """The main job of ``handprop demo``: data, training, choice on validation, in-FOV test metrics.
 
     ``drive``: a DRIVE-layout folder (its training split is split into training and validation
     patients, its test split is reported), or None for ``n_synthetic`` synthetic patients split
-    60 / 15 / 25 %. Writes ``metrics.json``, ``probabilities.npz`` and figures to ``out``;
-    returns the metrics dict.
+    60 / 15 / 25 % (``size``: their (H, W), DRIVE's 584 x 565 by default). ``tile``: the training
+    tiles' size. Writes ``metrics.json``, ``probabilities.npz`` and figures to ``out``; returns the
+    metrics dict.
     """
     import json
     from pathlib import Path
@@ -163,7 +164,7 @@ def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=12, steps=40
     out.mkdir(parents=True, exist_ok=True)
     clock = {"start": time.perf_counter()}
     if drive is None:
-        data = hpdata.synthetic_retina(n_synthetic, seed=seed)
+        data = hpdata.synthetic_retina(n_synthetic, seed=seed, **({} if size is None else {"size": size}))
         train_i, val_i, test_i = hpdata.split_patients(data, (0.6, 0.15, 0.25), seed=seed)
         train, val, test = data[train_i], data[val_i], data[test_i]
         source = f"synthetic_retina({n_synthetic}, seed={seed})"
@@ -179,7 +180,7 @@ def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=12, steps=40
     x_train, x_val, x_test = normalize_images(train), normalize_images(val), normalize_images(test)
     model = vessel_unet(in_channels=x_train.shape[1], seed=seed)
     t0 = time.perf_counter()
-    history = train_segmenter(model, x_train, train, x_val, val, epochs=epochs, steps=steps, seed=seed,
+    history = train_segmenter(model, x_train, train, x_val, val, epochs=epochs, steps=steps, tile=tile, seed=seed,
                               verbose=verbose)
     clock["training"] = time.perf_counter() - t0
     _say(verbose, f"training: {epochs} epochs of {steps} steps in {clock['training']:.0f} s; best epoch "
