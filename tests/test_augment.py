@@ -118,3 +118,13 @@ def test_augmenter_probabilities_and_errors(sample):
         Flip()(image, vessels[:5], None, np.random.default_rng(0))
     with pytest.raises(ValueError, match="positive"):
         Affine(scale=(0, 1))
+
+
+def test_intensity_refuses_standardized_images():
+    """Clipping standardized images to [0, 1] would silently destroy them: an error says why."""
+    import handprop as hp
+
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((3, 8, 8)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"expects images in \[0, 1\].*augment before standardizing"):
+        hp.data.Intensity()(image, None, np.ones((8, 8), bool), rng)

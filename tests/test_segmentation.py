@@ -28,7 +28,9 @@ def test_normalize_images_uses_each_image_alone_inside_its_fov():
         inside = x[i][:, data.fov[i]]
         np.testing.assert_allclose(inside.mean(axis=1), 0, atol=1e-4)
         np.testing.assert_allclose(inside.std(axis=1), 1, atol=1e-4)
-        assert (x[i][:, ~data.fov[i]] == 0).all()
+        assert (normalize_images(data, outside="zero")[i][:, ~data.fov[i]] == 0).all()
+        edge = x[i][:, ~data.fov[i]]  # outside: copies of FOV pixels, so no circular edge
+        assert edge.min() >= inside.min() and edge.max() <= inside.max()
     scaled = hp.data.RetinaData(data.images * 0.5 + 0.1, data.vessels, data.fov, data.ids)
     np.testing.assert_allclose(normalize_images(scaled), x, atol=1e-4)  # brightness and contrast removed
 

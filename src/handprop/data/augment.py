@@ -176,6 +176,10 @@ class Intensity(_Transform):
         self.gamma = (1 / (1 + gamma), 1 + gamma) if np.isscalar(gamma) else tuple(gamma)
 
     def apply(self, image, vessels, fov, rng):
+        lo, hi = float(np.min(image)), float(np.max(image))
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            raise ValueError(f"Intensity: expects images in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; augment "
+                             "before standardizing (clipping standardized images to [0, 1] would destroy them)")
         g = math.exp(rng.uniform(math.log(self.gamma[0]), math.log(self.gamma[1])))
         c = rng.uniform(1 - self.contrast, 1 + self.contrast)
         b = rng.uniform(-self.brightness, self.brightness)
