@@ -69,7 +69,7 @@ def run_demo(out, epochs=30, batch_size=32, seed=0, verbose=1, gallery=True):
     return {"test_accuracy": test_acc, "test_loss": test_loss, "seconds": seconds, "figures": written}
 
 
-def run_vessels(out, drive=None, epochs=12, steps=40, seed=0, verbose=1):
+def run_vessels(out, drive=None, epochs=10, steps=30, seed=0, verbose=1):
     """``handprop demo``: :func:`handprop.segmentation.run_vessel_segmentation`."""
     _matplotlib_headless()
     from handprop.segmentation import run_vessel_segmentation
@@ -88,8 +88,8 @@ def main(argv=None):
     demo.add_argument("--drive", default=None, metavar="PATH",
                       help="a DRIVE-layout folder (training/ and test/); default: synthetic patients")
     demo.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
-    demo.add_argument("--epochs", type=int, default=None, help="epochs (vessels: 12, digits: 30)")
-    demo.add_argument("--steps", type=int, default=40, help="vessels: training steps per epoch (default 40)")
+    demo.add_argument("--epochs", type=int, default=None, help="epochs (vessels: 10, digits: 30)")
+    demo.add_argument("--steps", type=int, default=30, help="vessels: training steps per epoch (default 30)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-gallery", action="store_true", help="digits: skip the optimizer gallery")
     gal = sub.add_parser("gallery", help="draw the optimizer-trajectory figures")
@@ -100,7 +100,7 @@ def main(argv=None):
             parser.error("--drive goes with the vessel demo, not with digits")
         run_demo(args.out, epochs=args.epochs or 30, seed=args.seed, gallery=not args.no_gallery)
     elif args.command == "demo":
-        run_vessels(args.out, drive=args.drive, epochs=args.epochs or 12, steps=args.steps, seed=args.seed)
+        run_vessels(args.out, drive=args.drive, epochs=args.epochs or 10, steps=args.steps, seed=args.seed)
     elif args.command == "gallery":
         _matplotlib_headless()
         from handprop.viz.gallery import make_gallery

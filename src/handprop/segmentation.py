@@ -130,7 +130,7 @@ class KeepBestOnValidation(Callback):
             self.model.set_weights(self.best_weights)
 
 
-def train_segmenter(model, x_train, train, x_val, val, *, epochs=12, steps=40, tile=64, batch_size=16,
+def train_segmenter(model, x_train, train, x_val, val, *, epochs=10, steps=30, tile=64, batch_size=16,
                     lr=2e-3, seed=0, verbose=1):
     """Train ``model`` on random augmented tiles of the normalized training images ``x_train``
     (with the masks of ``train``; Adam with a cosine-decaying learning rate), keep the best epoch
@@ -160,7 +160,7 @@ def _augmenter():
     return Augmenter([Flip(), Rotate90()])
 
 
-def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=12, steps=40, seed=0, verbose=1,
+def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=10, steps=30, seed=0, verbose=1,
                             figures=True, size=None, tile=64):
     """The main job of ``handprop demo``: data, training, choice on validation, in-FOV test metrics.
 
