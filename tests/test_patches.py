@@ -156,6 +156,20 @@ def test_patch_sampler_with_augmentation_standardization_and_scales(data):
     np.testing.assert_array_equal(xf, xp[:, :, ::-1, :])
 
 
+def test_patch_sampler_equals_extract_patches_on_standardized_images(data):
+    images, vessels, fov, _ = data
+    standardizer = Standardizer().fit(images, fov)
+    sampler = PatchSampler(images, vessels, fov, 5, batch_size=40, patches_per_epoch=40, scales=[1, 3],
+                           standardizer=standardizer, zero_outside_fov=True, seed=9)
+    (x, y), = list(sampler.epoch(2))
+    centres = sampler._centres(np.random.default_rng([9, 2]))  # the centres epoch 2 draws first
+    expected, labels = extract_patches(standardizer.transform(images, fov), vessels, fov, 5, None, scales=[1, 3],
+                                       centres=centres)
+    np.testing.assert_array_equal(y, labels)
+    for got, want in zip(x, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 class FlipOnly:
     """An augmentation with no randomness: flip up-down."""
 

@@ -156,10 +156,10 @@ def save_drive_layout(data, root, split="training", first=None):
         number = f"{first + i:02d}"
         stem = f"{number}_{split}"
         rgb = np.round(np.clip(np.asarray(images[i], np.float32), 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
-        Image.fromarray(np.ascontiguousarray(rgb), "RGB").save(base / "images" / f"{stem}.tif")
-        Image.fromarray((np.asarray(fov[i]) > 0).astype(np.uint8) * 255, "L").save(base / "mask" / f"{stem}_mask.gif")
+        Image.fromarray(np.ascontiguousarray(rgb)).save(base / "images" / f"{stem}.tif")
+        Image.fromarray((np.asarray(fov[i]) > 0).astype(np.uint8) * 255).save(base / "mask" / f"{stem}_mask.gif")
         if vessels is not None:
-            Image.fromarray((np.asarray(vessels[i]) > 0).astype(np.uint8) * 255, "L").save(
+            Image.fromarray((np.asarray(vessels[i]) > 0).astype(np.uint8) * 255).save(
                 base / "1st_manual" / f"{number}_manual1.gif")
         ids.append(stem)
     return ids

@@ -234,9 +234,14 @@ def extract_tiles(images, vessels, fov, size, per_image=None, *, stride=None, se
 # -- samplers ---------------------------------------------------------------------------------
 
 class _Sampler:
-    """The batch-source protocol: ``len``, ``epoch(i)``, ``__iter__`` (see the module docstring)."""
+    """The batch-source protocol: ``len``, ``epoch(i)``, ``__iter__`` (see the module docstring).
 
-    def __init__(self, images, vessels, fov, batch_size, per_epoch, seed, augment, standardizer, name):
+    An epoch draws its centres first, then builds each batch when it is asked for (so that one
+    epoch's patches are never all in memory at once), from one generator ``default_rng([seed, i])``.
+    """
+
+    def __init__(self, images, vessels, fov, batch_size, per_epoch, seed, augment, standardizer,
+                 zero_outside_fov, name):
         images, vessels, fov = _check_arrays(name, images, vessels, fov)
         if vessels is None:
             raise ValueError(f"{name}: needs the vessel masks (vessels is None)")
@@ -244,7 +249,7 @@ class _Sampler:
             raise ValueError(f"{name}: batch_size and the number per epoch must be positive")
         self.images, self.vessels, self.fov = images, vessels, fov
         self.batch_size, self.per_epoch, self.seed = int(batch_size), int(per_epoch), int(seed)
-        self.augment, self.standardizer = augment, standardizer
+        self.augment, self.standardizer, self.zero_outside_fov = augment, standardizer, zero_outside_fov
         self._next_epoch = 0
 
     def __len__(self):
@@ -256,20 +261,24 @@ class _Sampler:
         return self.epoch(epoch)
 
     def epoch(self, i):
-        """The batches of epoch ``i`` (drawn from ``np.random.default_rng([seed, i])``)."""
+        """An iterator over the batches of epoch ``i`` (the same ``(seed, i)`` gives the same batches)."""
         rng = np.random.default_rng([self.seed, int(i)])
-        samples = self._draw(rng)
-        for start in range(0, self.per_epoch, self.batch_size):
-            yield tuple(None if a is None else a[start:start + self.batch_size] for a in samples)
+        centres = self._centres(rng)
+        for start in range(0, len(centres), self.batch_size):
+            yield self._batch(centres[start:start + self.batch_size], rng)
+
+    def _centres(self, rng, balance=None):
+        """``per_epoch`` centres inside the FOV, about as many per image, shuffled across images."""
+        per_image = -(-self.per_epoch // len(self.images))  # ceil; then keep per_epoch of them
+        centres = sample_centres(self.vessels, self.fov, per_image, balance, rng)
+        return centres[rng.permutation(len(centres))[:self.per_epoch]]
 
     def _window(self, i, top, left, window):
-        """Image and masks in a window that may stick out of the image (reflect-padded there)."""
+        """Image and masks in a square window that may stick out of the image (mirrored there, as "reflect")."""
         h, w = self.fov.shape[1:]
-        rows = np.arange(top, top + window)
-        cols = np.arange(left, left + window)
-        rows = np.abs(rows) - 2 * np.maximum(np.abs(rows) - (h - 1), 0)  # reflect about 0 and h - 1
-        cols = np.abs(cols) - 2 * np.maximum(np.abs(cols) - (w - 1), 0)
-        rows, cols = np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1)
+        rows, cols = np.arange(top, top + window), np.arange(left, left + window)
+        rows = np.clip(np.abs(rows) - 2 * np.maximum(np.abs(rows) - (h - 1), 0), 0, h - 1)
+        cols = np.clip(np.abs(cols) - 2 * np.maximum(np.abs(cols) - (w - 1), 0), 0, w - 1)
         return (self.images[i][:, rows[:, None], cols], self.vessels[i][rows[:, None], cols],
                 self.fov[i][rows[:, None], cols])
 
@@ -281,63 +290,66 @@ class _Sampler:
         crop = (slice(margin, margin + out), slice(margin, margin + out))
         return image[(slice(None), *crop)], vessels[crop], fov[crop]
 
+    def _standardize(self, x, fov):
+        """The standardizer's transform, zeroing outside the FOV when asked; float32."""
+        if self.standardizer is not None:
+            return self.standardizer.transform(x, fov if self.zero_outside_fov else None)
+        if self.zero_outside_fov:
+            x = x * np.expand_dims(fov, -3)
+        return x.astype(np.float32, copy=False)
+
 
 class PatchSampler(_Sampler):
     """Fresh patches every epoch for a patch classifier: batches ``(x, y)``.
 
     ``x`` (B, C, size, size) float32 (a list of them for several sizes or scales, as
     ``extract_patches``), ``y`` (B,) int64 centre labels. Each epoch draws ``patches_per_epoch``
-    new centres (``balance`` as in ``extract_patches``), shuffled across images. With ``augment``
-    (an ``Augmenter``), each patch is cut from a window ``margin`` pixels wider on each side
-    (default: half the patch), augmented there together with its masks, and cut back, so that
-    rotations do not bring in empty corners; its label is the augmented mask's centre pixel. Then
-    ``standardizer`` (a fitted ``Standardizer``) is applied.
+    new centres (``balance`` as in ``extract_patches``), shuffled across images. Each patch is cut
+    as the largest window asked for; with ``augment`` (an ``Augmenter``) that window is cut from
+    one ``margin`` pixels wider on each side (default: half the window), augmented there together
+    with its masks, and cut back, so that rotations bring in no empty corners, and the label is the
+    augmented mask's centre pixel. Then ``standardizer`` (a fitted ``Standardizer``) is applied,
+    pixels outside the FOV set to 0 when ``zero_outside_fov``, and last the smaller sizes are cut
+    and the scales pooled: the patches equal ``extract_patches`` on images standardized the same
+    way (``standardizer.transform(images, fov if zero_outside_fov else None)``).
     """
 
     def __init__(self, images, vessels, fov, size, *, batch_size=128, patches_per_epoch=10_000, balance=0.5,
-                 scales=None, augment=None, standardizer=None, margin=None, seed=0, pad_mode="reflect"):
+                 scales=None, augment=None, standardizer=None, zero_outside_fov=False, margin=None, seed=0,
+                 pad_mode="reflect"):
         super().__init__(images, vessels, fov, batch_size, patches_per_epoch, seed, augment, standardizer,
-                         "PatchSampler")
+                         zero_outside_fov, "PatchSampler")
         self.size, self.scales, self.balance, self.pad_mode = size, scales, balance, pad_mode
         self._views, self._as_list = _views(size, scales)
-        self.margin = margin
+        self._largest = max(window for window, _ in self._views)
+        self.margin = self._largest // 2 if margin is None else int(margin)
 
-    def _draw(self, rng):
-        n = len(self.images)
-        per_image = -(-self.per_epoch // n)  # ceil: then keep per_epoch of them, shuffled
-        centres = sample_centres(self.vessels, self.fov, per_image, self.balance, rng)
-        centres = centres[rng.permutation(len(centres))[:self.per_epoch]]
+    def _centres(self, rng, balance=None):
+        return super()._centres(rng, self.balance)
+
+    def _batch(self, centres, rng):
+        big = self._largest
         if self.augment is None:
-            patches, labels = extract_patches(self.images, self.vessels, self.fov, self.size, None,
-                                              scales=self.scales, centres=centres, pad_mode=self.pad_mode)
-            patches = patches if self._as_list else [patches]
+            x = _cut(self.images, centres, big, self.pad_mode)
+            fov = _cut(self.fov[:, None], centres, big, self.pad_mode)[:, 0]
+            labels = (self.vessels[centres[:, 0], centres[:, 1], centres[:, 2]] > 0).astype(np.int64)
         else:
-            largest = max(window for window, _ in self._views)
-            margin = self.margin if self.margin is not None else largest // 2
-            patches = [np.empty((len(centres), self.images.shape[1], window // f, window // f), np.float32)
-                       for window, f in self._views]
+            x = np.empty((len(centres), self.images.shape[1], big, big), self.images.dtype)
+            fov = np.empty((len(centres), big, big), bool)
             labels = np.empty(len(centres), np.int64)
             for k, (i, cy, cx) in enumerate(centres):
-                image, vessels, _ = self._augmented(rng, i, cy, cx, largest, margin)
-                labels[k] = vessels[largest // 2, largest // 2] > 0
-                for out, (window, f) in zip(patches, self._views):
-                    offset = largest // 2 - window // 2
-                    cut = image[:, offset:offset + window, offset:offset + window]
-                    if f > 1:
-                        cut = cut.reshape(cut.shape[0], window // f, f, window // f, f).mean(axis=(2, 4))
-                    out[k] = cut
-        if self.standardizer is not None:
-            patches = [self.standardizer.transform(p) for p in patches]
-        patches = [p.astype(np.float32, copy=False) for p in patches]
-        return (patches if self._as_list else patches[0]), labels
-
-    def epoch(self, i):
-        rng = np.random.default_rng([self.seed, int(i)])
-        patches, labels = self._draw(rng)
-        for start in range(0, self.per_epoch, self.batch_size):
-            batch = slice(start, start + self.batch_size)
-            x = [p[batch] for p in patches] if self._as_list else patches[batch]
-            yield x, labels[batch]
+                x[k], vessels, fov[k] = self._augmented(rng, i, cy, cx, big, self.margin)
+                labels[k] = vessels[big // 2, big // 2] > 0
+        x = self._standardize(x, fov)
+        views = []
+        for window, factor in self._views:
+            offset = big // 2 - window // 2
+            view = x[:, :, offset:offset + window, offset:offset + window]
+            if factor > 1:
+                s = window // factor
+                view = view.reshape(len(view), view.shape[1], s, factor, s, factor).mean(axis=(3, 5))
+            views.append(np.ascontiguousarray(view, dtype=np.float32))
+        return (views if self._as_list else views[0]), labels
 
 
 class TileSampler(_Sampler):
@@ -345,39 +357,34 @@ class TileSampler(_Sampler):
 
     ``x`` (B, C, size, size) float32, ``y`` (B, 1, size, size) float32 vessel masks, ``weight``
     (B, 1, size, size) float32 FOV masks (the per-pixel weight of a masked loss). Each epoch draws
-    ``tiles_per_epoch`` tiles centred on random FOV pixels (shuffled across images); with
-    ``augment`` each is augmented in a window ``margin`` pixels wider on each side (default: a
-    quarter of the tile) and cut back; then ``standardizer`` (fitted) is applied, with pixels
-    outside the FOV set to 0 when ``zero_outside_fov`` is true.
+    ``tiles_per_epoch`` tiles centred on random FOV pixels (shuffled across images) and moved
+    inside the image; with ``augment`` each is augmented in a window ``margin`` pixels wider on
+    each side (default: a quarter of the tile; mirrored beyond the image border) and cut back.
+    Then ``standardizer`` (fitted) is applied, with pixels outside the FOV set to 0 when
+    ``zero_outside_fov``.
     """
 
     def __init__(self, images, vessels, fov, size, *, batch_size=8, tiles_per_epoch=256, augment=None,
                  standardizer=None, zero_outside_fov=False, margin=None, seed=0):
         super().__init__(images, vessels, fov, batch_size, tiles_per_epoch, seed, augment, standardizer,
-                         "TileSampler")
+                         zero_outside_fov, "TileSampler")
         self.size = int(size)
         h, w = self.fov.shape[1:]
         if self.size > min(h, w):
             raise ValueError(f"TileSampler: tile size {self.size} is larger than the images ({h}x{w})")
         self.margin = self.size // 4 if margin is None else int(margin)
-        self.zero_outside_fov = zero_outside_fov
 
-    def _draw(self, rng):
-        n = len(self.images)
+    def _batch(self, centres, rng):
         s = self.size
-        centres = sample_centres(None, self.fov, -(-self.per_epoch // n), None, rng)
-        centres = centres[rng.permutation(len(centres))[:self.per_epoch]]
-        x = np.empty((len(centres), self.images.shape[1], s, s), np.float32)
-        y = np.empty((len(centres), 1, s, s), np.float32)
-        weight = np.empty((len(centres), 1, s, s), np.float32)
         h, w = self.fov.shape[1:]
+        x = np.empty((len(centres), self.images.shape[1], s, s), self.images.dtype)
+        y = np.empty((len(centres), 1, s, s), np.float32)
+        fov = np.empty((len(centres), s, s), bool)
         for k, (i, cy, cx) in enumerate(centres):
             if self.augment is None:
                 top, left = min(max(cy - s // 2, 0), h - s), min(max(cx - s // 2, 0), w - s)
-                image, vessels, fov = self._window(i, top, left, s)
+                x[k], vessels, fov[k] = self._window(i, top, left, s)
             else:
-                image, vessels, fov = self._augmented(rng, i, cy, cx, s, self.margin)
-            x[k], y[k, 0], weight[k, 0] = image, vessels > 0, fov
-        if self.standardizer is not None:
-            x = self.standardizer.transform(x, fov=weight[:, 0] > 0 if self.zero_outside_fov else None)
-        return x, y, weight
+                x[k], vessels, fov[k] = self._augmented(rng, i, cy, cx, s, self.margin)
+            y[k, 0] = vessels > 0
+        return self._standardize(x, fov), y, fov[:, None].astype(np.float32)

@@ -22,6 +22,24 @@ a vessel's centre line (at least half of the pixel is covered), which is also ho
 vessel darkening is anti-aliased. The FOV mask is the circle. Every length scales with the FOV
 radius (270 px at the default size, as in DRIVE), so smaller images are smaller retinas.
 
+How hard it is (measured on 15 training and 5 held-out patients, seed 0, metrics inside the FOV,
+networks trained with PyTorch on 2 CPU threads, standardized RGB input):
+
+=====================================================  =========  ====================
+model                                                  ROC AUC    Dice
+=====================================================  =========  ====================
+green-channel threshold (darker = vessel)              0.79       —
+5×5 patch CNN (1,000 steps of 256 balanced patches)    0.974      0.81 (best threshold)
+11×11 patch CNN (same)                                 0.989      0.87 (best threshold)
+small U-Net (16-32-64 channels, 400 steps of 16 64×64  0.983      0.82
+tiles, about 45 s)
+same U-Net, 1,000 steps (about 2 minutes)              0.992      0.89
+=====================================================  =========  ====================
+
+One-pixel-wide vessels are missed first (the 400-step U-Net finds 50–80 % of their pixels and
+85–95 % of those of vessels 3 px wide or more). Vessels cover 11–14 % of the FOV (DRIVE: about
+12 %). Generating one 584×565 image takes about 0.3–0.4 s on one core.
+
 Each image is drawn from its own random stream ``np.random.default_rng([seed, i])``: image ``i``
 is the same patient whatever ``n`` is, so splitting by patient is stable.
 """
@@ -255,7 +273,7 @@ def _render(vessel_list, g, reflex):
         cov = np.clip(r + 0.5 - d, 0.0, 1.0)
         profile = 0.55 + 0.45 * np.sqrt(np.clip(1 - (d / (r + 0.5)) ** 2, 0.0, 1.0))
         contrast = np.minimum(1.0, 0.6 + 0.4 * (2 * r - 1) / 4)  # thin vessels are fainter
-        shine = reflex * np.clip((r / g.s - 1.5) / 1.5, 0.0, 1.0) * np.exp(-((d / (0.3 * r)) ** 2))
+        shine = reflex * np.clip((r / g.s - 1.5) / 1.5, 0.0, 1.0) * np.exp(-((d / (0.25 * r)) ** 2))
         dark = cov * profile * contrast * band[k, 3] * (1 - shine)
         np.maximum(coverage, cov, out=coverage)
         np.maximum(darkening, dark, out=darkening)
@@ -283,7 +301,7 @@ def _one_retina(rng, h, w):
     R, s = g.radius, g.s
     # -- vessels
     vessel_list = _grow(rng, g, tortuosity=rng.uniform(0.004, 0.012), branch_spacing=rng.uniform(0.8, 1.1))
-    coverage, darkening = _render(vessel_list, g, reflex=rng.uniform(0.5, 0.85))
+    coverage, darkening = _render(vessel_list, g, reflex=rng.uniform(0.45, 0.75))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     rho = np.hypot(yy - g.cy, xx - g.cx) / R
     fov = rho <= 1.0
@@ -295,7 +313,7 @@ def _one_retina(rng, h, w):
     gradient = rng.uniform(0.05, 0.2) * ((xx - g.cx) * np.cos(direction) + (yy - g.cy) * np.sin(direction)) / R
     illumination = (1 - rng.uniform(0.1, 0.25) * np.clip(rho, 0, 1.2) ** 3) * (1 + gradient)
     illumination *= 1 + rng.uniform(0.02, 0.05) * _smooth_noise(rng, h, w, 25 * s)
-    texture = rng.uniform(0.015, 0.03) * _smooth_noise(rng, h, w, max(2.5 * s, 0.8))
+    texture = rng.uniform(0.03, 0.05) * _smooth_noise(rng, h, w, max(2.5 * s, 0.8))
     image = _rgb(*base) * illumination[None] * (1 + texture * _rgb(0.5, 1.0, 1.0))
 
     # -- macula and fovea: darker, mostly in green

@@ -152,7 +152,10 @@ def plot_roc_curves(curves, *, title=None, figsize=(4.8, 4.4), max_points=2000, 
 
 
 def plot_patches(patches, labels=None, *, n=32, cols=8, channel=None, seed=None, title=None):
-    """A grid of patches (N, C, s, s), each rescaled to its own [min, max], the centre pixel marked.
+    """A grid of patches (N, C, s, s), the centre pixel marked.
+
+    Each patch is stretched to its own [min, max] (all channels together, so colours are kept).
+    Vessels show best in the green channel: ``channel=1`` draws it in grey.
 
     ``labels`` (N,) {0, 1}: each title says "vessel" or "background" (and the frame is coloured).
     ``n`` patches are shown: the first ``n``, or a random ``n`` with ``seed``. ``channel``: draw that
