@@ -15,6 +15,7 @@ from handprop.exercises import (
     check_dense_to_conv,
     check_dropout,
     check_early_stopping,
+    check_keras_translation,
     check_largest_stable_lr,
     check_momentum_step,
     check_network_backward,
@@ -25,7 +26,6 @@ from handprop.exercises import (
     check_segmentation_scores,
     check_softmax_cross_entropy,
     check_triplanar_patches,
-    check_tutorial_convnet,
 )
 
 
@@ -413,60 +413,70 @@ def test_parameter_counts_checker():
                     "one bias per output unit")
 
 
-def tutorial_convnet_solution():
+def keras_translation_solution():
     L = hp.layers
     model = hp.Sequential()
-    model.add(L.Convolution2D(20, (5, 5), input_shape=(3, 29, 29)))
+    model.add(L.Convolution2D(32, (3, 3), input_shape=(3, 25, 25)))
     model.add(L.PReLU())
     model.add(L.MaxPooling2D(pool_size=(2, 2)))
-    model.add(L.Convolution2D(50, (3, 3)))
+    model.add(L.Convolution2D(64, (3, 3)))
     model.add(L.PReLU())
     model.add(L.MaxPooling2D(pool_size=(2, 2)))
     model.add(L.Flatten())
-    model.add(L.Dense(2000))
+    model.add(L.Dense(256))
     model.add(L.PReLU())
-    model.add(L.Dense(135))
+    model.add(L.Dropout(0.5))
+    model.add(L.Dense(2))
     model.compile(loss="categorical_crossentropy", optimizer=hp.optimizers.SGD(lr=0.01, momentum=0.9, nesterov=True))
     return model
 
 
-def test_tutorial_convnet_checker():
-    result = check_tutorial_convnet(tutorial_convnet_solution)
+def test_keras_translation_checker():
+    result = check_keras_translation(keras_translation_solution)
     assert result, str(result)
+    assert "282,658 parameters" in str(result)
     L = hp.layers
 
     def keras1_conv():
-        return hp.Sequential([L.Convolution2D(20, 5, 5, input_shape=(3, 29, 29))])
+        return hp.Sequential([L.Convolution2D(32, 3, 3, input_shape=(3, 25, 25))])
 
     def channels_last():
-        return hp.Sequential([L.Conv2D(20, 5, input_shape=(29, 29, 3))])
+        return hp.Sequential([L.Conv2D(32, 3, input_shape=(25, 25, 3))])
 
     def with_softmax():
-        model = tutorial_convnet_solution()
+        model = keras_translation_solution()
         model.add(L.Activation("softmax"))
         model.compile(loss="categorical_crossentropy", optimizer="sgd")
         return model
 
     def relu():
-        model = hp.Sequential([L.Conv2D(20, 5), L.ReLU(), L.MaxPool2D(2), L.Conv2D(50, 3), L.ReLU(), L.MaxPool2D(2),
-                               L.Flatten(), L.Dense(2000), L.ReLU(), L.Dense(135)], input_shape=(3, 29, 29))
-        return model
+        return hp.Sequential([L.Conv2D(32, 3), L.ReLU(), L.MaxPool2D(2), L.Conv2D(64, 3), L.ReLU(), L.MaxPool2D(2),
+                              L.Flatten(), L.Dense(256), L.ReLU(), L.Dropout(0.5), L.Dense(2)], input_shape=(3, 25, 25))
+
+    def keep_probability():
+        return hp.Sequential([L.Conv2D(32, 3), L.PReLU(), L.MaxPool2D(2), L.Conv2D(64, 3), L.PReLU(), L.MaxPool2D(2),
+                              L.Flatten(), L.Dense(256), L.PReLU(), L.Dropout(0.3), L.Dense(2)],
+                             input_shape=(3, 25, 25))
 
     def plain_sgd():
-        model = tutorial_convnet_solution()
+        model = keras_translation_solution()
         model.compile(loss="categorical_crossentropy", optimizer=hp.optimizers.SGD(lr=0.01))
         return model
 
     def not_compiled():
-        return hp.architectures.patch_cnn(29, dense_units=2000, n_classes=135)
+        return hp.architectures.patch_cnn(25, n_classes=2, filters=(32, 64), kernel_sizes=(3, 3), dense_units=256,
+                                          dropout=0.5)
 
-    assert_rejected(check_tutorial_convnet(keras1_conv), "keyword-only", "Conv2D(20, (5, 5))")
-    assert_rejected(check_tutorial_convnet(channels_last), "channels-last", "channels first")
-    assert_rejected(check_tutorial_convnet(with_softmax), "applies softmax", "leave out the final")
-    assert_rejected(check_tutorial_convnet(relu), "ReLU", "PReLU activations")
-    assert_rejected(check_tutorial_convnet(plain_sgd), "'nesterov': False", "nesterov=True")
-    assert_rejected(check_tutorial_convnet(not_compiled), "not compiled")
-    assert_rejected(check_tutorial_convnet(lambda: None), "not an hp.Sequential")
+    assert_rejected(check_keras_translation(keras1_conv), "keyword-only", "Conv2D(32, (3, 3))")
+    assert_rejected(check_keras_translation(channels_last), "channels-last", "channels first")
+    assert_rejected(check_keras_translation(with_softmax), "applies softmax", "leave out the final")
+    assert_rejected(check_keras_translation(relu), "ReLU", "PReLU activations")
+    assert_rejected(check_keras_translation(keep_probability), "dropout rates [0.3]")
+    assert_rejected(check_keras_translation(plain_sgd), "'nesterov': False", "nesterov=True")
+    assert_rejected(check_keras_translation(not_compiled), "not compiled")
+    assert_rejected(check_keras_translation(lambda: None), "not an hp.Sequential")
+    # the tutorial's own ConvNet: 2,784,775 parameters (chapter 5's lesson builds it)
+    assert hp.architectures.patch_cnn(29, dense_units=2000, n_classes=135).count_params() == 2_784_775
 
 
 # -- chapter 6 -----------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ chapter                    checkers
                            :func:`check_receptive_field`
 4 generalization           :func:`check_regularized_gradient`, :func:`check_early_stopping`,
                            :func:`check_dropout`
-5 getting started          :func:`check_parameter_counts`, :func:`check_tutorial_convnet`
+5 getting started          :func:`check_parameter_counts`, :func:`check_keras_translation`
 6 vessel segmentation      :func:`check_segmentation_scores`, :func:`check_dense_to_conv`
 7 beyond                   :func:`check_conv3d_shape_and_params`, :func:`check_triplanar_patches`
 =========================  ======================================================================
@@ -33,7 +33,7 @@ chapter                    checkers
 from .beyond import check_conv3d_shape_and_params, check_triplanar_patches
 from .convolution import check_conv2d_backward, check_output_size, check_receptive_field
 from .generalization import check_dropout, check_early_stopping, check_regularized_gradient
-from .getting_started import check_parameter_counts, check_tutorial_convnet
+from .getting_started import check_keras_translation, check_parameter_counts
 from .networks import check_dense_backward, check_network_backward, check_softmax_cross_entropy
 from .optimization import check_adam_step, check_largest_stable_lr, check_momentum_step
 from .result import CheckResult
@@ -54,7 +54,7 @@ __all__ = [
     "check_early_stopping",
     "check_dropout",
     "check_parameter_counts",
-    "check_tutorial_convnet",
+    "check_keras_translation",
     "check_segmentation_scores",
     "check_dense_to_conv",
     "check_conv3d_shape_and_params",

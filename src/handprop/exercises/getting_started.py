@@ -1,29 +1,44 @@
-"""Checkers for chapter 5 (getting started): counting parameters, and the tutorial's Keras ConvNet
-written with handprop.
+"""Checkers for chapter 5 (getting started): counting parameters, and translating Keras code to handprop.
 
 The student's functions::
 
     conv_params(in_channels, filters, kernel_size) -> int     a Conv2D with a bias
     dense_params(in_features, units) -> int                   a Dense layer with a bias
-    build_tutorial_convnet() -> a compiled hp.Sequential      the Keras code of the chapter, in handprop
+    build_vessel_convnet() -> a compiled hp.Sequential        the Keras 1 code of the exercise, in handprop
 
 The counts are compared with ``Conv2D`` / ``Dense``'s own ``count_params()``; the network with
-``hp.architectures.patch_cnn(29, dense_units=2000, n_classes=135)`` (the same layers, 2,784,775
-parameters), layer by layer, and its compiled loss and optimizer with the Keras call.
+``hp.architectures.patch_cnn`` built with the same layers (:data:`KERAS_EXERCISE`), layer by layer,
+and its compiled loss and optimizer with the Keras call.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..layers import Conv2D, Dense, PReLU, Softmax
+from ..layers import Conv2D, Dense, Dropout, PReLU, Softmax
 from ..losses import SoftmaxCrossEntropy
 from ..optimizers import SGD
 from .result import CheckResult, StudentError, call_student
 
-__all__ = ["check_parameter_counts", "check_tutorial_convnet"]
+__all__ = ["check_parameter_counts", "check_keras_translation", "KERAS_EXERCISE"]
 
-TUTORIAL_PARAMS = 2_784_775
+KERAS_EXERCISE = """\
+model = Sequential()
+model.add(Convolution2D(32, 3, 3, input_shape=(3, 25, 25)))
+model.add(PReLU())
+model.add(MaxPooling2D(pool_size=(2, 2)))
+model.add(Convolution2D(64, 3, 3))
+model.add(PReLU())
+model.add(MaxPooling2D(pool_size=(2, 2)))
+model.add(Flatten())
+model.add(Dense(256))
+model.add(PReLU())
+model.add(Dropout(0.5))
+model.add(Dense(2))
+model.add(Activation('softmax'))
+model.compile(loss='categorical_crossentropy', optimizer=SGD(lr=0.01, momentum=0.9, nesterov=True))"""
+"""The Keras 1 code (Theano channel order) that :func:`check_keras_translation` asks for in handprop: a
+vessel classifier on 25 x 25 RGB patches in the style of the tutorial's ConvNet."""
 
 
 def _library_conv(c, f, k):
@@ -100,33 +115,36 @@ def check_parameter_counts(conv_params, dense_params):
 def _reference():
     from ..architectures import patch_cnn
 
-    return patch_cnn(29, dense_units=2000, n_classes=135)
+    return patch_cnn(25, n_classes=2, filters=(32, 64), kernel_sizes=(3, 3), dense_units=256, dropout=0.5)
 
 
 def _describe(layers):
     return " -> ".join(type(layer).__name__ for layer in layers)
 
 
-def check_tutorial_convnet(build_tutorial_convnet):
-    """Grade ``build_tutorial_convnet() -> model``: the tutorial's Keras ConvNet, written with handprop,
-    compiled as the Keras code compiles it.
+def check_keras_translation(build_vessel_convnet):
+    """Grade ``build_vessel_convnet() -> model``: the Keras 1 code of :data:`KERAS_EXERCISE` written with
+    handprop, compiled as the Keras code compiles it.
 
-    Expected: a ``Sequential`` on ``(3, 29, 29)`` patches (channels first), ``Conv2D(20, 5) -> PReLU
-    -> MaxPool2D(2) -> Conv2D(50, 3) -> PReLU -> MaxPool2D(2) -> Flatten -> Dense(2000) -> PReLU ->
-    Dense(135)`` (2,784,775 parameters; the softmax lives in the loss), compiled with
+    Expected: a ``Sequential`` on ``(3, 25, 25)`` patches (channels first), ``Conv2D(32, 3) -> PReLU
+    -> MaxPool2D(2) -> Conv2D(64, 3) -> PReLU -> MaxPool2D(2) -> Flatten -> Dense(256) -> PReLU ->
+    Dropout(0.5) -> Dense(2)`` (282,658 parameters; the softmax lives in the loss), compiled with
     ``SoftmaxCrossEntropy`` (Keras' ``categorical_crossentropy``) and
-    ``SGD(lr=0.01, momentum=0.9, nesterov=True)``.
+    ``SGD(lr=0.01, momentum=0.9, nesterov=True)`` -- the layers of
+    ``hp.architectures.patch_cnn(25, n_classes=2, filters=(32, 64), kernel_sizes=(3, 3), dense_units=256,
+    dropout=0.5)``.
     """
-    name = "the tutorial's ConvNet in handprop"
+    name = "the Keras code in handprop"
     try:
-        model = call_student(build_tutorial_convnet, what="build_tutorial_convnet")
+        model = call_student(build_vessel_convnet, what="build_vessel_convnet")
     except StudentError as error:
         text = str(error)
         hint = None
         if "keyword-only" in text:
-            hint = "Keras 1's Convolution2D(20, 5, 5) is Conv2D(20, (5, 5)) or Conv2D(20, 5) here"
+            hint = "Keras 1's Convolution2D(32, 3, 3) is Conv2D(32, (3, 3)) or Conv2D(32, 3) here"
         elif "channels-last" in text:
-            hint = "handprop takes images channels first, as the tutorial's Theano ordering: input_shape=(3, 29, 29)"
+            hint = ("handprop takes images channels first, as the Theano ordering of the Keras code: "
+                    "input_shape=(3, 25, 25)")
         elif "applies softmax" in text:
             hint = ("SoftmaxCrossEntropy (categorical_crossentropy) applies the softmax itself: leave out the "
                     "final Activation('softmax')")
@@ -134,37 +152,41 @@ def check_tutorial_convnet(build_tutorial_convnet):
     from ..model import Sequential
 
     if not isinstance(model, Sequential):
-        return CheckResult(name, False, [f"build_tutorial_convnet returned {type(model).__name__}, not an "
+        return CheckResult(name, False, [f"build_vessel_convnet returned {type(model).__name__}, not an "
                                          "hp.Sequential"], "return the model at the end of the function")
     findings = []
     if not model.built:
         return CheckResult(name, False, ["the model is not built: its input shape is unknown"],
-                           "give the first layer input_shape=(3, 29, 29), as the Keras code does")
-    if tuple(model.input_shape) != (3, 29, 29):
+                           "give the first layer input_shape=(3, 25, 25), as the Keras code does")
+    if tuple(model.input_shape) != (3, 25, 25):
         return CheckResult(name, False, [f"the model takes inputs of shape {tuple(model.input_shape)}"],
-                           "the patches are 29 x 29 with 3 channels, channels first: input_shape=(3, 29, 29)")
+                           "the patches are 25 x 25 with 3 channels, channels first: input_shape=(3, 25, 25)")
     reference = _reference()
     layers, expected = model.layers, reference.layers
     if layers and isinstance(layers[-1], Softmax):
         return CheckResult(name, False, [f"layers: {_describe(layers)}"],
                            "leave out the final softmax: SoftmaxCrossEntropy takes logits and applies it itself")
-    shapes = [tuple(layer.output_shape) for layer in layers]
+    shapes = [None if layer.output_shape is None else tuple(layer.output_shape) for layer in layers]
     want = [tuple(layer.output_shape) for layer in expected]
     if [type(layer) for layer in layers] != [type(layer) for layer in expected] or shapes != want:
         problem = [f"your layers: {_describe(layers)}, output shapes {shapes}",
                    f"expected:    {_describe(expected)}, output shapes {want}"]
         types = [type(layer) for layer in layers]
         if PReLU not in types and len(layers) == len(expected):
-            hint = "the tutorial uses PReLU activations (hp.layers.PReLU(): one learned slope per channel)"
+            hint = "the Keras code uses PReLU activations (hp.layers.PReLU(): one learned slope per channel)"
         elif len(layers) < len(expected):
             hint = "compare layer by layer with the Keras code: a layer is missing"
         else:
             hint = "compare layer by layer with the Keras code"
         return CheckResult(name, False, problem, hint)
-    count = model.count_params()
-    if count != TUTORIAL_PARAMS:
-        return CheckResult(name, False, [f"{count:,} parameters, expected {TUTORIAL_PARAMS:,}"],
+    count, expected_count = model.count_params(), reference.count_params()
+    if count != expected_count:
+        return CheckResult(name, False, [f"{count:,} parameters, expected {expected_count:,}"],
                            "check each layer's options (use_bias, PReLU(shared=...)) against the defaults")
+    rates = [layer.rate for layer in layers if isinstance(layer, Dropout)]
+    if rates != [0.5]:
+        return CheckResult(name, False, [f"dropout rates {rates}"],
+                           "Keras' Dropout(0.5) drops half of the units: hp.layers.Dropout(0.5), the same meaning")
     findings.append(f"layers and output shapes match: {_describe(layers)}, {count:,} parameters")
     if model.loss is None or model.optimizer is None:
         return CheckResult(name, False, findings + ["the model is not compiled"],
