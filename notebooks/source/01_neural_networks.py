@@ -148,8 +148,8 @@ plt.show()
 # %%
 prelu = zoo["PReLU (a = 0.25)"]
 print("PReLU parameters:", {k: v.tolist() for k, v in prelu.params.items()})
-print("gradient of the slope for z = linspace(-4, 4), dy = 1:", float(prelu.grads["alpha"][0]),
-      "= sum of min(z, 0) =", float(np.minimum(z, 0).sum()))
+print(f"gradient of the slope for z = linspace(-4, 4), dy = 1: {float(prelu.grads['alpha'][0]):.2f}"
+      f" = sum of min(z, 0) = {np.minimum(z, 0).sum():.2f}")
 
 # %% [markdown]
 # ## 3. Layers, and a multilayer perceptron on retina patches

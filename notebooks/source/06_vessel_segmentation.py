@@ -200,6 +200,11 @@ validation_probabilities["U-Net"] = seg.predict_probabilities(unet, x_val)
 hp.viz.plot_history(unet_history, title="U-Net: training loss; AUC and Dice on the validation patients")
 
 # %% [markdown]
+# The validation Dice (at the default threshold 0.5) stays at 0 for the first epochs: the network
+# starts by calling every pixel background, the majority class, and only later do its vessel
+# probabilities climb above 0.5 — while the AUC, which needs no threshold, improves from the start.
+# The curves were still rising when training stopped: this U-Net is under-trained.
+#
 # ## 5. Metrics inside the field of view, and ROC curves
 #
 # A segmentation is scored pixel by pixel against the annotation, **inside the FOV** only: the
