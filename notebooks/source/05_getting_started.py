@@ -195,10 +195,11 @@ convnet.summary();
 # %% [markdown]
 # The sizes: a valid 5×5 convolution takes 29 to 25, pooling to 12, the 3×3 convolution to 10,
 # pooling to 5, so `Flatten` hands $50 \cdot 5 \cdot 5 = 1{,}250$ numbers to the first dense layer,
-# which holds 2.5 of the 2.8 million parameters. (handprop's `PReLU` learns one slope per channel;
-# Keras 1's default learned one per *position*, 12,500 slopes after the first convolution alone,
-# which is why a Keras 1 summary of this code counts more.) `hp.architectures.patch_cnn` builds the
-# same network in one call:
+# which holds 2.5 of the 2.8 million parameters. (handprop's `PReLU` learns one slope per channel,
+# as PyTorch's `PReLU(num_parameters=C)`; Keras' `PReLU` learns one per *position* unless its
+# `shared_axes` share them across the image, 12,500 slopes after the first convolution alone, so a
+# Keras summary of this code may count more.) `hp.architectures.patch_cnn` builds the same network
+# in one call:
 
 # %%
 same = hp.architectures.patch_cnn(29, dense_units=2000, n_classes=135)

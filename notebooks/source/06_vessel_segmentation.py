@@ -104,8 +104,8 @@ hp.viz.plot_patches(x_show, y_show, n=16, title="11×11 validation patches; the 
 #   $h \times w$ kernel: $K[k, c, i, j] = W[(c\,h + i)\,w + j,\; k]$ (exercise 2), and the dense
 #   layers after it are 1×1 convolutions;
 # * a pooling with stride 2 would make the output skip every other pixel; instead the stride is
-#   set to 1 and every later window is **dilated** by 2, so it still reads the pixels it read in
-#   the patch.
+#   set to 1 and every later window is **dilated** by 2 (by 4 after a second pooling), so it still
+#   reads the pixels it read in the patch.
 #
 # `inference.to_fully_convolutional` does this conversion; `inference.predict_dense` pads the image
 # by $P // 2$ and returns one output per pixel. Same answer, one pass:
