@@ -1,4 +1,6 @@
-"""Exercise checkers: each accepts the worked solution and rejects typical wrong answers with the right hint."""
+"""Exercise checkers: each accepts the worked solution and rejects typical wrong answers with the right hint.
+
+The worked solutions here are the ones of ``notebooks/source/*.py`` (executed in the notebook tests too)."""
 
 import numpy as np
 import pytest
@@ -8,10 +10,22 @@ from handprop.exercises import (
     CheckResult,
     check_adam_step,
     check_conv2d_backward,
+    check_conv3d_shape_and_params,
+    check_dense_backward,
+    check_dense_to_conv,
+    check_dropout,
+    check_early_stopping,
+    check_keras_translation,
     check_largest_stable_lr,
     check_momentum_step,
+    check_network_backward,
     check_output_size,
+    check_parameter_counts,
     check_receptive_field,
+    check_regularized_gradient,
+    check_segmentation_scores,
+    check_softmax_cross_entropy,
+    check_triplanar_patches,
 )
 
 
@@ -218,3 +232,358 @@ def test_receptive_field_checker():
     for switches, hint in _FIELD_MISTAKES:
         assert_rejected(check_receptive_field(lambda layers, s=switches: _fields_with(layers, **s)), hint)
     assert_rejected(check_receptive_field(lambda layers: solution(layers)[:-1]), "one per layer")
+
+
+# -- chapter 1 -----------------------------------------------------------------------------------------
+
+
+def dense_backward_solution(dy, x, W):
+    return dy @ W.T, x.T @ dy, dy.sum(axis=0)
+
+
+def test_dense_backward_checker():
+    result = check_dense_backward(dense_backward_solution)
+    assert result, str(result)
+    assert str(result).count("match the numerical gradient") == 2
+    assert_rejected(check_dense_backward(lambda dy, x, W: (dy @ W.T, dy.T @ x, dy.sum(axis=0))),
+                    "dW has shape (3, 5)", "transposed")
+    assert_rejected(check_dense_backward(lambda dy, x, W: (dy @ W.T, x.T @ dy / len(x), dy.sum(axis=0))),
+                    "dW differs", "averaged over the batch")
+    assert_rejected(check_dense_backward(lambda dy, x, W: (dy @ W.T, x.T @ dy, dy)), "db has shape (4, 3)",
+                    "sum dy over the batch")
+    assert_rejected(check_dense_backward(lambda dy, x, W: (dy, x.T @ dy, dy.sum(axis=0))), "dx has shape",
+                    "dx = dy @ W.T")
+    assert_rejected(check_dense_backward(lambda dy, x, W: (-(dy @ W.T), x.T @ dy, dy.sum(axis=0))), "wrong sign")
+    assert_rejected(check_dense_backward(lambda dy, x, W: (dy @ W.T, x.T @ dy)), "tuple (dx, dW, db)")
+
+    def unwritten(dy, x, W):
+        raise NotImplementedError
+
+    assert_rejected(check_dense_backward(unwritten), "not written yet")
+
+
+def softmax_ce_solution(z, labels):
+    n = len(z)
+    shifted = z - z.max(axis=1, keepdims=True)
+    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    loss = -np.log(p[np.arange(n), labels]).mean()
+    dz = p.copy()
+    dz[np.arange(n), labels] -= 1
+    return loss, dz / n
+
+
+def test_softmax_cross_entropy_checker():
+    result = check_softmax_cross_entropy(softmax_ce_solution)
+    assert result, str(result)
+    assert "case 3" in str(result)
+
+    def unshifted(z, labels):
+        p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        loss = -np.log(p[np.arange(len(z)), labels]).mean()
+        return loss, (p - np.eye(z.shape[1])[labels]) / len(z)
+
+    def not_divided(z, labels):
+        loss, dz = softmax_ce_solution(z, labels)
+        return loss, dz * len(z)
+
+    def no_onehot(z, labels):
+        loss, dz = softmax_ce_solution(z, labels)
+        return loss, dz + np.eye(z.shape[1])[labels] / len(z)
+
+    def summed(z, labels):
+        loss, dz = softmax_ce_solution(z, labels)
+        return loss * len(z), dz
+
+    assert_rejected(check_softmax_cross_entropy(unshifted), "case 1", "not finite", "subtract each row's maximum")
+    assert_rejected(check_softmax_cross_entropy(not_divided), "dz differs", "not divided by the batch size")
+    assert_rejected(check_softmax_cross_entropy(no_onehot), "subtract 1 at the true class")
+    assert_rejected(check_softmax_cross_entropy(summed), "loss", "summed over the batch")
+    assert_rejected(check_softmax_cross_entropy(lambda z, labels: (np.zeros(3), z)), "one number")
+
+
+def network_solution(x, t, W1, b1, W2, b2):
+    h = 1 / (1 + np.exp(-(x @ W1 + b1)))
+    y = h @ W2 + b2
+    dy = 2 * (y - t) / y.size
+    dz = (dy @ W2.T) * h * (1 - h)
+    return {"W1": x.T @ dz, "b1": dz.sum(axis=0), "W2": h.T @ dy, "b2": dy.sum(axis=0)}
+
+
+def test_network_backward_checker():
+    result = check_network_backward(network_solution)
+    assert result, str(result)
+    assert str(result).count("match the numerical gradient") == 2
+
+    from handprop.exercises.networks import _NETWORK_MISTAKES, _network_variant
+
+    for switches, hint in _NETWORK_MISTAKES:
+        assert_rejected(check_network_backward(lambda *a, s=switches: _network_variant(*a, **s)), hint)
+
+    def wrong_first_layer(x, t, W1, b1, W2, b2):
+        grads = network_solution(x, t, W1, b1, W2, b2)
+        grads["W1"] = grads["W1"] * 1.5
+        return grads
+
+    assert_rejected(check_network_backward(wrong_first_layer), "dW1 differs", "the output layer is right")
+    assert_rejected(check_network_backward(lambda *a: {"W1": 0}), "keys")
+
+
+# -- chapter 4 -----------------------------------------------------------------------------------------
+def test_regularized_gradient_checker():
+    result = check_regularized_gradient(lambda w, dw, wd, l1: dw + wd * w + l1 * np.sign(w))
+    assert result, str(result)
+    from handprop.exercises.generalization import _REGULARIZATION_MISTAKES
+
+    for mistake, hint in _REGULARIZATION_MISTAKES:
+        assert_rejected(check_regularized_gradient(mistake), hint)
+
+    def in_place(w, dw, wd, l1):
+        dw += wd * w + l1 * np.sign(w)
+        return dw
+
+    assert_rejected(check_regularized_gradient(in_place), "changed w or dw")
+
+
+def early_stopping_solution(val_losses, patience, min_delta):
+    best, best_epoch, wait = float("inf"), None, 0
+    for epoch, value in enumerate(val_losses):
+        if value < best - min_delta:
+            best, best_epoch, wait = value, epoch, 0
+        else:
+            wait += 1
+            if wait >= patience:
+                return epoch, best_epoch
+    return None, best_epoch
+
+
+def test_early_stopping_checker():
+    result = check_early_stopping(early_stopping_solution)
+    assert result, str(result)
+    assert "never stops" in str(result) and "stop after epoch None" in str(result)
+    from handprop.exercises.generalization import _STOPPING_MISTAKES, _variant
+
+    for switches, hint in _STOPPING_MISTAKES:
+        assert_rejected(check_early_stopping(lambda v, p, d, s=switches: _variant(v, p, d, **s)), hint)
+    assert_rejected(check_early_stopping(lambda v, p, d: (None, 0)), "should stop here")
+    assert_rejected(check_early_stopping(lambda v, p, d: 3), "return (stop_epoch, best_epoch)")
+
+
+def dropout_solution(x, rate, training, rng):
+    if not training:
+        return x
+    return x * (rng.random(x.shape) >= rate) / (1 - rate)
+
+
+def test_dropout_checker():
+    result = check_dropout(dropout_solution)
+    assert result, str(result)
+    assert_rejected(check_dropout(lambda x, rate, training, rng: x * (rng.random(x.shape) < rate) / rate
+                                  if training else x), "probability of *dropping*")
+    assert_rejected(check_dropout(lambda x, rate, training, rng: x * (rng.random(x.shape) >= rate)
+                                  if training else x), "not rescaled")
+    assert_rejected(check_dropout(lambda x, rate, training, rng: dropout_solution(x, rate, training, rng)
+                                  if training else x * (1 - rate)), "at inference inverted dropout does nothing")
+    assert_rejected(check_dropout(lambda x, rate, training, rng: x * (rng.random(x.shape) >= rate) * (1 - rate)
+                                  if training else x), "do not multiply")
+    fixed = np.random.default_rng(5)
+    mask = fixed.random((200, 200)) >= 0.3
+    assert_rejected(check_dropout(lambda x, rate, training, rng: x * mask / (1 - rate) if training else x),
+                    "same elements")
+
+    def in_place(x, rate, training, rng):
+        if training:
+            x *= (rng.random(x.shape) >= rate) / (1 - rate)
+        return x
+
+    assert_rejected(check_dropout(in_place), "changed x in place")
+    assert_rejected(check_dropout(lambda x, rate, training, rng: x * (rng.random(x.shape) >= 0.5) / (1 - rate)
+                                  if training else x), "expected about rate")
+
+
+# -- chapter 5 -----------------------------------------------------------------------------------------
+def test_parameter_counts_checker():
+    result = check_parameter_counts(lambda c, f, k: f * c * k * k + f, lambda d, u: d * u + u)
+    assert result, str(result)
+    assert "2,784,775" in str(result)
+    assert_rejected(check_parameter_counts(lambda c, f, k: f * c * k * k, lambda d, u: d * u + u),
+                    "each filter also has a bias")
+    assert_rejected(check_parameter_counts(lambda c, f, k: f * k * k + f, lambda d, u: d * u),
+                    "per *input channel*", "each unit also has a bias")
+    assert_rejected(check_parameter_counts(lambda c, f, k: f * c * k * k + f, lambda d, u: d * u + d),
+                    "one bias per output unit")
+
+
+def keras_translation_solution():
+    L = hp.layers
+    model = hp.Sequential()
+    model.add(L.Convolution2D(32, (3, 3), input_shape=(3, 25, 25)))
+    model.add(L.PReLU())
+    model.add(L.MaxPooling2D(pool_size=(2, 2)))
+    model.add(L.Convolution2D(64, (3, 3)))
+    model.add(L.PReLU())
+    model.add(L.MaxPooling2D(pool_size=(2, 2)))
+    model.add(L.Flatten())
+    model.add(L.Dense(256))
+    model.add(L.PReLU())
+    model.add(L.Dropout(0.5))
+    model.add(L.Dense(2))
+    model.compile(loss="categorical_crossentropy", optimizer=hp.optimizers.SGD(lr=0.01, momentum=0.9, nesterov=True))
+    return model
+
+
+def test_keras_translation_checker():
+    result = check_keras_translation(keras_translation_solution)
+    assert result, str(result)
+    assert "282,658 parameters" in str(result)
+    L = hp.layers
+
+    def keras1_conv():
+        return hp.Sequential([L.Convolution2D(32, 3, 3, input_shape=(3, 25, 25))])
+
+    def channels_last():
+        return hp.Sequential([L.Conv2D(32, 3, input_shape=(25, 25, 3))])
+
+    def with_softmax():
+        model = keras_translation_solution()
+        model.add(L.Activation("softmax"))
+        model.compile(loss="categorical_crossentropy", optimizer="sgd")
+        return model
+
+    def relu():
+        return hp.Sequential([L.Conv2D(32, 3), L.ReLU(), L.MaxPool2D(2), L.Conv2D(64, 3), L.ReLU(), L.MaxPool2D(2),
+                              L.Flatten(), L.Dense(256), L.ReLU(), L.Dropout(0.5), L.Dense(2)], input_shape=(3, 25, 25))
+
+    def keep_probability():
+        return hp.Sequential([L.Conv2D(32, 3), L.PReLU(), L.MaxPool2D(2), L.Conv2D(64, 3), L.PReLU(), L.MaxPool2D(2),
+                              L.Flatten(), L.Dense(256), L.PReLU(), L.Dropout(0.3), L.Dense(2)],
+                             input_shape=(3, 25, 25))
+
+    def plain_sgd():
+        model = keras_translation_solution()
+        model.compile(loss="categorical_crossentropy", optimizer=hp.optimizers.SGD(lr=0.01))
+        return model
+
+    def not_compiled():
+        return hp.architectures.patch_cnn(25, n_classes=2, filters=(32, 64), kernel_sizes=(3, 3), dense_units=256,
+                                          dropout=0.5)
+
+    assert_rejected(check_keras_translation(keras1_conv), "keyword-only", "Conv2D(32, (3, 3))")
+    assert_rejected(check_keras_translation(channels_last), "channels-last", "channels first")
+    assert_rejected(check_keras_translation(with_softmax), "applies softmax", "leave out the final")
+    assert_rejected(check_keras_translation(relu), "ReLU", "PReLU activations")
+    assert_rejected(check_keras_translation(keep_probability), "dropout rates [0.3]")
+    assert_rejected(check_keras_translation(plain_sgd), "'nesterov': False", "nesterov=True")
+    assert_rejected(check_keras_translation(not_compiled), "not compiled")
+    assert_rejected(check_keras_translation(lambda: None), "not an hp.Sequential")
+    # the tutorial's own ConvNet: 2,784,775 parameters (chapter 5's lesson builds it)
+    assert hp.architectures.patch_cnn(29, dense_units=2000, n_classes=135).count_params() == 2_784_775
+
+
+# -- chapter 6 -----------------------------------------------------------------------------------------
+def segmentation_scores_solution(prediction, vessels, fov):
+    p, v, f = prediction.astype(bool), vessels.astype(bool), fov.astype(bool)
+    tp, fp = np.sum(p & v & f), np.sum(p & ~v & f)
+    fn, tn = np.sum(~p & v & f), np.sum(~p & ~v & f)
+    return {"dice": 2 * tp / (2 * tp + fp + fn), "sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp),
+            "accuracy": (tp + tn) / f.sum()}
+
+
+def test_segmentation_scores_checker():
+    result = check_segmentation_scores(segmentation_scores_solution)
+    assert result, str(result)
+
+    def whole_image(prediction, vessels, fov):
+        return segmentation_scores_solution(prediction, vessels, np.ones_like(fov))
+
+    def iou(prediction, vessels, fov):
+        scores = segmentation_scores_solution(prediction, vessels, fov)
+        d = scores["dice"]
+        return {**scores, "dice": d / (2 - d)}
+
+    def swapped(prediction, vessels, fov):
+        s = segmentation_scores_solution(prediction, vessels, fov)
+        return {**s, "sensitivity": s["specificity"], "specificity": s["sensitivity"]}
+
+    def precision(prediction, vessels, fov):
+        s = segmentation_scores_solution(prediction, vessels, fov)
+        p, v, f = prediction.astype(bool), vessels.astype(bool), fov.astype(bool)
+        return {**s, "sensitivity": np.sum(p & v & f) / np.sum(p & f)}
+
+    assert_rejected(check_segmentation_scores(whole_image), "inside the FOV", "inflates specificity")
+    assert_rejected(check_segmentation_scores(iou), "Jaccard")
+    assert_rejected(check_segmentation_scores(swapped), "swapped")
+    assert_rejected(check_segmentation_scores(precision), "precision")
+    assert_rejected(check_segmentation_scores(lambda p, v, f: {"dice": 1.0}), "keys")
+
+
+def test_dense_to_conv_checker():
+    result = check_dense_to_conv(lambda W, shape: W.T.reshape(W.shape[1], *shape))
+    assert result, str(result)
+    assert_rejected(check_dense_to_conv(lambda W, shape: W.reshape(W.shape[1], *shape)), "transpose it first")
+    assert_rejected(check_dense_to_conv(lambda W, shape: np.moveaxis(
+        W.T.reshape(W.shape[1], shape[1], shape[2], shape[0]), -1, 1)), "channel first")
+    assert_rejected(check_dense_to_conv(lambda W, shape: W.T.reshape(W.shape[1], shape[1], shape[2], shape[0])),
+                    "channels first: (units, C, h, w)")
+    assert_rejected(check_dense_to_conv(lambda W, shape: W.T.reshape(
+        W.shape[1], shape[0], shape[2], shape[1]).transpose(0, 1, 3, 2)), "3 x 3 map", "rows and columns are swapped")
+
+
+# -- chapter 7 -----------------------------------------------------------------------------------------
+def conv3d_solution(input_shape, filters, kernel_size, stride=1, padding=0):
+    C, *sizes = input_shape
+    out = tuple((n + 2 * padding - kernel_size) // stride + 1 for n in sizes)
+    return (filters, *out), filters * C * kernel_size**3 + filters
+
+
+def test_conv3d_checker():
+    assert check_conv3d_shape_and_params(conv3d_solution)
+
+    def params(function):
+        def wrapped(input_shape, filters, k, stride=1, padding=0):
+            return conv3d_solution(input_shape, filters, k, stride, padding)[0], function(input_shape[0], filters, k)
+        return wrapped
+
+    from handprop.exercises.beyond import _PARAM_MISTAKES
+
+    for formula, hint in _PARAM_MISTAKES:
+        assert_rejected(check_conv3d_shape_and_params(params(formula)), hint)
+
+    def no_padding(input_shape, filters, k, stride=1, padding=0):
+        return conv3d_solution(input_shape, filters, k, stride, 0)
+
+    assert_rejected(check_conv3d_shape_and_params(no_padding), "output shape (4, 8, 18, 28)", "(n + 2 padding - k)")
+
+
+def triplanar_solution(volume, centre, size):
+    h = size // 2
+    padded = np.pad(volume, ((0, 0), (h, h), (h, h), (h, h)))
+    z, y, x = (c + h for c in centre)
+    return (padded[:, z, y - h:y + h + 1, x - h:x + h + 1], padded[:, z - h:z + h + 1, y, x - h:x + h + 1],
+            padded[:, z - h:z + h + 1, y - h:y + h + 1, x])
+
+
+def test_triplanar_checker():
+    result = check_triplanar_patches(triplanar_solution)
+    assert result, str(result)
+
+    def transposed_sagittal(volume, centre, size):
+        a, c, s = triplanar_solution(volume, centre, size)
+        return a, c, s.transpose(0, 2, 1)
+
+    def swapped(volume, centre, size):
+        a, c, s = triplanar_solution(volume, centre, size)
+        return a, s, c
+
+    def unpadded(volume, centre, size):
+        h = size // 2
+        z, y, x = centre
+        return (volume[:, z, y - h:y + h + 1, x - h:x + h + 1], volume[:, z - h:z + h + 1, y, x - h:x + h + 1],
+                volume[:, z - h:z + h + 1, y - h:y + h + 1, x])
+
+    def off_by_one(volume, centre, size):
+        return triplanar_solution(volume, tuple(c + 1 for c in centre), size)
+
+    assert_rejected(check_triplanar_patches(transposed_sagittal), "sagittal patch differs", "transposed")
+    assert_rejected(check_triplanar_patches(swapped), "wrong order")
+    assert_rejected(check_triplanar_patches(unpadded), "near the border", "zero-pad")
+    assert_rejected(check_triplanar_patches(off_by_one), "[size // 2, size // 2]")

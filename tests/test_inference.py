@@ -149,3 +149,16 @@ def test_predict_padded_runs_a_unet_on_sizes_it_cannot_halve():
     assert y.shape == (1, 1, 13, 10)
     padded = np.pad(x, ((0, 0), (0, 0), (0, 1), (0, 0)), mode="reflect")
     np.testing.assert_allclose(y, model.predict(padded)[:, :, :13], rtol=1e-6)
+
+
+def test_inference_and_segmentation_are_attributes_of_the_package():
+    """A notebook writes hp.inference.to_fully_convolutional and hp.segmentation.train_segmenter after a plain
+    ``import handprop as hp`` (both used to need their own import statement)."""
+    import subprocess
+    import sys
+
+    code = ("import handprop as hp; "
+            "print(hp.inference.to_fully_convolutional.__name__, hp.segmentation.train_segmenter.__name__, "
+            "'inference' in dir(hp))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["to_fully_convolutional", "train_segmenter", "True"]

@@ -20,7 +20,7 @@ from .threads import get_num_threads, set_num_threads, thread_settings
 __version__ = "0.1.0"
 
 # Imported on first use: plotting pulls in matplotlib, which a training script may not need.
-_LAZY = ("viz", "surfaces", "schedules", "data", "kernels", "exercises", "architectures")
+_LAZY = ("viz", "surfaces", "schedules", "data", "kernels", "exercises", "architectures", "inference", "segmentation")
 
 
 def __getattr__(name):

@@ -66,7 +66,7 @@ def patch_cnn(patch_size, in_channels=3, n_classes=2, filters=(20, 50), kernel_s
     ``Conv(20, 5x5) -> PReLU -> MaxPool 2 -> Conv(50, 3x3) -> PReLU -> MaxPool 2 -> Flatten ->
     Dense(dense_units) -> PReLU -> (Dropout) -> Dense(n_classes)`` by default (valid padding:
     29 -> 25 -> 12 -> 10 -> 5). ``patch_cnn(29, dense_units=2000, n_classes=135)`` is exactly the
-    tutorial's network (2,785,775 parameters). Small patches need smaller kernels or
+    tutorial's network (2,784,775 parameters). Small patches need smaller kernels or
     ``padding="same"`` (a 5 x 5 patch: ``kernel_sizes=(3, 3), padding="same"``); a pooling is left
     out once the map is smaller than the pool.
 

@@ -1,0 +1,367 @@
+# %% [markdown]
+# # Chapter 6 — Vessel segmentation end to end
+#
+# The tutorial's task from start to finish: label every pixel of a retinal photograph as vessel or
+# background, and measure how well that worked. Three ways to do it, each built on the last:
+#
+# 1. a **patch classifier** that decides about the centre pixel of a small patch (5×5 or 11×11);
+# 2. the same network made **fully convolutional**, so that it labels every pixel of an image in
+#    one pass instead of one pass per pixel;
+# 3. a **U-Net**, which sees a whole tile at once and outputs a whole map.
+#
+# Then the evaluation: metrics **inside the field of view**, ROC curves against a one-line
+# baseline (the green channel), the errors drawn on the image, and a prediction on a real fundus
+# photograph.
+#
+# The data are synthetic fundus images at half DRIVE's resolution (292×282 pixels), made by
+# `hp.data.synthetic_retina`; `hp.data.load_drive("DRIVE", "training")` loads the real DRIVE data set
+# into the same structure if you have it. Everything trains in seconds to minutes on a CPU, which
+# is far less than published models get, so compare the methods with each other, not with the
+# literature.
+#
+# > **Quick mode.** `QUICK` (next cell) makes the data and every training run smaller so that the
+# > automated tests run this notebook quickly. It is `False` unless the environment sets
+# > `HANDPROP_QUICK=1`; quick numbers are worse, and the U-Net barely trains in quick mode.
+
+# %% tags=["setup"]
+import os
+import time
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+
+import handprop as hp
+from handprop import architectures as arch
+from handprop import inference, metrics
+from handprop import segmentation as seg
+
+QUICK = os.environ.get("HANDPROP_QUICK", "0") == "1"  # smaller runs for the automated tests
+matplotlib.rcParams["figure.dpi"] = 72  # modest resolution: keeps the saved notebook small
+hp.set_num_threads(1)  # small models run fastest on one thread, and a shared server stays responsive
+print("quick mode" if QUICK else "full mode")
+
+# %% [markdown]
+# ## 1. Data, split by patient, normalized per image
+#
+# Ten patients (eight in quick mode), split into training, validation and test patients
+# (chapter 4 says why by patient). Each image is standardized **on its own**, per colour channel,
+# with the mean and standard deviation of its field-of-view pixels (`seg.normalize_images`; 0
+# outside the FOV): that removes most of the illumination and contrast differences between
+# photographs, and it uses nothing from other patients, so nothing leaks.
+
+# %%
+data = hp.data.synthetic_retina(8 if QUICK else 10, size=(292, 282), seed=0)
+train_ids, val_ids, test_ids = hp.data.split_patients(data, (0.6, 0.2, 0.2), seed=0)
+train, val, test = data[train_ids], data[val_ids], data[test_ids]
+x_train, x_val, x_test = (seg.normalize_images(d) for d in (train, val, test))
+print("training:", train.ids, "\nvalidation:", val.ids, "\ntest:", test.ids)
+print(f"vessel pixels inside the FOV: {train.vessels[train.fov].mean():.1%}")
+hp.viz.plot_segmentation(test.images[0], test.vessels[0], fov=test.fov[0], title=f"test patient {test.ids[0]}",
+                         figsize=(5.6, 3.1))
+
+# %% [markdown]
+# ## 2. Patch classifiers: 5×5 versus 11×11
+#
+# A patch classifier labels the centre pixel of a $P \times P$ patch. How large should $P$ be? A
+# 5×5 patch sees a thin vessel and its immediate surround; an 11×11 patch also sees the vessel's
+# neighbourhood, enough to tell a wide vessel's pale centre (the light reflex) from background,
+# at more cost per decision.
+#
+# `hp.data.PatchSampler` draws fresh patches from the training images every epoch, half centred on
+# vessel pixels (`balance=0.5`, so the rare class is not drowned). Both networks have two 3×3
+# convolutions and a small dense head (`hp.architectures.patch_cnn`); the 11×11 one pools once.
+
+# %%
+sizes = {5: dict(kernel_sizes=(3, 3), pool=1), 11: dict(kernel_sizes=(3, 3))}
+patch_epochs = 3 if QUICK else 10
+patch_models = {}
+for P, options in sizes.items():
+    sampler = hp.data.PatchSampler(x_train, train.vessels, train.fov, P, batch_size=64,
+                                   patches_per_epoch=2000 if QUICK else 4000, balance=0.5, seed=0)
+    x_val_p, y_val_p = hp.data.extract_patches(x_val, val.vessels, val.fov, P, 1000, balance=0.5, seed=1)
+    model = arch.patch_cnn(P, filters=(16, 32), dense_units=64, **options)
+    model.compile(loss=hp.losses.SoftmaxCrossEntropy(), optimizer=hp.optimizers.Adam(1e-3), metrics=["accuracy"])
+    start = time.perf_counter()
+    history = model.fit(sampler, epochs=patch_epochs, validation_data=(x_val_p, y_val_p), verbose=0)
+    patch_models[P] = model
+    print(f"{P}x{P} patches: {model.count_params():,} weights, {time.perf_counter() - start:.0f} s, "
+          f"validation accuracy on balanced patches {history.history['val_accuracy'][-1]:.3f}")
+
+# %%
+x_show, y_show = hp.data.extract_patches(x_val, val.vessels, val.fov, 11, 8, balance=0.5, seed=3)
+hp.viz.plot_patches(x_show, y_show, n=16, title="11×11 validation patches; the 5×5 classifier sees only the middle")
+
+# %% [markdown]
+# ## 3. From a patch classifier to a fully convolutional network
+#
+# To label a whole image, the patch classifier could run once per pixel: cut the patch around every
+# pixel and classify it (`inference.sliding_window_predict`). Neighbouring patches overlap almost
+# entirely, so nearly all of that work is repeated. A **fully convolutional network** does it once:
+#
+# * the convolutions already slide over any image;
+# * the `Dense` layer that reads the flattened $(C, h, w)$ map *is* a convolution with an
+#   $h \times w$ kernel: $K[k, c, i, j] = W[(c\,h + i)\,w + j,\; k]$ (exercise 2), and the dense
+#   layers after it are 1×1 convolutions;
+# * a pooling with stride 2 would make the output skip every other pixel; instead the stride is
+#   set to 1 and every later window is **dilated** by 2 (by 4 after a second pooling), so it still
+#   reads the pixels it read in the patch.
+#
+# `inference.to_fully_convolutional` does this conversion; `inference.predict_dense` pads the image
+# by $P // 2$ and returns one output per pixel. Same answer, one pass:
+
+# %%
+fcns = {P: inference.to_fully_convolutional(model) for P, model in patch_models.items()}
+for layer in fcns[11].layers:
+    if hasattr(layer, "kernel_size") or hasattr(layer, "pool_size"):
+        size = getattr(layer, "kernel_size", None) or layer.pool_size
+        print(f"  {type(layer).__name__:10s} {str(size):9s} dilation {layer.dilation}")
+
+region = x_val[:1] if not QUICK else x_val[:1, :, 100:196, 100:196]  # quick mode: a 96x96 crop
+for P in sizes:
+    inference.sliding_window_predict(patch_models[P], region[:, :, :16, :16])  # warm-up: compile, allocate
+    inference.predict_dense(fcns[P], region[:, :, :16, :16], P)
+    start = time.perf_counter()
+    slow = inference.sliding_window_predict(patch_models[P], region, batch_size=2048)
+    t_slow = time.perf_counter() - start
+    start = time.perf_counter()
+    fast = inference.predict_dense(fcns[P], region, P)
+    t_fast = time.perf_counter() - start
+    print(f"{P}x{P}: {region.shape[2]}x{region.shape[3]} pixels, sliding window {t_slow:.2f} s, fully convolutional "
+          f"{t_fast:.2f} s ({t_slow / t_fast:.0f}x faster), max |difference| {np.abs(slow - fast).max():.1e}")
+
+# %% [markdown]
+# The outputs are equal to float32 rounding. The speed-up grows with the patch: the sliding window
+# repeats every convolution for each of the $P^2$ patches a pixel falls into.
+#
+# The vessel probability of every pixel of the test images, from both classifiers (the softmax of
+# the two outputs, class 1):
+
+# %%
+def patch_probabilities(P, x):
+    return hp.layers.activations.softmax(inference.predict_dense(fcns[P], x, P), axis=1)[:, 1]
+
+
+probabilities = {f"{P}×{P} patches": patch_probabilities(P, x_test) for P in sizes}
+validation_probabilities = {f"{P}×{P} patches": patch_probabilities(P, x_val) for P in sizes}
+fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+axes[0].imshow(test.vessels[0], cmap="gray")
+axes[0].set_title("ground truth")
+for ax, (name, p) in zip(axes[1:], probabilities.items()):
+    ax.imshow(p[0], cmap="magma", vmin=0, vmax=1)
+    ax.set_title(name)
+for ax in axes:
+    ax.set_xticks([])
+    ax.set_yticks([])
+plt.show()
+
+# %% [markdown]
+# ## 4. U-Net
+#
+# A U-Net (Ronneberger et al., 2015) maps a whole image to a whole map. Its **encoder** convolves
+# and pools (seeing ever larger context at ever coarser resolution), its **decoder** upsamples back
+# to the input size, and **skip connections** hand the encoder's fine maps to the decoder at each
+# resolution, so the output is both precise and informed by context. `seg.vessel_unet` has two
+# poolings and 16–32–64 channels (8–16–32 in quick mode).
+#
+# It trains on **tiles**: `hp.data.TileSampler` cuts random tiles (flipped, rotated, with mild
+# intensity changes) with their vessel masks and a per-pixel **weight**, the FOV mask, so the loss
+# (binary cross-entropy on logits) ignores the black surround:
+
+# %% tags=["figure"]
+tiles = hp.data.TileSampler(x_train, train.vessels, train.fov, 64, batch_size=4, tiles_per_epoch=4, seed=0)
+x_tile, y_tile, w_tile = next(iter(tiles))
+fig, axes = plt.subplots(3, 4, figsize=(7, 5.4))
+for k in range(4):
+    for row, (picture, cmap) in enumerate(((x_tile[k, 1], "gray"), (y_tile[k, 0], "gray"), (w_tile[k, 0], "gray"))):
+        axes[row, k].imshow(picture, cmap=cmap)
+        axes[row, k].set_xticks([])
+        axes[row, k].set_yticks([])
+for row, name in enumerate(("tile (green)", "vessels (y)", "weight (FOV)")):
+    axes[row, 0].set_ylabel(name, fontsize=9)
+fig.suptitle("One batch of a TileSampler: x, y, weight", fontsize=10)
+plt.show()
+
+# %% [markdown]
+# `seg.train_segmenter` runs the demo's recipe: tiles from a `TileSampler`, Adam, and after every
+# epoch a prediction of the whole validation images, keeping the epoch with the best in-FOV AUC;
+# finally it picks the decision threshold with the best validation Dice.
+
+# %%
+unet = seg.vessel_unet(width=8 if QUICK else 16)
+start = time.perf_counter()
+unet_history = seg.train_segmenter(unet, x_train, train, x_val, val, epochs=3 if QUICK else 8,
+                                   steps=10 if QUICK else 25, tile=48 if QUICK else 64, batch_size=8, lr=5e-3,
+                                   verbose=0)
+print(f"U-Net: {unet.count_params():,} weights, trained in {time.perf_counter() - start:.0f} s; best epoch "
+      f"{unet.best_epoch + 1} (validation AUC {unet.val_auc:.3f}); threshold {unet.threshold:.2f}")
+probabilities["U-Net"] = seg.predict_probabilities(unet, x_test)
+validation_probabilities["U-Net"] = seg.predict_probabilities(unet, x_val)
+hp.viz.plot_history(unet_history, title="U-Net: training loss; AUC and Dice on the validation patients")
+
+# %% [markdown]
+# The validation Dice (at the default threshold 0.5) stays at 0 for the first epochs: the network
+# starts by calling every pixel background, the majority class, and only later do its vessel
+# probabilities climb above 0.5 — while the AUC, which needs no threshold, improves from the start.
+# The curves were still rising when training stopped: this U-Net is under-trained.
+#
+# ## 5. Metrics inside the field of view, and ROC curves
+#
+# A segmentation is scored pixel by pixel against the annotation, **inside the FOV** only: the
+# black surround is a third of the image and trivially background, and counting it inflates
+# accuracy and specificity. With TP, FP, TN, FN the counts of true/false positive/negative pixels:
+#
+# $$\text{sensitivity} = \frac{TP}{TP + FN}, \quad \text{specificity} = \frac{TN}{TN + FP}, \quad
+#   \text{accuracy} = \frac{TP + TN}{\text{all}}, \quad \text{Dice} = \frac{2\,TP}{2\,TP + FP + FN}.$$
+#
+# All four need a **threshold** on the probability; each model gets the one with the best Dice on
+# the *validation* patients. (The patch classifiers learned from balanced patches, half of them
+# vessels, while only about 7 % of the FOV is vessel: their probabilities are too high for real
+# images, and their best threshold comes out high, near 0.9. The U-Net learned from real
+# proportions.) The **ROC curve** plots sensitivity against 1 − specificity for every
+# threshold, and its area (AUC) is the probability that a random vessel pixel scores above a
+# random background pixel: threshold-free. The baseline is the green channel alone, inverted
+# (vessels are dark): `seg.green_channel_auc`.
+
+# %%
+thresholds = {name: seg.best_dice_threshold(p, val.vessels, val.fov)[0] for name, p in validation_probabilities.items()}
+green_auc, _ = seg.green_channel_auc(test)
+print(f"green channel alone: in-FOV AUC {green_auc:.3f}\n")
+reports = {}
+for name, p in probabilities.items():
+    reports[name] = metrics.segmentation_report(p, test.vessels, test.fov, threshold=thresholds[name], ids=test.ids)
+    mean = reports[name]["mean"]
+    print(f"{name:13s} (threshold {thresholds[name]:.2f}): " + ", ".join(f"{k} {v:.3f}" for k, v in mean.items()))
+print()
+print(metrics.format_segmentation_report(reports["U-Net"]))
+
+# %% [markdown]
+# How much the surround inflates the numbers, for the same prediction:
+
+# %%
+best = max(reports, key=lambda name: reports[name]["mean"]["auc"])
+p, t = probabilities[best], thresholds[best]
+print(f"{best}: accuracy inside the FOV {metrics.pixel_accuracy(p, test.vessels, test.fov, t):.4f}, "
+      f"over the whole image {metrics.pixel_accuracy(p, test.vessels, None, t):.4f}")
+print(f"{best}: specificity inside the FOV {metrics.specificity(p, test.vessels, test.fov, t):.4f}, "
+      f"over the whole image {metrics.specificity(p, test.vessels, None, t):.4f}")
+
+# %%
+curves = {name: (p, test.vessels, test.fov) for name, p in probabilities.items()}
+curves["green channel (inverted)"] = (-test.images[:, 1], test.vessels, test.fov)
+hp.viz.plot_roc_curves(curves, title="Test patients, inside the FOV")
+
+# %% [markdown]
+# At this size and training budget the small 5×5 patch classifier is hard to beat: balanced
+# patches give it a strong learning signal from the first step, and on these images most vessels
+# are one to three pixels wide, which a 5×5 window sees whole. The 11×11 classifier has more to
+# learn for the same number of epochs. The U-Net learns from every pixel of a tile but mostly from
+# background (about 90 % of the FOV), so it needs many more steps; with this budget it trails the
+# patch classifiers (in quick mode it has hardly started). Its strengths — context across a whole
+# tile, one pass per image without any conversion — show with longer training and larger images.
+# All of them are far above the green-channel baseline.
+#
+# ## 6. Errors on the image
+#
+# `hp.viz.plot_segmentation` draws the probability map and the errors inside the FOV: true
+# positives white, **false positives orange** (background called vessel), **false negatives blue**
+# (missed vessel), outside the FOV grey.
+
+# %% tags=["thumbnail"]
+hp.viz.plot_segmentation(test.images[0], test.vessels[0], probabilities[best][0], test.fov[0], threshold=thresholds[best],
+                         title=f"{best}, {test.ids[0]}", figsize=(10, 2.9))
+
+# %% [markdown]
+# Typical errors: the thinnest vessels are missed or found only in pieces (blue), vessel borders
+# are a pixel too wide or too narrow (thin orange and blue lines along the vessels), and the
+# bright optic disc's rim and dark spots get false alarms.
+#
+# ## 7. A real fundus photograph
+#
+# `hp.data.load_fundus_photo` returns one real photograph (public domain), 565×565 pixels, without
+# an annotation: a qualitative test only. Our networks were trained at half DRIVE's resolution, so
+# we halve the photograph too (averaging 2×2 pixels), normalize it like the training images, and
+# let the best patch classifier and the U-Net label it.
+
+# %%
+photo = hp.data.load_fundus_photo()
+image = photo.images[0, :, :564, :564].reshape(3, 282, 2, 282, 2).mean(axis=(2, 4))  # 2x2 averages
+fov = photo.fov[0, :564:2, :564:2]
+x_photo = seg.normalize_images(image[None], fov[None])
+photo_probabilities = {"5×5 patches": patch_probabilities(5, x_photo)[0],
+                       "U-Net": seg.predict_probabilities(unet, x_photo)[0]}
+fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+axes[0].imshow(image.transpose(1, 2, 0))
+axes[0].set_title("photograph (halved)")
+for ax, (name, p) in zip(axes[1:], photo_probabilities.items()):
+    ax.imshow(np.where(fov, p, 0), cmap="magma", vmin=0, vmax=1)
+    ax.set_title(f"{name}: vessel probability")
+for ax in axes:
+    ax.set_xticks([])
+    ax.set_yticks([])
+plt.show()
+
+# %% [markdown]
+# Trained only on synthetic retinas, the 5×5 classifier finds the main vessel tree of a real eye
+# and many of its small branches; the less-trained U-Net finds the large vessels in a haze of false
+# alarms. Both are distracted by what the generator does not draw like a real eye (the texture of
+# a real fundus, the macula, the disc's rim, the edge of the field of view). Training on real annotated images (DRIVE) is the next
+# step: `hp.data.load_drive` loads them into the same structure, and `handprop demo --drive
+# PATH` runs this chapter's U-Net pipeline on them.
+
+# %% [markdown] tags=["exercises"]
+# ## Exercises
+#
+# Write your answer in each cell marked **your answer**, run it, then run the checker cell below
+# it. The checker compares your answer with handprop's own implementation and says what differs.
+#
+# ### Exercise 1 — metrics inside the FOV
+#
+# Write `segmentation_scores(prediction, vessels, fov)` for a binary prediction, a binary ground
+# truth and a FOV mask, all (H, W). Return `{"dice": ..., "sensitivity": ..., "specificity": ...,
+# "accuracy": ...}` computed from the pixels **inside the FOV** only (section 5). The checker
+# compares with `hp.metrics` (`mask=fov`).
+
+# %% tags=["exercise"]
+def segmentation_scores(prediction, vessels, fov):
+    # your answer
+    raise NotImplementedError
+
+
+# %% tags=["solution"]
+def segmentation_scores(prediction, vessels, fov):
+    p, v, inside = prediction.astype(bool), vessels.astype(bool), fov.astype(bool)
+    tp, fp = np.sum(p & v & inside), np.sum(p & ~v & inside)
+    fn, tn = np.sum(~p & v & inside), np.sum(~p & ~v & inside)
+    return {"dice": 2 * tp / (2 * tp + fp + fn), "sensitivity": tp / (tp + fn),
+            "specificity": tn / (tn + fp), "accuracy": (tp + tn) / inside.sum()}
+
+
+# %% tags=["check"]
+hp.exercises.check_segmentation_scores(segmentation_scores)
+
+# %% [markdown]
+# ### Exercise 2 — a dense layer as a convolution
+#
+# A patch classifier flattens a $(C, h, w)$ feature map and feeds it to `Dense(units)` with weights
+# `W` of shape $(C h w, \text{units})$. Write `dense_to_conv(W, feature_shape)` returning the kernel
+# (units, C, h, w) of the `Conv2D` that computes the same numbers on the unflattened map (section
+# 3). `Flatten` orders the features in NumPy's C order over $(C, h, w)$. The checker runs your kernel
+# in a `Conv2D` and compares with the `Dense` layer.
+
+# %% tags=["exercise"]
+def dense_to_conv(W, feature_shape):
+    C, h, w = feature_shape
+    # your answer
+    raise NotImplementedError
+
+
+# %% tags=["solution"]
+def dense_to_conv(W, feature_shape):
+    C, h, w = feature_shape
+    units = W.shape[1]
+    return W.T.reshape(units, C, h, w)  # row (c h + i) w + j of W is kernel[:, c, i, j]
+
+
+# %% tags=["check"]
+hp.exercises.check_dense_to_conv(dense_to_conv)

@@ -1,0 +1,357 @@
+# %% [markdown]
+# # Chapter 7 — Beyond
+#
+# Four ideas from the end of the tutorial, each small enough to run here:
+#
+# 1. **multi-scale** networks: a small patch for detail and a large one for context, one branch
+#    each, merged;
+# 2. **2.5-D and 3-D**: classifying a voxel of a 3-D scan from three orthogonal patches (a
+#    *triplanar* network) or from the whole cube around it (a **3-D CNN**);
+# 3. **autoencoders** used for pre-training;
+# 4. a small **generative adversarial network** (GAN) that learns to draw digits.
+#
+# > **Quick mode.** `QUICK` (next cell) makes every training run shorter so that the automated tests
+# > run this notebook quickly. It is `False` unless the environment sets `HANDPROP_QUICK=1`; the
+# > GAN in particular draws only blobs in quick mode.
+
+# %% tags=["setup"]
+import os
+import time
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+
+import handprop as hp
+from handprop import architectures as arch
+from handprop import segmentation as seg
+
+QUICK = os.environ.get("HANDPROP_QUICK", "0") == "1"  # shorter runs for the automated tests
+matplotlib.rcParams["figure.dpi"] = 72  # modest resolution: keeps the saved notebook small
+hp.set_num_threads(1)  # small models run fastest on one thread, and a shared server stays responsive
+print("quick mode" if QUICK else "full mode")
+
+# %% [markdown]
+# ## 1. Multi-scale networks
+#
+# A 9×9 patch sees a vessel; it cannot see whether the dark line it contains continues, branches or
+# ends in a dark spot (a haemorrhage, not a vessel). A 27×27 patch sees that context, but one
+# network on 27×27 pixels spends most of its weights far from the pixel it decides about. A
+# **multi-scale** network runs one convolutional branch per patch size, all centred on the same
+# pixel, and lets a shared head combine them (`arch.multiscale_patch_net`, built with the graph API:
+# several `hp.Input`s, `Concatenate`).
+#
+# The data of chapter 6: synthetic retinas at half DRIVE size, each normalized on its own, split by
+# patient. `PatchSampler` with `size=[9, 27]` cuts both patches around the same centres.
+
+# %%
+data = hp.data.synthetic_retina(8, size=(292, 282), seed=0)
+train_ids, test_ids = hp.data.split_patients(data, (0.75, 0.25), seed=0)
+train, test = data[train_ids], data[test_ids]
+x_train, x_test = seg.normalize_images(train), seg.normalize_images(test)
+(x9_test, x27_test), y_test = hp.data.extract_patches(x_test, test.vessels, test.fov, [9, 27], 1000, balance=0.5,
+                                                      seed=1)
+
+multi = arch.multiscale_patch_net(patch_sizes=(9, 27), filters=(16, 32), dense_units=64)
+single = arch.patch_cnn(9, filters=(16, 32), kernel_sizes=(3, 3), dense_units=64)
+multi.summary();
+
+# %%
+ms_epochs = 3 if QUICK else 8
+scores = {}
+for name, model, pick in (("9×9 only", single, lambda x: x[0]), ("9×9 + 27×27", multi, lambda x: x)):
+    sampler = hp.data.PatchSampler(x_train, train.vessels, train.fov, [9, 27], batch_size=64,
+                                   patches_per_epoch=2000 if QUICK else 4000, balance=0.5, seed=0)
+    model.compile(loss=hp.losses.SoftmaxCrossEntropy(), optimizer=hp.optimizers.Adam(1e-3), metrics=["accuracy"])
+    start = time.perf_counter()
+    for epoch in range(ms_epochs):  # the single-scale network takes only the 9x9 part of each batch
+        model.fit([(pick(x), y) for x, y in sampler.epoch(epoch)], epochs=1, verbose=0)
+    probability = hp.layers.activations.softmax(model.predict(pick([x9_test, x27_test])))[:, 1]
+    scores[name] = (hp.metrics.accuracy(probability, y_test), hp.metrics.roc_auc(probability, y_test))
+    print(f"{name:12s}: {model.count_params():6,} weights, {time.perf_counter() - start:4.0f} s; test patients: "
+          f"accuracy {scores[name][0]:.3f}, AUC {scores[name][1]:.3f} (balanced patches)")
+
+# %% [markdown]
+# The context branch helps here, by about a point on balanced test patches (a dark line that
+# continues is a vessel; a dark spot or the rim of the optic disc, which look alike from up close,
+# is not). It costs a second branch: eight times the weights, nine times the pixels per decision,
+# several times the training time.
+#
+# (`sampler.epoch(e)` gives the batches of epoch `e`; `fit` also takes a list of `(x, y)` batches,
+# which is how the single-scale network gets only the 9×9 part of each batch here.)
+#
+# ## 2. 3-D: triplanar networks and 3-D CNNs
+#
+# CT and MR scans are volumes. To classify a voxel of a vessel tree in 3-D, a network can look at
+#
+# * three orthogonal 2-D patches through it — **axial** (fixed $z$), **coronal** (fixed $y$),
+#   **sagittal** (fixed $x$) — one 2-D branch each (a **triplanar** or 2.5-D network); or
+# * the whole cube around it, with **3-D convolutions**.
+#
+# A 3-D convolution has a $k \times k \times k$ kernel for every pair of input and output channels:
+#
+# $$y[n, f, d, i, j] = b[f] + \sum_{c} \sum_{t, r, s} W[f, c, t, r, s]\; x[n, c, d + t, i + r, j + s],$$
+#
+# $k$ times the weights of a 2-D one, and $s$ times more output positions on an $s^3$ cube than on
+# an $s^2$ patch. `hp.data.synthetic_vessel_volume` draws bright tubes of radius 1–3 voxels
+# through a noisy, blurred background; a second volume with another seed is our "other patient".
+
+# %%
+volume, mask = hp.data.synthetic_vessel_volume((48, 48, 48), seed=0)
+volume_test, mask_test = hp.data.synthetic_vessel_volume((48, 48, 48), seed=1)
+print("volume", volume.shape, f"{mask.mean():.1%} vessel voxels")
+
+# %% tags=["figure"]
+z, y, x = (s // 2 for s in mask.shape)
+views = {"axial (z = 24)": (volume[0, z], mask[z]), "coronal (y = 24)": (volume[0, :, y], mask[:, y]),
+         "sagittal (x = 24)": (volume[0, :, :, x], mask[:, :, x]),
+         "max. projection along z": (volume[0].max(axis=0), mask.max(axis=0))}
+fig, axes = plt.subplots(2, 4, figsize=(9, 4.6))
+for col, (name, (picture, truth)) in enumerate(views.items()):
+    axes[0, col].imshow(picture, cmap="gray")
+    axes[1, col].imshow(truth, cmap="gray")
+    axes[0, col].set_title(name, fontsize=9)
+for ax in axes.ravel():
+    ax.set_xticks([])
+    ax.set_yticks([])
+axes[0, 0].set_ylabel("volume")
+axes[1, 0].set_ylabel("vessel mask")
+plt.show()
+
+# %% [markdown]
+# A 3-D convolution with a hand-made kernel: the 3×3×3 mean. Averaging 27 voxels divides the
+# standard deviation of independent noise by $\sqrt{27} \approx 5$, while a tube of radius one voxel
+# or more keeps most of its brightness: the tubes stand out better (in-volume ROC AUC of the
+# intensity as a vessel score, before and after).
+
+# %% tags=["figure"]
+mean3 = hp.layers.Conv3D(1, 3, padding="same", use_bias=False)
+mean3.build((1, 48, 48, 48), dtype=np.float64)
+mean3.params["W"] = np.full((1, 1, 3, 3, 3), 1 / 27)  # (filters, channels, depth, rows, cols)
+smoothed = mean3.forward(volume[None].astype(np.float64))[0, 0]
+print("Conv3D weights", mean3.params["W"].shape, "->", smoothed.shape, f"({mean3.count_params()} weights: 3³)")
+print(f"AUC of the raw intensity {hp.metrics.roc_auc(volume[0], mask):.3f}, "
+      f"after the 3x3x3 mean {hp.metrics.roc_auc(smoothed, mask):.3f}")
+fig, axes = plt.subplots(1, 2, figsize=(5, 2.6))
+for ax, (name, picture) in zip(axes, (("axial slice", volume[0, z]), ("after the 3×3×3 mean", smoothed[z]))):
+    ax.imshow(picture, cmap="gray")
+    ax.set_title(name, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+plt.show()
+
+# %% [markdown]
+# Now learned filters. `hp.data.sample_voxel_centres` draws voxels, half inside the tubes;
+# `extract_triplanar_patches` cuts the three 15×15 planes through each, `extract_cubes` the 15×15×15
+# cube (zero outside the volume). Three models with two convolution blocks each: a triplanar network
+# (three branches), the same with **shared** weights (one branch applied to all three planes), and a
+# 3-D CNN.
+
+# %%
+S = 15
+centres = hp.data.sample_voxel_centres(mask, 1200 if QUICK else 3000, seed=0)
+centres_test = hp.data.sample_voxel_centres(mask_test, 1000, seed=1)
+planes, labels = hp.data.extract_triplanar_patches(volume, mask, centres, S)
+planes_test, labels_test = hp.data.extract_triplanar_patches(volume_test, mask_test, centres_test, S)
+cubes, _ = hp.data.extract_cubes(volume, mask, centres, S)
+cubes_test, _ = hp.data.extract_cubes(volume_test, mask_test, centres_test, S)
+print("planes:", [p.shape for p in planes], " cubes:", cubes.shape)
+
+models = {"triplanar": (arch.triplanar_net(S), planes, planes_test),
+          "triplanar, shared weights": (arch.triplanar_net(S, shared_weights=True), planes, planes_test),
+          "3-D CNN": (arch.cnn3d(S), cubes, cubes_test)}
+results_3d = {}
+for name, (model, x, x_test3) in models.items():
+    model.compile(loss=hp.losses.SoftmaxCrossEntropy(), optimizer=hp.optimizers.Adam(1e-3), metrics=["accuracy"])
+    start = time.perf_counter()
+    model.fit(x, labels, epochs=3 if QUICK else 8, batch_size=32, verbose=0)
+    seconds = time.perf_counter() - start
+    accuracy = model.evaluate(x_test3, labels_test)[1]
+    results_3d[name] = (model.count_params(), seconds, accuracy)
+    print(f"{name:26s}: {model.count_params():6,} weights, {seconds:4.0f} s to train, accuracy on the other volume "
+          f"{accuracy:.3f}")
+
+# %% [markdown]
+# On these tubes all three do well, and the 3-D CNN is **not** better here, while it took several
+# times longer to train: it convolves every voxel of the cube (3,375 numbers against the
+# planes' 675). Its advantage — following a tube that leaves the three planes — matters little for
+# these thick, fairly straight tubes. Sharing the weights between the planes cuts the convolution
+# weights by three (the planes of an isotropic volume look alike) and did no harm. On real scans the
+# balance depends on the structures, on how anisotropic the voxels are, and on memory: a 3-D
+# network on whole volumes needs far more of it than a 2.5-D one.
+#
+# ## 3. Autoencoders for pre-training
+#
+# An **autoencoder** learns to reproduce its input through a bottleneck: an encoder compresses,
+# a decoder reconstructs, and the loss is the squared difference between input and output. It
+# needs no labels. `arch.conv_autoencoder(in_channels=1, filters=(16, 8))` on the 8×8 digits halves
+# the image twice: each digit becomes a code of 8 channels of 2×2, 32 numbers for 64 pixels.
+
+# %%
+(x_digits, y_digits), (x_digits_test, y_digits_test) = hp.data.load_digits(flatten=False)
+autoencoder, encoder = arch.conv_autoencoder(in_channels=1, filters=(16, 8), seed=0)
+autoencoder.compile(loss="mse", optimizer=hp.optimizers.Adam(2e-3))
+ae_history = autoencoder.fit(x_digits, x_digits, epochs=8 if QUICK else 30, batch_size=32, verbose=0)
+print("reconstruction error (mean squared, pixels in [0, 1]):", round(ae_history.history["loss"][-1], 4))
+code = encoder.predict(x_digits_test[:1])
+print("code of one digit:", code.shape)
+
+# %% tags=["figure"]
+decoded = autoencoder.predict(x_digits_test[:10])
+fig, axes = plt.subplots(2, 10, figsize=(8, 1.9))
+for k in range(10):
+    axes[0, k].imshow(x_digits_test[k, 0], cmap="gray_r", vmin=0, vmax=1)
+    axes[1, k].imshow(np.clip(decoded[k, 0], 0, 1), cmap="gray_r", vmin=0, vmax=1)
+for ax in axes.ravel():
+    ax.set_xticks([])
+    ax.set_yticks([])
+axes[0, 0].set_ylabel("input", fontsize=8)
+axes[1, 0].set_ylabel("decoded", fontsize=8)
+plt.show()
+
+# %% [markdown]
+# The encoder has learned features of digits without a single label. With only **100 labelled
+# digits** (10 per class), a classifier on top of the pre-trained encoder (`arch.classifier_from_encoder`:
+# frozen first, then fine-tuned with a small learning rate) against the same classifier trained
+# from scratch:
+
+# %%
+rng = np.random.default_rng(0)
+few = np.concatenate([rng.choice(np.flatnonzero(y_digits == k), 10, replace=False) for k in range(10)])
+pretrained = encoder.get_weights()
+
+
+def train_classifier(model, lr, epochs):
+    model.compile(loss=hp.losses.SoftmaxCrossEntropy(), optimizer=hp.optimizers.Adam(lr), metrics=["accuracy"])
+    model.fit(x_digits[few], y_digits[few], epochs=epochs, batch_size=16, verbose=0)
+    return model.evaluate(x_digits_test, y_digits_test)[1]
+
+
+pretraining = {"pre-trained, frozen": [], "pre-trained, then fine-tuned": [], "from scratch": []}
+for seed in [0] if QUICK else [0, 1, 2]:
+    encoder.set_weights(pretrained)
+    classifier = arch.classifier_from_encoder(encoder, 10, dense_units=32, input_shape=(1, 8, 8), seed=seed)
+    pretraining["pre-trained, frozen"].append(train_classifier(classifier, 3e-3, 100))
+    encoder.trainable = True
+    pretraining["pre-trained, then fine-tuned"].append(train_classifier(classifier, 5e-4, 50))
+    _, fresh = arch.conv_autoencoder(in_channels=1, filters=(16, 8), seed=10 + seed)
+    scratch = arch.classifier_from_encoder(fresh, 10, dense_units=32, freeze=False, input_shape=(1, 8, 8), seed=seed)
+    pretraining["from scratch"].append(train_classifier(scratch, 3e-3, 150))
+for name, accuracies in pretraining.items():
+    print(f"{name:29s}: test accuracy {np.mean(accuracies):.3f} (seeds: {np.round(accuracies, 3).tolist()})")
+
+# %% [markdown]
+# Here pre-training pays: with the encoder frozen the classifier beats training from scratch by a
+# couple of points, and fine-tuning adds a couple more. The code of a digit autoencoder has to
+# describe the strokes, which is what tells digits apart. (On the retina patches of chapter 4 it
+# did not pay: there the reconstruction spent the code on brightness, not on vessels.)
+#
+# ## 4. A small GAN
+#
+# A **generative adversarial network** (Goodfellow et al., 2014) is two networks in a game. The
+# **generator** $G$ turns random noise $z$ into an image; the **discriminator** $D$ outputs a logit,
+# "real or fake?". Each step trains $D$ to tell real digits from $G$'s fakes, then trains $G$ to
+# make $D$ say "real" — through $D$, whose weights are frozen for that step (`D.trainable = False`):
+#
+# $$\min_G \max_D \; \mathbb{E}_x[\log D(x)] + \mathbb{E}_z[\log(1 - D(G(z)))] .$$
+#
+# `arch.gan` builds the two for 8×8 digits (a dense layer, upsampling and convolutions for $G$;
+# strided convolutions for $D$); `arch.train_gan` alternates the two optimizer steps with nothing
+# but `train_on_batch` calls.
+
+# %%
+generator, discriminator = arch.gan(latent_dim=16, image_shape=(1, 8, 8), seed=0)
+steps = 150 if QUICK else 2000
+start = time.perf_counter()
+gan_losses = arch.train_gan(generator, discriminator, x_digits, steps=steps, batch_size=32, seed=0)
+print(f"{steps} steps in {time.perf_counter() - start:.0f} s")
+print(f"last 100 steps: discriminator loss {gan_losses['d_loss'][-100:].mean():.3f}, "
+      f"generator loss {gan_losses['g_loss'][-100:].mean():.3f}  (log 2 = 0.693: a coin toss)")
+
+# %% tags=["figure", "thumbnail"]
+fakes = generator.predict(np.random.default_rng(1).standard_normal((24, 16)))
+fig = plt.figure(figsize=(10, 3.2))
+left = fig.add_axes([0.05, 0.15, 0.28, 0.66])
+window = 25
+for name, values in gan_losses.items():
+    left.plot(np.convolve(values, np.ones(window) / window, mode="valid"), label=name)
+left.axhline(np.log(2), color="grey", linestyle=":", linewidth=1)
+left.set_xlabel("step")
+left.set_title("losses (moving average)", fontsize=9)
+left.legend(fontsize=8)
+grid = fig.add_gridspec(4, 13, left=0.4, right=0.98, top=0.84)  # 6 columns of fakes, a gap, 6 columns of real digits
+for k in range(24):
+    for images, column in ((fakes, k % 6), (x_digits, 7 + k % 6)):
+        ax = fig.add_subplot(grid[k // 6, column])
+        ax.imshow(images[k, 0], cmap="gray_r", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+fig.suptitle(f"A GAN after {steps} steps: generated digits (middle) and real ones (right)", fontsize=10)
+plt.show()
+
+# %% [markdown]
+# The discriminator's loss hovers around $\log 2$ when neither player wins: that is the goal, not a
+# failure. After a couple of thousand steps the generator draws digit-like strokes, some recognizable,
+# from noise it has never seen a label for. GANs are notoriously unstable (a discriminator that
+# wins too easily leaves the generator without a gradient; a generator can collapse onto a few
+# digits it gets away with); the DCGAN settings used here (Adam with $\beta_1 = 0.5$, LeakyReLU,
+# strided convolutions) are the usual first aid.
+
+# %% [markdown] tags=["exercises"]
+# ## Exercises
+#
+# Write your answer in each cell marked **your answer**, run it, then run the checker cell below
+# it. The checker compares your answer with handprop's own implementation and says what differs.
+#
+# ### Exercise 1 — the size of a 3-D convolution
+#
+# Write `conv3d_shape_and_params(input_shape, filters, kernel_size, stride=1, padding=0)`: for an
+# input of shape `(C, D, H, W)` and a `Conv3D(filters, kernel_size, stride=stride, padding=padding)`
+# (the same kernel size, stride and padding along all three axes, with a bias), return
+# `(output_shape, n_params)`, where `output_shape` is `(filters, D_out, H_out, W_out)`.
+
+# %% tags=["exercise"]
+def conv3d_shape_and_params(input_shape, filters, kernel_size, stride=1, padding=0):
+    # your answer
+    raise NotImplementedError
+
+
+# %% tags=["solution"]
+def conv3d_shape_and_params(input_shape, filters, kernel_size, stride=1, padding=0):
+    C, *sizes = input_shape
+    out = tuple((n + 2 * padding - kernel_size) // stride + 1 for n in sizes)
+    return (filters, *out), filters * C * kernel_size**3 + filters
+
+
+# %% tags=["check"]
+hp.exercises.check_conv3d_shape_and_params(conv3d_shape_and_params)
+
+# %% [markdown]
+# ### Exercise 2 — triplanar patches
+#
+# Write `triplanar_patches(volume, centre, size)` for a volume `(C, D, H, W)`, a voxel
+# `centre = (z, y, x)` and an odd `size`: return the three `(C, size, size)` patches `(axial,
+# coronal, sagittal)` with the voxel in the middle — axial fixes $z$ (rows $y$, columns $x$),
+# coronal fixes $y$ (rows $z$, columns $x$), sagittal fixes $x$ (rows $z$, columns $y$) — and zeros
+# where a patch sticks out of the volume. The checker compares with
+# `hp.data.extract_triplanar_patches`.
+
+# %% tags=["exercise"]
+def triplanar_patches(volume, centre, size):
+    # your answer
+    raise NotImplementedError
+
+
+# %% tags=["solution"]
+def triplanar_patches(volume, centre, size):
+    h = size // 2
+    padded = np.pad(volume, ((0, 0), (h, h), (h, h), (h, h)))  # zeros around: every patch fits
+    z, y, x = (c + h for c in centre)  # the centre in padded coordinates
+    axial = padded[:, z, y - h:y + h + 1, x - h:x + h + 1]
+    coronal = padded[:, z - h:z + h + 1, y, x - h:x + h + 1]
+    sagittal = padded[:, z - h:z + h + 1, y - h:y + h + 1, x]
+    return axial, coronal, sagittal
+
+
+# %% tags=["check"]
+hp.exercises.check_triplanar_patches(triplanar_patches)
