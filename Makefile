@@ -8,7 +8,7 @@ TORCH  := $(VENV)/.torch
 # torch` pulls a multi-GB CUDA build). Never a runtime dependency of handprop.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test notebooks gallery bench lint clean
+.PHONY: demo test notebooks gallery bench experiments lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ gallery: $(STAMP)       ## only the optimizer-trajectory figures
 
 bench: $(STAMP)         ## benchmarks against PyTorch (pip install torch==2.13.0 first)
 	$(BIN)/python benchmarks/run_all.py
+
+experiments: $(STAMP)   ## the tutorial's comparisons: tables and figures in docs/experiments/ (~20 min on 2 cores)
+	$(BIN)/python -m handprop.experiments all
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks notebooks/build.py
