@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-demo: $(STAMP)          ## train on the digits, print the test accuracy, write figures
+demo: $(STAMP)          ## the main job: segment retinal vessels (synthetic patients), in-FOV metrics, figures
 	$(BIN)/handprop demo
 
 $(TORCH): $(STAMP)

@@ -132,3 +132,43 @@ def test_multiclass_segmentation_with_softmax_cross_entropy_maps():
     model.compile(loss="categorical_crossentropy", optimizer=hp.optimizers.Adam(0.1), metrics=["accuracy"])
     hist = model.fit(x, labels, epochs=30, batch_size=4, verbose=0)
     assert hist.history["accuracy"][-1] > 0.8 > hist.history["accuracy"][0]
+
+
+# ------------------------------------------------------------------------------- review regressions
+def test_fov_sample_weight_and_class_weight_together():
+    """A (N, H, W) FOV for (N, 1, H, W) targets times a class weight: one weight per pixel, not (N, N, H, W)."""
+    x, y, fov = toy_maps(4)
+    w = combine_weights(fov.astype(np.float64), class_weights(y, {1: 3.0}))
+    assert w.shape == y.shape
+    np.testing.assert_array_equal(w[:, 0], np.where(y[:, 0] == 1, 3.0, 1.0) * fov)
+    model = segmenter()
+    model.fit(x, y, sample_weight=fov, class_weight={1: 3.0}, epochs=1, batch_size=2, verbose=0)
+
+
+def test_training_metrics_count_only_the_pixels_inside_the_mask():
+    x, y, fov = toy_maps(6)
+    model = segmenter()
+    pred = model.predict(x)
+    inside = hp.metrics.accuracy(pred, y, threshold=0.0, mask=fov[:, None])
+    scores = model.evaluate(x, y, sample_weight=fov, return_dict=True)
+    assert scores["accuracy"] == pytest.approx(inside, rel=1e-6)
+    assert scores["accuracy"] != pytest.approx(hp.metrics.accuracy(pred, y, threshold=0.0), rel=1e-6)
+
+
+def test_validation_uses_the_batch_size_given():
+    sizes = []
+    x, y, fov = toy_maps(8)
+    model = segmenter()
+    real = model.forward
+
+    def spy(xb, training=True):
+        if not training:
+            sizes.append(len(xb))
+        return real(xb, training)
+
+    model.forward = spy
+    model.fit(x, y, epochs=1, batch_size=4, validation_data=(x, y), verbose=0)
+    assert max(sizes) == 4
+    sizes.clear()
+    model.fit(x, y, epochs=1, batch_size=4, validation_data=(x, y), validation_batch_size=8, verbose=0)
+    assert max(sizes) == 8

@@ -254,3 +254,19 @@ def test_a_mask_excludes_pixels_and_an_empty_mask_gives_zero(rng):
         loss.forward(z, t, np.ones(3))
     with pytest.raises(ValueError, match=">= 0"):
         loss.forward(z, t, -np.ones(2))
+
+
+def test_integer_one_hot_class_maps(rng):
+    z = rng.standard_normal((2, 3, 4, 4))
+    t = rng.integers(0, 3, (2, 4, 4))
+    one_hot = np.eye(3, dtype=np.uint8)[t].transpose(0, 3, 1, 2)
+    loss = losses.SoftmaxCrossEntropy()
+    assert loss.forward(z, one_hot) == pytest.approx(loss.forward(z, t))
+
+
+def test_accuracy_on_one_map_thresholds_and_takes_keywords(rng):
+    prob = rng.random((6, 5))
+    truth = (rng.random((6, 5)) > 0.5).astype(np.uint8)
+    assert metrics.accuracy(prob, truth) == pytest.approx(((prob > 0.5) == truth).mean())
+    with pytest.raises(TypeError):
+        metrics.accuracy(prob, truth, np.ones((6, 5), bool))  # mask is keyword-only: no silent misuse

@@ -444,3 +444,19 @@ def test_prelu_numpy_and_numba_paths_agree(shape):
             out[engine] = (layer.forward(x), layer.backward(dy), layer.grads["alpha"].copy(), layer.params["alpha"])
     for u, v in zip(out["numpy"][:3], out["numba"][:3]):
         np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-12)
+
+
+def test_early_stopping_maximizes_scores_by_name():
+    from handprop.callbacks import EarlyStopping, auto_mode
+
+    for name in ("val_auc", "val_dice", "val_accuracy", "acc", "val_sensitivity", "f1"):
+        assert auto_mode(name) == "max", name
+    for name in ("val_loss", "loss", "val_mse"):
+        assert auto_mode(name) == "min", name
+    assert EarlyStopping(monitor="val_auc").mode == "max"
+
+
+def test_a_float32_layer_computes_in_float32_on_every_engine():
+    layer = L.Dense(3)
+    layer.build((4,), rng=0)
+    assert layer.forward(np.ones((2, 4), np.float64)).dtype == np.float32

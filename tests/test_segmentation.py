@@ -1,5 +1,5 @@
 """The main job, `handprop demo`: retinal vessel segmentation end to end, on synthetic patients and
-on a DRIVE-layout folder, at a tiny size (the full-size run and its metrics are in the README)."""
+on a DRIVE-layout folder, at a tiny size (the full-size run and its metrics: README, "The main job")."""
 
 from __future__ import annotations
 

@@ -119,6 +119,53 @@ def combine_weights(first, second):
     first, second = xp.asarray(first), xp.asarray(second)
     if first.ndim < second.ndim:
         first, second = second, first
-    if second.ndim == 1 and first.ndim > 1:
+    if second.size == first.size:  # one per element both, e.g. a FOV (N, H, W) for targets (N, 1, H, W)
+        second = second.reshape(first.shape)
+    elif second.ndim == 1 and first.ndim > 1:
         second = second.reshape((-1,) + (1,) * (first.ndim - 1))
     return first * second
+
+
+class Totals:
+    """Running means over an epoch: the loss weighted by each batch's ``Σ w`` (exact for masks and
+    sample weights); the metrics per sample, or, when the batch has one weight per element (a FOV
+    mask), over the elements whose weight is > 0 (a metric that takes ``mask=`` gets it)."""
+
+    def __init__(self, metrics):
+        self.metrics = metrics
+        self.loss = self.weight = 0.0
+        self.sums = {name: 0.0 for name, _ in metrics}
+        self.counts = {name: 0.0 for name, _ in metrics}
+        self.count = 0
+
+    def add(self, loss, total_weight, pred, y, weight=None):
+        self.loss += loss * total_weight
+        self.weight += total_weight
+        self.count += len(y)
+        mask = None
+        if weight is not None and weight.ndim > 1 and weight.size == y.size:
+            xp = get_array_module(weight)
+            mask = (xp.asarray(weight) > 0).reshape(y.shape)
+        for name, fn in self.metrics:
+            if mask is not None and _takes_mask(fn):
+                n = float(mask.sum())
+                if n > 0:
+                    self.sums[name] += fn(pred, y, mask=mask) * n
+                    self.counts[name] += n
+            else:
+                self.sums[name] += fn(pred, y) * len(y)
+                self.counts[name] += len(y)
+
+    def means(self):
+        return {"loss": self.loss / self.weight if self.weight > 0 else 0.0,
+                **{k: v / self.counts[k] if self.counts[k] > 0 else 0.0 for k, v in self.sums.items()}}
+
+
+def _takes_mask(fn):
+    import inspect
+
+    target = getattr(fn, "func", fn)  # functools.partial
+    try:
+        return "mask" in inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False

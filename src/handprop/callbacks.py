@@ -67,9 +67,10 @@ class History(Callback):
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
 
-    ``mode`` is ``"min"`` for losses and ``"max"`` for accuracies (``"auto"`` picks "max" when the
-    name contains "acc"). With ``restore_best_weights=True`` the parameters and state of the
-    best epoch are put back at the end of ``fit``, whether or not training stopped early.
+    ``mode`` is ``"min"`` for losses and ``"max"`` for scores (``"auto"`` picks "max" when the name
+    is a score: acc, auc, dice, f1, sensitivity, ...; see :func:`auto_mode`). With
+    ``restore_best_weights=True`` the parameters and state of the best epoch are put back at the
+    end of ``fit``, whether or not training stopped early.
     """
 
     def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
@@ -78,7 +79,7 @@ class EarlyStopping(Callback):
         self.patience = int(patience)
         self.min_delta = abs(float(min_delta))
         if mode == "auto":
-            mode = "max" if "acc" in monitor else "min"
+            mode = auto_mode(monitor)
         if mode not in ("min", "max"):
             raise ValueError(f"EarlyStopping: mode must be 'min', 'max' or 'auto', got {mode!r}")
         self.mode = mode
@@ -134,7 +135,7 @@ class ModelCheckpoint(Callback):
     write is atomic, so a crash mid-save never leaves a half-written checkpoint.
 
     ``save_best_only=True`` saves only when ``monitor`` beat its best so far (``mode`` as
-    :class:`EarlyStopping`: "min", "max", or "auto" = "max" for names containing "acc").
+    :class:`EarlyStopping`: "min", "max", or "auto" = :func:`auto_mode`).
     ``best``, ``best_epoch`` (0-based) and ``last_path`` tell what was saved.
     """
 
@@ -146,7 +147,7 @@ class ModelCheckpoint(Callback):
         self.monitor = monitor
         self.save_best_only = bool(save_best_only)
         if mode == "auto":
-            mode = "max" if "acc" in monitor else "min"
+            mode = auto_mode(monitor)
         if mode not in ("min", "max"):
             raise ValueError(f"ModelCheckpoint: mode must be 'min', 'max' or 'auto', got {mode!r}")
         self.mode = mode
@@ -178,3 +179,13 @@ class ModelCheckpoint(Callback):
         self.last_path = path
         if self.verbose:
             print(f"ModelCheckpoint: epoch {epoch + 1}: saved {path}")
+
+
+HIGHER_IS_BETTER = ("acc", "auc", "dice", "f1", "iou", "precision", "recall", "sensitivity", "specificity")
+
+
+def auto_mode(monitor):
+    """"max" when the monitored name is a score (accuracy, AUC, Dice, F1, IoU, precision, recall,
+    sensitivity, specificity), else "min" (losses and errors)."""
+    name = monitor.lower()
+    return "max" if any(word in name for word in HIGHER_IS_BETTER) else "min"

@@ -98,9 +98,13 @@ def main(argv=None):
     if args.command == "demo" and args.task == "digits":
         if args.drive is not None:
             parser.error("--drive goes with the vessel demo, not with digits")
-        run_demo(args.out, epochs=args.epochs or 30, seed=args.seed, gallery=not args.no_gallery)
+        run_demo(args.out, epochs=30 if args.epochs is None else args.epochs, seed=args.seed,
+                 gallery=not args.no_gallery)
     elif args.command == "demo":
-        run_vessels(args.out, drive=args.drive, epochs=args.epochs or 10, steps=args.steps, seed=args.seed)
+        if args.epochs is not None and args.epochs < 1 or args.steps < 1:
+            parser.error("--epochs and --steps must be at least 1")
+        run_vessels(args.out, drive=args.drive, epochs=10 if args.epochs is None else args.epochs, steps=args.steps,
+                    seed=args.seed)
     elif args.command == "gallery":
         _matplotlib_headless()
         from handprop.viz.gallery import make_gallery

@@ -34,7 +34,8 @@ _ELEMENTWISE = (L.ReLU, L.LeakyReLU, L.ELU, L.Sigmoid, L.Tanh, L.Linear, L.Dropo
 
 
 def _copy_weights(src, dst, **arrays):
-    """Give ``dst`` (a new, unbuilt layer) ``src``'s dtype and these arrays as params."""
+    """Give ``dst`` (a new, unbuilt layer) these arrays as params and ``src``'s trainable flag
+    (the model's build casts them to its dtype)."""
     for k, v in arrays.items():
         dst.params[k] = np.ascontiguousarray(v)
     dst.trainable = src.trainable

@@ -162,8 +162,8 @@ class SoftmaxCrossEntropy(Loss):
             raise ValueError("SoftmaxCrossEntropy: targets must have one entry per sample, got a scalar")
         if target.shape[0] != n:
             raise ValueError(f"SoftmaxCrossEntropy: {n} predictions but {target.shape[0]} targets")
-        if target.shape == pred.shape and target.dtype.kind == "f":
-            probs_t = target.astype(pred.dtype)  # one-hot or soft labels along axis 1
+        if target.shape == pred.shape:
+            probs_t = target.astype(pred.dtype)  # one-hot (any dtype) or soft labels along axis 1
         else:
             if pred.ndim > 2 and target.shape == (n, 1, *pred.shape[2:]):
                 target = target[:, 0]  # (N, 1, H, W) label maps

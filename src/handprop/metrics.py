@@ -29,7 +29,7 @@ import numpy as np
 from .backend import get_array_module, to_numpy
 
 
-def accuracy(pred, target, threshold=0.5, mask=None):
+def accuracy(pred, target, *, threshold=0.5, mask=None):
     """Fraction of correct predictions.
 
     * (N, classes) scores or (N, classes, H, W) class maps: the predicted class is the ``argmax``
@@ -46,7 +46,10 @@ def accuracy(pred, target, threshold=0.5, mask=None):
         pred, target = _masked(pred, target, mask, "accuracy")
     xp = get_array_module(pred)
     target = xp.asarray(target)
-    if pred.ndim in (2, 4, 5) and pred.shape[1] > 1:  # a class axis; (N, H, W) maps are binary
+    # a class axis (N, classes[, H, W]); (N, H, W) maps, and targets of the prediction's shape that
+    # are not one-hot (one (H, W) probability map with its 0/1 truth), are binary
+    same_shape_binary = target.shape == pred.shape and not _one_hot(target)
+    if pred.ndim in (2, 4, 5) and pred.shape[1] > 1 and not same_shape_binary:
         from .losses import labels_to_indices  # here: losses imports the activations, not metrics
 
         predicted = pred.argmax(axis=1).reshape(-1)
@@ -57,6 +60,12 @@ def accuracy(pred, target, threshold=0.5, mask=None):
         predicted = (pred.reshape(-1) > threshold).astype(np.int64)
         labels = target.reshape(-1)
     return float((predicted == labels.astype(predicted.dtype)).mean())
+
+
+def _one_hot(target):
+    """True for 0/1 rows (along axis 1) with exactly one 1 each."""
+    xp = get_array_module(target)
+    return target.ndim >= 2 and bool(xp.all((target == 0) | (target == 1))) and bool(xp.all(target.sum(axis=1) == 1))
 
 
 def _masked(scores, labels, mask, name):

@@ -1,16 +1,17 @@
 """Models: the Keras-style training loop around layers with hand-written backward passes.
 
-One training step, written out (``Model.train_step``)::
+One training step, written out (``BaseModel.train_step``)::
 
     pred = model.forward(x_batch, training=True)      # each layer caches what its backward needs
-    loss = loss_fn.forward(pred, y_batch)
+    loss = loss_fn.forward(pred, y_batch, weight)     # weight: None, per sample, or a FOV mask
     dpred = loss_fn.backward()
-    model.backward(dpred)                             # layers in reverse order fill layer.grads
-    optimizer.step(model.named_params(), model.named_grads())
+    model.backward(dpred, input_grad=False)           # layers in reverse order fill layer.grads
+    optimizer.step(model.trainable_params(), model.named_grads())
 
 An epoch is one pass over a fresh random permutation of the training set (no sampling with
-replacement). ``Model`` holds everything that does not depend on how layers are wired;
-``Sequential`` wires them in a chain, ``handprop.graph.Model`` as a graph.
+replacement), or one epoch of a batch source (:mod:`handprop.batches`). ``BaseModel`` holds
+everything that does not depend on how layers are wired; ``Sequential`` wires them in a chain,
+``handprop.graph.Model`` as a graph.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from . import losses as losses_module
 from . import metrics as metrics_module
 from .backend import get_array_module, is_gpu_array, to_device, to_numpy
 from .batches import (
+    Totals,
     array_batches,
     class_weights,
     combine_weights,
@@ -425,7 +427,7 @@ class BaseModel:
 
     def fit(self, x, y=None, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
             shuffle=True, callbacks=None, verbose=1, sample_weight=None, class_weight=None,
-            steps_per_epoch=None, initial_epoch=0, nb_epoch=None):
+            steps_per_epoch=None, initial_epoch=0, nb_epoch=None, validation_batch_size=None):
         """Train for ``epochs`` epochs; returns a ``History``.
 
         Data: arrays ``x, y`` (x a list of arrays for a multi-input graph), with optional
@@ -435,7 +437,8 @@ class BaseModel:
         ``steps_per_epoch`` for generators). ``class_weight={class: weight}`` weights the loss by
         the target's class. ``validation_data``: ``(x, y)``, ``(x, y, weight)`` or a batch source.
         ``validation_split`` holds out the **last** fraction of the array samples, before
-        shuffling (as Keras). ``initial_epoch``: the number of the first epoch (to continue a run).
+        shuffling (as Keras); ``validation_batch_size`` defaults to ``batch_size``.
+        ``initial_epoch``: the number of the first epoch (to continue a run).
         ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         ``nb_epoch`` (Keras 1) is accepted for ``epochs`` with a DeprecationWarning. A loss that
         explodes (x 1e6) raises a :class:`handprop.DivergenceWarning` naming the learning rate.
@@ -480,7 +483,7 @@ class BaseModel:
                            for idx in array_batches(_length(x), int(batch_size), self._shuffle_rng, shuffle))
             bar = tqdm(total=n_per_epoch, desc=f"Epoch {epoch + 1}/{epochs}", disable=verbose != 1,
                        file=sys.stdout, leave=True, dynamic_ncols=True)
-            totals = _Totals(self.metrics)
+            totals = Totals(self.metrics)
             for b, (xb, yb, wb) in enumerate(batches):
                 if source:
                     xb, yb = self._check_data(xb, yb, "fit (a batch of the source)")
@@ -489,7 +492,7 @@ class BaseModel:
                                      None if class_weight is None else class_weights(yb, class_weight))
                 self.ensure_built(xb)
                 loss, pred = self.train_step(xb, yb, wb)
-                totals.add(loss, self.loss.total_weight, pred, yb)
+                totals.add(loss, self.loss.total_weight, pred, yb, wb)
                 for cb in cbs:
                     cb.on_batch_end(b, {"loss": loss})
                 bar.update(1)
@@ -500,7 +503,7 @@ class BaseModel:
                 raise ValueError(f"fit: epoch {epoch + 1} had no batches (an empty or exhausted batch source?)")
             logs.update(totals.means())
             if validation_data is not None:
-                scores = self._evaluate_validation(validation_data, batch_size)
+                scores = self._evaluate_validation(validation_data, validation_batch_size or batch_size)
                 logs.update({f"val_{k}": v for k, v in scores.items()})
             bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
             bar.close()
@@ -534,7 +537,7 @@ class BaseModel:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise TypeError("fit: validation_data must be (x, y), (x, y, sample_weight) or a batch source")
         xv, yv, *wv = validation_data
-        return self.evaluate(xv, yv, batch_size=max(int(batch_size), 256), return_dict=True,
+        return self.evaluate(xv, yv, batch_size=batch_size, return_dict=True,
                              sample_weight=wv[0] if wv else None)
 
     def _check_weights(self, weight, n, what):
@@ -586,14 +589,14 @@ class BaseModel:
             batches = ((_take(x, slice(i, i + batch_size)), y[i:i + batch_size],
                         None if sample_weight is None else sample_weight[i:i + batch_size])
                        for i in range(0, n, batch_size))
-        totals = _Totals(self.metrics)
+        totals = Totals(self.metrics)
         for xb, yb, wb in batches:
             xb, yb = self._prepare(xb), self._prepare_targets(yb)
             wb = None if wb is None else self._prepare_targets(wb)
             self.ensure_built(xb)
             pred = self.forward(xb, training=False)
             loss = self.loss.forward(pred, yb, wb)
-            totals.add(loss, self.loss.total_weight, pred, yb)
+            totals.add(loss, self.loss.total_weight, pred, yb, wb)
         if totals.count == 0:
             raise ValueError("evaluate: no batches")
         scores = totals.means()
@@ -626,29 +629,6 @@ class BaseModel:
         if print_fn is not None:
             print_fn(text)
         return text
-
-
-class _Totals:
-    """Running means over an epoch: the loss weighted by each batch's ``Σ w`` (exact for masks and
-    sample weights), the metrics by each batch's number of samples."""
-
-    def __init__(self, metrics):
-        self.metrics = metrics
-        self.loss = self.weight = 0.0
-        self.sums = {name: 0.0 for name, _ in metrics}
-        self.count = 0
-
-    def add(self, loss, total_weight, pred, y):
-        self.loss += loss * total_weight
-        self.weight += total_weight
-        m = len(y)
-        for name, fn in self.metrics:
-            self.sums[name] += fn(pred, y) * m
-        self.count += m
-
-    def means(self):
-        return {"loss": self.loss / self.weight if self.weight > 0 else 0.0,
-                **{k: v / max(self.count, 1) for k, v in self.sums.items()}}
 
 
 class Sequential(BaseModel):
@@ -758,4 +738,4 @@ def clone_model(model):
     return copy.deepcopy(model)
 
 
-__all__ = ["BaseModel", "Sequential", "clone_model", "get_array_module"]
+__all__ = ["BaseModel", "Sequential", "clone_model"]

@@ -38,6 +38,7 @@ import numpy as np
 
 from .callbacks import Callback
 from .inference import predict_padded
+from .layers.activations import sigmoid
 from .metrics import dice, roc_auc
 
 DEPTH = 2
@@ -94,7 +95,7 @@ def vessel_unet(in_channels=3, width=16, seed=0):
 def predict_probabilities(model, images, batch_size=1):
     """Vessel probabilities (n, H, W) of normalized images (n, C, H, W), each run whole."""
     logits = predict_padded(model, images, multiple=2**DEPTH, batch_size=batch_size)[:, 0]
-    return (0.5 + 0.5 * np.tanh(0.5 * logits)).astype(np.float32)  # the sigmoid, overflow-free
+    return sigmoid(logits.astype(np.float32))
 
 
 def best_dice_threshold(probabilities, vessels, fov, candidates=None):
@@ -122,7 +123,7 @@ class KeepBestOnValidation(Callback):
         logs = logs if logs is not None else {}
         logs["val_auc"] = auc
         logs["val_dice"] = float(np.mean([dice(p, v, f) for p, v, f in zip(prob, self.val.vessels, self.val.fov)]))
-        if auc > self.best:
+        if auc > self.best or self.best_weights is None:  # (an AUC of NaN never wins otherwise)
             self.best, self.best_epoch, self.best_weights = auc, epoch, self.model.get_weights()
 
     def on_train_end(self, logs=None):
@@ -148,7 +149,7 @@ def train_segmenter(model, x_train, train, x_val, val, *, epochs=10, steps=30, t
     history = model.fit(sampler, epochs=epochs, callbacks=[schedule, keep], verbose=verbose)
     prob = predict_probabilities(model, x_val)
     model.threshold, model.val_dice = best_dice_threshold(prob, val.vessels, val.fov)
-    model.best_epoch, model.val_auc = keep.best_epoch, keep.best
+    model.best_epoch, model.val_auc = (keep.best_epoch if keep.best_epoch is not None else epochs - 1), keep.best
     return history
 
 

@@ -37,7 +37,6 @@ import numpy as np
 
 from .. import init
 from ..backend import get_array_module, to_device
-from ..kernels.geometry import pair  # noqa: F401  (re-exported: older code imports it from here)
 from ..symbolic import format_shape, normalize_shape
 
 _REGISTRY: dict[str, type] = {}
@@ -170,10 +169,12 @@ class Layer:
         return len(shape) == len(spec) and all(s is None or d is None or s == d for s, d in zip(spec, shape))
 
     def _ensure_built(self, x):
-        """Build from the first input if needed, check its shape, and return it as floats.
+        """Build from the first input if needed, check its shape, and return it in the layer's dtype.
 
         Integer or boolean input (e.g. raw pixel counts) is converted to the layer's dtype:
         layers compute in floating point, and ``int(0.5) = 0`` would silently zero a sigmoid.
+        Floating input of another precision is converted too (a float32 layer computes in float32,
+        on every engine: no silent promotion to float64).
         """
         if x.dtype.kind not in "fc":
             if x.dtype.kind not in "iub":
@@ -183,6 +184,8 @@ class Layer:
             raise ValueError(f"{self.name}: input must have a batch axis, got a scalar")
         if not self.built:
             self.build(x.shape[1:], dtype=x.dtype)
+        elif x.dtype != self.dtype and x.dtype.kind == "f":
+            x = x.astype(self.dtype)
         self.check_input(x)
         return x
 
