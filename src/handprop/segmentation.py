@@ -92,9 +92,10 @@ def vessel_unet(in_channels=3, width=16, seed=0):
     return architectures.unet(in_channels, out_channels=1, depth=DEPTH, width=width, seed=seed)
 
 
-def predict_probabilities(model, images, batch_size=1):
-    """Vessel probabilities (n, H, W) of normalized images (n, C, H, W), each run whole."""
-    logits = predict_padded(model, images, multiple=2**DEPTH, batch_size=batch_size)[:, 0]
+def predict_probabilities(model, images, batch_size=1, multiple=2**DEPTH):
+    """Vessel probabilities (n, H, W) of normalized images (n, C, H, W), each run whole (padded to
+    a ``multiple`` of the U-Net's total pooling)."""
+    logits = predict_padded(model, images, multiple=multiple, batch_size=batch_size)[:, 0]
     return sigmoid(logits.astype(np.float32))
 
 
@@ -228,7 +229,7 @@ def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=10, steps=30
     clock["total"] = time.perf_counter() - clock["start"]
     metrics["seconds"] = {k: round(v, 2) for k, v in clock.items() if k != "start"}
     with open(out / "metrics.json", "w") as f:
-        json.dump(_jsonable(metrics), f, indent=1)
+        json.dump(jsonable(metrics), f, indent=1)
     _say(verbose, f"written to {out.resolve()}: metrics.json, probabilities.npz"
                   + "".join(f", {p.name}" for p in written) + f" ({clock['total']:.0f} s in all)")
     return metrics
@@ -264,20 +265,28 @@ def _figures(out, model, history, test, prob, metrics):
 
 def _say(verbose, text):
     if verbose:
-        print(text)
+        print(text, flush=True)
 
 
-def _jsonable(value):
+def jsonable(value, digits=None):
+    """``value`` with NumPy numbers, arrays and paths made JSON-ready, NaN/inf as None (floats
+    rounded to ``digits`` when given): for metrics.json and the experiments' numbers."""
+    from pathlib import Path
+
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, digits) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v, digits) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist(), digits)
     if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
+        value = value.item()
+    if isinstance(value, float):
+        return (value if digits is None else round(value, digits)) if np.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
     return value
 
 
 __all__ = ["normalize_images", "green_channel_auc", "vessel_unet", "predict_probabilities", "best_dice_threshold",
-           "KeepBestOnValidation", "train_segmenter", "run_vessel_segmentation"]
+           "KeepBestOnValidation", "train_segmenter", "run_vessel_segmentation", "jsonable"]

@@ -31,9 +31,10 @@ import numpy as np
 
 from .. import losses, optimizers
 from ..data import RetinaData, TileSampler, split_patients, synthetic_retina
-from ..inference import predict_dense, predict_padded, to_fully_convolutional
+from ..inference import predict_dense, to_fully_convolutional
+from ..layers.activations import sigmoid  # noqa: F401  (the experiments' logistic function)
 from ..metrics import segmentation_report
-from ..segmentation import best_dice_threshold, normalize_images
+from ..segmentation import best_dice_threshold, jsonable, normalize_images, predict_probabilities
 
 DEFAULT_OUT = Path("docs") / "experiments"
 
@@ -149,11 +150,6 @@ def retina_split(sizes=FULL, seed=0):
 
 
 # ----------------------------------------------------------------------------- training
-def sigmoid(z):
-    """Overflow-free logistic function."""
-    return (0.5 + 0.5 * np.tanh(0.5 * np.asarray(z, np.float64))).astype(np.float32)
-
-
 def train_fcn(model, part, *, steps, epochs, tile=64, batch_size=8, lr=2e-3, weight_decay=0.0, augment=None,
               seed=0):
     """Train a fully convolutional model (logits (N, 1, H, W)) on random tiles of the training crops
@@ -167,7 +163,7 @@ def train_fcn(model, part, *, steps, epochs, tile=64, batch_size=8, lr=2e-3, wei
 
 def fcn_probabilities(model, x, multiple=4):
     """Vessel probabilities (n, H, W) of a fully convolutional model on normalized crops (n, C, H, W)."""
-    return sigmoid(predict_padded(model, x, multiple=multiple, batch_size=4)[:, 0])
+    return predict_probabilities(model, x, batch_size=4, multiple=multiple)
 
 
 def patch_probabilities(model, x):
@@ -276,24 +272,8 @@ def write_outputs(out, name, title, header, rows, notes, figure, results):
     figure.savefig(paths["figure"], dpi=90, bbox_inches="tight")
     text = [f"# {title}", "", markdown_table(header, rows), "", *notes, "", f"![{title}]({name}.png)", ""]
     paths["table"].write_text("\n".join(text))
-    paths["json"].write_text(json.dumps(_jsonable(results), indent=1) + "\n")
+    paths["json"].write_text(json.dumps(jsonable(results, digits=5), indent=1) + "\n")
     return paths
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.floating, np.integer)):
-        value = value.item()
-    if isinstance(value, float):
-        return round(value, 5) if np.isfinite(value) else None
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def say(verbose, text):
