@@ -8,7 +8,7 @@ ReLU keeps its *output* as the cache: ``y > 0`` exactly where ``x > 0``, so back
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 from . import _pool
 from ._jit import CACHE, check_dtype
@@ -22,7 +22,7 @@ GRAIN = 2**16
 def _relu_forward(x, y, i0, i1):
     """``y = max(x, 0)`` on flat numbers ``i0 : i1``; NaN stays NaN (as ``np.maximum``, PyTorch)."""
     z = x.dtype.type(0)
-    for i in range(i0, i1):
+    for i in range(uint64(i0), uint64(i1)):  # unsigned: no wrap-around test per index, so LLVM vectorizes
         v = x[i]
         y[i] = z if v <= z else v
 
@@ -31,7 +31,7 @@ def _relu_forward(x, y, i0, i1):
 def _relu_backward(dy, y, dx, i0, i1):
     """``dx = dy where y > 0, else 0`` on flat numbers ``i0 : i1``."""
     z = dx.dtype.type(0)
-    for i in range(i0, i1):
+    for i in range(uint64(i0), uint64(i1)):
         dx[i] = dy[i] if y[i] > z else z
 
 
@@ -58,37 +58,54 @@ def relu_backward(dy, cache):
 # ----------------------------------------------------------------------------- PReLU
 @njit(nogil=True, cache=CACHE)
 def _prelu_forward(x, alpha, y, c0, c1):
-    """x, y (N, C, M); alpha (C,). Channels ``c0 : c1``."""
+    """x, y (N, C, M); alpha (C,). Channels ``c0 : c1``, visited in memory order (n, c, m)."""
     N, _, M = x.shape
-    for c in range(c0, c1):
-        a = alpha[c]
-        for n in range(N):
-            for m in range(M):
+    for n in range(uint64(N)):  # unsigned (as every index here): no wrap-around tests, so LLVM vectorizes
+        if M == 1:  # (N, F) features: the innermost loop runs along the features
+            for c in range(uint64(c0), uint64(c1)):
+                v = x[n, c, 0]
+                y[n, c, 0] = v if v > 0 else alpha[c] * v
+            continue
+        for c in range(uint64(c0), uint64(c1)):
+            a = alpha[c]
+            for m in range(uint64(M)):
                 v = x[n, c, m]
                 y[n, c, m] = v if v > 0 else a * v
 
 
 @njit(nogil=True, cache=CACHE, fastmath={"reassoc"})
 def _prelu_backward(dy, x, alpha, dx, dalpha, c0, c1):
-    """dy, x, dx (N, C, M); alpha, dalpha (C,). Channels ``c0 : c1``, so dalpha[c] never races.
+    """dy, x, dx (N, C, M); alpha, dalpha (C,). Channels ``c0 : c1``, so dalpha[c] never races; the
+    sums per channel are float64.
 
-    ``fastmath={"reassoc"}`` lets LLVM split the float64 sum into several vector accumulators
+    ``fastmath={"reassoc"}`` lets LLVM split a float64 sum into several vector accumulators
     (~2x faster: one accumulator is a chain of dependent additions, 4 cycles each). It changes
     only the order of the additions, never NaN or inf handling.
     """
     N, _, M = x.shape
     z = x.dtype.type(0)
-    for c in range(c0, c1):
-        a = alpha[c]
-        total = 0.0
-        for n in range(N):
-            for m in range(M):
+    totals = np.zeros(c1 - c0)
+    for n in range(uint64(N)):
+        if M == 1:  # (N, F) features: along the features
+            for c in range(uint64(c0), uint64(c1)):
+                v = x[n, c, 0]
+                g = dy[n, c, 0]
+                positive = v > 0
+                dx[n, c, 0] = g if positive else alpha[c] * g
+                totals[c - c0] += z if positive else g * v
+            continue
+        for c in range(uint64(c0), uint64(c1)):
+            a = alpha[c]
+            total = 0.0
+            for m in range(uint64(M)):
                 v = x[n, c, m]
                 g = dy[n, c, m]
                 positive = v > 0
                 dx[n, c, m] = g if positive else a * g
                 total += z if positive else g * v
-        dalpha[c] = total
+            totals[c - c0] += total
+    for c in range(c0, c1):
+        dalpha[c] = totals[c - c0]
 
 
 def _channels_view(x, alpha):

@@ -35,7 +35,7 @@ def _maxpool_forward(x, y, argmax, R, S, sh, sw, ph, pw, dh, dw, p0, p1):
     """Planes ``p0 : p1`` of x (N C, H, W); the window loop is the reference's, padding never wins."""
     H, Wd = x.shape[1], x.shape[2]
     Ho, Wo = y.shape[1], y.shape[2]
-    for p in range(p0, p1):
+    for p in range(uint64(p0), uint64(p1)):  # unsigned: no wrap-around test on p
         for i in range(Ho):
             h0 = i * sh - ph
             rlo, rhi = _taps_inside(h0, H, R, dh)
@@ -92,7 +92,7 @@ def _maxpool2x2_forward(x, y, argmax, p0, p1):
     (0, 0), (0, 1), (1, 0), (1, 1), each taken when ``v > best or v is NaN``."""
     Wd = x.shape[2]
     Ho, Wo = y.shape[1], y.shape[2]
-    for p in range(p0, p1):
+    for p in range(uint64(p0), uint64(p1)):  # unsigned: no wrap-around test on p
         for i in range(Ho):
             top, bottom = 2 * i, 2 * i + 1
             for j in range(Wo):
@@ -142,7 +142,7 @@ def _maxpool_backward(dy, argmax, dx, p0, p1):
     (while it is in cache) and then scatter-adds ``+=`` into it without races."""
     Q = dy.shape[1]
     z = dx.dtype.type(0)
-    for p in range(p0, p1):
+    for p in range(uint64(p0), uint64(p1)):  # unsigned: no wrap-around test on p
         for m in range(dx.shape[1]):
             dx[p, m] = z
         for q in range(Q):
@@ -167,7 +167,7 @@ def _avgpool_forward(x, y, R, S, sh, sw, ph, pw, dh, dw, p0, p1):
     H, Wd = x.shape[1], x.shape[2]
     Ho, Wo = y.shape[1], y.shape[2]
     scale = 1.0 / (R * S)  # padding zeros count: always divide by the full window
-    for p in range(p0, p1):
+    for p in range(uint64(p0), uint64(p1)):  # unsigned: no wrap-around test on p
         for i in range(Ho):
             h0 = i * sh - ph
             rlo, rhi = _taps_inside(h0, H, R, dh)
@@ -199,7 +199,7 @@ def _avgpool_backward(dy, dx, R, S, sh, sw, ph, pw, dh, dw, p0, p1):
     H, Wd = dx.shape[1], dx.shape[2]
     Ho, Wo = dy.shape[1], dy.shape[2]
     scale = 1.0 / (R * S)
-    for p in range(p0, p1):
+    for p in range(uint64(p0), uint64(p1)):  # unsigned: no wrap-around test on p
         for i in range(Ho):
             h0 = i * sh - ph
             rlo, rhi = _taps_inside(h0, H, R, dh)

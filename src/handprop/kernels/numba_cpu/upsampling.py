@@ -10,7 +10,7 @@ the reference's order, so it gives the reference's bits.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 from . import _pool
 from ._jit import CACHE, check_dtype
@@ -23,7 +23,7 @@ PLANE_GRAIN = 4
 def _upsample_forward(x, y, sh, sw, p0, p1):
     """``y[p, h sh + a, w sw + b] = x[p, h, w]`` for planes ``p0 : p1``. x (P, H, W)."""
     H, Wd = x.shape[1], x.shape[2]
-    for p in range(p0, p1):
+    for p in range(uint64(p0), uint64(p1)):  # unsigned: no wrap-around test on p
         for h in range(H):
             for a in range(sh):
                 row = h * sh + a
@@ -37,7 +37,7 @@ def _upsample_forward(x, y, sh, sw, p0, p1):
 def _upsample_backward(dy, dx, sh, sw, p0, p1):
     """``dx[p, h, w] = sum over (a, b) in row-major order of dy[p, h sh + a, w sw + b]``."""
     H, Wd = dx.shape[1], dx.shape[2]
-    for p in range(p0, p1):
+    for p in range(uint64(p0), uint64(p1)):  # unsigned: no wrap-around test on p
         for h in range(H):
             for w in range(Wd):
                 total = dy[p, h * sh, w * sw]
