@@ -180,6 +180,26 @@ def test_algorithm_routing():
     assert numba_cpu.algorithm((1, 16, 1, 1), ConvGeometry((2, 2), (0, 0), (1, 1)), 256) == "im2col"
 
 
+@pytest.mark.parametrize("dtype", DTYPE_PARAMS)
+def test_transposed_conv_on_the_winograd_and_gemm_paths_matches_reference(dtype):
+    """Conv2DTranspose runs the convolution's maps with the roles swapped: wide 3 x 3 stride-1 and
+    1 x 1 ones go through Winograd and the GEMMs too."""
+    rng = np.random.default_rng(33)
+    cases = (((2, 5, 7, 18), (4, 3), 1), ((1, 4, 6, 20), (6, 3), 0), ((2, 3, 5, 5), (2, 1), 0))
+    for (N, C_in, H, Wd), (K, R), p in cases:
+        g = ConvGeometry((1, 1), (p, p), (1, 1))
+        x, W, b = (rng.standard_normal(s).astype(dtype) for s in ((N, C_in, H, Wd), (C_in, K, R, R), K))
+        y_shape = (N, K, H + R - 1 - 2 * p, Wd + R - 1 - 2 * p)
+        assert numba_cpu.algorithm(W.shape, g, Wd) == ("gemm" if R == 1 else "winograd")
+        y, cache = numba_cpu.conv2d_transpose_forward(x, W, b, g, y_shape)
+        y_ref, cache_ref = reference.conv2d_transpose_forward(x, W, b, g, y_shape)
+        assert_close(y, y_ref, dtype, "y")
+        dy = rng.standard_normal(y_shape).astype(dtype)
+        for name, ours, ref in zip(("dx", "dW", "db"), numba_cpu.conv2d_transpose_backward(dy, cache),
+                                   reference.conv2d_transpose_backward(dy, cache_ref)):  # fmt: skip
+            assert_close(ours, ref, dtype, name)
+
+
 @pytest.fixture
 def many_small_pieces(monkeypatch):
     """Three threads and tiny work units, so that every kernel splits its work (even on one core)."""

@@ -439,6 +439,7 @@ def conv2d_backward(dy, cache, need_dx=True):
     """
     check_dtype("conv2d_backward", dy)
     x, W, has_bias, geometry, cols = cache
+    dy = np.ascontiguousarray(dy)  # once for both gradients (e.g. a slice of a concatenation's gradient)
     if cols is not None and cols.dtype == dy.dtype:
         dW, db = _weight_grad_from_columns(dy, cols, W.shape)
     else:
