@@ -16,8 +16,10 @@ reports the median of ``--reps`` steps per shape; the table shows the median ove
 Every engine gets ``--threads`` threads (NUMBA_NUM_THREADS, OMP/OpenBLAS/MKL variables,
 ``torch.set_num_threads``); ``--blas`` picks OpenBLAS's kernels for handprop's engines as
 ``bench_unet.py`` explains (``default``: OpenBLAS's own choice; ``haswell``: OPENBLAS_CORETYPE=Haswell).
-Engines alternate their order from round to round. ``--avx512`` adds a "numba-avx512" row: the numba engine compiled
-with LLVM's 512-bit vector preference switched on (see ``benchmarks/README.md``).
+Engines alternate their order from round to round. ``--clock cpu`` compares CPU times instead of
+wall times: with ``--threads 1`` on a loaded machine, that measures the work each engine does.
+``--avx512`` adds a "numba-avx512" row: the numba engine compiled with LLVM's 512-bit vector
+preference switched on (see ``benchmarks/README.md``).
 
 **Memory.** One (1, 32, 584, 565) float32 image (a DRIVE retina), 32 filters 3 x 3 "same":
 forward + backward in a fresh process per engine. Reported *above* the inputs (x, W, b, dy,
@@ -132,12 +134,13 @@ def worker_speed(engine, reps, threads):
         step = make_step(engine, N, C, H, H, K, R, s, p, d)
         for _ in range(3):  # warm-up: compile, caches, allocator
             step()
-        times = []
+        times, cpu = [], []
         for _ in range(reps):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             step()
             times.append(time.perf_counter() - t0)
-        out[name] = float(np.median(times))
+            cpu.append(time.process_time() - c0)
+        out[name] = float(np.median(cpu if os.environ.get("HANDPROP_BENCH_CLOCK") == "cpu" else times))
     from bench_unet import blas_report
 
     out["blas"] = blas_report()
@@ -312,6 +315,8 @@ def main(argv=None):
     ap.add_argument("--avx512", action="store_true", help="add the numba-avx512 variant")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--blas", default="default", choices=["default", "haswell"])
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                    help="wall time (default) or CPU time (the work, whatever the load; use with --threads 1)")
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--worker-speed", metavar="ENGINE", help=argparse.SUPPRESS)
     ap.add_argument("--worker-memory", metavar="ENGINE", help=argparse.SUPPRESS)
@@ -323,6 +328,7 @@ def main(argv=None):
 
     engines = a.engines or available_engines(a.avx512)
     print(f"engines: {', '.join(engines)}; {a.threads} threads; {a.rounds} rounds x {a.reps} steps")
+    os.environ["HANDPROP_BENCH_CLOCK"] = a.clock  # read by the workers
     speed = bench_speed(engines, a.rounds, a.reps, a.threads, blas=a.blas)
     table, geomeans = speed_table(speed)
     print("\nforward + backward (dx, dW, db), float32, median ms (GFLOP/s):\n" + table)

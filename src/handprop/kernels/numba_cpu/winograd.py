@@ -79,9 +79,10 @@ from numba import njit
 from . import _pool
 from ._jit import CACHE
 
-CHUNK_BYTES = 2 * 2**20
-"""Bytes of ``V`` + ``M`` per chunk. Measured: 2-8 MB about equally fast, 32 MB (out of cache)
-20-40% slower."""
+CHUNK_BYTES = 8 * 2**20
+"""Bytes of ``V`` + ``M`` per chunk. Measured on the U-Net's layers (1 and 2 threads): 1 MB 10-20%
+slower than 8 MB (36 small products), 2 MB 5-10%, 4-8 MB best, 16 MB and more slower again
+(out of cache)."""
 
 MIN_CHANNELS = 4
 """Fewer input or output channels go to im2col: the 36 tiny products and the transforms cost
@@ -268,15 +269,18 @@ def _dy_transform(dy, Yh, db, n0, nb, ti0, ti1, TW):
 # ----------------------------------------------------------------------------- chunks and scratch
 def _chunks(N, TH, TW, per_tile, parts):
     """``[(n0, nb, ti0, ti1), ...]``: images ``n0 : n0 + nb``, tile rows ``ti0 : ti1``, each chunk's
-    V + M at most :data:`CHUNK_BYTES` (``per_tile`` bytes per tile; a single tile row may exceed it)
-    and, when the work allows, at least ``parts`` chunks so that every thread gets some."""
+    V + M at most :data:`CHUNK_BYTES` (``per_tile`` bytes per tile; a single tile row may exceed
+    it), and as many chunks as that needs, rounded up to a multiple of ``parts`` (the threads)
+    where the work allows, so that no thread waits for another's extra chunk."""
     image = TH * TW * per_tile
     if N >= parts and image <= CHUNK_BYTES:  # groups of whole images
-        per = max(1, min(CHUNK_BYTES // image, -(-N // parts)))
-        per = -(-N // -(-N // per))  # as few chunks, as even as they can be
+        count = max(-(-N * image // CHUNK_BYTES), parts)
+        count = min(N, -(-count // parts) * parts)
+        per = -(-N // count)
         return [(n0, min(per, N - n0), 0, TH) for n0 in range(0, N, per)]
-    band = max(1, min(CHUNK_BYTES // (TW * per_tile), -(-TH * N // parts)))
-    band = -(-TH // -(-TH // band))  # likewise
+    count = max(-(-N * image // CHUNK_BYTES), parts)  # bands of tile rows, within one image each
+    count = -(-count // parts) * parts
+    band = max(1, -(-TH // -(-count // N)))
     return [(n0, 1, t0, min(TH, t0 + band)) for n0 in range(N) for t0 in range(0, TH, band)]
 
 
