@@ -207,6 +207,34 @@ def _col2im(col, dx, sp, sn, n0, nb, i0, i1, Wo, R, S, sh, sw, ph, pw, dh, dw, t
                             dxf[dst + j * step] += col[src + j]
 
 
+GEMM_SPLIT_FLOPS = 5e7
+"""A product is split over the threads only when each piece gets at least this many floating-point
+operations (~0.3 ms); smaller ones run in the calling thread on OpenBLAS's own threads. Measured
+on 2 cores: splitting the tutorial ConvNet's small products cost ~20% of its step, not splitting
+S1/S4's large ones (each OpenBLAS thread spinning beside a packing thread) up to 3x."""
+
+
+def _matmul(a, b, out):
+    """``out[...] = a @ b`` (batched over leading axes like ``np.matmul``). A large product is cut
+    along the columns of ``b``, one slice per thread, each on one-thread OpenBLAS (see
+    :data:`GEMM_SPLIT_FLOPS`)."""
+    per_column = 2 * a.shape[-2] * a.shape[-1] * max(1, out.size // (out.shape[-2] * out.shape[-1]))
+    pieces = _pool.ranges(b.shape[-1], int(GEMM_SPLIT_FLOPS // per_column) + 1)
+    if len(pieces) <= 1:
+        return np.matmul(a, b, out=out)
+    _pool.run(lambda r: np.matmul(a, b[..., r[0] : r[1]], out=out[..., r[0] : r[1]]), pieces)
+    return out
+
+
+def _matmul_long(a, b):
+    """``a @ b`` for a long inner dimension (a (m, L), b (L, k)): when large, each thread multiplies
+    a slice of it, and the partial products are added."""
+    pieces = _pool.ranges(a.shape[1], int(GEMM_SPLIT_FLOPS // (2 * a.shape[0] * b.shape[1])) + 1)
+    if len(pieces) <= 1:
+        return a @ b
+    return sum(_pool.run(lambda r: a[:, r[0] : r[1]] @ b[r[0] : r[1]], pieces))
+
+
 def _pack(kernel, src, dst, sp, sn, n0, nb, i0, i1, Wo, W_shape, geometry):
     """Run ``_im2col`` / ``_col2im`` on the engine's threads, each taking a range of ``(n, c)`` planes."""
     _, C, R, S = W_shape
@@ -240,7 +268,7 @@ def _im2col_conv2d(x, W, b, geometry):
         col3 = col.reshape(nb, P, band)
         col3[:, -1] = 1
         _pack(_im2col, x, col, band, P * band, n0, nb, i0, i1, Wo, W.shape, geometry)
-        np.matmul(W2, col3, out=y3[n0 : n0 + nb, :, i0 * Wo : i1 * Wo])
+        _matmul(W2, col3, y3[n0 : n0 + nb, :, i0 * Wo : i1 * Wo])
     return y
 
 
@@ -261,7 +289,7 @@ def _im2col_input_grad(dy, W, x_shape, geometry):
     for n0, nb, i0, i1 in _chunks(N, Ho, Wo, P, dtype.itemsize):
         band = (i1 - i0) * Wo
         dcol = buf[: nb * P * band]
-        np.matmul(W2T, dy3[n0 : n0 + nb, :, i0 * Wo : i1 * Wo], out=dcol.reshape(nb, P, band))
+        _matmul(W2T, dy3[n0 : n0 + nb, :, i0 * Wo : i1 * Wo], dcol.reshape(nb, P, band))
         _pack(_col2im, dcol, dx, band, P * band, n0, nb, i0, i1, Wo, W.shape, geometry)
     return dx
 
@@ -293,7 +321,7 @@ def _im2col_weight_grad(dy, x, W_shape, geometry):
                 gbuf = np.empty(K * columns, dtype)
             g = gbuf[: K * nb * band].reshape(K, nb * band)
             g.reshape(K, nb, band)[...] = dy3[n0 : n0 + nb].transpose(1, 0, 2)
-        dW2T += col.reshape(P, nb * band) @ g.T
+        dW2T += _matmul_long(col.reshape(P, nb * band), g.T)
     return np.ascontiguousarray(dW2T.T).reshape(K, C, R, S)
 
 
@@ -321,7 +349,7 @@ def _conv2d_keeping_columns(x, W, b, geometry):
     cols[-1] = 1
     _pack(_im2col, np.ascontiguousarray(x), cols.reshape(-1), N * band, band, 0, N, 0, Ho, Wo, W.shape, geometry)
     y = np.empty((N, K, band), dtype)
-    y[...] = (W2 @ cols).reshape(K, N, band).transpose(1, 0, 2)
+    y[...] = _matmul(W2, cols, np.empty((K, N * band), dtype)).reshape(K, N, band).transpose(1, 0, 2)
     return y.reshape(N, K, Ho, Wo), cols
 
 
@@ -335,7 +363,7 @@ def _weight_grad_from_columns(dy, cols, W_shape):
     N, K, Ho, Wo = dy.shape
     g = np.empty((K, N * Ho * Wo), dy.dtype)
     g.reshape(K, N, Ho * Wo)[...] = dy.reshape(N, K, Ho * Wo).transpose(1, 0, 2)
-    dWb = cols @ g.T  # (C R S + 1, K)
+    dWb = _matmul_long(cols, g.T)  # (C R S + 1, K)
     return np.ascontiguousarray(dWb[:-1].T).reshape(W_shape), dWb[-1].copy()
 
 
@@ -347,8 +375,7 @@ def _gemm_conv2d(x, W, b):
     K = W.shape[0]
     y = np.empty((N, K, H, Wd), x.dtype)
     y3 = y.reshape(N, K, H * Wd)
-    np.matmul(np.ascontiguousarray(W.reshape(K, C), dtype=x.dtype), np.ascontiguousarray(x).reshape(N, C, H * Wd),
-              out=y3)
+    _matmul(np.ascontiguousarray(W.reshape(K, C), dtype=x.dtype), np.ascontiguousarray(x).reshape(N, C, H * Wd), y3)
     if b is not None:
         y3 += np.asarray(b, dtype=x.dtype).reshape(1, K, 1)
     return y
@@ -358,7 +385,9 @@ def _gemm_input_grad(dy, W, x_shape):
     """``dx[n] = W2.T @ dy[n]`` (C, H W)."""
     N, K, H, Wd = dy.shape
     W2T = np.ascontiguousarray(W.reshape(K, -1).T, dtype=dy.dtype)
-    return np.matmul(W2T, np.ascontiguousarray(dy).reshape(N, K, H * Wd)).reshape(x_shape)
+    dx = np.empty(x_shape, dy.dtype)
+    _matmul(W2T, np.ascontiguousarray(dy).reshape(N, K, H * Wd), dx.reshape(N, -1, H * Wd))
+    return dx
 
 
 def _gemm_weight_grad(dy, x, W_shape):
@@ -368,7 +397,7 @@ def _gemm_weight_grad(dy, x, W_shape):
     x3 = np.ascontiguousarray(x, dtype=dy.dtype).reshape(N, -1, H * Wd)
     dW = np.zeros((K, x3.shape[1]), dy.dtype)
     for n in range(N):
-        dW += dy3[n] @ x3[n].T
+        dW += _matmul_long(dy3[n], x3[n].T)
     return dW.reshape(W_shape)
 
 
