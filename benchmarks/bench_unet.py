@@ -178,25 +178,31 @@ def child_env(threads, blas):
     return env
 
 
-def run_one(framework, workload, steps, threads, blas):
+def run_one(framework, workload, steps, threads, blas, src=None):
+    """One fresh process; ``src``: run handprop from that checkout's ``src`` instead (a baseline)."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--workload", workload,
            "--steps", str(steps), "--threads", str(threads)]  # fmt: skip
-    proc = subprocess.run(cmd, env=child_env(threads, blas), capture_output=True, text=True, timeout=1800)
+    env = child_env(threads, blas)
+    if src:
+        env["PYTHONPATH"] = src + os.pathsep + os.environ.get("PYTHONPATH", "")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         raise RuntimeError(f"{framework} {workload} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench(workloads, blas_configs, rounds, steps, threads, log=print):
-    """-> {blas: {workload: {"handprop": [...], "torch": [...], "loads": [...]}}}: per-round results."""
-    out = {b: {w: {"handprop": [], "torch": [], "loads": []} for w in workloads} for b in blas_configs}
+def bench(workloads, blas_configs, rounds, steps, threads, log=print, baseline_src=None):
+    """-> {blas: {workload: {"handprop": [...], "torch": [...], "loads": [...]}}}: per-round results
+    (and "baseline": handprop from ``baseline_src``, when given)."""
+    names = ("handprop", "torch") + (("baseline",) if baseline_src else ())
+    out = {b: {w: {**{f: [] for f in names}, "loads": []} for w in workloads} for b in blas_configs}
     for r in range(rounds):
         for b in blas_configs:
             for w in workloads:
                 before = os.getloadavg()[0]
-                order = ("handprop", "torch") if r % 2 == 0 else ("torch", "handprop")
-                for f in order:
-                    out[b][w][f].append(run_one(f, w, steps, threads, b))
+                for f in (names if r % 2 == 0 else names[::-1]):
+                    src = baseline_src if f == "baseline" else None
+                    out[b][w][f].append(run_one("handprop" if src else f, w, steps, threads, b, src))
                 after = os.getloadavg()[0]
                 out[b][w]["loads"].append((before, after))
                 hp_ms, t_ms = out[b][w]["handprop"][-1]["median"] * 1e3, out[b][w]["torch"][-1]["median"] * 1e3
@@ -214,6 +220,12 @@ def summarize(result, clock="median"):
         for w, r in per.items():
             hp_t = [x[clock] for x in r["handprop"]]
             t_t = [x[clock] for x in r["torch"]]
+            if r.get("baseline"):
+                base_t = [x[clock] for x in r["baseline"]]
+                summary[b].setdefault("baseline", {})[w] = {
+                    "baseline_ms": 1e3 * float(np.median(base_t)),
+                    "handprop_over_baseline": float(np.median(hp_t) / np.median(base_t)),
+                    "per_round": [h / x for h, x in zip(hp_t, base_t)]}  # fmt: skip
             summary[b][w] = {
                 "handprop_ms": 1e3 * float(np.median(hp_t)), "torch_ms": 1e3 * float(np.median(t_t)),
                 "ratio": float(np.median(hp_t) / np.median(t_t)),
@@ -229,9 +241,16 @@ def table(summary):
              "|---|---|---|---|---|---|"]  # fmt: skip
     for b, per in summary.items():
         for w, s in per.items():
+            if w == "baseline":
+                continue
             rounds = ", ".join(f"{x:.2f}" for x in s["ratio_per_round"])
             lines.append(f"| {b}: {s['blas']} | {w} | {s['handprop_ms']:.0f} | {s['torch_ms']:.0f} | "
                          f"**{s['ratio']:.2f}** ({rounds}) | {s['load'][0]:.1f}-{s['load'][1]:.1f} |")
+    for b, per in summary.items():
+        for w, s in per.get("baseline", {}).items():
+            rounds = ", ".join(f"{x:.2f}" for x in s["per_round"])
+            lines.append(f"| {b}: baseline | {w} | {per[w]['handprop_ms']:.0f} | baseline {s['baseline_ms']:.0f} | "
+                         f"handprop / baseline **{s['handprop_over_baseline']:.2f}** ({rounds}) | |")
     return "\n".join(lines)
 
 
@@ -243,6 +262,7 @@ def main(argv=None):
     ap.add_argument("--workloads", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
     ap.add_argument("--blas", nargs="*", default=list(BLAS), choices=list(BLAS))
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--baseline-src", help="another checkout's src/: its numba engine as an extra column")
     ap.add_argument("--clock", default="median", choices=["median", "cpu"],
                     help="compare wall times (median, default) or CPU times (cpu: the work, whatever the load)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -250,7 +270,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.worker:
         return worker(a.worker, a.workload, a.steps, a.threads)
-    result = summarize(bench(a.workloads, a.blas, a.rounds, a.steps, a.threads), a.clock)
+    result = summarize(bench(a.workloads, a.blas, a.rounds, a.steps, a.threads, baseline_src=a.baseline_src), a.clock)
     clock = "wall" if a.clock == "median" else "CPU"
     print(f"\nU-Net, float32, {a.threads} threads, {a.rounds} rounds, {clock} time:\n" + table(result))
     if a.json:
