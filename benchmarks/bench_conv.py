@@ -1,7 +1,7 @@
 """Convolution forward + backward, every engine side by side with PyTorch, and peak memory.
 
     PYTHONPATH=src python benchmarks/bench_conv.py [--rounds 3] [--reps 10] [--threads 2] [--avx512]
-                                                   [--skip-memory] [--json out.json]
+                                                   [--blas default|haswell] [--skip-memory] [--json out.json]
 
 **Speed.** The five shapes of issue 5 (S1-S5). One step = forward, then the three gradients
 (input, weight, bias), float32. Each engine runs in its own fresh process (so one engine's
@@ -14,8 +14,12 @@ reports the median of ``--reps`` steps per shape; the table shows the median ove
     ratio   = time / PyTorch's time              (below 1: faster than PyTorch)
 
 Every engine gets ``--threads`` threads (NUMBA_NUM_THREADS, OMP/OpenBLAS/MKL variables,
-``torch.set_num_threads``). ``--avx512`` adds a "numba-avx512" row: the numba engine compiled
-with LLVM's 512-bit vector preference switched on (see ``benchmarks/README.md``).
+``torch.set_num_threads``); ``--blas`` picks OpenBLAS's kernels for handprop's engines as
+``bench_unet.py`` explains (``default``: OpenBLAS's own choice; ``haswell``: OPENBLAS_CORETYPE=Haswell).
+Engines alternate their order from round to round. ``--clock cpu`` compares CPU times instead of
+wall times: with ``--threads 1`` on a loaded machine, that measures the work each engine does.
+``--avx512`` adds a "numba-avx512" row: the numba engine compiled with LLVM's 512-bit vector
+preference switched on (see ``benchmarks/README.md``).
 
 **Memory.** One (1, 32, 584, 565) float32 image (a DRIVE retina), 32 filters 3 x 3 "same":
 forward + backward in a fresh process per engine. Reported *above* the inputs (x, W, b, dy,
@@ -116,7 +120,7 @@ def make_step(engine, N, C, H, W, K, R, s, p, d, seed=0):
 
 
 def worker_speed(engine, reps, threads):
-    """Time every shape; print one JSON line {shape: median seconds}."""
+    """Time every shape; print one JSON line {shape: median seconds, "blas": ...}."""
     if engine == "torch":
         import torch
 
@@ -130,12 +134,16 @@ def worker_speed(engine, reps, threads):
         step = make_step(engine, N, C, H, H, K, R, s, p, d)
         for _ in range(3):  # warm-up: compile, caches, allocator
             step()
-        times = []
+        times, cpu = [], []
         for _ in range(reps):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             step()
             times.append(time.perf_counter() - t0)
-        out[name] = float(np.median(times))
+            cpu.append(time.process_time() - c0)
+        out[name] = float(np.median(cpu if os.environ.get("HANDPROP_BENCH_CLOCK") == "cpu" else times))
+    from bench_unet import blas_report
+
+    out["blas"] = blas_report()
     print(json.dumps(out))
 
 
@@ -156,6 +164,10 @@ def worker_memory(engine, threads):
         import torch
 
         torch.set_num_threads(threads)
+    elif engine.startswith("numba"):
+        from handprop.kernels import numba_cpu
+
+        numba_cpu.warmup((np.float32,))
     N, C, H, W, K = MEMORY_SHAPE
     small = make_step(engine, 1, C, 20, 19, K, 3, 1, 1, 1)
     small()  # compile / warm up on a small image, so that the big step measures only itself
@@ -220,32 +232,34 @@ def _avx512_env():
     }
 
 
-def engine_env(engine, threads):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.path.join(ROOT, "src") + os.pathsep + env.get("PYTHONPATH", "")
-    for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(threads)
+def engine_env(engine, threads, blas="default"):
+    from bench_unet import child_env
+
+    env = child_env(threads, blas)
+    env["PYTHONPATH"] = os.path.join(ROOT, "src") + os.pathsep + HERE + os.pathsep + os.environ.get("PYTHONPATH", "")
     if engine == "numba-avx512":
         env.update(_avx512_env())
     return env
 
 
-def run_worker(mode, engine, threads, extra=(), timeout=900):
+def run_worker(mode, engine, threads, extra=(), timeout=900, blas="default"):
     """Run ``bench_conv.py --worker-<mode> ENGINE`` in a fresh process; return its JSON line."""
     cmd = [sys.executable, os.path.abspath(__file__), f"--worker-{mode}", engine, "--threads", str(threads), *extra]
-    proc = subprocess.run(cmd, env=engine_env(engine, threads), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, env=engine_env(engine, threads, blas), capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{engine} worker failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench_speed(engines, rounds, reps, threads, log=print):
+def bench_speed(engines, rounds, reps, threads, log=print, blas="default"):
+    """-> {engine: {shape: median over rounds of the per-process medians (s), "blas": str}}."""
     per_round = {e: [] for e in engines}
     for r in range(rounds):
-        for e in engines:
-            log(f"  round {r + 1}/{rounds}: {e} ...")
-            per_round[e].append(run_worker("speed", e, threads, ["--reps", str(reps)]))
-    return {e: {s: float(np.median([rd[s] for rd in rds])) for s in SHAPES} for e, rds in per_round.items()}
+        for e in (engines if r % 2 == 0 else engines[::-1]):
+            log(f"  round {r + 1}/{rounds}: {e} ({blas} BLAS) ...")
+            per_round[e].append(run_worker("speed", e, threads, ["--reps", str(reps)], blas=blas))
+    return {e: {**{s: float(np.median([rd[s] for rd in rds])) for s in SHAPES}, "blas": rds[0].get("blas", "")}
+            for e, rds in per_round.items()}  # fmt: skip
 
 
 def bench_memory(engines, threads, log=print):
@@ -300,6 +314,9 @@ def main(argv=None):
     ap.add_argument("--engines", nargs="*", help="subset of: numpy numba numba-avx512 cupy torch")
     ap.add_argument("--avx512", action="store_true", help="add the numba-avx512 variant")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--blas", default="default", choices=["default", "haswell"])
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                    help="wall time (default) or CPU time (the work, whatever the load; use with --threads 1)")
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--worker-speed", metavar="ENGINE", help=argparse.SUPPRESS)
     ap.add_argument("--worker-memory", metavar="ENGINE", help=argparse.SUPPRESS)
@@ -311,7 +328,8 @@ def main(argv=None):
 
     engines = a.engines or available_engines(a.avx512)
     print(f"engines: {', '.join(engines)}; {a.threads} threads; {a.rounds} rounds x {a.reps} steps")
-    speed = bench_speed(engines, a.rounds, a.reps, a.threads)
+    os.environ["HANDPROP_BENCH_CLOCK"] = a.clock  # read by the workers
+    speed = bench_speed(engines, a.rounds, a.reps, a.threads, blas=a.blas)
     table, geomeans = speed_table(speed)
     print("\nforward + backward (dx, dW, db), float32, median ms (GFLOP/s):\n" + table)
     results = {"speed_s": speed, "geomean_ratio_vs_torch": geomeans}

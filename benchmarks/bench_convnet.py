@@ -1,6 +1,7 @@
 """Training throughput of the tutorial ConvNet: handprop (numba / numpy engines) vs PyTorch.
 
     PYTHONPATH=src python benchmarks/bench_convnet.py [--batch 32] [--steps 40] [--rounds 3] [--threads 2]
+                                                      [--baseline-src ../base/src] [--blas default haswell]
 
 The network of the tutorial's patch classifier, on (3, 29, 29) patches::
 
@@ -10,6 +11,12 @@ The network of the tutorial's patch classifier, on (3, 29, 29) patches::
 One training step = forward, loss, backward, SGD update (lr 0.01), float32. Each framework runs
 in its own process with ``--threads`` threads; rounds alternate between them and the median of
 the per-round samples/s is reported (each round: 5 warm-up steps, then ``--steps`` timed steps).
+
+``--baseline-src DIR`` adds a row "numba-baseline": the numba engine of another checkout's
+``src`` (e.g. the engine before a change), run by the same worker code in alternating processes.
+``--blas`` runs handprop's processes with OpenBLAS's own kernel choice (``default``: the
+``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` variables removed) and/or ``haswell`` (set), as
+``bench_unet.py`` explains; the BLAS library each process loaded is recorded.
 """
 
 from __future__ import annotations
@@ -83,42 +90,60 @@ def torch_step(batch, threads, seed=0):
 
 
 def worker(framework, batch, steps, threads):
-    step = torch_step(batch, threads) if framework == "torch" else handprop_step(framework, batch)
+    if framework == "torch":
+        step = torch_step(batch, threads)
+    else:
+        if framework.startswith("numba"):
+            from handprop.kernels import numba_cpu
+
+            numba_cpu.warmup((np.float32,))
+        step = handprop_step(framework.split("-")[0], batch)
     for _ in range(5):
         step()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
-    print(json.dumps({"samples_per_s": batch * steps / (time.perf_counter() - t0)}))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    from bench_unet import blas_report
+
+    print(json.dumps({"samples_per_s": batch * steps / wall, "samples_per_cpu_s": batch * steps / cpu,
+                      "blas": blas_report()}))  # fmt: skip
 
 
-def env_for(threads):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.path.join(ROOT, "src") + os.pathsep + env.get("PYTHONPATH", "")
-    for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(threads)
+def env_for(threads, src=None, blas="default"):
+    from bench_unet import child_env
+
+    env = child_env(threads, blas)
+    env["PYTHONPATH"] = (src or os.path.join(ROOT, "src")) + os.pathsep + HERE + os.pathsep + os.environ.get(
+        "PYTHONPATH", "")
     return env
 
 
-def bench(frameworks, batch, steps, rounds, threads, log=print):
+def bench(frameworks, batch, steps, rounds, threads, log=print, baseline_src=None, blas="default"):
+    """-> {framework: median samples/s}; ``"numba-baseline"`` runs from ``baseline_src``."""
     runs = {f: [] for f in frameworks}
     for r in range(rounds):
-        for f in frameworks:
-            log(f"  round {r + 1}/{rounds}: {f} ...")
+        order = frameworks if r % 2 == 0 else frameworks[::-1]
+        for f in order:
+            log(f"  round {r + 1}/{rounds}: {f} ({blas} BLAS) ...")
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", f, "--batch", str(batch),
                    "--steps", str(steps), "--threads", str(threads)]  # fmt: skip
-            proc = subprocess.run(cmd, env=env_for(threads), capture_output=True, text=True, timeout=900)
+            src = baseline_src if f == "numba-baseline" else None
+            proc = subprocess.run(cmd, env=env_for(threads, src, blas), capture_output=True, text=True, timeout=900)
             if proc.returncode != 0:
                 raise RuntimeError(f"{f} failed:\n{proc.stderr[-3000:]}")
-            runs[f].append(json.loads(proc.stdout.strip().splitlines()[-1])["samples_per_s"])
-    return {f: float(np.median(v)) for f, v in runs.items()}
+            runs[f].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    per_round = {f: [r["samples_per_s"] for r in v] for f, v in runs.items()}
+    return {f: float(np.median(v)) for f, v in per_round.items()}, runs
 
 
 def table(result):
     lines = ["| framework | samples/s | vs torch |", "|---|---|---|"]
     for f, v in result.items():
         ratio = f"{v / result['torch']:.2f}x" if "torch" in result else "-"
-        lines.append(f"| {'handprop (' + f + ' engine)' if f != 'torch' else 'PyTorch'} | {v:.0f} | {ratio} |")
+        engine = f.replace("-baseline", " engine, baseline") if "baseline" in f else f"{f} engine"
+        name = "PyTorch" if f == "torch" else f"handprop ({engine})"
+        lines.append(f"| {name} | {v:.0f} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -129,6 +154,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--frameworks", nargs="*", default=None, help="subset of: numba numpy torch")
+    ap.add_argument("--baseline-src", help="another checkout's src/: adds the row numba-baseline")
+    ap.add_argument("--blas", default="default", choices=["default", "haswell"])
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
@@ -137,8 +164,14 @@ def main(argv=None):
 
     frameworks = a.frameworks or [f for f in ("numba", "numpy", "torch")
                                   if f == "numpy" or importlib.util.find_spec(f)]  # fmt: skip
-    result = bench(frameworks, a.batch, a.steps, a.rounds, a.threads)
-    print(f"\ntutorial ConvNet training, batch {a.batch}, float32, {a.threads} threads:\n" + table(result))
+    if a.baseline_src:
+        frameworks = [*frameworks, "numba-baseline"]
+    result, runs = bench(frameworks, a.batch, a.steps, a.rounds, a.threads, baseline_src=a.baseline_src, blas=a.blas)
+    print(f"\ntutorial ConvNet training, batch {a.batch}, float32, {a.threads} threads, {a.blas} BLAS:\n"
+          + table(result))
+    print("per round, samples/s:", {f: [round(v["samples_per_s"]) for v in r] for f, r in runs.items()})
+    print("per round, samples per CPU second:",
+          {f: [round(v["samples_per_cpu_s"]) for v in r] for f, r in runs.items()})
     return result
 
 

@@ -73,6 +73,35 @@ def conv_configs(count, seed, max_hw, max_ch, max_k=4, dims=2):
     return out
 
 
+def conv_cases(*specs):
+    """Hand-picked conv geometries ``(x_shape, W_shape, stride, padding, dilation)`` as params with
+    the same ids as :func:`conv_configs`."""
+    out = []
+    for x, W, stride, padding, dilation in specs:
+        cfg = dict(x=x, W=W, geometry=ConvGeometry(stride, padding, dilation))
+        out.append(pytest.param(cfg, id=conv_id(cfg)))
+    return out
+
+
+WINOGRAD_CONV = conv_cases(  # 3 x 3, stride 1, >= 4 channels, output >= 16 wide: the numba engine's F(4x4, 3x3)
+    ((2, 4, 9, 17), (4, 4, 3, 3), (1, 1), (1, 1), (1, 1)),  # partial tiles at both edges
+    ((1, 5, 7, 21), (6, 5, 3, 3), (1, 1), (0, 0), (1, 1)),  # no padding: dx pads dy by 2
+    ((3, 4, 6, 16), (5, 4, 3, 3), (1, 1), (2, 2), (1, 1)),  # padding 2: dx pads dy by 0
+    ((2, 6, 5, 18), (4, 6, 3, 3), (1, 1), (3, 3), (1, 1)),  # padding 3 > 2: dx crops dy
+    ((2, 4, 10, 15), (7, 4, 3, 3), (1, 1), (0, 2), (1, 1)),  # unequal padding
+    ((1, 4, 1, 20), (4, 4, 3, 3), (1, 1), (1, 1), (1, 1)),  # one row
+    ((2, 9, 12, 33), (8, 9, 3, 3), (1, 1), (1, 1), (1, 1)),  # several tiles each way
+)
+"""Geometries of the Winograd path (tests/test_engine_numba.py checks that they take it)."""
+
+GEMM_CONV = conv_cases(  # 1 x 1, stride 1, no padding: the numba engine's plain matrix products
+    ((2, 3, 5, 7), (4, 3, 1, 1), (1, 1), (0, 0), (1, 1)),
+    ((1, 1, 4, 4), (2, 1, 1, 1), (1, 1), (0, 0), (1, 1)),
+    ((3, 16, 6, 9), (1, 16, 1, 1), (1, 1), (0, 0), (2, 2)),  # dilation does nothing to a 1 x 1 kernel
+)
+"""Geometries of the 1 x 1 path (checked likewise)."""
+
+
 def pool_configs(count, seed, max_hw, max_ch, dims=2, dilate=True):
     """Seeded pooling geometries (padding at most half the window, as PyTorch; every third one
     dilated when ``dilate``), as params. ``dims=3``: volumes (N, C, D, H, W)."""

@@ -1,10 +1,13 @@
-"""What only the ``numba`` engine does: chunking, reusing packed columns, fast paths, the fused
-SGD update. (Agreement with the reference on random geometries is in ``test_engines.py``.)
+"""What only the ``numba`` engine does: choosing Winograd / 1 x 1 GEMM / im2col, chunking and
+threads, reusing packed columns, fast paths, the fused SGD and Adam updates, compiling in the
+background. (Agreement with the reference on random geometries is in ``test_engines.py``.)
 
 The first test to run pays Numba's compile time (the disk cache makes later runs fast).
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
@@ -12,9 +15,9 @@ import pytest
 pytest.importorskip("numba")
 
 import handprop as hp  # noqa: E402
-from engines import DTYPE_PARAMS, assert_close, conv_configs, conv_data  # noqa: E402
+from engines import DTYPE_PARAMS, GEMM_CONV, WINOGRAD_CONV, assert_close, conv_configs, conv_data  # noqa: E402
 from handprop.kernels import engine_module, numba_cpu, reference  # noqa: E402
-from handprop.kernels.geometry import ConvGeometry, PoolGeometry  # noqa: E402
+from handprop.kernels.geometry import ConvGeometry, PoolGeometry, output_size  # noqa: E402
 from handprop.kernels.numba_cpu import conv as numba_conv  # noqa: E402
 
 
@@ -153,3 +156,211 @@ def test_fused_sgd_update_declines_what_it_does_not_handle():
     assert (p == 1).all()
     assert numba_cpu.sgd_update(p, np.full_like(p, 2), None, 0.25)
     assert (p == 0.5).all()
+
+
+# ----------------------------------------------------------------------------- the three conv algorithms
+@pytest.mark.parametrize("cfg", WINOGRAD_CONV + GEMM_CONV)
+def test_the_new_geometries_take_their_algorithm(cfg):
+    """``tests/engines.py``'s WINOGRAD_CONV and GEMM_CONV really run Winograd and the 1 x 1 GEMMs
+    (their agreement with the reference is in test_engines.py)."""
+    out = [output_size(*a) for a in zip(cfg["x"][2:], cfg["W"][2:], *cfg["geometry"])]
+    expected = "gemm" if cfg["W"][2:] == (1, 1) else "winograd"
+    assert numba_cpu.algorithm(cfg["W"], cfg["geometry"], out[1]) == expected
+
+
+def test_algorithm_routing():
+    same = ConvGeometry((1, 1), (1, 1), (1, 1))
+    assert numba_cpu.algorithm((16, 16, 3, 3), same, 256) == "winograd"
+    assert numba_cpu.algorithm((16, 1, 3, 3), same, 256) == "im2col"  # one input channel
+    assert numba_cpu.algorithm((50, 20, 3, 3), same, 10) == "im2col"  # narrow (the tutorial's 10 x 10)
+    assert numba_cpu.algorithm((16, 16, 3, 3), ConvGeometry((2, 2), (1, 1), (1, 1)), 256) == "im2col"
+    assert numba_cpu.algorithm((16, 16, 3, 3), ConvGeometry((1, 1), (2, 2), (2, 2)), 256) == "im2col"
+    assert numba_cpu.algorithm((16, 16, 5, 5), same, 256) == "im2col"
+    assert numba_cpu.algorithm((1, 16, 1, 1), ConvGeometry((1, 1), (0, 0), (1, 1)), 256) == "gemm"
+    assert numba_cpu.algorithm((1, 16, 1, 1), ConvGeometry((2, 2), (0, 0), (1, 1)), 256) == "im2col"
+
+
+@pytest.mark.parametrize("dtype", DTYPE_PARAMS)
+def test_transposed_conv_on_the_winograd_and_gemm_paths_matches_reference(dtype):
+    """Conv2DTranspose runs the convolution's maps with the roles swapped: wide 3 x 3 stride-1 and
+    1 x 1 ones go through Winograd and the GEMMs too."""
+    rng = np.random.default_rng(33)
+    cases = (((2, 5, 7, 18), (4, 3), 1), ((1, 4, 6, 20), (6, 3), 0), ((2, 3, 5, 5), (2, 1), 0))
+    for (N, C_in, H, Wd), (K, R), p in cases:
+        g = ConvGeometry((1, 1), (p, p), (1, 1))
+        x, W, b = (rng.standard_normal(s).astype(dtype) for s in ((N, C_in, H, Wd), (C_in, K, R, R), K))
+        y_shape = (N, K, H + R - 1 - 2 * p, Wd + R - 1 - 2 * p)
+        assert numba_cpu.algorithm(W.shape, g, Wd) == ("gemm" if R == 1 else "winograd")
+        y, cache = numba_cpu.conv2d_transpose_forward(x, W, b, g, y_shape)
+        y_ref, cache_ref = reference.conv2d_transpose_forward(x, W, b, g, y_shape)
+        assert_close(y, y_ref, dtype, "y")
+        dy = rng.standard_normal(y_shape).astype(dtype)
+        for name, ours, ref in zip(("dx", "dW", "db"), numba_cpu.conv2d_transpose_backward(dy, cache),
+                                   reference.conv2d_transpose_backward(dy, cache_ref)):  # fmt: skip
+            assert_close(ours, ref, dtype, name)
+
+
+@pytest.fixture
+def many_small_pieces(monkeypatch):
+    """Three threads and tiny work units, so that every kernel splits its work (even on one core)."""
+    from handprop import threads
+    from handprop.kernels.numba_cpu import activations, pooling, update, upsampling, winograd
+
+    monkeypatch.setattr(threads, "_engine_threads", 3)
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 4096)
+    monkeypatch.setattr(numba_conv, "CHUNK_BYTES", 4096)
+    monkeypatch.setattr(numba_conv, "PACK_GRAIN", 1)
+    for module in (pooling, upsampling):
+        monkeypatch.setattr(module, "PLANE_GRAIN", 1)
+    for module in (activations, update):
+        monkeypatch.setattr(module, "GRAIN", 7)
+
+
+@pytest.mark.parametrize("dtype", DTYPE_PARAMS)
+@pytest.mark.parametrize("case", [((2, 5, 13, 21), (6, 5, 3, 3), ConvGeometry((1, 1), (1, 1), (1, 1))),
+                                  ((1, 6, 30, 17), (4, 6, 3, 3), ConvGeometry((1, 1), (3, 3), (1, 1))),
+                                  ((3, 4, 9, 8), (5, 4, 3, 2), ConvGeometry((2, 1), (1, 0), (1, 2)))],
+                         ids=["winograd-images", "winograd-bands", "im2col"])  # fmt: skip
+def test_conv_split_over_threads_and_chunks_matches_reference(many_small_pieces, case, dtype):
+    from handprop.kernels.numba_cpu import winograd
+
+    x_shape, W_shape, g = case
+    rng = np.random.default_rng(30)
+    x, W, b = (rng.standard_normal(s).astype(dtype) for s in (x_shape, W_shape, W_shape[0]))
+    y, cache = numba_cpu.conv2d_forward(x, W, b, g)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx, dW, db = numba_cpu.conv2d_backward(dy, cache)
+    if "winograd" in str(numba_cpu.algorithm(W_shape, g, y.shape[3])):
+        Ho, Wo = y.shape[2:]
+        assert len(winograd._chunks(x_shape[0], -(-Ho // 4), -(-Wo // 4), 36 * 10 * 4, 3)) >= 3
+    assert_close(y, reference.conv2d(x, W, b, g), dtype, "y")
+    assert_close(dx, reference.conv2d_input_grad(dy, W, x.shape, g), dtype, "dx")
+    assert_close(dW, reference.conv2d_weight_grad(dy, x, W.shape, g), dtype, "dW")
+    assert_close(db, dy.sum(axis=(0, 2, 3)), dtype, "db")
+
+
+@pytest.mark.parametrize("dtype", DTYPE_PARAMS)
+def test_elementwise_and_pooling_split_over_threads_match_reference(many_small_pieces, dtype):
+    rng = np.random.default_rng(31)
+    x = np.round(rng.standard_normal((2, 5, 9, 10)), 1).astype(dtype)  # ties for max pooling
+    dy_pool = rng.standard_normal((2, 5, 4, 5)).astype(dtype)
+    for geometry in (PoolGeometry((2, 2), (2, 2), (0, 0)), PoolGeometry((3, 3), (2, 2), (1, 1))):
+        y, cache = numba_cpu.maxpool2d_forward(x, geometry)
+        y_ref, cache_ref = reference.maxpool2d_forward(x, geometry)
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(cache[0], cache_ref[0])
+        np.testing.assert_array_equal(numba_cpu.maxpool2d_backward(dy_pool, cache),
+                                      reference.maxpool2d_backward(dy_pool, cache_ref))
+    y, cache = numba_cpu.relu_forward(x)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    np.testing.assert_array_equal(numba_cpu.relu_backward(-x, cache), np.where(x > 0, -x, 0))
+    y, cache = numba_cpu.upsample2d_forward(x, (2, 3))
+    np.testing.assert_array_equal(y, reference.upsample2d_forward(x, (2, 3))[0])
+    np.testing.assert_array_equal(numba_cpu.upsample2d_backward(y * y, cache),
+                                  reference.upsample2d_backward(y * y, cache))
+    alpha = rng.uniform(0.1, 0.3, 5).astype(dtype)
+    y, cache = numba_cpu.prelu_forward(x, alpha)
+    dx, dalpha = numba_cpu.prelu_backward(x, cache)
+    y_ref, cache_ref = reference.prelu_forward(x, alpha)
+    dx_ref, dalpha_ref = reference.prelu_backward(x, cache_ref)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(dx, dx_ref)
+    assert_close(dalpha, dalpha_ref, dtype, "dalpha")
+
+
+@pytest.mark.parametrize("dtype", DTYPE_PARAMS)
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"betas": (0.8, 0.95), "eps": 1e-6}, {"weight_decay": 0.01}, {"amsgrad": True}],
+    ids=["default", "betas-eps", "weight-decay", "amsgrad-not-fused"],
+)  # fmt: skip
+def test_fused_adam_update_is_bitwise_the_numpy_update(kwargs, dtype):
+    """The numba engine's one-pass Adam keeps NumPy's operation order and scalar casts: the same bits."""
+    p0 = np.random.default_rng(32).standard_normal((300, 70)).astype(dtype)
+    results = []
+    for engine in ("numba", "numpy"):
+        p = p0.copy()
+        opt = hp.optimizers.Adam(lr=0.013, **kwargs)
+        with hp.engine(engine):
+            for step in range(4):
+                opt.step({"p": p}, {"p": np.sin(p * (step + 1))})
+        results.append(p)
+    np.testing.assert_array_equal(results[0], results[1])
+    assert not np.array_equal(results[0], p0)
+
+
+def test_fused_adam_declines_what_it_does_not_handle():
+    p = np.ones(10, np.float32)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    assert not numba_cpu.adam_update(p, p.astype(np.float64), m, v, 0.1, (0.9, 0.999), 1e-8, 1)  # mixed dtypes
+    assert not numba_cpu.adam_update(p[::2], p[::2], m[::2], v[::2], 0.1, (0.9, 0.999), 1e-8, 1)  # strided
+    assert (p == 1).all() and (m == 0).all()
+    assert numba_cpu.adam_update(p, np.ones_like(p), m, v, 0.1, (0.9, 0.999), 1e-8, 1)
+    assert np.allclose(p, 0.9) and np.allclose(m, 0.1)
+
+
+# ----------------------------------------------------------------------------- compiling in the background
+@pytest.fixture
+def fake_compilation(monkeypatch):
+    """Background compilation switched on with fresh state, nothing in the disk cache, and a
+    'compiler' for every group that waits until the test releases it (no real compiling: the
+    kernels are compiled already)."""
+    from handprop.kernels.numba_cpu import _lazy
+
+    numba_cpu.warmup((np.float32,))  # the real kernels, compiled before the fake state starts
+    release = threading.Event()
+    monkeypatch.setattr(_lazy, "_background", True)
+    for name in ("_ready", "_started", "_finished", "_errors"):
+        monkeypatch.setattr(_lazy, name, {})
+    monkeypatch.setattr(_lazy, "_compilers", {g: (lambda dtype: release.wait(10)) for g in _lazy.GROUPS})
+    monkeypatch.setattr(_lazy, "_cached", lambda group, name: False)  # as with an empty disk cache
+    yield release
+    release.set()
+    _lazy.wait(10)
+
+
+def test_the_numpy_engine_stands_in_until_the_kernels_are_compiled(fake_compilation, monkeypatch):
+    from handprop.kernels import im2col
+
+    release = fake_compilation
+    calls = []
+    monkeypatch.setattr(im2col, "relu_forward", lambda x, training=True: (calls.append("numpy"), (x, x))[1])
+    x = np.array([[-1.0, 2.0]], np.float32)
+    numba_cpu.relu_forward(x)
+    assert calls == ["numpy"]  # compiling: the numpy engine's function ran
+    note = numba_cpu.compiling()
+    assert note and "float32" in note and "convolution" in note and "numpy engine" in note
+    assert hp.kernels.compiling(min_seconds=3600) is None  # not yet an hour
+    assert numba_cpu.status()["float32"]["ready"] == []
+    release.set()
+    assert numba_cpu.wait(10)
+    y, _ = numba_cpu.relu_forward(x)
+    assert calls == ["numpy"] and (y == [[0, 2]]).all()  # compiled: numba's own kernel
+    assert numba_cpu.compiling() is None and numba_cpu.status()["float32"]["ready"] == list(numba_cpu._lazy.GROUPS)
+
+
+def test_cached_kernels_load_in_the_calling_thread(monkeypatch):
+    """With the kernels in Numba's disk cache nothing runs in the background: the compiled kernels
+    run from the first call (the same bits in every run)."""
+    from handprop.kernels.numba_cpu import _lazy
+
+    numba_cpu.warmup((np.float32,))  # compiled, and so in the disk cache (a writable checkout)
+    assert all(_lazy._cached(group, "float32") for group in _lazy.GROUPS)
+    assert not _lazy._cached("convolution", "float16")
+    monkeypatch.setattr(_lazy, "_background", True)
+    for name in ("_ready", "_started", "_finished", "_errors"):
+        monkeypatch.setattr(_lazy, name, {})
+    assert _lazy.ready("pooling", np.float32) and numba_cpu.compiling() is None
+    assert not any(t.name.startswith("handprop-numba-compile") for t in threading.enumerate())
+
+
+def test_fit_says_once_what_it_is_compiling(monkeypatch, capsys):
+    import handprop.model as model_module
+
+    monkeypatch.setattr(model_module, "compiling", lambda min_seconds: "handprop: compiling the test's kernels")
+    model = hp.Sequential([hp.layers.Dense(2)], seed=0, input_shape=(3,))
+    model.compile(hp.losses.MeanSquaredError(), hp.optimizers.SGD(lr=0.1))
+    x, y = np.ones((8, 3), np.float32), np.zeros((8, 2), np.float32)
+    model.fit(x, y, epochs=2, batch_size=2, verbose=2)
+    assert capsys.readouterr().out.count("compiling the test's kernels") == 1
+    model.fit(x, y, epochs=1, batch_size=2, verbose=0)
+    assert "compiling" not in capsys.readouterr().out

@@ -18,6 +18,8 @@ from engines import (
     DTYPE_PARAMS,
     ENGINE_PARAMS,
     FAST_ENGINE_PARAMS,
+    GEMM_CONV,
+    WINOGRAD_CONV,
     assert_close,
     conv_configs,
     conv_data,
@@ -32,7 +34,8 @@ from handprop.kernels.geometry import ConvGeometry, PoolGeometry
 
 # the loops are slow: small shapes; volumes (dims=3) smaller still
 REFERENCE_CONV = conv_configs(16, 1, 9, 4) + conv_configs(8, 11, 6, 3, max_k=3, dims=3)
-FAST_CONV = conv_configs(40, 2, 16, 8, max_k=5) + conv_configs(12, 12, 8, 4, max_k=3, dims=3)
+FAST_CONV = (conv_configs(40, 2, 16, 8, max_k=5) + conv_configs(12, 12, 8, 4, max_k=3, dims=3) + WINOGRAD_CONV
+             + GEMM_CONV)
 REFERENCE_POOL = pool_configs(16, 3, 9, 3) + pool_configs(8, 13, 6, 2, dims=3)
 FAST_POOL = pool_configs(30, 4, 16, 6) + pool_configs(10, 14, 8, 3, dims=3)
 
@@ -269,3 +272,57 @@ def test_prelu_matches_the_formula(engine, shape, channels, dtype):
     assert_close(dx, np.where(x > 0, dy, a * dy), dtype, "dx")
     assert_close(dalpha, (dy * np.minimum(x, 0)).sum(axis=axes).reshape(alpha.shape), dtype, "dalpha")
     assert k.prelu_backward(on(engine, dy), cache, need_dx=False)[0] is None
+
+
+# ----------------------------------------------------------------------------- ReLU and nearest upsampling
+@pytest.mark.parametrize("dtype", DTYPE_PARAMS)
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (7, 9), (1, 1, 1, 1)], ids=["NCHW", "NF", "one"])
+@pytest.mark.parametrize("engine", ENGINE_PARAMS)
+def test_relu_matches_the_formula(engine, shape, dtype):
+    """``y = max(x, 0)`` with NaN kept (as PyTorch), ``dx = dy`` where x > 0 -- 0 at x = 0 -- exactly."""
+    k = kernels(engine)
+    rng = np.random.default_rng(10)
+    x, dy = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    special = np.array([0.0, -0.0, np.nan, np.inf, -np.inf], dtype)
+    x.reshape(-1)[: min(x.size, 5)] = special[: min(x.size, 5)]
+    x0 = x.copy()
+    y, cache = k.relu_forward(on(engine, x))
+    dx = k.relu_backward(on(engine, dy), cache)
+    assert to_numpy(y).dtype == dtype and to_numpy(dx).dtype == dtype
+    np.testing.assert_array_equal(to_numpy(y), np.maximum(x, 0))  # NaN equals NaN here
+    np.testing.assert_array_equal(to_numpy(dx), np.where(x > 0, dy, 0))
+    np.testing.assert_array_equal(x, x0)
+
+
+UPSAMPLE_CASES = [((2, 3, 4, 5), (2, 2)), ((1, 2, 3, 3), (3, 2)), ((2, 1, 5, 1), (1, 4)), ((1, 1, 1, 1), (2, 2))]
+
+
+@pytest.mark.parametrize("dtype", DTYPE_PARAMS)
+@pytest.mark.parametrize("shape, size", UPSAMPLE_CASES, ids=[f"x{'x'.join(map(str, s))}-up{a}{b}"
+                                                            for s, (a, b) in UPSAMPLE_CASES])
+@pytest.mark.parametrize("engine", ENGINE_PARAMS)
+def test_upsample_matches_the_definition(engine, shape, size, dtype):
+    """Forward copies exactly; backward sums each block's gradients (the reference's bits on the
+    reference and numba engines, which add in the same order)."""
+    k = kernels(engine)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(shape).astype(dtype)
+    y, cache = k.upsample2d_forward(on(engine, x), size)
+    np.testing.assert_array_equal(to_numpy(y), x.repeat(size[0], axis=2).repeat(size[1], axis=3))
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = k.upsample2d_backward(on(engine, dy), cache)
+    expected = reference.upsample2d_backward(dy, reference.upsample2d_forward(x, size)[1])
+    if engine in ("reference", "numba"):
+        np.testing.assert_array_equal(to_numpy(dx), expected)
+    assert_close(dx, dy.reshape(*shape[:3], size[0], shape[3], size[1]).sum(axis=(3, 5)), dtype, "dx")
+
+
+def test_reference_upsample_matches_torch(torch):
+    x = np.random.default_rng(12).standard_normal((2, 3, 4, 5))
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.interpolate(tx, scale_factor=(3, 2), mode="nearest")
+    dy = np.random.default_rng(13).standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(dy))
+    y, cache = reference.upsample2d_forward(x, (3, 2))
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    assert_close(reference.upsample2d_backward(dy, cache), tx.grad.numpy(), np.float64, "dx")

@@ -106,22 +106,37 @@ def test_a_writable_checkout_caches():
 
 @pytest.fixture
 def restore_threads():
-    before = numba.get_num_threads()
+    before = threads._engine_threads
     yield
-    numba.set_num_threads(before)
+    threads._engine_threads = before
     if threads._blas_limiter is not None:
         threads._blas_limiter.restore_original_limits()
         threads._blas_limiter = None
 
 
 def test_set_num_threads_sets_numba_and_blas(restore_threads):
+    from handprop.kernels.numba_cpu import _pool
+
     got = hp.set_num_threads(1)
-    assert got["numba"] == 1 and numba.get_num_threads() == 1
+    assert got["numba"] == 1 and _pool.num_threads() == 1
     if threads._have("threadpoolctl"):
         assert got["blas"] == 1
     report = hp.thread_settings()
-    assert report["numba"] == 1 and report["numba_max"] >= 1 and "OMP_WAIT_POLICY" in report["environment"]
+    assert report["numba"] == 1 and report["numba_max"] >= 1 and "OPENBLAS_CORETYPE" in report["environment"]
+    assert all(("openblas" in lib or "mkl" in lib) for lib in report.get("blas_libraries", ["openblas"]))
     assert hp.backend.thread_settings is hp.thread_settings
+
+
+def test_importing_the_numba_engine_leaves_the_environment_alone():
+    """Issue 8: no OMP_WAIT_POLICY (or anything else) set behind the user's back; the engine runs
+    no OpenMP pool, so there is nothing to tune (handprop/kernels/numba_cpu/_pool.py)."""
+    script = ("import os; before = dict(os.environ); import handprop.kernels.numba_cpu as k; import numpy as np; "
+              "y, c = k.conv2d_forward(np.ones((1, 4, 8, 20), np.float32), np.ones((4, 4, 3, 3), np.float32), None, "
+              "((1, 1), (1, 1), (1, 1))); assert dict(os.environ) == before, set(os.environ) ^ set(before)")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    run = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
 
 
 def test_set_num_threads_without_threadpoolctl_says_so(restore_threads, monkeypatch):
@@ -137,8 +152,8 @@ def test_set_num_threads_arguments(restore_threads):
         hp.set_num_threads(0)
     with pytest.raises(TypeError, match="n must be an int"):
         hp.set_num_threads(1.5)
-    with pytest.raises(ValueError, match="exceeds Numba's maximum.*NUMBA_NUM_THREADS"):
-        hp.set_num_threads(numba.config.NUMBA_NUM_THREADS + 1)
+    with pytest.raises(ValueError, match="exceeds the numba engine's maximum.*NUMBA_NUM_THREADS"):
+        hp.set_num_threads(threads.max_engine_threads() + 1)
 
 
 def test_make_test_installs_the_pinned_pytorch_reference():

@@ -37,6 +37,7 @@ from .batches import (
     unpack_batch,
 )
 from .callbacks import Callback, History
+from .kernels import compiling
 from .layers.base import Layer
 from .symbolic import format_shape, normalize_shape
 
@@ -470,6 +471,7 @@ class BaseModel:
                 raise TypeError(f"callbacks must be handprop.callbacks.Callback objects, got {type(cb).__name__}")
             cb.set_model(self)
         self.stop_training = False
+        told_compiling = False
         for cb in cbs:
             cb.on_train_begin({})
         for epoch in range(initial_epoch, epochs):
@@ -485,6 +487,11 @@ class BaseModel:
                        file=sys.stdout, leave=True, dynamic_ncols=True)
             totals = Totals(self.metrics)
             for b, (xb, yb, wb) in enumerate(batches):
+                if verbose and not told_compiling:  # a first fit in a fresh process: say why it starts slowly
+                    note = compiling(min_seconds=1.0)
+                    if note:
+                        tqdm.write(note, file=sys.stdout)
+                        told_compiling = True
                 if source:
                     xb, yb = self._check_data(xb, yb, "fit (a batch of the source)")
                 xb, yb = self._prepare(xb), self._prepare_targets(yb)

@@ -1,19 +1,20 @@
 """How many CPU threads handprop's engines use, and how to change it on a shared machine.
 
-Two thread pools do the work on the CPU: Numba's (the ``numba`` engine's parallel loops: packing
-convolution columns, pooling, PReLU, the fused SGD update) and the BLAS library's that NumPy
-links (OpenBLAS, MKL: every matrix product). Both start one thread per core by default. On a
+Two sets of threads do the work on the CPU: the ``numba`` engine's own pool (Python threads
+running compiled kernels that release the GIL: convolution chunks, packing, pooling, activations,
+the fused optimizer updates; :mod:`handprop.kernels.numba_cpu._pool`) and the BLAS library's that
+NumPy links (OpenBLAS, MKL: every matrix product). Both use one thread per core by default. On a
 shared server (a JupyterHub with many students, a 2-core CI machine with a busy neighbour) that
 oversubscribes the cores, and training can be several times slower than with fewer threads::
 
-    hp.set_num_threads(1)         # both pools: one thread each (a good default on a busy server)
+    hp.set_num_threads(1)         # both: one thread each (a good default on a busy server)
     hp.get_num_threads()          # {"numba": 1, "blas": 1}
     hp.thread_settings()          # what is in force, including the environment variables
 
-Numba cannot go *above* the number it started with (``NUMBA_NUM_THREADS``, default: the cores);
-set that variable before starting Python for more. BLAS threads are set through
-`threadpoolctl <https://github.com/joblib/threadpoolctl>`_ when it is installed (it comes with
-scikit-learn); without it, ``set_num_threads`` says so and leaves BLAS alone -- then set
+The engine's pool starts with ``NUMBA_NUM_THREADS`` threads when that variable is set, else one
+per core this process may use, and cannot go above that number. BLAS threads are set through
+`threadpoolctl <https://github.com/joblib/threadpoolctl>`_ when it is installed (a dependency of
+handprop); without it, ``set_num_threads`` says so and leaves BLAS alone -- then set
 ``OPENBLAS_NUM_THREADS`` / ``MKL_NUM_THREADS`` / ``OMP_NUM_THREADS`` before starting Python.
 """
 
@@ -26,32 +27,48 @@ import warnings
 from .errors import HandpropWarning
 
 _blas_limiter = None  # keeps threadpoolctl's limit in force until the next set_num_threads
+_engine_threads = None  # the numba engine's thread count; None: max_engine_threads()
 
 
 def _have(module):
     return importlib.util.find_spec(module) is not None
 
 
+def max_engine_threads() -> int:
+    """The numba engine's default and largest thread count: ``NUMBA_NUM_THREADS`` when set, else
+    the number of cores this process may run on."""
+    value = os.environ.get("NUMBA_NUM_THREADS", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def engine_threads() -> int:
+    """The numba engine's thread count in force."""
+    return _engine_threads if _engine_threads is not None else max_engine_threads()
+
+
 def set_num_threads(n):
-    """Use ``n`` threads in Numba's parallel loops and in BLAS matrix products; returns
+    """Use ``n`` threads in the numba engine and in BLAS matrix products; returns
     :func:`get_num_threads` afterwards.
 
-    ``n`` must be a positive int, at most ``NUMBA_NUM_THREADS`` (the number of cores unless that
-    variable says otherwise) when Numba is installed. Without ``threadpoolctl`` the BLAS thread
-    count cannot be changed from inside Python: a :class:`handprop.HandpropWarning` says so.
+    ``n`` must be a positive int, at most :func:`max_engine_threads` (``NUMBA_NUM_THREADS``, or
+    the number of cores) when Numba is installed. Without ``threadpoolctl`` the BLAS thread count
+    cannot be changed from inside Python: a :class:`handprop.HandpropWarning` says so.
     """
-    global _blas_limiter
+    global _blas_limiter, _engine_threads
     from .checks import check_int
 
     n = check_int(n, "set_num_threads: n", 1)
     if _have("numba"):
-        import numba
-
-        maximum = numba.config.NUMBA_NUM_THREADS
+        maximum = max_engine_threads()
         if n > maximum:
-            raise ValueError(f"set_num_threads: n={n} exceeds Numba's maximum of {maximum} threads "
+            raise ValueError(f"set_num_threads: n={n} exceeds the numba engine's maximum of {maximum} threads "
                              "(set NUMBA_NUM_THREADS before starting Python to allow more)")
-        numba.set_num_threads(n)
+        _engine_threads = n
     if _have("threadpoolctl"):
         import numpy  # noqa: F401  (loads the BLAS library that threadpoolctl will find)
         from threadpoolctl import threadpool_limits
@@ -69,9 +86,7 @@ def get_num_threads() -> dict:
     library is absent, or BLAS's count is unknown without threadpoolctl)."""
     out = {"numba": None, "blas": None}
     if _have("numba"):
-        import numba
-
-        out["numba"] = numba.get_num_threads()
+        out["numba"] = engine_threads()
     if _have("threadpoolctl"):
         import numpy  # noqa: F401
         from threadpoolctl import threadpool_info
@@ -82,23 +97,23 @@ def get_num_threads() -> dict:
 
 
 def thread_settings() -> dict:
-    """A report of everything that decides the threads: the counts in force, Numba's maximum
-    and threading layer, the BLAS libraries loaded, and the relevant environment variables."""
+    """A report of everything that decides the threads: the counts in force, the numba engine's
+    maximum and how it runs, the BLAS libraries loaded (with version and kernel type), and the
+    relevant environment variables."""
     report = {"cores": os.cpu_count(), **get_num_threads()}
     if _have("numba"):
-        import numba
-
-        report["numba_max"] = numba.config.NUMBA_NUM_THREADS
-        report["numba_threading_layer"] = numba.config.THREADING_LAYER
+        report["numba_max"] = max_engine_threads()
+        report["numba_threads"] = "a pool of Python threads running nogil kernels, one-thread BLAS inside"
     if _have("threadpoolctl"):
         from threadpoolctl import threadpool_info
 
-        report["blas_libraries"] = [f"{lib.get('internal_api')} {lib.get('version')} ({lib['num_threads']} threads)"
+        report["blas_libraries"] = [f"{lib.get('internal_api')} {lib.get('version')} {lib.get('architecture')} "
+                                    f"({lib['num_threads']} threads)"
                                     for lib in threadpool_info() if lib.get("user_api") == "blas"]
     report["environment"] = {k: os.environ.get(k) for k in (
         "NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY",
-        "NUMBA_CACHE_DIR")}
+        "NUMBA_CACHE_DIR", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     return report
 
 
-__all__ = ["set_num_threads", "get_num_threads", "thread_settings"]
+__all__ = ["set_num_threads", "get_num_threads", "thread_settings", "engine_threads", "max_engine_threads"]

@@ -31,6 +31,10 @@ kernels --, padding symmetric (:mod:`.geometry`)::
     depthwise_conv2d_backward(dy, cache, need_dx=True) -> (dx, dW, db)
     prelu_forward(x, alpha, training=True) -> (y, cache)            alpha (C,) per channel or (1,)
     prelu_backward(dy, cache, need_dx=True) -> (dx, dalpha)
+    relu_forward(x, training=True) -> (y, cache)                    any shape; y = max(x, 0)
+    relu_backward(dy, cache) -> dx
+    upsample2d_forward(x, size, training=True) -> (y, cache)        nearest, size (sh, sw): (N, C, H sh, W sw)
+    upsample2d_backward(dy, cache) -> dx
     optimizer_update(optimizer, p, g, state, lr) -> None            one parameter, in place
 
 and, as the building blocks of the pairs (:mod:`.pairs`), the convolution's three linear maps::
@@ -47,7 +51,7 @@ engine                  module                                                  
 ======================  ============================================================  =========
 ``reference``           :mod:`.reference`: the loops on the slides -- the definition  NumPy
 ``numpy``               :mod:`.im2col`: im2col + one GEMM per bounded chunk           NumPy
-``numba`` (default)     :mod:`.numba_cpu`: Numba-parallel packing + OpenBLAS GEMMs    CPU
+``numba`` (default)     :mod:`.numba_cpu`: Winograd / im2col, Numba + OpenBLAS        CPU
 ``cupy``                :mod:`.cupy_gpu`: the im2col engine on CuPy arrays (cuBLAS)   CUDA GPU
 ======================  ============================================================  =========
 
@@ -59,6 +63,7 @@ against ``reference`` (``tests/test_engines.py``).
 from __future__ import annotations
 
 import importlib
+import sys
 
 from ..backend import engine_for
 
@@ -72,7 +77,8 @@ _MODULES = {
 API = (
     "conv2d_forward", "conv2d_backward", "conv2d_transpose_forward", "conv2d_transpose_backward",
     "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
-    "prelu_forward", "prelu_backward", "optimizer_update", "conv2d", "conv2d_input_grad", "conv2d_weight_grad",
+    "prelu_forward", "prelu_backward", "relu_forward", "relu_backward", "upsample2d_forward", "upsample2d_backward",
+    "optimizer_update", "conv2d", "conv2d_input_grad", "conv2d_weight_grad",
     "conv3d_forward", "conv3d_backward", "maxpool3d_forward", "maxpool3d_backward", "avgpool3d_forward",
     "avgpool3d_backward", "conv3d", "conv3d_input_grad", "conv3d_weight_grad", "depthwise_conv2d_forward",
     "depthwise_conv2d_backward",
@@ -94,3 +100,12 @@ def get_kernel(op: str, x, strict: bool = True):
     if op not in API:
         raise ValueError(f"unknown kernel {op!r}; the engine API is {API}")
     return getattr(engine_module(engine_for(x, strict=strict)), op)
+
+
+def compiling(min_seconds=0.0):
+    """What an engine is compiling in the background, as one sentence, or None: the ``numba``
+    engine compiles its kernels in a thread on first use (the ``numpy`` engine computes meanwhile;
+    :mod:`handprop.kernels.numba_cpu._lazy`). ``min_seconds``: only a compilation that has run at
+    least that long. ``fit`` prints this once when it is not None after a second."""
+    numba_engine = sys.modules.get(_MODULES["numba"])
+    return None if numba_engine is None else numba_engine.compiling(min_seconds)

@@ -45,6 +45,10 @@ from .im2col import (  # noqa: F401  (re-exported: this engine's kernels)
     optimizer_update,
     prelu_backward,
     prelu_forward,
+    relu_backward,
+    relu_forward,
+    upsample2d_backward,
+    upsample2d_forward,
 )
 
 

@@ -41,7 +41,13 @@ import numpy as np
 from ..backend import get_array_module
 from .geometry import check_pool_geometry, first_tap, output_size
 from .pairs import conv_pairs
-from .reference import optimizer_update, prelu_backward, prelu_forward  # noqa: F401 (xp-generic)
+from .reference import (  # noqa: F401 (xp-generic)
+    optimizer_update,
+    prelu_backward,
+    prelu_forward,
+    relu_backward,
+    relu_forward,
+)
 
 CHUNK_BYTES = 32 * 2**20
 """Upper bound for one chunk's column buffer, in bytes (a single output row may exceed it).
@@ -354,6 +360,21 @@ def avgpool_backward(dy, cache):
     for tap in np.ndindex(*pool):
         dxpad[_EVERY + _tap_slices(tap, dy.shape[2:], stride, dilation)] += share
     return dxpad[_EVERY + tuple(slice(p, p + n) for n, p in zip(x_shape[2:], padding))].copy()
+
+
+# ----------------------------------------------------------------------------- nearest upsampling
+def upsample2d_forward(x, size, training=True):
+    """Nearest upsampling by ``size = (sh, sw)`` as two ``repeat`` s: (N, C, H, W) -> (N, C, H sh, W sw).
+    -> ``(y, (x.shape, size))``."""
+    sh, sw = size
+    return x.repeat(sh, axis=2).repeat(sw, axis=3), (x.shape, (sh, sw))
+
+
+def upsample2d_backward(dy, cache):
+    """``dx[n, c, h, w] = sum_{a, b} dy[n, c, h sh + a, w sw + b]``: view dy as
+    (N, C, H, sh, W, sw) and sum the two block axes."""
+    (N, C, H, Wd), (sh, sw) = cache
+    return dy.reshape(N, C, H, sh, Wd, sw).sum(axis=(3, 5))
 
 
 maxpool2d_forward, maxpool2d_backward, avgpool2d_forward, avgpool2d_backward = (

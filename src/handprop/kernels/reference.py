@@ -427,6 +427,52 @@ def prelu_backward(dy, cache, need_dx=True):
     return dx, dalpha
 
 
+# ----------------------------------------------------------------------------- ReLU
+def relu_forward(x, training=True):
+    """``y = max(x, 0)``, any shape (NaN stays NaN, as in PyTorch) -> ``(y, cache)``; the cache is
+    ``y`` itself: ``y > 0`` exactly where ``x > 0``, which is all the backward pass needs."""
+    y = get_array_module(x).maximum(x, 0)
+    return y, y
+
+
+def relu_backward(dy, cache):
+    """``dx = dy`` where ``x > 0`` (the cached output is positive), 0 elsewhere -- at ``x = 0`` too,
+    the left derivative, as PyTorch."""
+    y = cache
+    return get_array_module(dy).where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+
+
+# ----------------------------------------------------------------------------- nearest upsampling
+def upsample2d_forward(x, size, training=True):
+    """Nearest upsampling by ``size = (sh, sw)``: every pixel becomes an ``sh x sw`` block.
+    x (N, C, H, W) -> ``(y, cache)``, y (N, C, H sh, W sw)::
+
+        y[n, c, h sh + a, w sw + b] = x[n, c, h, w]        0 <= a < sh, 0 <= b < sw
+
+    One strided slice per offset ``(a, b)``: ``y[:, :, a::sh, b::sw]`` is the set of pixels that
+    copy ``x`` at that offset. The cache is the input shape and ``size``."""
+    N, C, H, Wd = x.shape
+    sh, sw = size
+    y = np.empty((N, C, H * sh, Wd * sw), dtype=x.dtype)
+    for a in range(sh):
+        for b in range(sw):
+            y[:, :, a::sh, b::sw] = x
+    return y, (x.shape, (sh, sw))
+
+
+def upsample2d_backward(dy, cache):
+    """dL/dx of nearest upsampling: each pixel fed ``sh sw`` outputs, so their gradients add up::
+
+        dx[n, c, h, w] = sum_{a, b} dy[n, c, h sh + a, w sw + b]
+    """
+    x_shape, (sh, sw) = cache
+    dx = np.zeros(x_shape, dtype=dy.dtype)
+    for a in range(sh):
+        for b in range(sw):
+            dx += dy[:, :, a::sh, b::sw]
+    return dx
+
+
 # ----------------------------------------------------------------------------- optimizer updates
 def optimizer_update(optimizer, p, g, state, lr):
     """One optimizer step on one parameter, in place: the optimizer's own equations

@@ -88,14 +88,17 @@ class Tanh(_Elementwise):
 
 
 class ReLU(_Elementwise):
-    """``y = max(0, x)``; ``dx = dy * [x > 0]`` (a fresh array: dy is never modified)."""
+    """``y = max(0, x)``; ``dx = dy * [x > 0]`` (a fresh array: dy is never modified).
+
+    An engine kernel (``relu_forward``/``relu_backward``): the numba engine does each direction
+    in one pass over memory. The cache is the output ``y`` (``y > 0`` exactly where ``x > 0``).
+    """
 
     def _f(self, x):
-        mask = x > 0
-        return x * mask, mask
+        return get_kernel("relu_forward", x)(x)
 
-    def _df(self, dy, mask):
-        return dy * mask
+    def _df(self, dy, cache):
+        return get_kernel("relu_backward", dy)(dy, cache)
 
 
 class LeakyReLU(_Elementwise):

@@ -76,12 +76,14 @@ class Concatenate(_Merge):
         return y
 
     def backward(self, dy, need_dx=True):
+        """``dx_i`` is the slice of ``dy`` where ``x_i`` sits: views into ``dy``, no copies (no layer
+        writes into the gradient it is given, so the slices stay valid)."""
         sizes, y_shape = self._cached()
         check_dy(self, dy, y_shape)
         if not need_dx:
             return None
         splits = np.cumsum(sizes)[:-1].tolist()
-        return [part.copy() for part in get_array_module(dy).split(dy, splits, axis=self.axis)]
+        return get_array_module(dy).split(dy, splits, axis=self.axis)
 
     def get_config(self):
         return {"axis": self.axis, **super().get_config()}

@@ -9,10 +9,13 @@ Every input pixel feeds ``sh sw`` outputs, so backward sums their gradients::
     dx[n, c, h, w] = sum_{a, b} dy[n, c, h sh + a, w sw + b]
 
 Equal to PyTorch's ``nn.Upsample(scale_factor=(sh, sw), mode="nearest")`` and Keras' UpSampling2D.
+Both directions are engine kernels (``upsample2d_forward``/``upsample2d_backward``; the
+definition is :func:`handprop.kernels.reference.upsample2d_forward`).
 """
 
 from __future__ import annotations
 
+from ..kernels import get_kernel
 from ..kernels.geometry import positive_pair
 from .base import Layer, check_dy
 from .conv import check_image_shape
@@ -35,16 +38,15 @@ class UpSampling2D(Layer):
 
     def forward(self, x, training=True):
         x = self._ensure_built(x)
-        self._cache = x.shape
-        sh, sw = self.size
-        return x.repeat(sh, axis=2).repeat(sw, axis=3)
+        y, cache = get_kernel("upsample2d_forward", x)(x, self.size, training)
+        self._cache = (cache, y.shape)
+        return y
 
     def backward(self, dy, need_dx=True):
         """``dx[n, c, h, w] = sum_{a, b} dy[n, c, h sh + a, w sw + b]`` (module docstring)."""
-        N, C, H, Wd = self._cached()
-        sh, sw = self.size
-        check_dy(self, dy, (N, C, H * sh, Wd * sw))
-        return dy.reshape(N, C, H, sh, Wd, sw).sum(axis=(3, 5)) if need_dx else None
+        cache, y_shape = self._cached()
+        check_dy(self, dy, y_shape)
+        return get_kernel("upsample2d_backward", dy)(dy, cache) if need_dx else None
 
     def get_config(self):
         return {"size": self.size, **super().get_config()}
