@@ -164,9 +164,9 @@ plt.show()
 # resolution, so the output is both precise and informed by context. `seg.vessel_unet` has two
 # poolings and 16–32–64 channels (8–16–32 in quick mode).
 #
-# It trains on **tiles**: `hp.data.TileSampler` cuts random tiles (flipped, rotated, with mild
-# intensity changes) with their vessel masks and a per-pixel **weight**, the FOV mask, so the loss
-# (binary cross-entropy on logits) ignores the black surround:
+# It trains on **tiles**: `hp.data.TileSampler` cuts random tiles with their vessel masks and a
+# per-pixel **weight**, the FOV mask, so the loss (binary cross-entropy on logits) ignores the black
+# surround (for training, `seg.train_segmenter` also flips and rotates them by multiples of 90°):
 
 # %% tags=["figure"]
 tiles = hp.data.TileSampler(x_train, train.vessels, train.fov, 64, batch_size=4, tiles_per_epoch=4, seed=0)

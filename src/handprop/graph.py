@@ -81,10 +81,11 @@ class Model(BaseModel):
                 raise ValueError(f"{self.name}: input {node.name!r} expects {format_shape(node.shape)}, "
                                  f"got {tuple(xi.shape)}")
             values[id(node)] = xi
+        shared = self._shared_ids()
         for position, node in enumerate(self.layer_nodes):
             args = [values[id(p)] for p in node.parents]
             values[id(node)] = self._forward_call(position, node.layer, args if node.layer.takes_list else args[0],
-                                                  training)
+                                                  training, shared)
         return values[id(self.output)]
 
     def backward(self, dy, input_grad=True):
@@ -94,12 +95,13 @@ class Model(BaseModel):
         needed = self._needs_input_grad(input_grad)
         grads = {id(self.output): dy}
         summed = {}
+        shared = self._shared_ids()
         for position in reversed(range(len(self.layer_nodes))):
             node = self.layer_nodes[position]
             g = grads.pop(id(node), None)
             if g is None:  # cannot happen in a connected graph; kept as a guard
                 continue
-            dxs = self._backward_call(position, node.layer, g, needed[position], summed)
+            dxs = self._backward_call(position, node.layer, g, needed[position], summed, shared)
             if dxs is None:  # input gradient skipped
                 continue
             dxs = dxs if node.layer.takes_list else [dxs]

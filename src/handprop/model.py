@@ -101,20 +101,21 @@ class BaseModel:
             self._shared = {i for i in calls if calls.count(i) > 1}
         return self._shared
 
-    def _forward_call(self, position, layer, x, training):
-        """``layer.forward``; a shared layer's cache is kept per call for its backward."""
+    def _forward_call(self, position, layer, x, training, shared):
+        """``layer.forward``; a shared layer's cache is kept per call for its backward.
+        ``shared``: :meth:`_shared_ids`, taken once per pass."""
         try:
             y = layer.forward(x, training=training)
         except ValueError as e:  # say which of several same-named layers complained
             raise ValueError(f"layer {position} of {self.name}: {e}") from e
-        if id(layer) in self._shared_ids():
+        if id(layer) in shared:
             self._call_caches[position] = layer._cache
         return y
 
-    def _backward_call(self, position, layer, dy, need_dx, summed):
+    def _backward_call(self, position, layer, dy, need_dx, summed, shared):
         """``layer.backward``; for a shared layer, with the cache of this call, and its weight
         gradients added into ``summed`` (see :meth:`_finish_shared_grads`)."""
-        shared = id(layer) in self._shared_ids()
+        shared = id(layer) in shared
         if shared:
             layer._cache = self._call_caches[position]
         dx = layer.backward(dy, need_dx=need_dx)
@@ -715,8 +716,9 @@ class Sequential(BaseModel):
             raise TypeError("a Sequential model cannot be called on hp.Input nodes; use its layers in the graph")
         x = self._prepare(x)
         self.ensure_built(x)
+        shared = self._shared_ids()
         for i, layer in enumerate(self.layers):
-            x = self._forward_call(i, layer, x, training)
+            x = self._forward_call(i, layer, x, training, shared)
         return x
 
     def backward(self, dy, input_grad=True):
@@ -727,8 +729,9 @@ class Sequential(BaseModel):
         trainable_before = [False]
         for layer in self.layers[:-1]:
             trainable_before.append(trainable_before[-1] or (layer.trainable and bool(layer.params)))
+        shared = self._shared_ids()
         for i in reversed(range(len(self.layers))):
-            dy = self._backward_call(i, self.layers[i], dy, input_grad or trainable_before[i], summed)
+            dy = self._backward_call(i, self.layers[i], dy, input_grad or trainable_before[i], summed, shared)
             if dy is None:  # nothing before this layer learns: stop here
                 break
         self._finish_shared_grads(summed)

@@ -28,6 +28,7 @@ from .errors import HandpropWarning
 
 _blas_limiter = None  # keeps threadpoolctl's limit in force until the next set_num_threads
 _engine_threads = None  # the numba engine's thread count; None: max_engine_threads()
+_cores = None  # the cores this process may run on, counted on first use
 
 
 def _have(module):
@@ -37,13 +38,16 @@ def _have(module):
 def max_engine_threads() -> int:
     """The numba engine's default and largest thread count: ``NUMBA_NUM_THREADS`` when set, else
     the number of cores this process may run on."""
+    global _cores
     value = os.environ.get("NUMBA_NUM_THREADS", "").strip()
     if value.isdigit() and int(value) > 0:
         return int(value)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    if _cores is None:  # asked once: the engine reads this at every parallel call (~2 us each)
+        try:
+            _cores = max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):
+            _cores = max(1, os.cpu_count() or 1)
+    return _cores
 
 
 def engine_threads() -> int:

@@ -210,6 +210,9 @@ class _Convolution(_Conv):
     def forward(self, x, training=True):
         """``y = conv(x, W) + b`` (module docstring); the engine returns y and its cache."""
         x = self._ensure_built(x)
+        # The last call's cache goes first: its arrays (the numba engine's packed columns: MBs)
+        # are then free for this call to reuse (measured: packing ~30% faster in the ConvNet).
+        self._cache = None
         geometry, extra = self.geometry(*x.shape[2:])
         if any(extra):  # the odd row/column of asymmetric "same" padding
             x = get_array_module(x).pad(x, ((0, 0), (0, 0), *((0, e) for e in extra)))

@@ -48,6 +48,7 @@ _finished = {}  # dtype name -> seconds it took
 _errors = {}  # (dtype name, group) -> the exception of a failed compilation
 _compilers = {}  # group -> function(dtype) that runs every kernel of the group once
 _kernels = {}  # group -> the Numba dispatchers of the group
+_names = {}  # dtype as the kernels pass it -> its name (ready() runs at every kernel call)
 
 
 def register(group, compiler, kernels=()):
@@ -100,8 +101,10 @@ def _begin(name):
 def ready(group, dtype):
     """Can ``group``'s compiled kernels run on ``dtype``? Starts compiling them when not begun.
     True for dtypes the engine does not compute in (its kernels then raise the TypeError)."""
-    name = np.dtype(dtype).name
-    if not _background or name not in DTYPES:
+    if not _background:
+        return True
+    name = _names.get(dtype) or _names.setdefault(dtype, np.dtype(dtype).name)  # (np.dtype().name: ~3 us)
+    if name not in DTYPES:
         return True
     event = _ready.get((name, group))
     if event is None:

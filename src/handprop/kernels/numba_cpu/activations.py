@@ -13,7 +13,7 @@ from numba import njit, uint64
 from . import _pool
 from ._jit import CACHE, check_dtype
 
-GRAIN = 2**16
+GRAIN = 2**17
 """At least this many numbers per thread (smaller arrays: one thread)."""
 
 

@@ -18,8 +18,14 @@ from ..geometry import check_pool_geometry, output_size
 from . import _pool
 from ._jit import CACHE, check_dtype
 
-PLANE_GRAIN = 4
-"""At least this many channel planes per thread (fewer: the calling thread does them all)."""
+PLANE_GRAIN = 2**17
+"""At least this many pixels per thread, in whole channel planes (less: the calling thread does
+them all; a hand-over to the pool costs 10-100 us on a 2-core virtual machine)."""
+
+
+def _planes(pixels):
+    """Planes per thread for planes of ``pixels`` pixels (:data:`PLANE_GRAIN`)."""
+    return -(-PLANE_GRAIN // max(1, pixels))
 
 
 @njit(cache=CACHE)
@@ -128,11 +134,11 @@ def maxpool2d_forward(x, geometry, training=True):
     x3 = np.ascontiguousarray(x).reshape(planes, H, Wd)
     y3, a3 = y.reshape(planes, Ho, Wo), argmax.reshape(planes, Ho, Wo)
     if (R, S, sh, sw, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1):
-        _pool.each_range(_maxpool2x2_forward, planes, PLANE_GRAIN, x3, y3, a3)
+        _pool.each_range(_maxpool2x2_forward, planes, _planes(H * Wd), x3, y3, a3)
     elif ph == 0 and pw == 0:
-        _pool.each_range(_maxpool_forward_unpadded, planes, PLANE_GRAIN, x3, y3, a3, R, S, sh, sw, dh, dw)
+        _pool.each_range(_maxpool_forward_unpadded, planes, _planes(H * Wd), x3, y3, a3, R, S, sh, sw, dh, dw)
     else:
-        _pool.each_range(_maxpool_forward, planes, PLANE_GRAIN, x3, y3, a3, R, S, sh, sw, ph, pw, dh, dw)
+        _pool.each_range(_maxpool_forward, planes, _planes(H * Wd), x3, y3, a3, R, S, sh, sw, ph, pw, dh, dw)
     return y, (argmax, x.shape)
 
 
@@ -157,7 +163,7 @@ def maxpool2d_backward(dy, cache):
     if dy.size == 0:
         return np.zeros(x_shape, dtype=dy.dtype)
     dx = np.empty((N * C, H * Wd), dtype=dy.dtype)
-    _pool.each_range(_maxpool_backward, N * C, PLANE_GRAIN, np.ascontiguousarray(dy).reshape(N * C, -1),
+    _pool.each_range(_maxpool_backward, N * C, _planes(H * Wd), np.ascontiguousarray(dy).reshape(N * C, -1),
                      np.ascontiguousarray(argmax, dtype=np.int64).reshape(N * C, -1), dx)
     return dx.reshape(N, C, H, Wd)
 
@@ -189,7 +195,7 @@ def avgpool2d_forward(x, geometry, training=True):
     check_pool_geometry((H, Wd), geometry)
     y = np.empty((N, C, output_size(H, R, sh, ph, dh), output_size(Wd, S, sw, pw, dw)), dtype=x.dtype)
     if y.size:
-        _pool.each_range(_avgpool_forward, N * C, PLANE_GRAIN, np.ascontiguousarray(x).reshape(N * C, H, Wd),
+        _pool.each_range(_avgpool_forward, N * C, _planes(H * Wd), np.ascontiguousarray(x).reshape(N * C, H, Wd),
                          y.reshape(N * C, *y.shape[2:]), R, S, sh, sw, ph, pw, dh, dw)
     return y, (x.shape, geometry)
 
@@ -219,7 +225,7 @@ def avgpool2d_backward(dy, cache):
     N, C, H, Wd = x_shape
     dx = np.zeros(x_shape, dtype=dy.dtype)
     if dy.size:
-        _pool.each_range(_avgpool_backward, N * C, PLANE_GRAIN,
+        _pool.each_range(_avgpool_backward, N * C, _planes(H * Wd),
                          np.ascontiguousarray(dy).reshape(N * C, *dy.shape[2:]), dx.reshape(N * C, H, Wd),
                          R, S, sh, sw, ph, pw, dh, dw)  # fmt: skip
     return dx

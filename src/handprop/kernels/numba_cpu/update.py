@@ -24,7 +24,7 @@ from ._jit import CACHE
 SGD_MIN_SIZE = 2**17
 """Smaller SGD parameters are left to NumPy (a few microseconds either way)."""
 
-GRAIN = 2**16
+GRAIN = 2**17
 """At least this many numbers per thread (smaller parameters: one thread)."""
 
 

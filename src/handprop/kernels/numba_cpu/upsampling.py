@@ -15,8 +15,8 @@ from numba import njit, uint64
 from . import _pool
 from ._jit import CACHE, check_dtype
 
-PLANE_GRAIN = 4
-"""At least this many channel planes per thread."""
+PLANE_GRAIN = 2**17
+"""At least this many output pixels per thread, in whole channel planes (less: one thread)."""
 
 
 @njit(nogil=True, cache=CACHE)
@@ -57,7 +57,7 @@ def upsample2d_forward(x, size, training=True):
     sh, sw = size
     y = np.empty((N, C, H * sh, Wd * sw), x.dtype)
     if y.size:
-        _pool.each_range(_upsample_forward, N * C, PLANE_GRAIN, np.ascontiguousarray(x).reshape(N * C, H, Wd),
+        _pool.each_range(_upsample_forward, N * C, -(-PLANE_GRAIN // (H * sh * Wd * sw)), np.ascontiguousarray(x).reshape(N * C, H, Wd),
                          y.reshape(N * C, H * sh, Wd * sw), sh, sw)
     return y, (x.shape, (sh, sw))
 
@@ -68,6 +68,6 @@ def upsample2d_backward(dy, cache):
     (N, C, H, Wd), (sh, sw) = cache
     dx = np.empty((N, C, H, Wd), dy.dtype)
     if dx.size:
-        _pool.each_range(_upsample_backward, N * C, PLANE_GRAIN,
+        _pool.each_range(_upsample_backward, N * C, -(-PLANE_GRAIN // (H * sh * Wd * sw)),
                          np.ascontiguousarray(dy).reshape(N * C, H * sh, Wd * sw), dx.reshape(N * C, H, Wd), sh, sw)
     return dx
