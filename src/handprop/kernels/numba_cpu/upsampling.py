@@ -19,6 +19,11 @@ PLANE_GRAIN = 2**17
 """At least this many output pixels per thread, in whole channel planes (less: one thread)."""
 
 
+def _planes(pixels):
+    """Planes per thread for output planes of ``pixels`` pixels (:data:`PLANE_GRAIN`)."""
+    return -(-PLANE_GRAIN // max(1, pixels))
+
+
 @njit(nogil=True, cache=CACHE)
 def _upsample_forward(x, y, sh, sw, p0, p1):
     """``y[p, h sh + a, w sw + b] = x[p, h, w]`` for planes ``p0 : p1``. x (P, H, W)."""
@@ -57,8 +62,9 @@ def upsample2d_forward(x, size, training=True):
     sh, sw = size
     y = np.empty((N, C, H * sh, Wd * sw), x.dtype)
     if y.size:
-        _pool.each_range(_upsample_forward, N * C, -(-PLANE_GRAIN // (H * sh * Wd * sw)), np.ascontiguousarray(x).reshape(N * C, H, Wd),
-                         y.reshape(N * C, H * sh, Wd * sw), sh, sw)
+        x3 = np.ascontiguousarray(x).reshape(N * C, H, Wd)
+        _pool.each_range(_upsample_forward, N * C, _planes(H * sh * Wd * sw), x3, y.reshape(N * C, H * sh, Wd * sw),
+                         sh, sw)
     return y, (x.shape, (sh, sw))
 
 
@@ -68,6 +74,6 @@ def upsample2d_backward(dy, cache):
     (N, C, H, Wd), (sh, sw) = cache
     dx = np.empty((N, C, H, Wd), dy.dtype)
     if dx.size:
-        _pool.each_range(_upsample_backward, N * C, -(-PLANE_GRAIN // (H * sh * Wd * sw)),
+        _pool.each_range(_upsample_backward, N * C, _planes(H * sh * Wd * sw),
                          np.ascontiguousarray(dy).reshape(N * C, H * sh, Wd * sw), dx.reshape(N * C, H, Wd), sh, sw)
     return dx
