@@ -78,7 +78,8 @@ def plot_segmentation(image, vessels=None, probabilities=None, fov=None, *, thre
     image : (3, H, W) or (H, W) array (shown as is when in [0, 1], rescaled otherwise)
     vessels : (H, W) {0, 1} ground truth, optional
     probabilities : (H, W) or (1, H, W) vessel probabilities, optional
-    fov : (H, W) bool, optional: metrics and the error map are restricted to it
+    fov : (H, W) bool, optional: metrics and the error map are restricted to it, and the
+        probability map is drawn as 0 outside it
     threshold : the prediction is ``probabilities > threshold``
 
     Returns
@@ -95,8 +96,9 @@ def plot_segmentation(image, vessels=None, probabilities=None, fov=None, *, thre
     mask = None if fov is None else _plane(fov, "fov").astype(bool)
     if truth is not None:
         panels.append(("ground truth", truth, {"cmap": "gray", "vmin": 0, "vmax": 1}))
-    if prob is not None:
-        panels.append(("vessel probability", prob, {"cmap": "magma", "vmin": 0, "vmax": 1}))
+    if prob is not None:  # outside the FOV the network's output means nothing: drawn as 0
+        shown = prob if mask is None else np.where(mask, prob, 0)
+        panels.append(("vessel probability", shown, {"cmap": "magma", "vmin": 0, "vmax": 1}))
     summary = ""
     if truth is not None and prob is not None:
         panels.append(("errors: FP orange, FN blue", error_map(prob > threshold, truth, mask), {}))
