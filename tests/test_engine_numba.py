@@ -135,15 +135,20 @@ def test_a_cache_from_another_engine_works():
 def test_fused_sgd_update_is_bitwise_the_numpy_update(kwargs, dtype):
     """The numba engine's one-pass SGD keeps NumPy's operation order: the same bits."""
     p0 = np.random.default_rng(24).standard_normal((numba_cpu.SGD_MIN_SIZE // 64, 64)).astype(dtype)
+    numba_p, numpy_p = _updated_on_numba_and_numpy(lambda: hp.optimizers.SGD(lr=0.013, **kwargs), p0, 3)
+    np.testing.assert_array_equal(numba_p, numpy_p)
+
+
+def _updated_on_numba_and_numpy(make_optimizer, p0, steps):
+    """``p0`` after ``steps`` steps of a fresh optimizer on each engine (gradient sin((step + 1) p))."""
     results = []
     for engine in ("numba", "numpy"):
-        p = p0.copy()
-        opt = hp.optimizers.SGD(lr=0.013, **kwargs)
+        p, opt = p0.copy(), make_optimizer()
         with hp.engine(engine):
-            for step in range(3):
+            for step in range(steps):
                 opt.step({"p": p}, {"p": np.sin(p * (step + 1))})
         results.append(p)
-    np.testing.assert_array_equal(results[0], results[1])
+    return results
 
 
 def test_fused_sgd_update_declines_what_it_does_not_handle():
@@ -276,16 +281,9 @@ def test_elementwise_and_pooling_split_over_threads_match_reference(many_small_p
 def test_fused_adam_update_is_bitwise_the_numpy_update(kwargs, dtype):
     """The numba engine's one-pass Adam keeps NumPy's operation order and scalar casts: the same bits."""
     p0 = np.random.default_rng(32).standard_normal((300, 70)).astype(dtype)
-    results = []
-    for engine in ("numba", "numpy"):
-        p = p0.copy()
-        opt = hp.optimizers.Adam(lr=0.013, **kwargs)
-        with hp.engine(engine):
-            for step in range(4):
-                opt.step({"p": p}, {"p": np.sin(p * (step + 1))})
-        results.append(p)
-    np.testing.assert_array_equal(results[0], results[1])
-    assert not np.array_equal(results[0], p0)
+    numba_p, numpy_p = _updated_on_numba_and_numpy(lambda: hp.optimizers.Adam(lr=0.013, **kwargs), p0, 4)
+    np.testing.assert_array_equal(numba_p, numpy_p)
+    assert not np.array_equal(numba_p, p0)
 
 
 def test_fused_adam_declines_what_it_does_not_handle():
