@@ -30,3 +30,15 @@ def test_full_demo_reaches_95_percent(tmp_path, capsys):
 def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "handprop.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "demo" in out.stdout and "gallery" in out.stdout
+
+
+def test_demo_on_a_bad_drive_folder_says_what_is_wrong_without_a_traceback(tmp_path, capsys):
+    import pytest
+
+    from handprop.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["demo", "--drive", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("handprop demo: load_drive: the DRIVE folder") and "Traceback" not in err

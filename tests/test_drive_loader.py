@@ -66,6 +66,58 @@ def test_variants_of_real_copies(tmp_path, data):
     np.testing.assert_array_equal(loaded.fov, data.fov[:1])
 
 
+def test_what_other_generators_write(tmp_path, data):
+    """Found by a break-it pass with DRIVE-like folders from other tools: 16-bit grey images,
+    annotations in a palette's non-white colour, noisy masks (above 127 counts), .jpg masks, hidden
+    files."""
+    save_drive_layout(data[:2], tmp_path, "training")
+    base = tmp_path / "training"
+    green = (data.images[0, 1] * 65535).round().astype(np.uint16)  # 16-bit grey, as I;16
+    Image.fromarray(green).save(base / "images/21_training.png")
+    (base / "images/21_training.tif").unlink()
+    palette = Image.fromarray((data.vessels[1] * 5).astype(np.uint8), mode="P")  # index 5 = red, 0 = black
+    palette.putpalette([0, 0, 0] * 5 + [200, 0, 0] + [0, 0, 0] * 250)
+    palette.save(base / "1st_manual/22_manual1.gif")
+    rng = np.random.default_rng(0)
+    noisy = np.where(data.fov[1], 255 - rng.integers(0, 6, SIZE), rng.integers(0, 6, SIZE)).astype(np.uint8)
+    Image.fromarray(noisy).save(base / "mask/22_training_mask.jpg", quality=95)
+    (base / "mask/22_training_mask.gif").unlink()
+    noisy_vessels = np.where(data.vessels[0] > 0, 255 - rng.integers(0, 6, SIZE), rng.integers(0, 6, SIZE))
+    Image.fromarray(noisy_vessels.astype(np.uint8)).save(base / "1st_manual/21_manual1.png")
+    (base / "1st_manual/21_manual1.gif").unlink()
+    for junk in ("images/._21_training.tif", "images/.DS_Store", "mask/._22_training_mask.gif"):
+        (base / junk).write_bytes(b"\0\5\x16\x07 not an image")
+    loaded = load_drive(tmp_path, "training")
+    assert loaded.ids == ["21_training", "22_training"]
+    np.testing.assert_allclose(loaded.images[0, 1], data.images[0, 1], atol=1e-4)  # scaled by 65535
+    np.testing.assert_array_equal(loaded.images[0, 0], loaded.images[0, 2])  # grey: one value, 3 channels
+    np.testing.assert_array_equal(loaded.vessels[0], data.vessels[0])
+    np.testing.assert_array_equal(loaded.vessels[1], data.vessels[1])
+    np.testing.assert_array_equal(loaded.fov[1], data.fov[1])
+
+
+def test_ambiguous_or_broken_files_are_errors_naming_the_file(tmp_path, data):
+    save_drive_layout(data[:2], tmp_path, "training")
+    base = tmp_path / "training"
+    Image.fromarray(data.images[0].transpose(1, 2, 0).__mul__(255).astype(np.uint8)).save(
+        base / "images/21_training.png")
+    with pytest.raises(ValueError, match=r"21_training\.png and 21_training\.tif .* one image id twice"):
+        load_drive(tmp_path, "training")
+    (base / "images/21_training.png").unlink()
+    Image.fromarray(np.zeros(SIZE, np.uint8)).save(base / "mask/21_training_mask.gif")
+    with pytest.raises(ValueError, match=r"FOV mask .*21_training_mask\.gif is empty"):
+        load_drive(tmp_path, "training")
+    save_drive_layout(data[:2], tmp_path, "training")
+    Image.fromarray(np.random.default_rng(1).integers(0, 3, SIZE).astype(np.uint8)).save(
+        base / "mask/22_training_mask.gif")
+    with pytest.raises(ValueError, match=r"22_training_mask\.gif has 3 grey levels.*binary mask"):
+        load_drive(tmp_path, "training")
+    save_drive_layout(data[:2], tmp_path, "training")
+    (base / "images/22_training.tif").write_bytes(b"not a tiff")
+    with pytest.raises(ValueError, match=r"22_training\.tif is not a readable image"):
+        load_drive(tmp_path, "training")
+
+
 def test_test_split_without_annotations(tmp_path, data):
     from handprop.data import RetinaData
 

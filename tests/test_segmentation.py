@@ -83,6 +83,21 @@ def test_demo_on_a_drive_folder_with_and_without_test_annotations(tmp_path):
     assert len(np.load(tmp_path / "out2" / "probabilities.npz").files) == 3
 
 
+def test_drive_folders_too_small_for_the_defaults(tmp_path):
+    """Images smaller than the default 64-px tiles train on tiles that fit; one training image
+    (nothing left to validate on) is an error that says so."""
+    data = hp.data.synthetic_retina(4, seed=4, size=(44, 50))
+    root = tmp_path / "DRIVE"
+    hp.data.save_drive_layout(data[:2], root, "training")
+    hp.data.save_drive_layout(data[2:], root, "test")
+    metrics = run_vessel_segmentation(tmp_path / "out", drive=root, epochs=1, steps=1, verbose=0, figures=False)
+    assert np.isfinite(metrics["auc"])
+    for path in (root / "training" / "images").glob("22_*"):
+        path.unlink()
+    with pytest.raises(ValueError, match="has 1 image; at least 2 are needed"):
+        run_vessel_segmentation(tmp_path / "out2", drive=root, epochs=1, steps=1, verbose=0, figures=False)
+
+
 def test_green_channel_baseline_is_a_real_baseline():
     data = hp.data.synthetic_retina(2, size=(96, 96))
     mean, per_image = green_channel_auc(data)

@@ -62,7 +62,8 @@ def normalize_images(data, fov=None, outside="nearest"):
     for i in range(len(images)):
         inside = images[i][:, fov[i]]  # (C, pixels in the FOV)
         if inside.shape[1] < 2:
-            raise ValueError(f"normalize_images: image {i} has fewer than 2 pixels inside its field of view")
+            name = data.ids[i] if getattr(data, "ids", None) is not None else f"image {i}"
+            raise ValueError(f"normalize_images: {name} has fewer than 2 pixels inside its field of view")
         mean = inside.mean(axis=1)[:, None, None]
         std = inside.std(axis=1)[:, None, None]
         normalized = (images[i] - mean) / np.maximum(std, 1e-6)
@@ -188,6 +189,9 @@ def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=10, steps=30
         source = f"synthetic_retina({n_synthetic}, seed={seed})"
     else:
         everything = hpdata.load_drive(drive, "training")
+        if len(everything) < 2:
+            raise ValueError(f"run_vessel_segmentation: the training split of {drive} has {len(everything)} image; "
+                             "at least 2 are needed (one to train on, one to choose the epoch and threshold)")
         train_i, val_i = hpdata.split_patients(everything, (0.8, 0.2), seed=seed)
         train, val = everything[train_i], everything[val_i]
         test = hpdata.load_drive(drive, "test", require_vessels=False)
@@ -196,6 +200,11 @@ def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=10, steps=30
     _say(verbose, f"data: {source}: {len(train)} training, {len(val)} validation, {len(test)} test patients, "
                   f"images {train.images.shape[2]}x{train.images.shape[3]} ({clock['data']:.1f} s)")
     x_train, x_val, x_test = normalize_images(train), normalize_images(val), normalize_images(test)
+    fits = min(x_train.shape[2:]) // 2**DEPTH * 2**DEPTH  # the largest tile the images hold
+    if tile > fits:
+        _say(verbose, f"tiles of {fits} px: the training images ({x_train.shape[2]}x{x_train.shape[3]}) are smaller "
+                      f"than {tile} px")
+        tile = fits
     model = vessel_unet(in_channels=x_train.shape[1], seed=seed)
     t0 = time.perf_counter()
     history = train_segmenter(model, x_train, train, x_val, val, epochs=epochs, steps=steps, tile=tile, seed=seed,

@@ -13,9 +13,13 @@ It may not be redistributed; after registering, its layout is::
       test/mask/01_test_mask.gif ...
 
 Copies found in the wild differ a little, and the loader accepts them: ``.tif`` or ``.tiff``
-(or ``.png`` / ``.jpg``) images; ``.gif``, ``.png``, ``.tif`` or ``.tiff`` masks; masks stored as
-0/255, 0/1 or RGB; masks named ``21_training_mask`` or ``21_mask``. Ids are the image file names
-without extension, in natural order (``"21_training"``, ..., ``"01_test"``, ...).
+(or ``.png`` / ``.jpg``) images, RGB, RGBA, grayscale (copied to the three channels) or 16-bit
+(scaled by 65535); ``.gif``, ``.png``, ``.tif`` or ``.jpg`` masks, stored as 0/255, 0/1, RGB or
+any two levels (the brighter one is the mask), with compression noise (then above 127 counts);
+masks named ``21_training_mask`` or ``21_mask``. Hidden files (``.DS_Store``, macOS's ``._*``)
+are skipped. Ids are the image file names without extension, in natural order (``"21_training"``,
+..., ``"01_test"``, ...); two images with one name (``21_training.tif`` and ``.png``) are an
+error, as are unreadable files and empty FOV masks, each naming the file.
 
 A test split without ``1st_manual/`` (some copies hold back the test annotations) loads with
 ``require_vessels=False`` and then has ``vessels=None``; by default it is an error that says so.
@@ -34,7 +38,7 @@ __all__ = ["load_drive", "save_drive_layout"]
 
 SPLITS = ("training", "test")
 _IMAGE_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
-_MASK_EXTENSIONS = (".gif", ".png", ".tif", ".tiff")
+_MASK_EXTENSIONS = (".gif", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
 
 def _natural_key(name):
@@ -54,17 +58,42 @@ def _find(folder, stems, extensions, what):
     raise FileNotFoundError(f"load_drive: no {what} file in {folder} (looked for {tried})")
 
 
-def _read_binary(path, shape, what):
-    """A mask file as a bool array: any value above half the maximum (0/255 and 0/1 both work)."""
-    from PIL import Image
+def _open(path, what):
+    """``PIL.Image.open`` with an error that names the file and what it should have been."""
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as image:
+    try:
+        return Image.open(path)
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"load_drive: {path} is not a readable image ({what}); remove it or convert it "
+                         f"to PNG ({e})") from e
+
+
+def _read_rgb(path):
+    """An image file as (H, W, 3) float32 in [0, 1]: 8-bit RGB(A) or gray, or 16-bit gray (/ 65535)."""
+    with _open(path, "a fundus photograph") as image:
+        if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):  # 16-bit (or wider) gray
+            gray = np.asarray(image, dtype=np.float32)
+            scale = 255.0 if gray.max() <= 255 else 65535.0
+            return np.repeat(np.clip(gray / scale, 0, 1)[:, :, None], 3, axis=2)
+        return np.asarray(image.convert("RGB"), dtype=np.float32) / np.float32(255)
+
+
+def _read_binary(path, shape, what):
+    """A mask file as a bool array. Two levels (0/255, 0/1, or a palette's two colours): the
+    brighter one; more (compression noise): above 127 of 255."""
+    with _open(path, what) as image:
         array = np.asarray(image.convert("L"))
     if array.shape != shape:
         raise ValueError(f"load_drive: {what} {path} is {array.shape[1]}x{array.shape[0]} pixels but its "
                          f"image is {shape[1]}x{shape[0]}")
-    top = int(array.max())
-    return array > (top // 2 if top > 1 else 0)
+    levels = np.unique(array)
+    if len(levels) <= 2:
+        return array == levels[-1] if levels[-1] > 0 else np.zeros(shape, bool)
+    if levels[-1] <= 127:
+        raise ValueError(f"load_drive: {what} {path} has {len(levels)} grey levels, all at most {levels[-1]}: "
+                         "expected a binary mask (0 and 255, or 0 and 1)")
+    return array > 127
 
 
 def load_drive(root, split="training", require_vessels=True):
@@ -83,12 +112,10 @@ def load_drive(root, split="training", require_vessels=True):
     -------
     RetinaData
         As :func:`handprop.data.synthetic_retina`: ``images`` (n, 3, H, W) float32 in [0, 1]
-        (8-bit values / 255), ``vessels`` (n, H, W) uint8 {0, 1} from ``1st_manual``, ``fov``
+        (8-bit values / 255, 16-bit / 65535), ``vessels`` (n, H, W) uint8 {0, 1} from ``1st_manual``, ``fov``
         (n, H, W) bool from ``mask``, ``ids`` the image names (``"21_training"``, ...).
         Unpacks as ``images, vessels, fov, ids = load_drive(root)``.
     """
-    from PIL import Image
-
     if split not in SPLITS:
         raise ValueError(f"load_drive: split must be one of {SPLITS}, got {split!r}")
     root = Path(root)
@@ -104,16 +131,19 @@ def load_drive(root, split="training", require_vessels=True):
     if not has_manual and require_vessels:
         raise FileNotFoundError(f"load_drive: missing folder {manual_dir} with the vessel annotations "
                                 "(*_manual1.gif); pass require_vessels=False to load the images without them")
-    files = sorted((p for p in image_dir.iterdir() if p.suffix.lower() in _IMAGE_EXTENSIONS and p.is_file()),
-                   key=lambda p: _natural_key(p.stem))
+    files = sorted((p for p in image_dir.iterdir()
+                    if p.suffix.lower() in _IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")),
+                   key=lambda p: _natural_key(p.stem))  # fmt: skip
     if not files:
         raise FileNotFoundError(f"load_drive: no images ({', '.join(_IMAGE_EXTENSIONS)}) in {image_dir}")
+    for a, b in zip(files, files[1:]):
+        if a.stem.lower() == b.stem.lower():
+            raise ValueError(f"load_drive: {a.name} and {b.name} in {image_dir} are one image id twice; keep one")
     images, vessels, fov, ids = [], [], [], []
     for path in files:
         stem = path.stem
         number = stem[: -len(split) - 1] if stem.lower().endswith("_" + split) else stem
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
+        rgb = _read_rgb(path)
         if images and rgb.shape != images[0].shape:
             raise ValueError(f"load_drive: {path} is {rgb.shape[1]}x{rgb.shape[0]} pixels but {files[0]} is "
                              f"{images[0].shape[1]}x{images[0].shape[0]}; all images of a split must be one size")
@@ -121,12 +151,15 @@ def load_drive(root, split="training", require_vessels=True):
         images.append(rgb)
         mask_path = _find(mask_dir, [stem + "_mask", number + "_mask"], _MASK_EXTENSIONS, f"FOV mask for {path.name}")
         fov.append(_read_binary(mask_path, shape, "FOV mask"))
+        if fov[-1].sum() < 2:
+            raise ValueError(f"load_drive: the FOV mask {mask_path} is empty; expected 255 (or 1) inside the "
+                             "field of view and 0 outside")
         if has_manual:
             manual_path = _find(manual_dir, [number + "_manual1", stem + "_manual1"], _MASK_EXTENSIONS,
                                 f"vessel annotation for {path.name}")
             vessels.append(_read_binary(manual_path, shape, "vessel annotation").astype(np.uint8))
         ids.append(stem)
-    images = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
+    images = np.stack(images).transpose(0, 3, 1, 2)
     return RetinaData(images, np.stack(vessels) if has_manual else None, np.stack(fov), ids)
 
 
