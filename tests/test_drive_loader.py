@@ -105,7 +105,7 @@ def test_ambiguous_or_broken_files_are_errors_naming_the_file(tmp_path, data):
         load_drive(tmp_path, "training")
     (base / "images/21_training.png").unlink()
     Image.fromarray(np.zeros(SIZE, np.uint8)).save(base / "mask/21_training_mask.gif")
-    with pytest.raises(ValueError, match=r"FOV mask .*21_training_mask\.gif is empty"):
+    with pytest.raises(ValueError, match=r"FOV mask .*21_training_mask\.gif has 0 pixel"):
         load_drive(tmp_path, "training")
     save_drive_layout(data[:2], tmp_path, "training")
     Image.fromarray(np.random.default_rng(1).integers(0, 3, SIZE).astype(np.uint8)).save(

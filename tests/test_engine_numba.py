@@ -362,3 +362,95 @@ def test_fit_says_once_what_it_is_compiling(monkeypatch, capsys):
     assert capsys.readouterr().out.count("compiling the test's kernels") == 1
     model.fit(x, y, epochs=1, batch_size=2, verbose=0)
     assert "compiling" not in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- the thread pool under stress
+@pytest.fixture
+def two_threads():
+    from handprop import threads
+
+    before = threads._engine_threads
+    hp.set_num_threads(min(2, threads.max_engine_threads()))
+    yield
+    threads._engine_threads = before
+    hp.set_num_threads(threads.engine_threads())
+
+
+def test_pool_survives_a_ctrl_c_while_waiting_for_a_worker(two_threads):
+    """Found by review: a KeyboardInterrupt while the caller waited for a worker left that worker's
+    "done" signal to the next run, which then returned before its items were computed."""
+    import signal
+    import threading
+    import time
+
+    from handprop.kernels.numba_cpu import _pool
+
+    if _pool.num_threads() < 2:
+        pytest.skip("needs 2 threads")
+    main = threading.get_ident()
+    threading.Timer(0.1, lambda: signal.pthread_kill(main, signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        _pool.run(lambda i: time.sleep(0.4 if i == 1 else 0.0), [0, 1])
+    for _ in range(3):  # every item computed, and nothing hangs
+        assert _pool.run(lambda i: (time.sleep(0.05), i * 10)[1], [0, 1]) == [0, 10]
+
+
+def test_pool_keeps_working_while_another_thread_changes_the_thread_count(two_threads):
+    import threading
+    import time
+
+    from handprop import threads
+    from handprop.kernels.numba_cpu import _pool
+
+    counts = (1, min(2, threads.max_engine_threads()))
+    done, failures = [0], []
+
+    def other():
+        try:
+            while not stop.is_set():
+                assert _pool.run(lambda i: i, range(8)) == list(range(8))
+                done[0] += 1
+        except BaseException as e:  # noqa: B036 -- reported below
+            failures.append(e)
+
+    stop = threading.Event()
+    worker = threading.Thread(target=other, daemon=True)
+    worker.start()
+    end = time.time() + 0.5
+    while time.time() < end:
+        for n in counts:
+            hp.set_num_threads(n)
+            assert _pool.run(lambda i: -i, range(6)) == [-i for i in range(6)]
+    stop.set()
+    worker.join(5)
+    assert not worker.is_alive() and not failures and done[0] > 0
+
+
+def test_set_num_threads_during_another_threads_blas_section_is_kept(two_threads):
+    """Found by review: the last thread out of a one-thread-BLAS section restored the count it
+    saw on entry, undoing a set_num_threads made meanwhile."""
+    import threading
+    import time
+
+    from handprop.kernels.numba_cpu import _pool
+
+    if _pool.num_threads() < 2 or hp.get_num_threads()["blas"] is None:
+        pytest.skip("needs 2 threads and a BLAS that threadpoolctl controls")
+    other = threading.Thread(target=lambda: _pool.run(lambda i: time.sleep(0.3), range(2)))
+    other.start()
+    time.sleep(0.1)
+    hp.set_num_threads(1)
+    other.join()
+    assert hp.get_num_threads() == {"numba": 1, "blas": 1}
+
+
+@pytest.mark.parametrize("layer", ["Conv2D", "Conv2DTranspose"])
+def test_one_by_one_convolutions_take_an_empty_batch(layer):
+    """Found by review: the 1 x 1 GEMM path reshaped with -1, which an empty batch cannot do."""
+    conv = getattr(hp.layers, layer)(4, 1)
+    x = np.zeros((0, 3, 8, 8), np.float32)
+    with hp.engine("numba"):
+        y = conv.forward(x)
+        dx = conv.backward(np.zeros_like(y))
+    assert y.shape == (0, 4, 8, 8) and dx.shape == x.shape
+    assert not conv.grads["W"].any()

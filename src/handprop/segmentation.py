@@ -201,6 +201,9 @@ def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=10, steps=30
                   f"images {train.images.shape[2]}x{train.images.shape[3]} ({clock['data']:.1f} s)")
     x_train, x_val, x_test = normalize_images(train), normalize_images(val), normalize_images(test)
     fits = min(x_train.shape[2:]) // 2**DEPTH * 2**DEPTH  # the largest tile the images hold
+    if fits < 2**DEPTH:
+        raise ValueError(f"run_vessel_segmentation: the training images ({x_train.shape[2]}x{x_train.shape[3]}) "
+                         f"are too small for the U-Net (at least {2**DEPTH}x{2**DEPTH} pixels)")
     if tile > fits:
         _say(verbose, f"tiles of {fits} px: the training images ({x_train.shape[2]}x{x_train.shape[3]}) are smaller "
                       f"than {tile} px")

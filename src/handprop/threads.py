@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import warnings
 
 from .errors import HandpropWarning
@@ -78,6 +79,9 @@ def set_num_threads(n):
         from threadpoolctl import threadpool_limits
 
         _blas_limiter = threadpool_limits(limits=n, user_api="blas")
+        pool = sys.modules.get("handprop.kernels.numba_cpu._pool")
+        if pool is not None:  # a one-thread-BLAS section of another thread restores n, not the old count
+            pool.blas_threads_changed(n)
     else:
         warnings.warn("set_num_threads: threadpoolctl is not installed, so the BLAS thread count is unchanged; "
                       "pip install threadpoolctl, or set OPENBLAS_NUM_THREADS before starting Python",

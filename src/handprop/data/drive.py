@@ -12,14 +12,15 @@ It may not be redistributed; after registering, its layout is::
       test/1st_manual/01_manual1.gif ...                       (2nd_manual/ too: a second observer)
       test/mask/01_test_mask.gif ...
 
-Copies found in the wild differ a little, and the loader accepts them: ``.tif`` or ``.tiff``
-(or ``.png`` / ``.jpg``) images, RGB, RGBA, grayscale (copied to the three channels) or 16-bit
-(scaled by 65535); ``.gif``, ``.png``, ``.tif`` or ``.jpg`` masks, stored as 0/255, 0/1, RGB or
-any two levels (the brighter one is the mask), with compression noise (then above 127 counts);
-masks named ``21_training_mask`` or ``21_mask``. Hidden files (``.DS_Store``, macOS's ``._*``)
-are skipped. Ids are the image file names without extension, in natural order (``"21_training"``,
-..., ``"01_test"``, ...); two images with one name (``21_training.tif`` and ``.png``) are an
-error, as are unreadable files and empty FOV masks, each naming the file.
+Copies found in the wild differ a little, and the loader accepts them: ``.tif`` or ``.tiff`` (or
+``.png`` / ``.jpg``) images, RGB, RGBA, grayscale (copied to the three channels) or 16-bit grey
+(scaled by 65535; by 255 when no value exceeds 255, i.e. 8-bit data in a 16-bit file); ``.gif``,
+``.png``, ``.tif`` or ``.jpg`` masks, stored as 0/255, 0/1, RGB or any two levels (the brighter one
+is the mask), with compression noise (then above 127 counts); masks named ``21_training_mask`` or
+``21_mask``. Hidden files (``.DS_Store``, macOS's ``._*``) are skipped. Ids are the image file names
+without extension, in natural order (``"21_training"``, ..., ``"01_test"``, ...); two images with
+one name (``21_training.tif`` and ``.png``) are an error, as are unreadable files and empty FOV
+masks, each naming the file.
 
 A test split without ``1st_manual/`` (some copies hold back the test annotations) loads with
 ``require_vessels=False`` and then has ``vessels=None``; by default it is an error that says so.
@@ -70,7 +71,8 @@ def _open(path, what):
 
 
 def _read_rgb(path):
-    """An image file as (H, W, 3) float32 in [0, 1]: 8-bit RGB(A) or gray, or 16-bit gray (/ 65535)."""
+    """An image file as (H, W, 3) float32 in [0, 1]: 8-bit RGB(A) or grey (/ 255), or 16-bit (or
+    integer/float) grey: / 65535, or / 255 when no value exceeds 255."""
     with _open(path, "a fundus photograph") as image:
         if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):  # 16-bit (or wider) gray
             gray = np.asarray(image, dtype=np.float32)
@@ -152,8 +154,8 @@ def load_drive(root, split="training", require_vessels=True):
         mask_path = _find(mask_dir, [stem + "_mask", number + "_mask"], _MASK_EXTENSIONS, f"FOV mask for {path.name}")
         fov.append(_read_binary(mask_path, shape, "FOV mask"))
         if fov[-1].sum() < 2:
-            raise ValueError(f"load_drive: the FOV mask {mask_path} is empty; expected 255 (or 1) inside the "
-                             "field of view and 0 outside")
+            raise ValueError(f"load_drive: the FOV mask {mask_path} has {int(fov[-1].sum())} pixel(s) inside; "
+                             "expected 255 (or 1) inside the field of view and 0 outside")
         if has_manual:
             manual_path = _find(manual_dir, [number + "_manual1", stem + "_manual1"], _MASK_EXTENSIONS,
                                 f"vessel annotation for {path.name}")

@@ -88,7 +88,8 @@ class Tanh(_Elementwise):
 
 
 class ReLU(_Elementwise):
-    """``y = max(0, x)``; ``dx = dy * [x > 0]`` (a fresh array: dy is never modified).
+    """``y = max(0, x)``; ``dx = dy where y > 0, else 0`` (a fresh array: dy is never modified; as
+    in PyTorch, a NaN or inf in dy where x <= 0 gives 0, not the NaN that ``dy * [x > 0]`` would).
 
     An engine kernel (``relu_forward``/``relu_backward``): the numba engine does each direction
     in one pass over memory. The cache is the output ``y`` (``y > 0`` exactly where ``x > 0``).

@@ -1,13 +1,15 @@
 """Compiling in the background, with the ``numpy`` engine standing in until the kernels are ready.
 
-Numba compiles a kernel the first time it is called with a new dtype: ~0.5-1 s per kernel, some
-15-20 seconds for the whole engine in one dtype (a fraction of a second to load them from the disk
-cache once compiled). A new user's first ``fit`` used to stall on that. So, the first time a
-kernel meets a dtype (float32 or float64), the engine looks into Numba's disk cache:
+Numba compiles a kernel the first time it is called with a new dtype: ~0.5-1 s per kernel, some 6-20
+seconds for the whole engine in one dtype (measured 6.5 s on a quiet 2-core machine), and ~0.3-0.5 s
+to load a layer's kernels from the disk cache once compiled. A new user's first ``fit`` used to
+stall on that. So, the first time a kernel meets a dtype (float32 or float64), the engine looks into
+Numba's disk cache:
 
 * every group of kernels (:data:`GROUPS`) that is **cached** for this dtype and this CPU is simply
-  loaded when first called, in the caller's thread (milliseconds): the compiled kernels run from
-  the first call, and two runs of a script give the same bits;
+  loaded when first called, in the caller's thread (a few hundred milliseconds for a conv
+  layer's kernels): the compiled kernels run from the first call, and two runs of a script give
+  the same bits;
 * the groups that are **not** (the first run after installing or upgrading; every run of a
   read-only install) are compiled by one background thread, convolutions first, by running each
   kernel on tiny arrays; until a group is ready its functions run the ``numpy`` engine's version
@@ -150,7 +152,8 @@ def compiling(min_seconds=0.0):
     if not busy:
         return None
     return ("handprop: compiling the numba engine's kernels in the background: " + "; ".join(busy)
-            + ". The numpy engine runs meanwhile (same results), and later processes load them from Numba's cache.")
+            + ". The numpy engine runs meanwhile (the same results to rounding), and later processes load "
+            "them from Numba's cache.")
 
 
 def wait(timeout=None):

@@ -18,9 +18,11 @@ long, for loops over planes or numbers. Work that fits in one piece runs in the 
 so small arrays pay no hand-over.
 
 **The hand-over.** Each worker sleeps on its own lock; ``run`` releases the locks, works along,
-and waits for each worker's "done" lock: ~20 microseconds on 2 cores, where
-``concurrent.futures`` took ~75 (a Future, a queue and a condition per task) -- it matters for the
-tutorial ConvNet, whose whole step takes ~10 ms and makes ~20 hand-overs. A second Python thread
+and waits for each worker's "done" lock: ~10-20 microseconds back to back on 2 cores, where
+``concurrent.futures`` took ~75 (a Future, a queue and a condition per task); up to ~100 when the
+worker's core was idle on a virtual machine (it is woken, then takes the GIL). That is why kernels
+split only pieces of at least ~2**17 numbers: the tutorial ConvNet's step takes ~15 ms and its
+kernels 0.1-0.4 ms each. A second Python thread
 calling in while the pool is busy runs its work itself, serially.
 
 **BLAS.** While the pool works, BLAS is limited to one thread (:mod:`threadpoolctl`), so two
@@ -45,45 +47,58 @@ from ... import threads as _threads
 
 
 class _Workers:
-    """``n`` daemon threads, each asleep on its own lock until :meth:`run` hands it a job."""
+    """Daemon threads, each asleep on its own lock until :meth:`run` hands it a job. The pool only
+    grows (to the largest thread count asked for); a smaller count uses the first workers, so a
+    change of thread count never stops a worker that another caller is waiting for."""
 
-    def __init__(self, n):
-        self.size = n
-        self._go = [threading.Lock() for _ in range(n)]
-        self._done = [threading.Lock() for _ in range(n)]
-        for lock in self._go + self._done:
-            lock.acquire()
+    def __init__(self):
+        self._go, self._done = [], []
         self._job = None
         self.busy = threading.Lock()  # one run() at a time
-        for i in range(n):
+
+    @property
+    def size(self):
+        return len(self._go)
+
+    def grow(self, n):
+        """At least ``n`` workers (call under the module's ``_lock``)."""
+        while len(self._go) < n:
+            i = len(self._go)
+            go, done = threading.Lock(), threading.Lock()
+            go.acquire()
+            done.acquire()
+            self._go.append(go)
+            self._done.append(done)
             threading.Thread(target=self._loop, args=(i,), daemon=True, name=f"handprop-numba-{i + 1}").start()
 
     def _loop(self, i):
         while True:
             self._go[i].acquire()
-            job = self._job
-            if job is None:  # stop()
-                return
             try:
-                job()
+                self._job()
             finally:
                 self._done[i].release()
 
     def run(self, job, helpers):
-        """``job()`` in the calling thread and in ``helpers`` workers at once; returns when all are done."""
+        """``job()`` in the calling thread and in the first ``helpers`` workers at once; returns when
+        all are done. Waiting for the workers cannot be interrupted (a Ctrl-C is raised once they
+        are done): a worker still running would otherwise leave its "done" signal to the next run."""
         self._job = job
         for i in range(helpers):
             self._go[i].release()
+        interrupted = None
         try:
             job()
         finally:
             for i in range(helpers):
-                self._done[i].acquire()
-
-    def stop(self):
-        self._job = None
-        for lock in self._go:
-            lock.release()
+                while True:
+                    try:
+                        self._done[i].acquire()
+                        break
+                    except KeyboardInterrupt as e:  # keep waiting; raise it afterwards
+                        interrupted = e
+        if interrupted is not None:
+            raise interrupted
 
 
 _workers = None
@@ -113,13 +128,13 @@ def num_threads() -> int:
 
 
 def _pool(helpers):
-    """The workers, ``helpers`` of them (restarted when the thread count changes)."""
+    """The workers, at least ``helpers`` of them."""
     global _workers
     with _lock:
-        if _workers is None or _workers.size != helpers:
-            if _workers is not None:
-                _workers.stop()
-            _workers = _Workers(helpers)
+        if _workers is None:
+            _workers = _Workers()
+        if _workers.size < helpers:
+            _workers.grow(helpers)
         return _workers
 
 
@@ -150,6 +165,17 @@ class _OneThreadBlas:
                         lib.set_num_threads(n)
 
 
+def blas_threads_changed(n):
+    """:func:`handprop.set_num_threads` set BLAS to ``n`` threads: a one-thread-BLAS section in
+    progress (another Python thread's) keeps BLAS at 1 and restores ``n``, not the old count."""
+    global _blas_saved
+    with _blas_lock:
+        if _blas_users:
+            _blas_saved = [n] * len(_blas_saved)
+            for lib in _controller:
+                lib.set_num_threads(1)
+
+
 class _Nothing:
     def __enter__(self):
         return None
@@ -168,7 +194,7 @@ def run(work, items, blas=True):
     threads = min(num_threads(), len(items))
     if threads <= 1 or getattr(_inside, "busy", False):  # a nested call runs where it is
         return [work(item) for item in items]
-    workers = _pool(num_threads() - 1)
+    workers = _pool(threads - 1)
     if not workers.busy.acquire(blocking=False):  # another Python thread is using the pool
         return [work(item) for item in items]
     results = [None] * len(items)

@@ -386,9 +386,11 @@ def _gemm_conv2d(x, W, b):
 def _gemm_input_grad(dy, W, x_shape):
     """``dx[n] = W2.T @ dy[n]`` (C, H W)."""
     N, K, H, Wd = dy.shape
-    W2T = np.ascontiguousarray(W.reshape(K, -1).T, dtype=dy.dtype)
+    C = x_shape[1]
+    W2T = np.ascontiguousarray(W.reshape(K, C).T, dtype=dy.dtype)
     dx = np.empty(x_shape, dy.dtype)
-    _matmul(W2T, np.ascontiguousarray(dy).reshape(N, K, H * Wd), dx.reshape(N, -1, H * Wd))
+    if dx.size:
+        _matmul(W2T, np.ascontiguousarray(dy).reshape(N, K, H * Wd), dx.reshape(N, C, H * Wd))
     return dx
 
 
@@ -396,7 +398,7 @@ def _gemm_weight_grad(dy, x, W_shape):
     """``dW2 = sum_n dy[n] @ x[n].T`` (K, C): one product per image, long inner dimension H W."""
     N, K, H, Wd = dy.shape
     dy3 = np.ascontiguousarray(dy).reshape(N, K, H * Wd)
-    x3 = np.ascontiguousarray(x, dtype=dy.dtype).reshape(N, -1, H * Wd)
+    x3 = np.ascontiguousarray(x, dtype=dy.dtype).reshape(N, x.shape[1], H * Wd)
     dW = np.zeros((K, x3.shape[1]), dy.dtype)
     for n in range(N):
         dW += _matmul_long(dy3[n], x3[n].T)

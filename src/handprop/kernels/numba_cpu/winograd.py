@@ -55,8 +55,9 @@ and 24, so intermediate values are up to ~100 times larger than the inputs and p
 again. Each rounding error is relative to those larger values: float32 results differ from the
 direct sum by ~1e-6 to 1e-5 relative (the direct sum: ~1e-7), float64 by ~1e-14. The tests allow
 for that (float32 tolerance 1e-4), as cuDNN's and oneDNN's Winograd kernels do. NaN and inf still
-propagate, but an inf in one pixel spreads NaN over its whole 4 x 4 tile (inf - inf), where the
-direct sum gives inf or NaN only where the filter touches it.
+propagate, but an inf in one pixel spreads NaN over every 4 x 4 output tile whose 6 x 6 input
+patch contains it (up to four tiles; inf - inf), where the direct sum gives inf or NaN only where
+the filter touches it.
 
 **Speed** (``benchmarks/``): the transforms are memory passes written in Numba; all the
 multiplications are in the 36 products. Tiles are processed in chunks of whole images or bands of
