@@ -209,16 +209,12 @@ def test_transposed_conv_on_the_winograd_and_gemm_paths_matches_reference(dtype)
 def many_small_pieces(monkeypatch):
     """Three threads and tiny work units, so that every kernel splits its work (even on one core)."""
     from handprop import threads
-    from handprop.kernels.numba_cpu import activations, pooling, update, upsampling, winograd
+    from handprop.kernels.numba_cpu import _pool, winograd
 
     monkeypatch.setattr(threads, "_engine_threads", 3)
     monkeypatch.setattr(winograd, "CHUNK_BYTES", 4096)
     monkeypatch.setattr(numba_conv, "CHUNK_BYTES", 4096)
-    monkeypatch.setattr(numba_conv, "PACK_GRAIN", 1)
-    for module in (pooling, upsampling):
-        monkeypatch.setattr(module, "PLANE_GRAIN", 1)
-    for module in (activations, update):
-        monkeypatch.setattr(module, "GRAIN", 7)
+    monkeypatch.setattr(_pool, "MIN_WORK", 7)  # pieces of a few numbers: every kernel splits
 
 
 @pytest.mark.parametrize("dtype", DTYPE_PARAMS)

@@ -13,9 +13,6 @@ from numba import njit, uint64
 from . import _pool
 from ._jit import CACHE, check_dtype
 
-GRAIN = 2**17
-"""At least this many numbers per thread (smaller arrays: one thread)."""
-
 
 # ----------------------------------------------------------------------------- ReLU
 @njit(nogil=True, cache=CACHE)
@@ -40,7 +37,7 @@ def relu_forward(x, training=True):
     check_dtype("relu_forward", x)
     x = np.ascontiguousarray(x)
     y = np.empty_like(x)
-    _pool.each_range(_relu_forward, x.size, GRAIN, x.reshape(-1), y.reshape(-1))
+    _pool.each_range(_relu_forward, x.size, 1, x.reshape(-1), y.reshape(-1))
     return y, y
 
 
@@ -50,7 +47,7 @@ def relu_backward(dy, cache):
     y = cache
     dy = np.ascontiguousarray(dy)
     dx = np.empty_like(dy)
-    _pool.each_range(_relu_backward, dy.size, GRAIN, dy.reshape(-1), np.ascontiguousarray(y).reshape(-1),
+    _pool.each_range(_relu_backward, dy.size, 1, dy.reshape(-1), np.ascontiguousarray(y).reshape(-1),
                      dx.reshape(-1))
     return dx
 
@@ -116,11 +113,6 @@ def _channels_view(x, alpha):
     return np.ascontiguousarray(x).reshape(x.shape[0], C, -1)
 
 
-def _channel_grain(x3):
-    """Channels per thread so that each thread gets at least :data:`GRAIN` numbers."""
-    return max(1, -(-GRAIN // max(1, x3.shape[0] * x3.shape[2])))
-
-
 def prelu_forward(x, alpha, training=True):
     """``y = x`` where x > 0, ``alpha * x`` elsewhere. x (N, C, ...) or (N, F); alpha (C,) or (1,).
     -> ``(y, (x, alpha))``."""
@@ -128,7 +120,7 @@ def prelu_forward(x, alpha, training=True):
     x3 = _channels_view(x, alpha)
     y = np.empty_like(x3)
     if y.size:
-        _pool.each_range(_prelu_forward, x3.shape[1], _channel_grain(x3), x3,
+        _pool.each_range(_prelu_forward, x3.shape[1], x3.shape[0] * x3.shape[2], x3,
                          np.ascontiguousarray(alpha.reshape(-1), dtype=x.dtype), y)
     return y.reshape(x.shape), (x, alpha)
 
@@ -144,6 +136,6 @@ def prelu_backward(dy, cache, need_dx=True):
     dx = np.empty_like(x3)
     dalpha = np.zeros(alpha.size, dtype=x3.dtype)
     if dx.size:
-        _pool.each_range(_prelu_backward, x3.shape[1], _channel_grain(x3), dy3, x3,
+        _pool.each_range(_prelu_backward, x3.shape[1], x3.shape[0] * x3.shape[2], dy3, x3,
                          np.ascontiguousarray(alpha.reshape(-1), dtype=x3.dtype), dx, dalpha)
     return (dx.reshape(x.shape) if need_dx else None), dalpha.reshape(alpha.shape)

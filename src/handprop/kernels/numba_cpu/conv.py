@@ -75,9 +75,6 @@ CHUNK_BYTES = 16 * 2**20
 exceed it). Measured on 2 cores: 2-4 MB chunks (cache-sized) made each matrix product a little
 faster but paid a thread hand-over per chunk; 16 MB was best on S1-S5."""
 
-PACK_GRAIN = 2**17
-"""At least this many column entries per thread when packing (fewer: one thread). A hand-over to
-the pool costs 10-100 us on a 2-core virtual machine, about what packing 2**17 numbers takes."""
 
 
 def algorithm(W_shape, geometry, out_width):
@@ -240,8 +237,8 @@ def _pack(kernel, src, dst, sp, sn, n0, nb, i0, i1, Wo, W_shape, geometry):
     """Run ``_im2col`` / ``_col2im`` on the engine's threads, each taking a range of ``(n, c)`` planes."""
     _, C, R, S = W_shape
     (sh, sw), (ph, pw), (dh, dw) = geometry
-    planes = -(-PACK_GRAIN // (R * S * (i1 - i0) * Wo or 1))  # planes per thread, at least
-    _pool.each_range(kernel, nb * C, planes, src, dst, sp, sn, n0, nb, i0, i1, Wo, R, S, sh, sw, ph, pw, dh, dw)
+    per_plane = R * S * (i1 - i0) * Wo  # column entries of one (n, c) plane
+    _pool.each_range(kernel, nb * C, per_plane, src, dst, sp, sn, n0, nb, i0, i1, Wo, R, S, sh, sw, ph, pw, dh, dw)
 
 
 # ----------------------------------------------------------------------------- im2col: the three passes

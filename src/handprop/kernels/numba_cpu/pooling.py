@@ -18,15 +18,6 @@ from ..geometry import check_pool_geometry, output_size
 from . import _pool
 from ._jit import CACHE, check_dtype
 
-PLANE_GRAIN = 2**17
-"""At least this many pixels per thread, in whole channel planes (less: the calling thread does
-them all; a hand-over to the pool costs 10-100 us on a 2-core virtual machine)."""
-
-
-def _planes(pixels):
-    """Planes per thread for planes of ``pixels`` pixels (:data:`PLANE_GRAIN`)."""
-    return -(-PLANE_GRAIN // max(1, pixels))
-
 
 @njit(cache=CACHE)
 def _taps_inside(start, size, taps, dilation):
@@ -134,11 +125,11 @@ def maxpool2d_forward(x, geometry, training=True):
     x3 = np.ascontiguousarray(x).reshape(planes, H, Wd)
     y3, a3 = y.reshape(planes, Ho, Wo), argmax.reshape(planes, Ho, Wo)
     if (R, S, sh, sw, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1):
-        _pool.each_range(_maxpool2x2_forward, planes, _planes(H * Wd), x3, y3, a3)
+        _pool.each_range(_maxpool2x2_forward, planes, H * Wd, x3, y3, a3)
     elif ph == 0 and pw == 0:
-        _pool.each_range(_maxpool_forward_unpadded, planes, _planes(H * Wd), x3, y3, a3, R, S, sh, sw, dh, dw)
+        _pool.each_range(_maxpool_forward_unpadded, planes, H * Wd, x3, y3, a3, R, S, sh, sw, dh, dw)
     else:
-        _pool.each_range(_maxpool_forward, planes, _planes(H * Wd), x3, y3, a3, R, S, sh, sw, ph, pw, dh, dw)
+        _pool.each_range(_maxpool_forward, planes, H * Wd, x3, y3, a3, R, S, sh, sw, ph, pw, dh, dw)
     return y, (argmax, x.shape)
 
 
@@ -163,7 +154,7 @@ def maxpool2d_backward(dy, cache):
     if dy.size == 0:
         return np.zeros(x_shape, dtype=dy.dtype)
     dx = np.empty((N * C, H * Wd), dtype=dy.dtype)
-    _pool.each_range(_maxpool_backward, N * C, _planes(H * Wd), np.ascontiguousarray(dy).reshape(N * C, -1),
+    _pool.each_range(_maxpool_backward, N * C, H * Wd, np.ascontiguousarray(dy).reshape(N * C, -1),
                      np.ascontiguousarray(argmax, dtype=np.int64).reshape(N * C, -1), dx)
     return dx.reshape(N, C, H, Wd)
 
@@ -195,7 +186,7 @@ def avgpool2d_forward(x, geometry, training=True):
     check_pool_geometry((H, Wd), geometry)
     y = np.empty((N, C, output_size(H, R, sh, ph, dh), output_size(Wd, S, sw, pw, dw)), dtype=x.dtype)
     if y.size:
-        _pool.each_range(_avgpool_forward, N * C, _planes(H * Wd), np.ascontiguousarray(x).reshape(N * C, H, Wd),
+        _pool.each_range(_avgpool_forward, N * C, H * Wd, np.ascontiguousarray(x).reshape(N * C, H, Wd),
                          y.reshape(N * C, *y.shape[2:]), R, S, sh, sw, ph, pw, dh, dw)
     return y, (x.shape, geometry)
 
@@ -225,7 +216,7 @@ def avgpool2d_backward(dy, cache):
     N, C, H, Wd = x_shape
     dx = np.zeros(x_shape, dtype=dy.dtype)
     if dy.size:
-        _pool.each_range(_avgpool_backward, N * C, _planes(H * Wd),
+        _pool.each_range(_avgpool_backward, N * C, H * Wd,
                          np.ascontiguousarray(dy).reshape(N * C, *dy.shape[2:]), dx.reshape(N * C, H, Wd),
                          R, S, sh, sw, ph, pw, dh, dw)  # fmt: skip
     return dx

@@ -24,8 +24,6 @@ from ._jit import CACHE
 SGD_MIN_SIZE = 2**17
 """Smaller SGD parameters are left to NumPy (a few microseconds either way)."""
 
-GRAIN = 2**17
-"""At least this many numbers per thread (smaller parameters: one thread)."""
 
 
 @njit(nogil=True, cache=CACHE)
@@ -69,7 +67,7 @@ def sgd_update(p, g, buf, lr, momentum=0.0, dampening=0.0, nesterov=False, first
         return False
     real = p.dtype.type  # float32 scalars keep the arithmetic in float32, as NumPy's weak scalars
     flat = np.empty(0, p.dtype) if buf is None else buf.reshape(-1)
-    _pool.each_range(_sgd_update, p.size, GRAIN, p.reshape(-1), g.reshape(-1), flat, real(lr), real(momentum),
+    _pool.each_range(_sgd_update, p.size, 1, p.reshape(-1), g.reshape(-1), flat, real(lr), real(momentum),
                      real(1.0 - dampening), bool(nesterov), bool(first))  # fmt: skip
     return True
 
@@ -102,7 +100,7 @@ def adam_update(p, g, m, v, lr, betas, eps, step):
     beta1, beta2 = betas
     real = p.dtype.type
     bias_correction1, bias_correction2 = 1.0 - beta1**step, 1.0 - beta2**step
-    _pool.each_range(_adam_update, p.size, GRAIN, p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
+    _pool.each_range(_adam_update, p.size, 1, p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
                      real(1.0 - beta1), real(beta2), real(1.0 - beta2), real(lr / bias_correction1),
                      real(bias_correction2**0.5), real(eps))  # fmt: skip
     return True

@@ -15,14 +15,6 @@ from numba import njit, uint64
 from . import _pool
 from ._jit import CACHE, check_dtype
 
-PLANE_GRAIN = 2**17
-"""At least this many output pixels per thread, in whole channel planes (less: one thread)."""
-
-
-def _planes(pixels):
-    """Planes per thread for output planes of ``pixels`` pixels (:data:`PLANE_GRAIN`)."""
-    return -(-PLANE_GRAIN // max(1, pixels))
-
 
 @njit(nogil=True, cache=CACHE)
 def _upsample_forward(x, y, sh, sw, p0, p1):
@@ -63,7 +55,7 @@ def upsample2d_forward(x, size, training=True):
     y = np.empty((N, C, H * sh, Wd * sw), x.dtype)
     if y.size:
         x3 = np.ascontiguousarray(x).reshape(N * C, H, Wd)
-        _pool.each_range(_upsample_forward, N * C, _planes(H * sh * Wd * sw), x3, y.reshape(N * C, H * sh, Wd * sw),
+        _pool.each_range(_upsample_forward, N * C, H * sh * Wd * sw, x3, y.reshape(N * C, H * sh, Wd * sw),
                          sh, sw)
     return y, (x.shape, (sh, sw))
 
@@ -74,6 +66,6 @@ def upsample2d_backward(dy, cache):
     (N, C, H, Wd), (sh, sw) = cache
     dx = np.empty((N, C, H, Wd), dy.dtype)
     if dx.size:
-        _pool.each_range(_upsample_backward, N * C, _planes(H * sh * Wd * sw),
+        _pool.each_range(_upsample_backward, N * C, H * sh * Wd * sw,
                          np.ascontiguousarray(dy).reshape(N * C, H * sh, Wd * sw), dx.reshape(N * C, H, Wd), sh, sw)
     return dx
