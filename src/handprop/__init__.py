@@ -10,7 +10,7 @@ import importlib
 
 from . import backend, callbacks, export, gradcheck, init, layers, losses, metrics, optimizers, saving
 from .backend import engine, get_engine, set_engine
-from .errors import DivergenceWarning, HandpropWarning
+from .errors import DataError, DataNotFoundError, DivergenceWarning, HandpropWarning
 from .graph import Input, Model
 from .model import Sequential
 from .receptive_field import receptive_field, receptive_field_table
@@ -33,5 +33,5 @@ __all__ = [
     "backend", "callbacks", "gradcheck", "init", "layers", "losses", "metrics", "optimizers",
     "engine", "get_engine", "set_engine", "Sequential", "Model", "Input", "receptive_field",
     "receptive_field_table", "export", "saving", "load_model", "set_num_threads", "get_num_threads",
-    "thread_settings", "DivergenceWarning", "HandpropWarning", *_LAZY,
+    "thread_settings", "DivergenceWarning", "HandpropWarning", "DataError", "DataNotFoundError", *_LAZY,
 ]

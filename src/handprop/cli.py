@@ -103,12 +103,12 @@ def main(argv=None):
     elif args.command == "demo":
         if args.epochs is not None and args.epochs < 1 or args.steps < 1:
             parser.error("--epochs and --steps must be at least 1")
+        from handprop.errors import DataError
+
         try:
             run_vessels(args.out, drive=args.drive, epochs=10 if args.epochs is None else args.epochs,
                         steps=args.steps, seed=args.seed)
-        except (ValueError, FileNotFoundError) as e:  # the data's fault: say what, without a traceback
-            if not str(e).startswith(("load_drive:", "run_vessel_segmentation:")):
-                raise
+        except DataError as e:  # the data's fault: say what, without a traceback
             parser.exit(2, f"handprop demo: {e}\n")
     elif args.command == "gallery":
         _matplotlib_headless()

@@ -1,4 +1,4 @@
-"""handprop's own warning classes, so that a test or a notebook can catch or silence exactly them::
+"""handprop's own warning and error classes, so that a test or a notebook can catch or silence exactly them::
 
     with pytest.warns(hp.DivergenceWarning): model.fit(...)
     warnings.simplefilter("ignore", hp.HandpropWarning)      # all of handprop's warnings
@@ -21,4 +21,14 @@ class NumbaCacheWarning(HandpropWarning):
     compiles them in every new process instead."""
 
 
-__all__ = ["HandpropWarning", "DivergenceWarning", "NumbaCacheWarning"]
+class DataError(ValueError):
+    """The data given to the task is not what it needs (an unreadable image, an empty mask, too few
+    patients); the message names the file or the count. ``handprop demo`` prints it without a
+    traceback."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """A file or folder the data needs is missing; the message says which and where it looked."""
+
+
+__all__ = ["HandpropWarning", "DivergenceWarning", "NumbaCacheWarning", "DataError", "DataNotFoundError"]

@@ -37,6 +37,7 @@ import time
 import numpy as np
 
 from .callbacks import Callback
+from .errors import DataError
 from .inference import predict_padded
 from .layers.activations import sigmoid
 from .metrics import dice, roc_auc
@@ -190,7 +191,7 @@ def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=10, steps=30
     else:
         everything = hpdata.load_drive(drive, "training")
         if len(everything) < 2:
-            raise ValueError(f"run_vessel_segmentation: the training split of {drive} has {len(everything)} image; "
+            raise DataError(f"run_vessel_segmentation: the training split of {drive} has {len(everything)} image; "
                              "at least 2 are needed (one to train on, one to choose the epoch and threshold)")
         train_i, val_i = hpdata.split_patients(everything, (0.8, 0.2), seed=seed)
         train, val = everything[train_i], everything[val_i]
@@ -202,7 +203,7 @@ def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=10, steps=30
     x_train, x_val, x_test = normalize_images(train), normalize_images(val), normalize_images(test)
     fits = min(x_train.shape[2:]) // 2**DEPTH * 2**DEPTH  # the largest tile the images hold
     if fits < 2**DEPTH:
-        raise ValueError(f"run_vessel_segmentation: the training images ({x_train.shape[2]}x{x_train.shape[3]}) "
+        raise DataError(f"run_vessel_segmentation: the training images ({x_train.shape[2]}x{x_train.shape[3]}) "
                          f"are too small for the U-Net (at least {2**DEPTH}x{2**DEPTH} pixels)")
     if tile > fits:
         _say(verbose, f"tiles of {fits} px: the training images ({x_train.shape[2]}x{x_train.shape[3]}) are smaller "

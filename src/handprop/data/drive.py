@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError, DataNotFoundError
 from .dataset import RetinaData
 
 __all__ = ["load_drive", "save_drive_layout"]
@@ -56,7 +57,7 @@ def _find(folder, stems, extensions, what):
             if path is not None:
                 return path
     tried = ", ".join(stem + "{" + ",".join(extensions) + "}" for stem in stems)
-    raise FileNotFoundError(f"load_drive: no {what} file in {folder} (looked for {tried})")
+    raise DataNotFoundError(f"load_drive: no {what} file in {folder} (looked for {tried})")
 
 
 def _open(path, what):
@@ -66,7 +67,7 @@ def _open(path, what):
     try:
         return Image.open(path)
     except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"load_drive: {path} is not a readable image ({what}); remove it or convert it "
+        raise DataError(f"load_drive: {path} is not a readable image ({what}); remove it or convert it "
                          f"to PNG ({e})") from e
 
 
@@ -87,13 +88,13 @@ def _read_binary(path, shape, what):
     with _open(path, what) as image:
         array = np.asarray(image.convert("L"))
     if array.shape != shape:
-        raise ValueError(f"load_drive: {what} {path} is {array.shape[1]}x{array.shape[0]} pixels but its "
+        raise DataError(f"load_drive: {what} {path} is {array.shape[1]}x{array.shape[0]} pixels but its "
                          f"image is {shape[1]}x{shape[0]}")
     levels = np.unique(array)
     if len(levels) <= 2:
         return array == levels[-1] if levels[-1] > 0 else np.zeros(shape, bool)
     if levels[-1] <= 127:
-        raise ValueError(f"load_drive: {what} {path} has {len(levels)} grey levels, all at most {levels[-1]}: "
+        raise DataError(f"load_drive: {what} {path} has {len(levels)} grey levels, all at most {levels[-1]}: "
                          "expected a binary mask (0 and 255, or 0 and 1)")
     return array > 127
 
@@ -122,39 +123,39 @@ def load_drive(root, split="training", require_vessels=True):
         raise ValueError(f"load_drive: split must be one of {SPLITS}, got {split!r}")
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"load_drive: the DRIVE folder {root} does not exist")
+        raise DataNotFoundError(f"load_drive: the DRIVE folder {root} does not exist")
     base = root / split
     image_dir, manual_dir, mask_dir = base / "images", base / "1st_manual", base / "mask"
     for folder in (base, image_dir, mask_dir):
         if not folder.is_dir():
-            raise FileNotFoundError(f"load_drive: missing folder {folder} (DRIVE layout: {split}/images, "
+            raise DataNotFoundError(f"load_drive: missing folder {folder} (DRIVE layout: {split}/images, "
                                     f"{split}/1st_manual, {split}/mask)")
     has_manual = manual_dir.is_dir()
     if not has_manual and require_vessels:
-        raise FileNotFoundError(f"load_drive: missing folder {manual_dir} with the vessel annotations "
+        raise DataNotFoundError(f"load_drive: missing folder {manual_dir} with the vessel annotations "
                                 "(*_manual1.gif); pass require_vessels=False to load the images without them")
     files = sorted((p for p in image_dir.iterdir()
                     if p.suffix.lower() in _IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")),
                    key=lambda p: _natural_key(p.stem))  # fmt: skip
     if not files:
-        raise FileNotFoundError(f"load_drive: no images ({', '.join(_IMAGE_EXTENSIONS)}) in {image_dir}")
+        raise DataNotFoundError(f"load_drive: no images ({', '.join(_IMAGE_EXTENSIONS)}) in {image_dir}")
     for a, b in zip(files, files[1:]):
         if a.stem.lower() == b.stem.lower():
-            raise ValueError(f"load_drive: {a.name} and {b.name} in {image_dir} are one image id twice; keep one")
+            raise DataError(f"load_drive: {a.name} and {b.name} in {image_dir} are one image id twice; keep one")
     images, vessels, fov, ids = [], [], [], []
     for path in files:
         stem = path.stem
         number = stem[: -len(split) - 1] if stem.lower().endswith("_" + split) else stem
         rgb = _read_rgb(path)
         if images and rgb.shape != images[0].shape:
-            raise ValueError(f"load_drive: {path} is {rgb.shape[1]}x{rgb.shape[0]} pixels but {files[0]} is "
+            raise DataError(f"load_drive: {path} is {rgb.shape[1]}x{rgb.shape[0]} pixels but {files[0]} is "
                              f"{images[0].shape[1]}x{images[0].shape[0]}; all images of a split must be one size")
         shape = rgb.shape[:2]
         images.append(rgb)
         mask_path = _find(mask_dir, [stem + "_mask", number + "_mask"], _MASK_EXTENSIONS, f"FOV mask for {path.name}")
         fov.append(_read_binary(mask_path, shape, "FOV mask"))
         if fov[-1].sum() < 2:
-            raise ValueError(f"load_drive: the FOV mask {mask_path} has {int(fov[-1].sum())} pixel(s) inside; "
+            raise DataError(f"load_drive: the FOV mask {mask_path} has {int(fov[-1].sum())} pixel(s) inside; "
                              "expected 255 (or 1) inside the field of view and 0 outside")
         if has_manual:
             manual_path = _find(manual_dir, [number + "_manual1", stem + "_manual1"], _MASK_EXTENSIONS,
