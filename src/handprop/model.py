@@ -114,12 +114,13 @@ class BaseModel:
 
     def _backward_call(self, position, layer, dy, need_dx, summed, shared):
         """``layer.backward``; for a shared layer, with the cache of this call, and its weight
-        gradients added into ``summed`` (see :meth:`_finish_shared_grads`)."""
-        shared = id(layer) in shared
-        if shared:
+        gradients added into ``summed`` (see :meth:`_finish_shared_grads`). ``shared``: as in
+        :meth:`_forward_call`."""
+        is_shared = id(layer) in shared
+        if is_shared:
             layer._cache = self._call_caches[position]
         dx = layer.backward(dy, need_dx=need_dx)
-        if shared:
+        if is_shared:
             if id(layer) in summed:
                 for k, g in layer.grads.items():
                     summed[id(layer)][1][k] = summed[id(layer)][1][k] + g
