@@ -347,19 +347,6 @@ def test_cached_kernels_load_in_the_calling_thread(monkeypatch):
     assert not any(t.name.startswith("handprop-numba-compile") for t in threading.enumerate())
 
 
-def test_fit_says_once_what_it_is_compiling(monkeypatch, capsys):
-    import handprop.model as model_module
-
-    monkeypatch.setattr(model_module, "compiling", lambda min_seconds: "handprop: compiling the test's kernels")
-    model = hp.Sequential([hp.layers.Dense(2)], seed=0, input_shape=(3,))
-    model.compile(hp.losses.MeanSquaredError(), hp.optimizers.SGD(lr=0.1))
-    x, y = np.ones((8, 3), np.float32), np.zeros((8, 2), np.float32)
-    model.fit(x, y, epochs=2, batch_size=2, verbose=2)
-    assert capsys.readouterr().out.count("compiling the test's kernels") == 1
-    model.fit(x, y, epochs=1, batch_size=2, verbose=0)
-    assert "compiling" not in capsys.readouterr().out
-
-
 # ----------------------------------------------------------------------------- the thread pool under stress
 @pytest.fixture
 def two_threads():
