@@ -25,7 +25,7 @@ from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from .backend import is_gpu_array, to_device, to_numpy
-from .batches import as_list
+from .batches import as_list, n_samples
 from .layers.base import Layer
 from .symbolic import format_shape, normalize_shape
 
@@ -163,8 +163,10 @@ class BaseModel:
                                "(Sequential(..., input_shape=...), model.build(input_shape), or predict on one batch)")
         expected = {f"{key}/{p}": (d, p) for key, layer, d in targets for p in d}
         checks.check_named_arrays(what, arrays, {k: d[p] for k, (d, p) in expected.items()}, self.name)
-        converted = {k: to_device(to_numpy(arrays[k]).astype(d[p].dtype, copy=True), "gpu" if is_gpu_array(d[p])
-                                  else "cpu") for k, (d, p) in expected.items()}
+        converted = {}
+        for k, (d, p) in expected.items():
+            device = "gpu" if is_gpu_array(d[p]) else "cpu"
+            converted[k] = to_device(to_numpy(arrays[k]).astype(d[p].dtype, copy=True), device)
         for k, (d, p) in expected.items():
             d[p] = converted[k]
 
@@ -305,7 +307,7 @@ class BaseModel:
         if self.loss is None:
             raise RuntimeError("input_gradient: call model.compile(loss=...) first")
         x, y = checks.check_data(x, y, "input_gradient", self.multi_input, self.dtype)
-        weight = self._batch_weight(sample_weight, len(as_list(x)[0]), "input_gradient")
+        weight = self._batch_weight(sample_weight, n_samples(x), "input_gradient")
         x = self._prepare(x)
         self.ensure_built(x)
         loss = self.loss.forward(self.forward(x, training=training), self._prepare_targets(y), weight)
