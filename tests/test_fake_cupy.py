@@ -51,6 +51,8 @@ def test_the_suite_runs_the_cupy_engine():
     if fake_cupy.installed():
         assert backend.cupy_module() is fake_cupy.cupy and backend.gpu_available()
         assert backend.is_gpu_array(fake_cupy.cupy.zeros(2)) and not backend.is_gpu_array(np.zeros(2))
+    else:  # real CuPy with a GPU, or the stand-in turned off without one
+        assert backend.cupy_module() is _real_cupy()
 
 
 @pytest.fixture(params=MODULES)
