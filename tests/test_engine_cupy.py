@@ -118,9 +118,16 @@ def test_unet_with_sample_weights_trains_and_predicts_like_the_cpu():
 @pytest.mark.gpu
 @requires_gpu
 def test_whole_image_helpers_take_gpu_images():
-    """predict_tiled, predict_padded and predict_dense take CuPy images as model.predict does (they
-    used to call np.asarray on them) and give what they give for the same images on the host."""
-    from handprop.inference import predict_dense, predict_padded, predict_tiled, to_fully_convolutional
+    """predict_tiled, predict_padded, predict_dense and sliding_window_predict take CuPy images as
+    model.predict does (they used to call np.asarray on them) and give what they give for the same
+    images on the host."""
+    from handprop.inference import (
+        predict_dense,
+        predict_padded,
+        predict_tiled,
+        sliding_window_predict,
+        to_fully_convolutional,
+    )
 
     rng = np.random.default_rng(0)
     images = rng.standard_normal((1, 1, 12, 10)).astype(np.float32)
@@ -128,9 +135,10 @@ def test_whole_image_helpers_take_gpu_images():
     classifier = hp.Sequential([L.Conv2D(2, 3), L.MaxPool2D(2), L.Flatten(), L.Dense(2)], seed=0,
                                input_shape=(1, 7, 7))
     fcn = to_fully_convolutional(classifier).to_gpu()
+    classifier.to_gpu()
     with hp.engine("cupy"):
         for run in (lambda im: predict_tiled(unet, im, tile=(8, 8)), lambda im: predict_padded(unet, im, multiple=2),
-                    lambda im: predict_dense(fcn, im, 7)):
+                    lambda im: predict_dense(fcn, im, 7), lambda im: sliding_window_predict(classifier, im)):
             on_gpu, on_host = run(on("cupy", images)), run(images)
             assert isinstance(on_gpu, np.ndarray)
             np.testing.assert_array_equal(on_gpu, on_host)
