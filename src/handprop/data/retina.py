@@ -55,18 +55,19 @@ import numpy as np
 from scipy import ndimage
 
 from .dataset import RetinaData
+from .retina_lesions import lesion_layers, tessellation
 
 __all__ = ["synthetic_retina", "DRIVE_SIZE"]
 
 DRIVE_SIZE = (584, 565)  # (H, W) of a DRIVE image
 
 _REFERENCE_RADIUS = 270.0  # FOV radius (px) of a DRIVE image: every length below is for this radius
-_MIN_WIDTH = 1.0  # vessels end when they are thinner than one pixel
-_WIDTH_BINS = (0.0, 0.9, 1.4, 2.0, 2.9, np.inf)  # half-width bins rendered separately (see _render)
+PATHOLOGY = {"drive": 0.2, "none": 0.0, "all": 1.0}  # share of diseased patients (DRIVE: 7 of 40)
+_WIDTH_BINS = (0.0, 0.9, 1.4, 2.0, 2.9, 4.0, np.inf)  # half-width bins rendered separately (see _render)
 _SUBSAMPLE = 4  # centre-line samples per pixel of length when rendering
 
 
-def synthetic_retina(n, seed=0, size=DRIVE_SIZE):
+def synthetic_retina(n, seed=0, size=DRIVE_SIZE, pathology="drive"):
     """``n`` synthetic fundus photographs with their vessel and FOV masks.
 
     Parameters
@@ -93,12 +94,25 @@ def synthetic_retina(n, seed=0, size=DRIVE_SIZE):
         raise ValueError(f"synthetic_retina: need n >= 0 and size >= (16, 16), got n={n}, size={size}")
     if int(seed) < 0:
         raise ValueError(f"synthetic_retina: seed must be a non-negative integer, got {seed}")
+    share = _pathology_share(pathology)
     images = np.empty((n, 3, h, w), np.float32)
     vessels = np.empty((n, h, w), np.uint8)
     fov = np.empty((n, h, w), bool)
     for i in range(n):
-        images[i], vessels[i], fov[i] = _one_retina(np.random.default_rng([int(seed), i]), h, w)
+        images[i], vessels[i], fov[i] = _one_retina(np.random.default_rng([int(seed), i]), h, w, share)
     return RetinaData(images, vessels, fov, [f"synthetic_{i:03d}" for i in range(n)])
+
+
+def _pathology_share(pathology):
+    """The share of diseased patients that ``pathology`` asks for (see :func:`synthetic_retina`)."""
+    if isinstance(pathology, (bool, np.bool_)):
+        return float(pathology)
+    if isinstance(pathology, str) and pathology in PATHOLOGY:
+        return PATHOLOGY[pathology]
+    if isinstance(pathology, (int, float, np.integer, np.floating)) and 0.0 <= float(pathology) <= 1.0:
+        return float(pathology)
+    raise ValueError(f"synthetic_retina: pathology must be one of {sorted(PATHOLOGY)}, a bool or a share in [0, 1], "
+                     f"got {pathology!r}")
 
 
 # -- geometry ---------------------------------------------------------------------------------
@@ -130,24 +144,24 @@ def _wrap(angle):
     return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
-def _trunks(rng, g):
+def _trunks(rng, g, calibre):
     """The vessels leaving the optic disc: (y, x, angle, width, darkness, arcade) per trunk.
 
     Angles are image angles (x right, y down). Each of the four quadrants gets an artery and a
     vein (veins wider and darker); the temporal pair of each half is an arcade that circles the
     fovea. Two or three small trunks go straight to the macula or nasally.
     """
-    s, t = g.s, -g.side  # t: the x direction from the disc towards the fovea (temporal)
+    s, t = g.s * calibre, -g.side  # t: the x direction from the disc towards the fovea (temporal)
     trunks = []
     for vertical in (-1.0, 1.0):  # superior, inferior
-        for kind, darkness in (("vein", 1.0), ("artery", 0.72)):
-            wide = rng.uniform(7.0, 8.0) if kind == "vein" else rng.uniform(5.5, 6.5)
+        for kind, darkness in (("vein", 1.0), ("artery", 0.75)):
+            wide = rng.uniform(8.0, 10.5) if kind == "vein" else rng.uniform(6.5, 7.5)
             trunks.append((math.atan2(vertical, t * rng.uniform(0.15, 0.45)), wide * s, darkness, True))
-            narrow = rng.uniform(4.5, 5.5) if kind == "vein" else rng.uniform(3.5, 4.5)
+            narrow = rng.uniform(5.0, 6.5) if kind == "vein" else rng.uniform(4.0, 5.5)
             trunks.append((math.atan2(vertical * rng.uniform(0.4, 1.0), -t), narrow * s, darkness, False))
     for _ in range(rng.integers(2, 4)):
         angle = math.atan2(rng.uniform(-0.35, 0.35), t) if rng.random() < 0.6 else rng.uniform(-math.pi, math.pi)
-        trunks.append((angle, rng.uniform(2.2, 3.5) * s, rng.choice([0.72, 1.0]), False))
+        trunks.append((angle, rng.uniform(2.5, 4.0) * s, rng.choice([0.75, 1.0]), False))
     out = []
     for angle, width, darkness, arcade in trunks:
         jitter = g.disc_r * 0.25
@@ -157,7 +171,7 @@ def _trunks(rng, g):
     return out
 
 
-def _grow(rng, g, tortuosity, branch_spacing):
+def _grow(rng, g, tortuosity, branch_spacing, calibre, end_width):
     """Grow every vessel tree: returns a list of (k, 4) arrays (y, x, half-width, darkness), one per vessel.
 
     A vessel is a walk of 1-px steps. Its heading turns by a smooth random curvature (an
@@ -167,7 +181,7 @@ def _grow(rng, g, tortuosity, branch_spacing):
     by Murray's law into a continuation and a side branch that grows later.
     """
     R, s = g.radius, g.s
-    stack = _trunks(rng, g)
+    stack = _trunks(rng, g, calibre)
     vessels = []
     max_vessels, max_steps = 900, int(2.2 * R)
     faz = 0.07 * R  # foveal avascular zone
@@ -184,7 +198,7 @@ def _grow(rng, g, tortuosity, branch_spacing):
             points.append((y, x, width / 2, darkness))
             dy, dx = y - g.fovea_y, x - g.fovea_x
             dist_f = math.hypot(dy, dx) + 1e-9
-            if width < _MIN_WIDTH or dist_f < faz or math.hypot(y - g.cy, x - g.cx) > 1.02 * R:
+            if width < end_width or dist_f < faz or math.hypot(y - g.cy, x - g.cx) > 1.02 * R:
                 break
             # preferred direction
             uy, ux = dy / dist_f, dx / dist_f
@@ -222,7 +236,7 @@ def _grow(rng, g, tortuosity, branch_spacing):
                 theta_main = math.acos(max(-1.0, min(1.0, (r0 * r0 + r1 * r1 - r2 * r2) / (2 * r0 * r1))))
                 theta_child = math.acos(max(-1.0, min(1.0, (r0 * r0 + r2 * r2 - r1 * r1) / (2 * r0 * r2))))
                 turn = rng.choice([-1.0, 1.0])
-                if child >= _MIN_WIDTH:
+                if child >= end_width:
                     heading = angle - turn * (theta_child + rng.normal(0, 0.15))
                     stack.append((y, x, heading, child, darkness, arcade and alpha > 0.85, heading))
                 angle += turn * theta_main
@@ -234,16 +248,19 @@ def _grow(rng, g, tortuosity, branch_spacing):
 
 # -- rendering --------------------------------------------------------------------------------
 
-def _render(vessel_list, g, reflex):
+def _render(vessel_list, g, absorption, reflex):
     """Vessel coverage and darkening maps (H, W) from the centre lines.
 
     For every pixel p, with d the distance from its centre to the nearest centre-line sample and
     r that sample's half-width: coverage = clip(r + 1/2 - d, 0, 1) (the fraction of the pixel
-    inside the vessel, anti-aliased), mask = coverage >= 1/2 (that is, d <= r). The darkening is
-    coverage × a flattened cylinder profile × the vessel's darkness × its width contrast, minus a
-    central light reflex on wide vessels. The nearest sample is found with a Euclidean distance
-    transform of the rasterized centre lines, separately for each band of widths (so that a thin
-    branch next to a wide vessel does not hide it), taking the maximum over the bands.
+    inside the vessel, anti-aliased) and mask = coverage >= 1/2 (that is, d <= r). The darkening
+    follows Beer-Lambert's law through a cylinder of blood: 1 - exp(-absorption × chord), with
+    chord = 2 sqrt((r + 1/2)² - d²) the length of the light's path through the vessel (the 1/2
+    spreads it over the pixel), so a 1-px vessel darkens far less than a 10-px one; the vessel's
+    darkness (veins 1, arteries 0.75) scales it, and a central light reflex on wide vessels
+    lightens their axis. The nearest sample is found with a Euclidean distance transform of the
+    rasterized centre lines, separately for each band of widths (so that a thin branch next to a
+    wide vessel does not hide it), taking the maximum over the bands.
     """
     h, w = g.h, g.w
     pieces = []
@@ -256,6 +273,7 @@ def _render(vessel_list, g, reflex):
                       & (samples[:, 1] < w - 0.5)]
     coverage = np.zeros((h, w), np.float32)
     darkening = np.zeros((h, w), np.float32)
+    yy, xx = np.mgrid[0:h, 0:w]
     for low, high in zip(_WIDTH_BINS[:-1], _WIDTH_BINS[1:]):
         band = samples[(samples[:, 2] >= low) & (samples[:, 2] < high)]
         if not len(band):
@@ -268,18 +286,21 @@ def _render(vessel_list, g, reflex):
         owner = np.full(h * w, -1, np.int64)
         owner[lin[first]] = first
         empty = (owner < 0).reshape(h, w)
-        nearest = ndimage.distance_transform_edt(empty, return_distances=False, return_indices=True)
-        k = owner[nearest[0] * w + nearest[1]]
-        yy, xx = np.mgrid[0:h, 0:w]
-        d = np.hypot(yy - band[k, 0], xx - band[k, 1])
+        # only pixels near this band matter: a box around its samples, with the widest half-width as margin
+        m = int(math.ceil(band[:, 2].max())) + 2
+        y0, y1 = max(0, iy.min() - m), min(h, iy.max() + m + 1)
+        x0, x1 = max(0, ix.min() - m), min(w, ix.max() + m + 1)
+        box = (slice(y0, y1), slice(x0, x1))
+        nearest = ndimage.distance_transform_edt(empty[box], return_distances=False, return_indices=True)
+        k = owner[(nearest[0] + y0) * w + nearest[1] + x0]
+        d = np.hypot(yy[box] - band[k, 0], xx[box] - band[k, 1])
         r = band[k, 2]
         cov = np.clip(r + 0.5 - d, 0.0, 1.0)
-        profile = 0.55 + 0.45 * np.sqrt(np.clip(1 - (d / (r + 0.5)) ** 2, 0.0, 1.0))
-        contrast = np.minimum(1.0, 0.6 + 0.4 * (2 * r - 1) / 4)  # thin vessels are fainter
-        shine = reflex * np.clip((r / g.s - 1.5) / 1.5, 0.0, 1.0) * np.exp(-((d / (0.25 * r)) ** 2))
-        dark = cov * profile * contrast * band[k, 3] * (1 - shine)
-        np.maximum(coverage, cov, out=coverage)
-        np.maximum(darkening, dark, out=darkening)
+        chord = 2 * np.sqrt(np.clip((r + 0.5) ** 2 - d**2, 0.0, None))
+        shine = reflex * np.clip((r / g.s - 1.5) / 2.0, 0.0, 1.0) * np.exp(-((d / (0.3 * r)) ** 2))
+        dark = (1 - np.exp(-absorption * chord / g.s)) * band[k, 3] * (1 - shine)
+        np.maximum(coverage[box], cov, out=coverage[box])
+        np.maximum(darkening[box], dark, out=darkening[box])
     return coverage, darkening
 
 
@@ -299,31 +320,44 @@ def _rgb(red, green, blue):
     return np.array([red, green, blue], np.float32)[:, None, None]
 
 
-def _one_retina(rng, h, w):
+def _one_retina(rng, h, w, pathology):
     g = _Geometry(rng, h, w)
     R, s = g.radius, g.s
+    # what is drawn from its own stream, so that the rest of the patient does not depend on it
+    lesion_rng = np.random.default_rng(rng.integers(2**63))
+    diseased = rng.random() < pathology
+    tessellated = rng.random() < 0.25
+
     # -- vessels
-    vessel_list = _grow(rng, g, tortuosity=rng.uniform(0.004, 0.012), branch_spacing=rng.uniform(0.8, 1.1))
-    coverage, darkening = _render(vessel_list, g, reflex=rng.uniform(0.45, 0.75))
+    vessel_list = _grow(rng, g, tortuosity=rng.uniform(0.004, 0.012), branch_spacing=rng.uniform(0.65, 0.95),
+                        calibre=rng.uniform(0.9, 1.1), end_width=rng.uniform(1.5, 1.8) * max(s, 0.6))
+    coverage, darkening = _render(vessel_list, g, absorption=rng.uniform(0.16, 0.26),
+                                  reflex=rng.uniform(0.3, 0.7))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     rho = np.hypot(yy - g.cy, xx - g.cx) / R
     fov = rho <= 1.0
     vessels = ((coverage >= 0.5) & fov).astype(np.uint8)
 
-    # -- background: pigment colour, illumination, texture
-    base = np.array([rng.uniform(0.68, 0.86), rng.uniform(0.30, 0.44), rng.uniform(0.08, 0.18)], np.float32)
+    # -- background: the patient's pigmentation, the camera's illumination, the choroid's texture
+    red = rng.uniform(0.75, 0.97)
+    base = _rgb(red, red * rng.uniform(0.42, 0.62), red * rng.uniform(0.2, 0.34))
     direction = rng.uniform(0, 2 * np.pi)
-    gradient = rng.uniform(0.05, 0.2) * ((xx - g.cx) * np.cos(direction) + (yy - g.cy) * np.sin(direction)) / R
-    illumination = (1 - rng.uniform(0.1, 0.25) * np.clip(rho, 0, 1.2) ** 3) * (1 + gradient)
-    illumination *= 1 + rng.uniform(0.02, 0.05) * _smooth_noise(rng, h, w, 25 * s)
-    texture = rng.uniform(0.03, 0.042) * _smooth_noise(rng, h, w, max(2.5 * s, 0.8))
-    image = _rgb(*base) * illumination[None] * (1 + texture * _rgb(0.5, 1.0, 1.0))
+    gradient = rng.uniform(0.05, 0.25) * ((xx - g.cx) * np.cos(direction) + (yy - g.cy) * np.sin(direction)) / R
+    falloff = rng.uniform(0.12, 0.36) * rho**2 + rng.uniform(0.1, 0.3) * np.clip(rho, 0, 1.1) ** 10
+    illumination = (1 - falloff) * (1 + gradient)
+    illumination *= 1 + rng.uniform(0.03, 0.07) * _smooth_noise(rng, h, w, 40 * s)
+    mottle = rng.uniform(0.015, 0.04) * _smooth_noise(rng, h, w, rng.uniform(6, 12) * s)
+    grain = rng.uniform(0.015, 0.035) * _smooth_noise(rng, h, w, max(1.5 * s, 0.7))
+    image = base * illumination[None] * (1 + (mottle + grain)[None] * _rgb(0.5, 1.0, 1.0))
+    tess = tessellation(rng, g, _smooth_noise) if tessellated else None
 
     # -- macula and fovea: darker, mostly in green
     dist_f = np.hypot(yy - g.fovea_y, xx - g.fovea_x)
-    macula = np.exp(-((dist_f / (0.2 * R)) ** 2)) * rng.uniform(0.08, 0.2)
-    macula += np.exp(-((dist_f / (0.05 * R)) ** 2)) * 0.08
+    macula = np.exp(-((dist_f / (0.22 * R)) ** 2)) * rng.uniform(0.08, 0.25)
+    macula += np.exp(-((dist_f / (0.05 * R)) ** 2)) * rng.uniform(0.03, 0.12)
     image *= 1 - macula[None] * _rgb(0.4, 1.0, 0.7)
+    if tess is not None:
+        image *= 1 - rng.uniform(0.1, 0.25) * tess[None] * _rgb(0.75, 0.9, 0.8)  # brown pigment between the vessels
 
     # -- optic disc: bright with a brighter cup and an irregular rim
     dist_d = np.hypot(yy - g.disc_y, xx - g.disc_x)
@@ -332,32 +366,31 @@ def _one_retina(rng, h, w):
     rim = g.disc_r * (1 + 0.06 * np.sin(2 * theta + phase[0]) + 0.04 * np.sin(3 * theta + phase[1]))
     disc = 1 / (1 + np.exp((dist_d - rim) / (0.08 * g.disc_r)))
     cup = np.exp(-((dist_d / (0.45 * g.disc_r)) ** 2))
-    image += (disc * rng.uniform(0.25, 0.4))[None] * _rgb(0.35, 1.0, 0.7)
-    image += (cup * rng.uniform(0.1, 0.2))[None] * _rgb(0.3, 1.0, 1.0)
+    image += (disc * rng.uniform(0.2, 0.4))[None] * _rgb(0.3, 1.0, 0.5)
+    image += (cup * rng.uniform(0.1, 0.25))[None] * _rgb(0.3, 1.0, 0.7)
 
-    # -- lesions in some patients: dark haemorrhages and bright exudates (not vessels)
-    if rng.random() < 0.4:
-        for _ in range(rng.integers(3, 12)):
-            r_ = rng.uniform(0.15, 0.85) * R
-            a_ = rng.uniform(0, 2 * np.pi)
-            by, bx = g.cy + r_ * np.sin(a_), g.cx + r_ * np.cos(a_)
-            size = rng.uniform(2.0, 6.0) * s
-            blob = np.exp(-(((yy - by) ** 2 + (xx - bx) ** 2) / (2 * size**2)))
-            if rng.random() < 0.5:
-                image *= 1 - (0.3 * blob)[None] * _rgb(0.5, 1.0, 0.8)
-            else:
-                image += (0.15 * blob)[None] * _rgb(0.8, 1.0, 0.2)
+    # -- lesions (diseased patients): dark red blood, yellow exudates and drusen, white spots, pigment
+    if diseased:
+        layers = lesion_layers(lesion_rng, g)
+        image *= 1 - np.clip(layers["blood"], 0, 1)[None] * _rgb(0.15, 0.45, 0.35)
+        image *= 1 - np.clip(layers["pigment"], 0, 1)[None] * _rgb(0.5, 0.6, 0.55)
+        image += layers["yellow"][None] * _rgb(0.7, 1.0, 0.25) + layers["white"][None] * _rgb(0.8, 1.0, 0.9)
 
     # -- vessels: absorb green most, blue some, red little
-    strength = _rgb(rng.uniform(0.08, 0.14), rng.uniform(0.33, 0.4), rng.uniform(0.2, 0.3))
+    strength = rng.uniform(0.95, 1.35) * _rgb(rng.uniform(0.06, 0.14), rng.uniform(0.3, 0.4), rng.uniform(0.2, 0.3))
     image *= 1 - strength * darkening[None]
 
-    # -- optics and sensor: blur, dark surround, noise, 8 bits
-    blur = rng.uniform(0.5, 0.8) * max(s, 0.5)
+    # -- optics and sensor: blur, haze, dark surround, noise, 8 bits
+    blur = rng.uniform(0.7, 1.2) * max(s, 0.5)
     image = ndimage.gaussian_filter(image, (0, blur, blur))
+    image += rng.uniform(0.0, 0.05) * _rgb(0.6, 0.8, 1.0)  # veil: scattered light in the eye and the optics
     edge = np.clip((1.0 - rho) * R / 1.5 + 0.5, 0.0, 1.0)  # soft 1.5-px FOV edge
     image = image * edge[None] + rng.uniform(0.0, 0.02)
-    noise = rng.uniform(0.005, 0.011)
-    image += rng.standard_normal(image.shape).astype(np.float32) * (noise * _rgb(1.0, 1.0, 1.3))
+    noise = rng.standard_normal(image.shape).astype(np.float32)
+    correlation = rng.uniform(0.0, 0.6)  # demosaicing and compression correlate neighbouring pixels' noise
+    if correlation > 0.05:
+        noise = ndimage.gaussian_filter(noise, (0, correlation, correlation))
+        noise /= noise.std()
+    image += noise * (rng.uniform(0.01, 0.018) * _rgb(rng.uniform(0.8, 1.2), 1.0, rng.uniform(0.9, 1.3)))
     image = np.round(np.clip(image, 0.0, 1.0) * 255) / 255
     return image.astype(np.float32), vessels, fov
