@@ -50,17 +50,19 @@ def select_channels(image, channels="green"):
     raise ValueError(f"select_channels: channels must be 'green', 'luminance' or 'rgb', got {channels!r}")
 
 
-def extend_outside_fov(image, fov, radius=3, blur=(1.0, 2.0, 4.0, 8.0)):
+def extend_outside_fov(image, fov, radius=2, max_radius=16, blur=(2, 4, 8)):
     """Fill the pixels outside the field of view with a smooth continuation of the pixels inside.
 
     ``image`` (C, H, W), ``fov`` (H, W) bool. Iterative mean filtering from the FOV outward (after
     Soares et al. 2006, who grow the FOV one pixel per iteration): each pass, every unknown pixel
-    within ``radius`` pixels of a known one takes the mean of the known pixels in its
-    ``(2 radius + 1)`` square window, and becomes known. Such a fill still carries every vessel
-    that meets the FOV edge outward as a radial streak, so the surround is then blurred more the
-    farther it lies from the FOV: a pixel ``d`` pixels outside takes the Gaussian blur of width
-    ``blur[k]`` with ``blur[k] <= d / 2`` the largest (continuous at the FOV edge, no streaks
-    farther out). FOV pixels are returned unchanged. -> float32 (C, H, W).
+    within ``r`` pixels of a known one takes the mean of the known pixels in its ``(2 r + 1)``
+    square window and becomes known; ``r`` starts at ``radius`` and doubles each pass up to
+    ``max_radius`` (farther out, wider means: a dozen passes fill a DRIVE image's corners). Such a
+    fill still carries every vessel that meets the FOV edge outward as a radial streak, so the
+    surround is then blurred more the farther it lies from the FOV: a pixel at least ``2 b``
+    pixels outside is replaced by a box blur of half-width ``b``, applied twice (about a Gaussian),
+    for each ``b`` in ``blur`` in turn (continuous at the FOV edge, no streaks farther out). FOV
+    pixels are returned unchanged. -> float32 (C, H, W).
     """
     image = np.asarray(image, np.float32)
     fov = np.asarray(fov, bool)
@@ -68,22 +70,26 @@ def extend_outside_fov(image, fov, radius=3, blur=(1.0, 2.0, 4.0, 8.0)):
         raise ValueError(f"extend_outside_fov: fov {fov.shape} does not match the image {image.shape}")
     if not fov.any():
         raise ValueError("extend_outside_fov: the field of view is empty")
-    size = 2 * int(radius) + 1
     out = np.where(fov, image, 0).astype(np.float64)  # float64 running sums
     known = fov.copy()
+    r = int(radius)
     while not known.all():
+        size = 2 * r + 1
         count = ndimage.uniform_filter(known.astype(np.float64), size, mode="constant")
         new = (count > 1e-9) & ~known
         for c in range(len(out)):
-            total = ndimage.uniform_filter(out[c], size, mode="constant")
+            total = ndimage.uniform_filter(np.where(known, out[c], 0), size, mode="constant")
             out[c][new] = total[new] / count[new]
         known |= new
+        r = min(2 * r, int(max_radius))
     if blur:
         distance = ndimage.distance_transform_edt(~fov)
-        for sigma in sorted(blur):
-            far = distance >= 2 * sigma
+        for b in sorted(blur):
+            far = distance >= 2 * b
             for c in range(len(out)):
-                out[c][far] = ndimage.gaussian_filter(out[c], sigma, mode="nearest")[far]
+                smooth = ndimage.uniform_filter(ndimage.uniform_filter(out[c], 2 * b + 1, mode="nearest"),
+                                                2 * b + 1, mode="nearest")
+                out[c][far] = smooth[far]
     return out.astype(np.float32)
 
 
