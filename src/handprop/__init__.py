@@ -20,7 +20,8 @@ from .threads import get_num_threads, set_num_threads, thread_settings
 __version__ = "0.1.0"
 
 # Imported on first use: plotting pulls in matplotlib, which a training script may not need.
-_LAZY = ("viz", "surfaces", "schedules", "data", "kernels", "exercises", "architectures", "inference", "segmentation")
+_LAZY = ("viz", "surfaces", "schedules", "data", "kernels", "exercises", "architectures", "inference", "segmentation",
+         "preprocessing")
 
 
 def __getattr__(name):

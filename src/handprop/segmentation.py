@@ -116,8 +116,12 @@ def at_least(threshold):
 
 def best_dice_threshold(probabilities, vessels, fov, candidates=None):
     """The threshold on the probabilities (default candidates 0.05, 0.06, ..., 0.95), applied as
-    ``p >= threshold``, that maximizes the mean in-FOV Dice of these images. -> ``(threshold, dice)``."""
+    ``p >= threshold``, that maximizes the mean in-FOV Dice of these images. -> ``(threshold, dice)``.
+
+    The candidates are float32 numbers (0.41 is 0.4099999964237213), so ``p >= threshold`` gives
+    the same pixels whether float32 probabilities are compared in float32 or in float64."""
     candidates = np.round(np.linspace(0.05, 0.95, 91), 2) if candidates is None else np.asarray(candidates)
+    candidates = candidates.astype(np.float32)
     scores = [np.mean([dice(p, v, f, threshold=at_least(t)) for p, v, f in zip(probabilities, vessels, fov)])
               for t in candidates]
     k = int(np.argmax(scores))
