@@ -121,3 +121,14 @@ def test_segment_without_a_saved_recipe_uses_the_old_demos():
     model = vessel_unet(width=4)  # three input channels: RGB, standardized
     p = segment(model, data)
     assert p.shape == (1, 32, 36) and (p[0][~data.fov[0]] == 0).all()
+
+
+def test_budgets_and_their_overrides(tmp_path):
+    from handprop.segmentation import BUDGETS
+
+    full, default = BUDGETS["full"], BUDGETS["default"]
+    assert full["epochs"] * full["steps"] > 4 * default["epochs"] * default["steps"]
+    with pytest.raises(ValueError, match="budget must be one of"):
+        run_vessel_segmentation(tmp_path, budget="huge")
+    with pytest.raises(SystemExit):
+        main(["demo", "--budget", "huge", "--out", str(tmp_path)])
