@@ -41,7 +41,23 @@ VARIANTS = {
     "E": ("green, smooth, no CLAHE", {"channels": "green", "outside": "smooth"}, 64, 16),
     "F": ("C with 96-px tiles (batch 7: the same pixels per step)", GREEN_CLAHE, 96, 7),
     "G": ("green, nearest, CLAHE, gamma 1.2", {**GREEN_CLAHE, "outside": "nearest"}, 64, 16),
+    "H": ("C + contrast, blur and noise on the training tiles", GREEN_CLAHE, 64, 16),
 }
+AUGMENTED = {"H"}
+
+
+class PhotoLike:
+    """On standardized tiles: contrast x U(0.75, 1.25), offset U(-0.2, 0.2), a Gaussian blur of
+    width U(0, 1) px half of the time, and noise of std U(0, 0.25) (the image's FOV std is 1)."""
+
+    p = 1.0
+
+    def __call__(self, image, vessels, fov, rng):
+        x = image * rng.uniform(0.75, 1.25) + rng.uniform(-0.2, 0.2)
+        if rng.random() < 0.5:
+            x = ndimage.gaussian_filter(x, (0, *(2 * [rng.uniform(0.0, 1.0)])))
+        x = x + rng.normal(0, rng.uniform(0, 0.25), x.shape)
+        return x.astype(image.dtype), vessels, fov
 
 
 def degrade(data, seed=1, strength="strong"):
@@ -101,8 +117,11 @@ def run_variant(key, train, val, test, held_out, epochs, steps, seed=0, save=Non
     t_pre = time.perf_counter() - t0
     model = vessel_unet(in_channels=x_train.shape[1], seed=seed)
     t0 = time.perf_counter()
+    augment = None
+    if key in AUGMENTED:
+        augment = hp.data.Augmenter([hp.data.Flip(), hp.data.Rotate90(), PhotoLike()])
     train_segmenter(model, x_train, train, x_val, val, epochs=epochs, steps=steps, tile=tile, batch_size=batch,
-                    seed=seed, verbose=0)
+                    seed=seed, verbose=0, augment=augment)
     t_train = time.perf_counter() - t0
     row = {"variant": key, "what": label, "tile": tile, "batch": batch, "seconds_training": round(t_train, 1),
            "seconds_preprocessing_per_image": round(t_pre / (len(train) + len(val) + len(test) * (1 + len(held_out))),

@@ -162,18 +162,20 @@ class KeepBestOnValidation(Callback):
 
 
 def train_segmenter(model, x_train, train, x_val, val, *, epochs=10, steps=30, tile=64, batch_size=16,
-                    lr=2e-3, seed=0, verbose=1, validate_from=0):
+                    lr=2e-3, seed=0, verbose=1, validate_from=0, augment=None):
     """Train ``model`` on random augmented tiles of the preprocessed training images ``x_train``
     (with the masks of ``train``; Adam with a cosine-decaying learning rate), keep the best epoch
     on the validation patients (validated from epoch ``validate_from``, counted from 0), and set
-    ``model.threshold`` to the validation's best-Dice threshold (``p >= threshold``). Returns the
-    ``History``."""
+    ``model.threshold`` to the validation's best-Dice threshold (``p >= threshold``). ``augment``:
+    an :class:`handprop.data.Augmenter` for the tiles (default: flips and 90° rotations). Returns
+    the ``History``."""
     from . import losses, optimizers
     from .data import TileSampler
     from .schedules import CosineDecay, LearningRateScheduler
 
     sampler = TileSampler(x_train, train.vessels, train.fov, tile, batch_size=batch_size,
-                          tiles_per_epoch=steps * batch_size, augment=_augmenter(), seed=seed)
+                          tiles_per_epoch=steps * batch_size,
+                          augment=_augmenter() if augment is None else augment, seed=seed)
     model.compile(loss=losses.BinaryCrossEntropy(from_logits=True), optimizer=optimizers.Adam(lr))
     keep = KeepBestOnValidation(x_val, val, first_epoch=min(validate_from, epochs - 1))
     schedule = LearningRateScheduler(CosineDecay(lr, epochs, min_lr=lr / 20))  # settle at the end
