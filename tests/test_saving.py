@@ -419,3 +419,31 @@ def test_moving_a_model_keeps_its_optimizer_state():
     for key, state in before.items():
         for buf, value in state.items():
             np.testing.assert_array_equal(model.optimizer.state[key][buf], value)
+
+
+def test_metadata_round_trips_and_keeps_the_file_layout(tmp_path):
+    """An optional JSON dict saved with the model (the demo's preprocessing and threshold): `load_model`
+    gives it back as `model.metadata`; the tensors and the architecture entry are as before."""
+    import safetensors
+
+    model = hp.Sequential([hp.layers.Dense(2)], input_shape=(3,), seed=0)
+    model.save(tmp_path / "plain.safetensors")
+    assert hp.load_model(tmp_path / "plain.safetensors").metadata == {}
+    recipe = {"threshold": 0.41, "preprocessing": {"channels": "green", "clahe": {"tiles": 8}}, "ids": ["01_test"],
+              "gamma": np.float32(1.25), "shape": (584, 565)}
+    model.metadata = recipe
+    model.save(tmp_path / "m.safetensors")
+    loaded = hp.load_model(tmp_path / "m.safetensors")
+    assert loaded.metadata == {**recipe, "gamma": 1.25, "shape": [584, 565]}
+    with safetensors.safe_open(str(tmp_path / "m.safetensors"), "np") as f:
+        header = f.metadata()
+        assert sorted(f.keys()) == ["weights/0.Dense/W", "weights/0.Dense/b"]
+    assert json.loads(header["architecture"])["layers"][0]["class_name"] == "Dense"
+    assert json.loads(header["metadata"]) == loaded.metadata
+    saving.save_model(model, tmp_path / "other.safetensors", metadata={"note": "explicit wins"})
+    assert hp.load_model(tmp_path / "other.safetensors").metadata == {"note": "explicit wins"}
+    with pytest.raises(TypeError, match="metadata must be a dict"):
+        saving.save_model(model, tmp_path / "bad.safetensors", metadata=["a list"])
+    model.metadata = {"fn": object()}
+    with pytest.raises(ValueError, match="metadata"):
+        model.save(tmp_path / "bad.safetensors")

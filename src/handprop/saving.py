@@ -14,7 +14,10 @@ tensors. Loading it never runs code, unlike pickle. The header's ``__metadata__`
 holds ``format = "handprop"``, ``format_version``, ``kind`` (``"model"`` or ``"weights"``),
 ``architecture`` (JSON, below) and, for a model, ``training`` (JSON: loss, optimizer
 hyper-parameters and step counts, metrics, and the states of the random generators: the
-model's shuffling and initialization streams and every Dropout's mask stream). Tensors are named
+model's shuffling and initialization streams and every Dropout's mask stream) and, when the model
+has a non-empty ``model.metadata`` dict, ``metadata`` (JSON: whatever its owner attached that a
+later user of the file needs, e.g. the demo's preprocessing settings and decision threshold;
+``load_model`` gives it back as ``model.metadata``, ``{}`` when the file has none). Tensors are named
 ``weights/<key>`` (the keys of :meth:`Model.get_weights`, e.g. ``weights/0.Dense/W``) and
 ``optimizer/<key>/<buffer>`` (e.g. ``optimizer/0.Dense/W/exp_avg``).
 
@@ -348,19 +351,27 @@ def _json_field(meta, key, path, what):
         raise ValueError(f"{what}: {path!r} has no readable {key!r} entry ({e})") from None
 
 
-def save_model(model, path, include_optimizer=True):
-    """Write ``model`` (see the module docstring) to ``path``, atomically."""
+def save_model(model, path, include_optimizer=True, metadata=None):
+    """Write ``model`` (see the module docstring) to ``path``, atomically. ``metadata``: a JSON-able
+    dict stored with it (default: the model's ``metadata`` attribute, if it has a non-empty one)."""
     arch = model_config(model)
     training, tensors = training_config(model, include_optimizer)
     weights = model.get_weights() if model.built else {}
     tensors.update({f"weights/{k}": to_numpy(v) for k, v in weights.items()})
-    _write(path, tensors, {"kind": "model", "architecture": _dumps(arch), "training": _dumps(training)})
+    header = {"kind": "model", "architecture": _dumps(arch), "training": _dumps(training)}
+    metadata = getattr(model, "metadata", None) if metadata is None else metadata
+    if metadata:
+        if not isinstance(metadata, dict):
+            raise TypeError(f"save: metadata must be a dict, got {type(metadata).__name__}")
+        header["metadata"] = _dumps(_jsonable(metadata, "metadata"))
+    _write(path, tensors, header)
 
 
 def load_model(path, custom_layers=None, compile=True):
     """Rebuild the model saved by :meth:`Model.save`: architecture, weights, layer state and, with
     ``compile=True``, loss, optimizer (with its state and step counts), metrics and the random
-    generators -- so that ``fit`` continues exactly where it stopped.
+    generators -- so that ``fit`` continues exactly where it stopped. ``model.metadata`` is the
+    dict saved with it (``{}`` when none was).
 
     ``custom_layers``: ``{"ClassName": cls}`` for layer classes of your own that are not registered
     with :func:`handprop.layers.register_layer`. The model comes back on the CPU.
@@ -382,6 +393,9 @@ def load_model(path, custom_layers=None, compile=True):
         except (KeyError, IndexError, TypeError, AttributeError, OverflowError) as e:
             raise ValueError(f"load_model: the training state in {os.fspath(path)!r} is malformed "
                              f"({type(e).__name__}: {e})") from e
+    model.metadata = _json_field(meta, "metadata", path, "load_model") if "metadata" in meta else {}
+    if not isinstance(model.metadata, dict):
+        raise ValueError(f"load_model: the metadata in {os.fspath(path)!r} is not a JSON object")
     return model
 
 

@@ -1,33 +1,39 @@
 """The tutorial's task end to end: segment the vessels of retinal fundus images.
 
-``handprop demo`` runs :func:`run_vessel_segmentation`; a notebook can call the steps one by one::
+``handprop demo`` runs :func:`run_vessel_segmentation`; ``handprop predict`` runs
+:func:`run_prediction`. A notebook can call the steps one by one::
 
     data = hp.data.synthetic_retina(20)                      # or hp.data.load_drive("DRIVE", "training")
     train, val, test = (data[i] for i in hp.data.split_patients(data, (0.6, 0.15, 0.25)))
-    x_train = normalize_images(train)                        # per image and channel, inside the FOV
-    model = vessel_unet()
-    train_segmenter(model, x_train, train, normalize_images(val), val)   # tiles, masked loss, best epoch
-    prob = predict_probabilities(model, normalize_images(test))          # whole images, (n, H, W)
-    report = hp.metrics.segmentation_report(prob, test.vessels, test.fov, threshold=model.threshold)
+    settings = hp.preprocessing.DEFAULT_PREPROCESSING        # green, smooth surround, CLAHE, gamma
+    x_train, x_val = (hp.preprocessing.preprocess_images(d, **settings) for d in (train, val))
+    model = vessel_unet(in_channels=1)
+    train_segmenter(model, x_train, train, x_val, val)       # tiles, masked loss, best epoch
+    prob = predict_probabilities(model, hp.preprocessing.preprocess_images(test, **settings), tta="flips")
+    report = hp.metrics.segmentation_report(prob, test.vessels, test.fov, threshold=at_least(model.threshold))
 
 The steps, and why:
 
 1. **Split by patient** (one image per patient here): pixels of one eye in both the training and
    the test set would make the test score a memory test.
-2. **Normalize each image by itself** (per channel: subtract the mean and divide by the standard
-   deviation of its field-of-view pixels). It uses no statistics of other images, so nothing
-   leaks from the test patients, and it removes the illumination and contrast differences between
-   photographs that a network would otherwise have to learn. Outside the FOV each pixel takes the
-   value of the nearest FOV pixel: the black surround would otherwise put a sharp circular edge
-   into every image, which a network readily mistakes for a vessel.
+2. **Preprocess each image by itself** (:mod:`handprop.preprocessing`): the green channel, a
+   smooth extension of the retina over the dark surround (a sharp circular edge, or the radial
+   streaks of copying the nearest FOV pixel, look like vessels to a network), CLAHE, gamma, and
+   standardization with the mean and standard deviation of the image's FOV pixels. It uses no
+   statistics of other images, so nothing leaks from the test patients and a new photograph is
+   treated as a training one was; it removes the colour, illumination and contrast differences
+   between photographs that a network would otherwise have to learn.
 3. **Train a small U-Net on random tiles** (a :class:`handprop.data.TileSampler`: fresh,
    flipped and rotated tiles every epoch) with binary cross-entropy on logits, **weighted by the
    FOV mask**: pixels outside the field of view do not count.
-4. **Choose on the validation patients**: after every epoch the whole validation images are
-   predicted; the epoch with the best in-FOV ROC AUC is kept, and the threshold on the vessel
-   probability that gives the best Dice on them becomes the model's decision threshold.
-5. **Report on the test patients only**, inside the FOV (metrics over the whole image would count
-   the easy black surround as correct background and inflate accuracy).
+4. **Choose on the validation patients**: after each epoch of the second half of training the
+   whole validation images are predicted; the epoch with the best in-FOV ROC AUC is kept, and the
+   threshold on the vessel probability (applied as ``p >= threshold``) that gives the best Dice
+   on them becomes the model's decision threshold.
+5. **Predict with test-time flips** (:data:`TEST_TIME_FLIPS`) and report on the test patients
+   only, inside the FOV (metrics over the whole image would count the easy black surround as
+   correct background and inflate accuracy). The recipe (preprocessing, flips, threshold) is
+   saved in the model file's metadata, so :func:`segment` repeats it exactly on new images.
 """
 
 from __future__ import annotations
@@ -41,41 +47,31 @@ from .errors import DataError
 from .inference import predict_padded
 from .layers.activations import sigmoid
 from .metrics import dice, roc_auc
+from .preprocessing import DEFAULT_PREPROCESSING, preprocess_images
 
 DEPTH = 2
 """The U-Net's number of poolings: images are padded to a multiple of ``2**DEPTH`` for inference."""
 
 
 def normalize_images(data, fov=None, outside="nearest"):
-    """Per-image, per-channel standardization inside the field of view.
+    """Per-image, per-channel standardization inside the field of view (RGB, no CLAHE).
 
     ``data``: a :class:`handprop.data.RetinaData` (or images (n, C, H, W) with ``fov`` (n, H, W)).
     Returns float32 (n, C, H, W): ``(x - mean_FOV) / std_FOV`` per image and channel inside the
-    FOV; outside it the value of the nearest FOV pixel (``outside="nearest"``) or 0 (``"zero"``).
+    FOV; outside it the value of the nearest FOV pixel (``outside="nearest"``), a smooth extension
+    of the FOV (``"smooth"``, :func:`handprop.preprocessing.extend_outside_fov`) or 0 (``"zero"``).
+    The demo's full preprocessing (green channel, CLAHE, gamma): :func:`handprop.preprocessing.preprocess_images`.
     """
-    from scipy import ndimage
-
     images = np.asarray(getattr(data, "images", data), dtype=np.float32)
     fov = np.asarray(getattr(data, "fov", fov), dtype=bool)
     if fov.ndim != 3 or fov.shape != (images.shape[0], *images.shape[2:]):
         raise ValueError(f"normalize_images: fov must be (n, H, W) for images {images.shape}, got {fov.shape}")
-    out = np.zeros_like(images)
-    for i in range(len(images)):
-        inside = images[i][:, fov[i]]  # (C, pixels in the FOV)
-        if inside.shape[1] < 2:
-            name = data.ids[i] if getattr(data, "ids", None) is not None else f"image {i}"
-            raise ValueError(f"normalize_images: {name} has fewer than 2 pixels inside its field of view")
-        mean = inside.mean(axis=1)[:, None, None]
-        std = inside.std(axis=1)[:, None, None]
-        normalized = (images[i] - mean) / np.maximum(std, 1e-6)
-        if outside == "nearest":  # every pixel copies its nearest FOV pixel (FOV pixels copy themselves)
-            rows, cols = ndimage.distance_transform_edt(~fov[i], return_distances=False, return_indices=True)
-            out[i] = normalized[:, rows, cols]
-        elif outside == "zero":
-            out[i] = np.where(fov[i], normalized, 0.0)
-        else:
-            raise ValueError(f"normalize_images: outside must be 'nearest' or 'zero', got {outside!r}")
-    return out
+    if outside not in ("nearest", "smooth", "zero"):
+        raise ValueError(f"normalize_images: outside must be 'nearest', 'smooth' or 'zero', got {outside!r}")
+    try:
+        return preprocess_images(data if hasattr(data, "images") else images, fov, channels="rgb", outside=outside)
+    except ValueError as e:
+        raise ValueError(str(e).replace("preprocess_images", "normalize_images")) from None
 
 
 def green_channel_auc(data):
@@ -94,36 +90,67 @@ def vessel_unet(in_channels=3, width=16, seed=0):
     return architectures.unet(in_channels, out_channels=1, depth=DEPTH, width=width, seed=seed)
 
 
-def predict_probabilities(model, images, batch_size=1, multiple=2**DEPTH):
+TEST_TIME_FLIPS = {"none": ((),), "hflip": ((), (-1,)), "flips": ((), (-1,), (-2,), (-2, -1))}
+"""Test-time augmentation: the flips (axes of an (n, C, H, W) batch) whose predictions are averaged.
+``"flips"``: the image, mirrored left-right, upside down, and both (the network was trained on
+flipped tiles, so each is an equally good guess; their mean is a little less noisy)."""
+
+
+def predict_probabilities(model, images, batch_size=1, multiple=2**DEPTH, tta="none"):
     """Vessel probabilities (n, H, W) of normalized images (n, C, H, W), each run whole (padded to
-    a ``multiple`` of the U-Net's total pooling)."""
-    logits = predict_padded(model, images, multiple=multiple, batch_size=batch_size)[:, 0]
-    return sigmoid(logits.astype(np.float32))
+    a ``multiple`` of the U-Net's total pooling). ``tta``: a key of :data:`TEST_TIME_FLIPS`; the
+    probabilities of the flipped images, flipped back, are averaged (in that order: the same
+    images give the same bits)."""
+    if tta not in TEST_TIME_FLIPS:
+        raise ValueError(f"predict_probabilities: tta must be one of {sorted(TEST_TIME_FLIPS)}, got {tta!r}")
+    images = np.asarray(images)
+    total = None
+    for axes in TEST_TIME_FLIPS[tta]:
+        x = np.ascontiguousarray(np.flip(images, axes)) if axes else images
+        logits = predict_padded(model, x, multiple=multiple, batch_size=batch_size)[:, 0]
+        p = sigmoid(logits.astype(np.float32))
+        p = np.flip(p, axes) if axes else p
+        total = p if total is None else total + p
+    return np.ascontiguousarray(total / np.float32(len(TEST_TIME_FLIPS[tta])), dtype=np.float32)
+
+
+def at_least(threshold):
+    """The ``>`` threshold that :mod:`handprop.metrics` needs to predict ``p >= threshold``: the
+    float64 just below it (no float32 or float64 value lies between the two)."""
+    return float(np.nextafter(np.float64(threshold), -np.inf))
 
 
 def best_dice_threshold(probabilities, vessels, fov, candidates=None):
-    """The threshold on the probabilities (default candidates 0.05, 0.06, ..., 0.95) that maximizes
-    the mean in-FOV Dice of these images. -> ``(threshold, dice)``."""
-    candidates = np.linspace(0.05, 0.95, 91) if candidates is None else np.asarray(candidates)
-    scores = [np.mean([dice(p, v, f, threshold=t) for p, v, f in zip(probabilities, vessels, fov)])
+    """The threshold on the probabilities (default candidates 0.05, 0.06, ..., 0.95), applied as
+    ``p >= threshold``, that maximizes the mean in-FOV Dice of these images. -> ``(threshold, dice)``.
+
+    The candidates are float32 numbers (0.41 is 0.4099999964237213), so ``p >= threshold`` gives
+    the same pixels whether float32 probabilities are compared in float32 or in float64."""
+    candidates = np.round(np.linspace(0.05, 0.95, 91), 2) if candidates is None else np.asarray(candidates)
+    candidates = candidates.astype(np.float32)
+    scores = [np.mean([dice(p, v, f, threshold=at_least(t)) for p, v, f in zip(probabilities, vessels, fov)])
               for t in candidates]
     k = int(np.argmax(scores))
     return float(candidates[k]), float(scores[k])
 
 
 class KeepBestOnValidation(Callback):
-    """After every epoch, predict the whole validation images; keep the weights of the epoch with
-    the best mean in-FOV ROC AUC (restored at the end), and log ``val_auc`` and ``val_dice``."""
+    """After every epoch (from epoch ``first_epoch``, counted from 0), predict the whole validation
+    images; keep the weights of the epoch with the best mean in-FOV ROC AUC (restored at the end),
+    and log ``val_auc`` and ``val_dice`` (NaN for the epochs before ``first_epoch``)."""
 
-    def __init__(self, x_val, val):
+    def __init__(self, x_val, val, first_epoch=0):
         super().__init__()
-        self.x_val, self.val = x_val, val
+        self.x_val, self.val, self.first_epoch = x_val, val, int(first_epoch)
         self.best, self.best_weights, self.best_epoch = -np.inf, None, None
 
     def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        if epoch < self.first_epoch:
+            logs["val_auc"] = logs["val_dice"] = float("nan")
+            return
         prob = predict_probabilities(self.model, self.x_val)
         auc = float(np.mean([roc_auc(p, v, f) for p, v, f in zip(prob, self.val.vessels, self.val.fov)]))
-        logs = logs if logs is not None else {}
         logs["val_auc"] = auc
         logs["val_dice"] = float(np.mean([dice(p, v, f) for p, v, f in zip(prob, self.val.vessels, self.val.fov)]))
         if auc > self.best or self.best_weights is None:  # (an AUC of NaN never wins otherwise)
@@ -135,25 +162,70 @@ class KeepBestOnValidation(Callback):
 
 
 def train_segmenter(model, x_train, train, x_val, val, *, epochs=10, steps=30, tile=64, batch_size=16,
-                    lr=2e-3, seed=0, verbose=1):
-    """Train ``model`` on random augmented tiles of the normalized training images ``x_train``
+                    lr=2e-3, seed=0, verbose=1, validate_from=0, augment=None):
+    """Train ``model`` on random augmented tiles of the preprocessed training images ``x_train``
     (with the masks of ``train``; Adam with a cosine-decaying learning rate), keep the best epoch
-    on the validation patients, and set ``model.threshold`` to the validation's best-Dice
-    threshold. Returns the ``History``."""
+    on the validation patients (validated from epoch ``validate_from``, counted from 0), and set
+    ``model.threshold`` to the validation's best-Dice threshold (``p >= threshold``). ``augment``:
+    an :class:`handprop.data.Augmenter` for the tiles (default: flips and 90° rotations). Returns
+    the ``History``."""
     from . import losses, optimizers
     from .data import TileSampler
     from .schedules import CosineDecay, LearningRateScheduler
 
     sampler = TileSampler(x_train, train.vessels, train.fov, tile, batch_size=batch_size,
-                          tiles_per_epoch=steps * batch_size, augment=_augmenter(), seed=seed)
+                          tiles_per_epoch=steps * batch_size,
+                          augment=_augmenter() if augment is None else augment, seed=seed)
     model.compile(loss=losses.BinaryCrossEntropy(from_logits=True), optimizer=optimizers.Adam(lr))
-    keep = KeepBestOnValidation(x_val, val)
+    keep = KeepBestOnValidation(x_val, val, first_epoch=min(validate_from, epochs - 1))
     schedule = LearningRateScheduler(CosineDecay(lr, epochs, min_lr=lr / 20))  # settle at the end
     history = model.fit(sampler, epochs=epochs, callbacks=[schedule, keep], verbose=verbose)
     prob = predict_probabilities(model, x_val)
     model.threshold, model.val_dice = best_dice_threshold(prob, val.vessels, val.fov)
     model.best_epoch, model.val_auc = (keep.best_epoch if keep.best_epoch is not None else epochs - 1), keep.best
     return history
+
+
+# ----------------------------------------------------------------------------- the recipe, saved with the model
+BUDGETS = {
+    "default": {"epochs": 10, "steps": 30, "tile": 64, "batch_size": 16, "tta": "hflip"},
+    "full": {"epochs": 30, "steps": 55, "tile": 64, "batch_size": 16, "tta": "flips"},
+}
+"""``handprop demo --budget NAME``: training length, tile size and test-time flips. ``"default"``:
+under 3 minutes on 2 cores (DRIVE-sized data, cold Numba compile included); ``"full"``: under 15
+(README gives the measured times and how the full budget's was estimated). The epoch is chosen
+among the second half of the epochs: with the cosine schedule earlier ones are rarely best, and
+each validation costs whole-image passes."""
+
+SETTINGS_KEY = "vessel_segmentation"
+"""The key of the recipe in ``model.metadata`` (saved in the model file): see :func:`segment`."""
+
+
+def recipe_settings(model):
+    """The settings :func:`segment` applies with ``model``: ``model.metadata["vessel_segmentation"]``
+    (a model saved by ``handprop demo``), or the old demo's (RGB, no flips, threshold 0.5) for a
+    bare U-Net. A dict with ``preprocessing`` (keyword arguments of
+    :func:`handprop.preprocessing.preprocess_images`), ``tta`` (a key of :data:`TEST_TIME_FLIPS`),
+    ``multiple`` (the padding of whole images), ``outside_fov`` (the probability written outside the
+    FOV) and ``threshold`` (applied as ``p >= threshold``)."""
+    settings = (getattr(model, "metadata", None) or {}).get(SETTINGS_KEY)
+    if settings is None:
+        return {"preprocessing": {"channels": "rgb", "outside": "nearest"}, "tta": "none", "multiple": 2**DEPTH,
+                "outside_fov": 0.0, "threshold": float(getattr(model, "threshold", 0.5))}
+    return settings
+
+
+def segment(model, data, settings=None):
+    """Vessel probabilities (n, H, W) float32 of the fundus images of ``data`` (a ``RetinaData``:
+    images in [0, 1] and FOV masks), as ``handprop demo`` computes its test probabilities and
+    ``handprop predict`` those of new images: each image preprocessed alone, run whole (with
+    test-time flips), and ``outside_fov`` (0) written outside its FOV. ``settings``: see
+    :func:`recipe_settings` (default: the ones saved with the model)."""
+    settings = recipe_settings(model) if settings is None else settings
+    x = preprocess_images(data, **settings["preprocessing"])
+    _finish_compiling(model, x.shape[1])
+    prob = predict_probabilities(model, x, multiple=settings.get("multiple", 2**DEPTH), tta=settings["tta"])
+    return np.where(np.asarray(data.fov, bool), prob, np.float32(settings.get("outside_fov", 0.0))).astype(np.float32)
 
 
 def _augmenter():
@@ -164,15 +236,22 @@ def _augmenter():
     return Augmenter([Flip(), Rotate90()])
 
 
-def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=10, steps=30, seed=0, verbose=1,
-                            figures=True, size=None, tile=64):
+def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=None, steps=None, seed=0, verbose=1,
+                            figures=True, size=None, tile=None, budget="default", preprocessing=None, tta=None,
+                            batch_size=None):
     """The main job of ``handprop demo``: data, training, choice on validation, in-FOV test metrics.
 
     ``drive``: a DRIVE-layout folder (its training split is split into training and validation
     patients, its test split is reported), or None for ``n_synthetic`` synthetic patients split
-    60 / 15 / 25 % (``size``: their (H, W), DRIVE's 584 x 565 by default). ``tile``: the training
-    tiles' size. Writes ``metrics.json``, ``probabilities.npz`` and figures to ``out``; returns the
-    metrics dict.
+    60 / 15 / 25 % (``size``: their (H, W), DRIVE's 584 x 565 by default). ``budget``: a key of
+    :data:`BUDGETS` (epochs, steps per epoch, tile size, batch size, test-time flips), each
+    overridden by the argument of that name when given. ``preprocessing``: keyword arguments of
+    :func:`handprop.preprocessing.preprocess_images` (default :data:`DEFAULT_PREPROCESSING`).
+
+    Writes to ``out``: ``metrics.json``, ``probabilities.npz`` (one full-size map per test image,
+    keyed by id, as :func:`segment` computes it), ``model.safetensors`` (the trained model with
+    the recipe in its metadata: ``handprop predict`` reproduces the probabilities) and figures.
+    Returns the metrics dict.
     """
     import json
     from pathlib import Path
@@ -180,6 +259,11 @@ def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=10, steps=30
     from . import data as hpdata
     from .metrics import format_segmentation_report, segmentation_report
 
+    if budget not in BUDGETS:
+        raise ValueError(f"run_vessel_segmentation: budget must be one of {sorted(BUDGETS)}, got {budget!r}")
+    given = {"epochs": epochs, "steps": steps, "tile": tile, "batch_size": batch_size, "tta": tta}
+    plan = {k: (BUDGETS[budget][k] if v is None else v) for k, v in given.items()}
+    preprocessing = dict(DEFAULT_PREPROCESSING if preprocessing is None else preprocessing)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     clock = {"start": time.perf_counter()}
@@ -200,31 +284,46 @@ def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=10, steps=30
     clock["data"] = time.perf_counter() - clock["start"]
     _say(verbose, f"data: {source}: {len(train)} training, {len(val)} validation, {len(test)} test patients, "
                   f"images {train.images.shape[2]}x{train.images.shape[3]} ({clock['data']:.1f} s)")
-    x_train, x_val, x_test = normalize_images(train), normalize_images(val), normalize_images(test)
+    t0 = time.perf_counter()
+    x_train, x_val = preprocess_images(train, **preprocessing), preprocess_images(val, **preprocessing)
+    clock["preprocessing"] = time.perf_counter() - t0
     fits = min(x_train.shape[2:]) // 2**DEPTH * 2**DEPTH  # the largest tile the images hold
     if fits < 2**DEPTH:
         raise DataError(f"run_vessel_segmentation: the training images ({x_train.shape[2]}x{x_train.shape[3]}) "
                          f"are too small for the U-Net (at least {2**DEPTH}x{2**DEPTH} pixels)")
-    if tile > fits:
+    if plan["tile"] > fits:
         _say(verbose, f"tiles of {fits} px: the training images ({x_train.shape[2]}x{x_train.shape[3]}) are smaller "
-                      f"than {tile} px")
-        tile = fits
+                      f"than {plan['tile']} px")
+        plan["tile"] = fits
     model = vessel_unet(in_channels=x_train.shape[1], seed=seed)
     t0 = time.perf_counter()
-    history = train_segmenter(model, x_train, train, x_val, val, epochs=epochs, steps=steps, tile=tile, seed=seed,
-                              verbose=verbose)
+    history = train_segmenter(model, x_train, train, x_val, val, epochs=plan["epochs"], steps=plan["steps"],
+                              tile=plan["tile"], batch_size=plan["batch_size"], seed=seed, verbose=verbose,
+                              validate_from=plan["epochs"] // 2)  # the cosine schedule's second half
     clock["training"] = time.perf_counter() - t0
-    _say(verbose, f"training: {epochs} epochs of {steps} steps in {clock['training']:.0f} s; best epoch "
-                  f"{model.best_epoch + 1} (validation AUC {model.val_auc:.4f}); threshold {model.threshold:.2f} "
-                  f"(validation Dice {model.val_dice:.4f})")
+    settings = {"preprocessing": preprocessing, "tta": plan["tta"], "multiple": 2**DEPTH, "outside_fov": 0.0}
     t0 = time.perf_counter()
-    prob = predict_probabilities(model, x_test)
+    settings["threshold"], model.val_dice = best_dice_threshold(segment(model, val, settings), val.vessels, val.fov)
+    model.threshold = settings["threshold"]
+    settings.update(threshold_rule="p >= threshold", threshold_chosen_on=val.ids,
+                    trained_on=source, budget=budget, training={k: plan[k] for k in ("epochs", "steps", "tile",
+                                                                                       "batch_size")})
+    model.metadata = {SETTINGS_KEY: settings}
+    model.save(out / "model.safetensors", include_optimizer=False)
+    clock["threshold"] = time.perf_counter() - t0
+    _say(verbose, f"training: {plan['epochs']} epochs of {plan['steps']} steps ({plan['batch_size']} tiles of "
+                  f"{plan['tile']} px) in {clock['training']:.0f} s; best epoch {model.best_epoch + 1} (validation "
+                  f"AUC {model.val_auc:.4f}); threshold {model.threshold:.2f} (validation Dice {model.val_dice:.4f}, "
+                  f"test-time flips: {plan['tta']})")
+    t0 = time.perf_counter()
+    prob = segment(model, test, settings)
     clock["inference"] = time.perf_counter() - t0
     np.savez_compressed(out / "probabilities.npz", **{i: p for i, p in zip(test.ids, prob)})
-    metrics = {"data": source, "inside_fov": True, "threshold": model.threshold,
+    metrics = {"data": source, "inside_fov": True, "threshold": model.threshold, "protocol": _protocol(settings),
                "patients": {"training": train.ids, "validation": val.ids, "test": test.ids}}
     if test.vessels is not None:
-        report = segmentation_report(prob, test.vessels, test.fov, threshold=model.threshold, ids=test.ids)
+        report = segmentation_report(prob, test.vessels, test.fov, threshold=at_least(model.threshold), ids=test.ids)
+        report["threshold"] = model.threshold
         metrics.update(report["mean"])
         metrics["per_image"] = report["per_image"]
         metrics["pooled"] = report["pooled"]
@@ -243,9 +342,144 @@ def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=10, steps=30
     metrics["seconds"] = {k: round(v, 2) for k, v in clock.items() if k != "start"}
     with open(out / "metrics.json", "w") as f:
         json.dump(jsonable(metrics), f, indent=1)
-    _say(verbose, f"written to {out.resolve()}: metrics.json, probabilities.npz"
+    _say(verbose, f"written to {out.resolve()}: metrics.json, probabilities.npz, model.safetensors"
                   + "".join(f", {p.name}" for p in written) + f" ({clock['total']:.0f} s in all)")
     return metrics
+
+
+def _protocol(settings):
+    """How metrics.json's numbers were computed (its ``protocol`` entry)."""
+    return {
+        "inside_fov": True,
+        "region": "every metric counts only the pixels inside each image's FOV mask",
+        "mean_per_image": "top-level auc, dice, accuracy, sensitivity, specificity: computed per test image, "
+                          "then averaged over the images",
+        "pooled": "'pooled': the same five over all test images' FOV pixels together (one ROC curve)",
+        "threshold": f"{settings['threshold']}, applied as p >= threshold; chosen on the validation patients: "
+                     "the candidate 0.05, 0.06, ..., 0.95 with the best mean in-FOV Dice of their probabilities "
+                     "(computed exactly as the test's)",
+        "probabilities": "probabilities.npz: one map per test image at its full size, keyed by image id, with "
+                         f"test-time flips ({settings['tta']}) averaged in and {settings['outside_fov']} outside "
+                         "the FOV",
+        "preprocessing": settings["preprocessing"],
+        "test_time_augmentation": settings["tta"],
+        "model_selection": "the epoch (of the second half of training) with the best mean in-FOV validation AUC; "
+                           "no test image is used to choose anything",
+    }
+
+
+def _finish_compiling(model, channels):
+    """With the numba engine, a process's first passes run on the NumPy engine while Numba compiles
+    in the background (other rounding). :func:`segment` must give the same bits in the demo and
+    in a fresh ``handprop predict`` process, so it starts the compilation with a tiny pass and
+    waits for it (at once when the kernels are cached or already compiled)."""
+    from .backend import get_engine
+
+    if get_engine() != "numba":
+        return
+    from .kernels import numba_cpu
+
+    wait = getattr(numba_cpu, "wait", None)
+    if wait is not None:
+        model.predict(np.zeros((1, channels, 2**DEPTH, 2**DEPTH), np.float32))
+        wait()
+
+
+def load_images(paths, fraction=0.3):
+    """Fundus photographs from image files as a ``RetinaData`` without annotations: images (n, 3,
+    H, W) in [0, 1] (the DRIVE loader's reading: 8-bit / 255, 16-bit / 65535), FOV masks estimated
+    from each image (:func:`handprop.data.estimate_fov`), ids the file stems. The images must be
+    of one size (``handprop predict`` calls this once per image)."""
+    from pathlib import Path
+
+    from .data import RetinaData, estimate_fov
+    from .data.drive import _read_rgb
+
+    images, ids = [], []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"load_images: no such image file: {path}")
+        images.append(_read_rgb(path).transpose(2, 0, 1))
+        ids.append(path.stem)
+    images = np.stack(images).astype(np.float32)
+    fov = np.stack([estimate_fov(image, fraction=fraction) for image in images])
+    return RetinaData(images, None, fov, ids)
+
+
+def run_prediction(model_path, out, drive=None, split="test", images=(), figures=True, verbose=1):
+    """``handprop predict``: apply a saved model to new fundus images.
+
+    ``model_path``: a model file, e.g. ``handprop demo``'s ``model.safetensors`` (its recipe --
+    preprocessing, test-time flips, threshold -- comes from the file's metadata; a bare U-Net gets
+    :func:`recipe_settings`' fallback). Images: the ``split`` of a DRIVE-layout folder ``drive``
+    (FOV from its masks), or image files ``images`` (FOV estimated from each image). Writes
+    ``out/probabilities.npz`` (one full-size map per image, keyed by image id, computed by
+    :func:`segment`: the demo's test probabilities bit for bit for the same images and model),
+    ``out/predictions.json`` (ids, threshold, recipe, and in-FOV metrics when the DRIVE split has
+    annotations) and a figure per image (the first 20). Returns the predictions dict.
+    """
+    import json
+    from pathlib import Path
+
+    from . import data as hpdata
+    from .saving import load_model
+
+    if (drive is None) == (not images):
+        raise ValueError("run_prediction: give either a DRIVE folder (drive=) or image files (images=)")
+    model = load_model(model_path, compile=False)
+    settings = recipe_settings(model)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if drive is not None:
+        batches = [hpdata.load_drive(drive, split, require_vessels=False)]
+        source = f"{drive} ({split})"
+    else:
+        batches = [load_images([path]) for path in images]  # one by one: the files may differ in size
+        source = f"{len(images)} image file(s), FOV estimated from each"
+        if len({b.ids[0] for b in batches}) < len(batches):
+            raise DataError("run_prediction: two image files have the same name (the id is the file stem)")
+    probabilities, summary = {}, {"model": str(model_path), "data": source, "threshold": settings["threshold"],
+                                  "threshold_rule": "p >= threshold", "recipe": settings, "ids": []}
+    written = []
+    for data in batches:
+        prob = segment(model, data, settings)
+        for i, name in enumerate(data.ids):
+            probabilities[name] = prob[i]
+            summary["ids"].append(name)
+            _say(verbose, f"{name}: {prob.shape[1]}x{prob.shape[2]}, {int(data.fov[i].sum())} FOV pixels, "
+                          f"{float((prob[i][data.fov[i]] >= settings['threshold']).mean()):.1%} of them vessel")
+            if figures and len(written) < 20:
+                written.append(_prediction_figure(out, data, i, prob[i], settings["threshold"]))
+        if data.vessels is not None:
+            from .metrics import segmentation_report
+
+            report = segmentation_report(prob, data.vessels, data.fov, threshold=at_least(settings["threshold"]),
+                                         ids=data.ids)
+            summary.update(report["mean"])
+            summary["per_image"], summary["pooled"] = report["per_image"], report["pooled"]
+            _say(verbose, f"inside the FOV, mean per image: AUC {summary['auc']:.4f}, Dice {summary['dice']:.4f}")
+    np.savez_compressed(out / "probabilities.npz", **probabilities)
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    with open(out / "predictions.json", "w") as f:
+        json.dump(jsonable(summary), f, indent=1)
+    _say(verbose, f"written to {out.resolve()}: probabilities.npz, predictions.json"
+                  + (f" and {len(written)} figure(s)" if written else ""))
+    return summary
+
+
+def _prediction_figure(out, data, i, prob, threshold):
+    from . import viz
+
+    fig = viz.plot_segmentation(data.images[i], None if data.vessels is None else data.vessels[i], prob,
+                                data.fov[i], threshold=at_least(threshold), title=data.ids[i])
+    path = out / f"prediction_{data.ids[i]}.png"
+    fig.savefig(path, dpi=90)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
 
 
 def _figures(out, model, history, test, prob, metrics):
@@ -258,7 +492,7 @@ def _figures(out, model, history, test, prob, metrics):
     fig.savefig(written[-1], dpi=90)
     for i in range(min(3, len(test))):
         fig = viz.plot_segmentation(test.images[i], None if test.vessels is None else test.vessels[i], prob[i],
-                                    test.fov[i], threshold=model.threshold, title=test.ids[i])
+                                    test.fov[i], threshold=at_least(model.threshold), title=test.ids[i])
         written.append(out / f"segmentation_{test.ids[i]}.png")
         fig.savefig(written[-1], dpi=90)
     if test.vessels is not None:
@@ -268,8 +502,8 @@ def _figures(out, model, history, test, prob, metrics):
         written.append(out / "roc_curves.png")
         fig.savefig(written[-1], dpi=90)
     photo = load_fundus_photo()
-    p = predict_probabilities(model, normalize_images(photo))
-    fig = viz.plot_segmentation(photo.images[0], None, p[0], photo.fov[0], threshold=model.threshold,
+    p = segment(model, photo)
+    fig = viz.plot_segmentation(photo.images[0], None, p[0], photo.fov[0], threshold=at_least(model.threshold),
                                 title="A real fundus photograph (no annotation)")
     written.append(out / "fundus_photo_prediction.png")
     fig.savefig(written[-1], dpi=90)
@@ -302,4 +536,6 @@ def jsonable(value, digits=None):
 
 
 __all__ = ["normalize_images", "green_channel_auc", "vessel_unet", "predict_probabilities", "best_dice_threshold",
-           "KeepBestOnValidation", "train_segmenter", "run_vessel_segmentation", "jsonable"]
+           "KeepBestOnValidation", "train_segmenter", "run_vessel_segmentation", "jsonable", "at_least",
+           "TEST_TIME_FLIPS", "BUDGETS", "SETTINGS_KEY", "recipe_settings", "segment", "load_images",
+           "run_prediction"]
