@@ -7,13 +7,6 @@ matplotlib.use("Agg")  # before anything imports pyplot: tests never open window
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-try:  # numba tests run numba code: compile on first use, not in the background (tests/test_cold_start.py does)
-    from handprop.kernels.numba_cpu import set_background
-
-    set_background(False)
-except ImportError:  # numba absent: those tests skip
-    pass
-
 # Tolerances for comparisons with PyTorch, per dtype: (rtol, atol).
 TOLERANCES = {np.float64: (1e-10, 1e-12), np.float32: (1e-4, 1e-5)}
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 
 from .backend import get_array_module
-from .kernels import get_kernel
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "AdaGrad", "Adagrad", "AdaDelta", "Adadelta", "Adam", "get"]
 
@@ -114,9 +113,7 @@ class Optimizer:
             g = self._regularized_grad(p, grads[name], xp)
             state = self._state_of(name, p, xp)
             state["step"] += 1
-            # The engine hook: the engine runs ``self._update`` (the equations below), or the
-            # same arithmetic fused into one pass over memory (numba, for big SGD parameters).
-            get_kernel("optimizer_update", p, strict=False)(self, p, g, state, lr)
+            self._update(p, g, state, lr, xp)  # the equations of each class below
 
     def reset(self):
         """Forget all state (momentum buffers, running averages, step counts)."""
