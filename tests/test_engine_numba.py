@@ -145,6 +145,57 @@ def test_algorithm_routing():
     assert numba_cpu.algorithm((1, 16, 1, 1), ConvGeometry((2, 2), (0, 0), (1, 1)), 256) == "im2col"
 
 
+def _winograd_case(rng, x_shape=(2, 16, 32, 36), K=16):
+    g = ConvGeometry((1, 1), (1, 1), (1, 1))
+    x, W = rng.standard_normal(x_shape), rng.standard_normal((K, x_shape[1], 3, 3))
+    assert numba_cpu.algorithm(W.shape, g, x_shape[3]) == "winograd"
+    return x, W, g
+
+
+def test_winograd_float32_error_is_a_few_1e_6_of_the_output_scale():
+    """winograd.py's docstring: float32 results differ from the exact sum by ~1e-6 to 1e-5 of the
+    values' scale (the transforms' intermediates are up to ~100x the inputs); im2col's by ~1e-7."""
+    rng = np.random.default_rng(40)
+    x, W, g = _winograd_case(rng)
+    dy = rng.standard_normal((2, 16, 32, 36))
+    exact = (reference.conv2d(x, W, None, g), reference.conv2d_input_grad(dy, W, x.shape, g),
+             reference.conv2d_weight_grad(dy, x, W.shape, g))  # float64
+    x32, W32, dy32 = (a.astype(np.float32) for a in (x, W, dy))
+    ours = (numba_cpu.conv2d(x32, W32, None, g), numba_cpu.conv2d_input_grad(dy32, W32, x.shape, g),
+            numba_cpu.conv2d_weight_grad(dy32, x32, W.shape, g))
+    im2col = numba_conv._im2col_conv2d(x32, W32, None, g)
+    for name, a, e in zip(("y", "dx", "dW"), ours, exact):
+        assert a.dtype == np.float32
+        error = np.abs(a - e).max() / np.abs(e).max()
+        assert 1e-8 < error < 2e-5, (name, error)  # rounding of float32 transforms, and no more
+    assert np.abs(im2col - exact[0]).max() < np.abs(ours[0] - exact[0]).max()  # the direct sum: smaller
+
+
+@pytest.mark.parametrize("dtype", DTYPE_PARAMS)
+def test_winograd_spreads_inf_and_nan_only_over_the_tiles_that_read_them(dtype):
+    """winograd.py's docstring: NaN and inf propagate -- wherever the direct sum is inf or NaN, so is
+    Winograd's --, and they may spread (inf - inf = NaN) within the 4 x 4 output tiles whose 6 x 6
+    input patch holds the bad pixel, never beyond them."""
+    rng = np.random.default_rng(41)
+    x, W, g = _winograd_case(rng, (1, 4, 24, 20), K=4)
+    x = x.astype(dtype)
+    x[0, 1, 9, 6] = np.inf
+    x[0, 3, 17, 15] = np.nan
+    y = numba_cpu.conv2d(x, W.astype(dtype), None, g)
+    ref = reference.conv2d(x, W.astype(dtype), None, g)
+    bad = np.zeros(y.shape[2:], bool)  # the tiles whose padded 6 x 6 patch holds a bad pixel
+    for h, w in ((9, 6), (17, 15)):
+        for ti in range(-(-y.shape[2] // 4)):
+            for tj in range(-(-y.shape[3] // 4)):
+                if 4 * ti - 1 <= h <= 4 * ti + 4 and 4 * tj - 1 <= w <= 4 * tj + 4:  # padding 1
+                    bad[4 * ti : 4 * ti + 4, 4 * tj : 4 * tj + 4] = True
+    finite = np.isfinite(y)
+    assert (~np.isfinite(ref) <= ~finite).all()  # wherever the direct sum is inf/NaN, so is Winograd's
+    assert finite[:, :, ~bad].all()  # nothing outside the tiles that read a bad pixel
+    assert (~finite).sum() > (~np.isfinite(ref)).sum()  # it spreads, within those tiles
+    assert_close(y[:, :, ~bad], ref[:, :, ~bad], dtype, "finite tiles")
+
+
 @pytest.mark.parametrize("dtype", DTYPE_PARAMS)
 def test_transposed_conv_on_the_winograd_and_gemm_paths_matches_reference(dtype):
     """Conv2DTranspose runs the convolution's maps with the roles swapped: wide 3 x 3 stride-1 and

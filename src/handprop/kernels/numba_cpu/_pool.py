@@ -36,8 +36,9 @@ calling in while the pool is busy runs its work itself, serially.
 A ``ThreadPoolExecutor`` version with a fixed assignment of items to threads (175 lines, same
 BLAS handling) was measured against this pool in one process, alternating, 2 threads, on a
 loaded 2-core machine (load 8-11): the tutorial ConvNet's training step
-(``benchmarks/bench_convnet.py``) was 7 % slower at the 25th percentile of 400 steps and 25 % at
-the fastest step, for the same CPU time (the Future's wake-up latency); the U-Net step
+(``benchmarks/bench_convnet.py``) was 4-7 % slower at the 25th percentile and 10-25 % at the
+fastest step (two runs, 160 and 400 steps each), for the same CPU time (the Future's wake-up
+latency); the U-Net step
 (``bench_unet.py`` ``train4``) was within noise. That is above the 5 % the issue allows, so this
 pool stays, for those two benchmark rows.
 

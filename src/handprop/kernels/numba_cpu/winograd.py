@@ -55,11 +55,18 @@ and 24, so intermediate values are up to ~100 times larger than the inputs and p
 again. Each rounding error is relative to those larger values: float32 results differ from the
 direct sum by ~1e-6 to 1e-5 relative (the direct sum: ~1e-7), float64 by ~1e-14. The tests allow
 for that (float32 tolerance 1e-4), as cuDNN's and oneDNN's Winograd kernels do. NaN and inf still
-propagate, but an inf in one pixel spreads NaN over every 4 x 4 output tile whose 6 x 6 input
-patch contains it (up to four tiles; inf - inf), where the direct sum gives inf or NaN only where
-the filter touches it.
+propagate (wherever the direct sum is inf or NaN, so is this), but an inf or NaN pixel may spread
+NaN further within the 4 x 4 output tiles whose 6 x 6 input patch contains it (up to four tiles;
+inf - inf), where the direct sum gives inf or NaN only where the filter touches it. Both are
+tested (``tests/test_engine_numba.py``: the float32 error, ~3e-6 of the output's scale against
+im2col's ~3e-7, and the inf/NaN spread).
 
-**Speed** (``benchmarks/``): the transforms are memory passes written in Numba; all the
+**Speed** -- why this file exists. Benchmark rows: the U-Net training step (``bench_unet.py``
+``train4``) and the conv benchmark's S3 (``bench_conv.py``). Replacing Winograd by im2col made the
+U-Net step 1.09-1.22x slower at the fastest step and 2.4-3.5x at the median (two runs of 12 and 20
+rounds; 2 threads, the two alternating in one process on a loaded 2-core
+machine, issue 20); S3 went from 2.9-3.0x PyTorch's time on im2col to 1.35-1.6x
+(``benchmarks/README.md``). The transforms are memory passes written in Numba; all the
 multiplications are in the 36 products. Tiles are processed in chunks of whole images or bands of
 tile rows whose ``V`` and ``M`` fit in :data:`CHUNK_BYTES` (cache-sized); each chunk is one task
 for the engine's thread pool (:mod:`._pool`): transform, multiply with one-thread OpenBLAS,
