@@ -35,12 +35,12 @@ calling in while the pool is busy runs its work itself, serially.
 **Why not ``concurrent.futures``** (issue 20 asked for the simplest thing that keeps the speed).
 A ``ThreadPoolExecutor`` version with a fixed assignment of items to threads (175 lines, same
 BLAS handling) was measured against this pool in one process, alternating, 2 threads, on a
-loaded 2-core machine (load 8-11): the tutorial ConvNet's training step
-(``benchmarks/bench_convnet.py``) was 4-7 % slower at the 25th percentile and 10-25 % at the
-fastest step (two runs, 160 and 400 steps each), for the same CPU time (the Future's wake-up
-latency); the U-Net step
-(``bench_unet.py`` ``train4``) was within noise. That is above the 5 % the issue allows, so this
-pool stays, for those two benchmark rows.
+shared 2-core machine: the tutorial ConvNet's training step (``benchmarks/bench_convnet.py``) was
+4-7 % slower at the 25th percentile and 10-25 % at the fastest step in two runs at load 8-11
+(160 and 400 steps each; the same CPU time: the Future's wake-up latency), and equal (0.99-1.00)
+in a run at load ~2; the U-Net step (``bench_unet.py`` ``train4``) was within noise (0.85-1.13).
+Above the 5 % the issue allows on a busy machine (where students run), so this pool stays, for
+those two benchmark rows.
 
 **BLAS.** While the pool works, BLAS is limited to one thread (:mod:`threadpoolctl`), so two
 workers' products do not each start more threads; outside, BLAS keeps the count that
