@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 
 from .backend import get_array_module
+from .kernels import fast_kernel
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "AdaGrad", "Adagrad", "AdaDelta", "Adadelta", "Adam", "get"]
 
@@ -237,7 +238,9 @@ class SGD(Optimizer):
                 b *= self.momentum
                 b += (1.0 - self.dampening) * g
             g = g + self.momentum * b if self.nesterov else b
-        p -= lr * g
+        fast = fast_kernel("subtract_scaled", p)  # numba: the same line in one pass (kernels/numba_cpu/scaled_add.py)
+        if fast is None or not fast(p, g, lr):
+            p -= lr * g
 
 
 class RMSprop(Optimizer):

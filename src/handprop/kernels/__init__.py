@@ -55,10 +55,10 @@ engine                  module                                                  
 against ``reference`` (``tests/test_engines.py``).
 
 Optimizer updates and activations are not in the API: their equations live once, where a student
-reads them (:mod:`handprop.optimizers`, :mod:`handprop.layers.activations`). The one exception is
-:data:`FAST`: one-pass ReLU and PReLU loops that only the ``numba`` engine has, which the layers'
-own code calls through :func:`fast_kernel` when present (their measured gain is in
-:mod:`handprop.kernels.numba_cpu.activations`).
+reads them (:mod:`handprop.optimizers`, :mod:`handprop.layers.activations`). The exceptions are
+:data:`FAST`: one-pass ReLU and PReLU loops and SGD's ``p -= lr g`` that only the ``numba`` engine
+has, which the layers' and SGD's own code call through :func:`fast_kernel` when present (their
+measured gains are in :mod:`handprop.kernels.numba_cpu.activations` and ``.scaled_add``).
 """
 
 from __future__ import annotations
@@ -101,8 +101,8 @@ def get_kernel(op: str, x, strict: bool = True):
     return getattr(engine_module(engine_for(x, strict=strict)), op)
 
 
-FAST = ("relu_forward", "relu_backward", "prelu_forward", "prelu_backward")
-"""Optional kernels: one pass over memory for what the layers compute with NumPy (only ``numba``)."""
+FAST = ("relu_forward", "relu_backward", "prelu_forward", "prelu_backward", "subtract_scaled")
+"""Optional kernels: one pass over memory for what the layers and SGD compute with NumPy (only ``numba``)."""
 
 
 def fast_kernel(op: str, x):

@@ -9,6 +9,7 @@ first) -- the full list is in :mod:`handprop.kernels`. One file per concern:
 ``pooling.py``      max and average pooling (a 2 x 2 fast path)
 ``activations.py``  ReLU and PReLU in one pass over memory (called by the layers' own code)
 ``upsampling.py``   nearest upsampling and its backward in one pass
+``scaled_add.py``   ``p -= a g`` in one pass (called by SGD's own code)
 ``_pool.py``        the engine's threads
 ``_jit.py``         disk caching of compiled code, accepted dtypes, the "compiling" notice
 ==================  ==========================================================================
@@ -76,13 +77,14 @@ from .conv import (
     conv2d_weight_grad,
 )
 from .pooling import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
+from .scaled_add import subtract_scaled
 from .upsampling import upsample2d_backward, upsample2d_forward
 
 __all__ = [
     "CHUNK_BYTES", "algorithm", "avgpool2d_backward", "avgpool2d_forward", "conv2d", "conv2d_backward",
     "conv2d_forward", "conv2d_input_grad", "conv2d_transpose_backward", "conv2d_transpose_forward",
     "conv2d_weight_grad", "maxpool2d_backward", "maxpool2d_forward", "prelu_backward", "prelu_forward",
-    "relu_backward", "relu_forward", "upsample2d_backward", "upsample2d_forward", "warmup", "conv3d",
+    "relu_backward", "relu_forward", "subtract_scaled", "upsample2d_backward", "upsample2d_forward", "warmup", "conv3d",
     "conv3d_forward", "conv3d_backward", "conv3d_input_grad", "conv3d_weight_grad", "maxpool3d_forward",
     "maxpool3d_backward", "avgpool3d_forward", "avgpool3d_backward", "depthwise_conv2d_forward",
     "depthwise_conv2d_backward",
@@ -114,4 +116,5 @@ def warmup(dtypes=(np.float32, np.float64)):
                                         (upsample2d_forward, upsample2d_backward, ((2, 2),))):  # fmt: skip
             y, cache = forward(x, *args)
             backward(y, cache)
+        subtract_scaled(np.zeros(2**17, dtype), np.ones(2**17, dtype), 0.5)
     return time.perf_counter() - start
