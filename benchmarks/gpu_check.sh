@@ -2,8 +2,9 @@
 # GPU check for the cupy engine, on a machine with a CUDA GPU and the project's dependencies
 # (numpy, numba, cupy-cuda12x; torch with CUDA optional). Under five minutes:
 #   1. make handprop importable (editable install without deps, else PYTHONPATH=src),
-#   2. run the GPU tests (tests/test_engine_cupy.py: every cupy kernel vs the reference engine,
-#      float64 gradient checks through the layers),
+#   2. run the GPU tests on real CuPy (`-m gpu`: every cupy kernel vs the reference engine, float64
+#      gradient checks through the layers, whole models; HANDPROP_FAKE_CUPY=0 keeps the NumPy
+#      stand-in tests/fake_cupy out, so a missing GPU is a skip, not a pass on the CPU),
 #   3. benchmark S3 with N=64: cupy engine vs numba engine (vs torch CUDA when available).
 #
 #   bash benchmarks/gpu_check.sh
@@ -26,7 +27,7 @@ print("CuPy", cp.__version__, "on", props["name"].decode(), f"({props['totalGlob
 PY
 
 echo "== GPU tests"
-timeout 200 $PY -m pytest -q -m gpu tests/test_engine_cupy.py -p no:cacheprovider
+HANDPROP_FAKE_CUPY=0 timeout 200 $PY -m pytest -q -m gpu tests/ -p no:cacheprovider
 
 echo "== GPU benchmark"
 timeout 150 $PY benchmarks/bench_gpu.py --reps 20

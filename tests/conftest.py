@@ -1,4 +1,8 @@
-"""Shared test setup: a headless matplotlib backend, an optional ``torch`` fixture, tolerances."""
+"""Shared test setup: a headless matplotlib backend, CuPy or its stand-in, an optional ``torch``
+fixture, tolerances."""
+
+import importlib.util
+import os
 
 import matplotlib
 
@@ -6,6 +10,28 @@ matplotlib.use("Agg")  # before anything imports pyplot: tests never open window
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+import fake_cupy  # noqa: E402  (tests/fake_cupy: the strict NumPy-backed CuPy stand-in)
+
+
+def _real_cupy_works():
+    """CuPy installed and a CUDA device usable (what handprop.backend.cupy_module asks)."""
+    if importlib.util.find_spec("cupy") is None:
+        return False
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # CuPy installed but no GPU or driver
+        return False
+
+
+# The cupy engine's tests (``-m gpu``) run on real CuPy when it finds a GPU, else on the stand-in, so
+# that they run on every machine. HANDPROP_FAKE_CUPY=1 forces the stand-in, =0 forbids it (then they
+# skip without a GPU). Chosen before anything asks handprop.backend for CuPy (it caches the answer).
+_FAKE_CUPY = os.environ.get("HANDPROP_FAKE_CUPY", "")
+if _FAKE_CUPY == "1" or (_FAKE_CUPY != "0" and not _real_cupy_works()):
+    fake_cupy.install()
 
 # Tolerances for comparisons with PyTorch, per dtype: (rtol, atol).
 TOLERANCES = {np.float64: (1e-10, 1e-12), np.float32: (1e-4, 1e-5)}
@@ -37,6 +63,9 @@ def assert_close(actual, expected, dtype=np.float64, scale=1.0):
 def pytest_terminal_summary(terminalreporter):
     """One line that says how many tests were skipped and why (grouped by reason), so that a run
     without PyTorch (the parity reference) or without a GPU cannot pass for a full one."""
+    if fake_cupy.installed():
+        terminalreporter.write_line("handprop: the cupy engine ran on the NumPy stand-in tests/fake_cupy (no usable "
+                                    "CUDA GPU); benchmarks/gpu_check.sh runs its tests on a real card")
     skipped = terminalreporter.stats.get("skipped", [])
     if not skipped:
         return

@@ -1,5 +1,9 @@
 """Shared helpers for the engine tests: the engines to run, seeded geometries with readable ids,
-data, and comparisons that move CuPy results to the host."""
+data, and comparisons that move CuPy results to the host.
+
+The ``cupy`` engine runs on CuPy with a CUDA GPU, else on the strict NumPy stand-in tests/fake_cupy
+(conftest.py chooses); it skips only when neither is there (``HANDPROP_FAKE_CUPY=0`` on a machine
+without a GPU)."""
 
 from __future__ import annotations
 
@@ -10,13 +14,14 @@ from handprop.backend import gpu_available, numba_available, to_numpy
 from handprop.kernels import engine_module
 from handprop.kernels.geometry import ConvGeometry, PoolGeometry, output_size
 
+NO_CUPY = "needs CuPy and a GPU (the stand-in is off: HANDPROP_FAKE_CUPY=0)"
 ENGINE_NAMES = ["reference", "numpy", "numba", "cupy"]
 ENGINE_PARAMS = [
     pytest.param("reference", id="reference"),
     pytest.param("numpy", id="numpy"),
     pytest.param("numba", id="numba", marks=pytest.mark.skipif(not numba_available(), reason="needs numba")),
     pytest.param("cupy", id="cupy", marks=[pytest.mark.gpu,
-                                           pytest.mark.skipif(not gpu_available(), reason="needs CuPy and a GPU")]),
+                                           pytest.mark.skipif(not gpu_available(), reason=NO_CUPY)]),
 ]
 FAST_ENGINE_PARAMS = ENGINE_PARAMS[1:]
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-4, atol=2e-4)}
@@ -25,6 +30,12 @@ DTYPE_PARAMS = [pytest.param(np.float64, id="f64"), pytest.param(np.float32, id=
 
 def kernels(engine):
     return engine_module(engine)
+
+
+def on_engine(engine, layer, input_shape):
+    """``layer`` built in float64 for ``input_shape`` (N, ...) and moved to the engine's device."""
+    layer.build(input_shape[1:], rng=0, dtype=np.float64)
+    return layer.to("gpu") if engine == "cupy" else layer
 
 
 def on(engine, *arrays):

@@ -1,4 +1,4 @@
-"""Convolution, pooling and upsampling layers: float64 gradient checks on every CPU engine,
+"""Convolution, pooling and upsampling layers: float64 gradient checks on every engine,
 PyTorch parity (forward, input grad, param grads), output-size formulas and error messages."""
 
 from __future__ import annotations
@@ -8,13 +8,14 @@ import warnings
 import numpy as np
 import pytest
 
-from handprop.backend import engine
+from engines import ENGINE_PARAMS, on, on_engine
+from handprop.backend import engine, to_numpy
 from handprop.gradcheck import check_layer
 from handprop.layers.conv import Conv2D, Conv2DTranspose
 from handprop.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from handprop.layers.upsampling import UpSampling2D
 
-ENGINES = ["reference", "numpy", "numba"]  # the cupy engine: test_engine_cupy.py
+ENGINES = ENGINE_PARAMS  # cupy: on GPU arrays (real CuPy, or the stand-in tests/fake_cupy)
 
 # (factory, input shape): small, so the reference engine stays quick
 LAYERS = {
@@ -38,19 +39,22 @@ LAYERS = {
 @pytest.mark.parametrize("which", LAYERS)
 def test_gradient_check(which, eng):
     make, shape = LAYERS[which]
-    x = np.random.default_rng(0).standard_normal(shape)
+    x = on(eng, np.random.default_rng(0).standard_normal(shape))
     with engine(eng):
-        report = check_layer(make(), x)
+        report = check_layer(on_engine(eng, make(), shape), x)
     assert report.passed, report.table()
 
 
 # ----------------------------------------------------------------------------- PyTorch parity
 def run_layer(layer, x, dy, eng):
+    """Forward and backward on engine ``eng`` (on the GPU for cupy); the layer is left on the CPU."""
     with engine(eng):
         layer.build(x.shape[1:], rng=0, dtype=x.dtype)
-        y = layer.forward(x)
-        dx = layer.backward(dy)
-    return y, dx
+        layer.to("gpu" if eng == "cupy" else "cpu")
+        y = layer.forward(on(eng, x))
+        dx = layer.backward(on(eng, dy))
+    layer.to("cpu")
+    return to_numpy(y), to_numpy(dx)
 
 
 def torch_grads(fn, x, params, dy):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import handprop as hp
-from engines import DTYPE_PARAMS, ENGINE_PARAMS, FAST_ENGINE_PARAMS, assert_close, conv_id, kernels, on
+from engines import DTYPE_PARAMS, ENGINE_PARAMS, FAST_ENGINE_PARAMS, assert_close, conv_id, kernels, on, on_engine
 from handprop.gradcheck import check_layer
 from handprop.kernels import reference
 from handprop.kernels.geometry import ConvGeometry
@@ -73,23 +73,25 @@ LAYERS = {
 }
 
 
-@pytest.mark.parametrize("engine", ENGINE_PARAMS[:3])
+@pytest.mark.parametrize("engine", ENGINE_PARAMS)
 @pytest.mark.parametrize("which", LAYERS)
 def test_layer_gradient_check(which, engine):
     make, shape = LAYERS[which]
     with hp.engine(engine):
-        report = check_layer(make(), np.random.default_rng(0).standard_normal(shape), max_elements=80)
+        x = on(engine, np.random.default_rng(0).standard_normal(shape))
+        report = check_layer(on_engine(engine, make(), shape), x, max_elements=80)
     assert report.passed, report.table()
 
 
-@pytest.mark.parametrize("engine", ENGINE_PARAMS[:3])
+@pytest.mark.parametrize("engine", ENGINE_PARAMS)
 def test_layer_matches_torch_with_same_padding(engine, torch):
     layer = DepthwiseConv2D(3, depth_multiplier=2, padding="same")
     x = np.random.default_rng(2).standard_normal((2, 3, 6, 7))
     assert layer.build(x.shape[1:], rng=0, dtype=np.float64) == (6, 6, 7)
     with hp.engine(engine):
-        y = layer.forward(x)
-        dx = layer.backward(np.ones_like(y))
+        y = layer.to("gpu" if engine == "cupy" else "cpu").forward(on(engine, x))
+        dx = layer.backward(on(engine, np.ones(y.shape)))
+    layer.to("cpu")
     tx = torch.tensor(x, requires_grad=True)
     ty = torch.nn.functional.conv2d(tx, torch.tensor(layer.params["W"]), torch.tensor(layer.params["b"]),
                                     padding="same", groups=3)

@@ -36,10 +36,13 @@ def patch_classifier(P=15, seed=0, softmax=True):
     return model
 
 
-@pytest.mark.parametrize("engine", [p for p in ENGINE_PARAMS if p.id != "cupy"])
+@pytest.mark.parametrize("engine", ENGINE_PARAMS)
 def test_fully_convolutional_equals_sliding_window_on_every_pixel(engine):
     model = patch_classifier()
     fcn = to_fully_convolutional(model)
+    if engine == "cupy":
+        model.to_gpu()
+        fcn.to_gpu()
     assert "Flatten" not in [type(la).__name__ for la in fcn.layers]
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 2, 20, 17)).astype(np.float32)

@@ -130,7 +130,6 @@ def test_set_num_threads_sets_numba_and_blas(restore_threads):
     report = hp.thread_settings()
     assert report["numba"] == 1 and report["numba_max"] >= 1 and "OPENBLAS_CORETYPE" in report["environment"]
     assert all(("openblas" in lib or "mkl" in lib) for lib in report.get("blas_libraries", ["openblas"]))
-    assert hp.backend.thread_settings is hp.thread_settings
 
 
 def test_importing_the_numba_engine_leaves_the_environment_alone():

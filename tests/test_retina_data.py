@@ -70,13 +70,13 @@ def test_drive_like_vessels(full):
     green_contrast = 1 - images[0, 1][v].mean() / images[0, 1][ring].mean()
     red_contrast = 1 - images[0, 0][v].mean() / images[0, 0][ring].mean()
     assert green_contrast > 0.08 and green_contrast > 2 * red_contrast
-    # widths from about 1 px to about 8 px: thin vessels exist, and wide ones
+    # widths from 1-2 px to about 10-12 px: thin vessels exist, and wide ones
     from scipy import ndimage
 
     depth = ndimage.distance_transform_edt(v)  # 1 on one-pixel-wide vessels, about half the width in the middle
-    assert 3.0 <= np.percentile(depth[v], 99.5) <= 5.0  # (crossings and the disc, where vessels overlap, go wider)
+    assert 4.0 <= np.percentile(depth[v], 99.5) <= 7.0  # (crossings and the disc, where vessels overlap, go wider)
     thin = v & (ndimage.maximum_filter(depth, 5) <= 1)
-    assert thin.sum() > 0.1 * v.sum()
+    assert thin.sum() > 0.05 * v.sum()
 
 
 def test_green_channel_threshold_is_far_from_perfect(full):
@@ -84,16 +84,35 @@ def test_green_channel_threshold_is_far_from_perfect(full):
 
     images, vessels, fov, _ = full
     auc = roc_auc(-images[0, 1], vessels[0], fov[0])  # darker = vessel
-    assert 0.7 < auc < 0.92, auc
+    assert 0.55 < auc < 0.85, auc  # DRIVE: 0.70 on average
 
 
-def test_sizes_and_arguments():
-    data = synthetic_retina(0, size=SMALL)
-    assert len(data) == 0 and data.images.shape == (0, 3, *SMALL)
-    with pytest.raises(ValueError, match="synthetic_retina"):
-        synthetic_retina(1, size=(8, 8))
-    with pytest.raises(ValueError, match="seed"):
-        synthetic_retina(1, seed=-1, size=SMALL)
+def test_pathology_changes_only_the_lesions():
+    """The vessels, the FOV and every image of a healthy patient are the same whatever ``pathology``
+    asks for: the lesions are drawn from their own random stream."""
+    healthy = synthetic_retina(6, seed=1, size=SMALL, pathology="none")
+    sick = synthetic_retina(6, seed=1, size=SMALL, pathology="all")
+    default = synthetic_retina(6, seed=1, size=SMALL)
+    np.testing.assert_array_equal(healthy.vessels, sick.vessels)
+    np.testing.assert_array_equal(healthy.fov, sick.fov)
+    changed = [not np.array_equal(healthy.images[i], sick.images[i]) for i in range(6)]
+    assert all(changed)  # every patient is diseased with pathology="all"
+    for i in range(6):  # the default is healthy or diseased per patient, exactly as one of the two
+        assert (np.array_equal(default.images[i], healthy.images[i])
+                or np.array_equal(default.images[i], sick.images[i]))
+    np.testing.assert_array_equal(synthetic_retina(6, seed=1, size=SMALL, pathology=False).images, healthy.images)
+    np.testing.assert_array_equal(synthetic_retina(6, seed=1, size=SMALL, pathology=1.0).images, sick.images)
+    for bad in ("some", -0.1, 1.5, None):
+        with pytest.raises(ValueError, match="pathology"):
+            synthetic_retina(1, size=SMALL, pathology=bad)
+
+
+def test_drive_share_of_diseased_patients():
+    """pathology="drive" (the default): about one patient in five has lesions (DRIVE: 7 of 40)."""
+    size = (48, 48)
+    default, healthy = synthetic_retina(100, seed=2, size=size), synthetic_retina(100, seed=2, size=size, pathology=0)
+    share = np.mean([not np.array_equal(a, b) for a, b in zip(default.images, healthy.images)])
+    assert 0.1 <= share <= 0.3, share
 
 
 # -- RetinaData ------------------------------------------------------------------------------
@@ -134,3 +153,22 @@ def test_retina_data_checks_shapes():
         RetinaData(images, np.zeros((2, 8, 9), np.uint8), fov, ["a", "b"])
     with pytest.raises(ValueError, match="ids"):
         RetinaData(images, None, fov, ["a"])
+
+
+# -- as hard as DRIVE --------------------------------------------------------------------------
+
+def test_statistics_within_15_percent_of_drive():
+    """Every statistic of the realism table (tests/retina_statistics.py: colour, vessel widths and
+    length, green-channel AUC, contrast, background structure, noise), averaged over 8 DRIVE-size
+    patients, is within 15 % of DRIVE's (the mean of its training and test sets)."""
+    pytest.importorskip("skimage")
+    from retina_statistics import DRIVE, drive_reference, mean_statistics
+
+    ours = mean_statistics(synthetic_retina(8, seed=0))
+    off = {}
+    for name in DRIVE:
+        reference = drive_reference(name)
+        relative = np.abs(ours[name] - reference) / np.abs(reference)
+        if np.any(relative > 0.15):
+            off[name] = (np.round(ours[name], 4).tolist(), np.round(reference, 4).tolist())
+    assert not off, f"statistics more than 15 % from DRIVE's (ours, DRIVE): {off}"

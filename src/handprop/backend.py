@@ -10,7 +10,8 @@ Two independent choices live here:
   the others must agree with it.
 
 CuPy is optional: importing handprop never imports CuPy unless it is installed, and nothing
-here fails without it.
+here fails without it. The engines' thread counts are :mod:`handprop.threads`'
+(``hp.set_num_threads``, ``hp.thread_settings``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ import contextlib
 import importlib.util
 
 import numpy as np
-
-from .threads import thread_settings  # noqa: F401  (documented here too: the engines' threads)
 
 ENGINES = ("reference", "numpy", "numba", "cupy")
 

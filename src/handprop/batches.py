@@ -16,6 +16,9 @@
 
   ``len(source)``, when defined, is the number of batches per epoch (for the progress bar).
 
+:func:`epoch_batches` is the one iterator over either form that ``fit``, ``evaluate`` and
+``predict`` use (:mod:`handprop.training`).
+
 **Weights.** A batch's ``weight`` is one number per sample (N,) or per element of the loss
 (a field-of-view mask (N, H, W) for a vessel map (N, 1, H, W)); the loss becomes the weighted
 mean (:mod:`handprop.losses`). ``class_weight={0: 1.0, 1: 5.0}`` multiplies in a weight by the
@@ -77,11 +80,46 @@ def unpack_batch(batch, what="fit"):
                     f"{type(batch).__name__}{'' if not isinstance(batch, (tuple, list)) else f' of {len(batch)}'}")
 
 
-def array_batches(n, batch_size, rng, shuffle=True):
-    """Index arrays of the minibatches of one epoch: a fresh permutation of ``range(n)`` (or the
-    natural order without ``shuffle``) cut into ``batch_size`` pieces, the last one shorter."""
-    order = rng.permutation(n) if shuffle else np.arange(n)
+def array_batches(n, batch_size, rng=None, shuffle=True):
+    """The rows of each minibatch of one epoch: a fresh permutation of ``range(n)`` drawn from
+    ``rng`` cut into ``batch_size`` pieces, the last one shorter; without ``shuffle`` the natural
+    order, as slices (views, no copies)."""
+    if not shuffle:
+        return [slice(i, i + batch_size) for i in range(0, n, batch_size)]
+    order = rng.permutation(n)
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def as_list(x):
+    """``x`` as a list of arrays: a multi-input model's list as it is, one array as ``[x]``."""
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def n_samples(x):
+    """The number of samples (rows) of an array, or of each array of a list."""
+    return len(as_list(x)[0])
+
+
+def take(x, rows):
+    """Rows ``rows`` (an index array or a slice) of an array, or of each array of a list."""
+    if isinstance(x, (list, tuple)):
+        return [xi[rows] for xi in x]
+    return x[rows]
+
+
+def epoch_batches(x, y=None, weight=None, *, epoch=0, batch_size=32, rng=None, shuffle=False, steps=None,
+                  what="fit"):
+    """The batches ``(x, y, weight)`` of epoch ``epoch``, from a batch source or from arrays.
+
+    A batch source (module docstring): its batches for ``epoch`` (``steps`` of them for a
+    generator), each unpacked to three entries. Arrays ``x`` (a list of arrays for a multi-input
+    model), ``y`` and ``weight`` (either may be None): ``batch_size`` rows at a time, in a fresh
+    permutation drawn from ``rng`` when ``shuffle`` (training), else in order (evaluation).
+    """
+    if is_batch_source(x):
+        return (unpack_batch(batch, what) for batch in source_batches(x, epoch, steps, what))
+    return ((take(x, rows), None if y is None else y[rows], None if weight is None else weight[rows])
+            for rows in array_batches(n_samples(x), batch_size, rng, shuffle))
 
 
 def class_weights(y, class_weight):

@@ -5,27 +5,36 @@ A callback is an object whose hooks ``fit`` calls at fixed moments::
     on_train_begin(logs)   on_epoch_begin(epoch, logs)   on_batch_end(batch, logs)
     on_epoch_end(epoch, logs)   on_train_end(logs)
 
-``ModelCheckpoint`` saves the model (best or every epoch); ``EarlyStopping`` stops training.
+``ModelCheckpoint`` saves the model (best or every epoch); ``EarlyStopping`` stops training;
+``ProgressBar`` is what ``fit`` prints (``fit`` adds it and ``History`` itself).
 
-``logs`` is a dict of the metrics so far (``"loss"``, ``"val_loss"``, ``"accuracy"``, ...).
-``callback.model`` is the model being trained; setting ``model.stop_training = True`` ends
-training after the current epoch.
+``logs`` is a dict of the metrics so far (``"loss"``, ``"val_loss"``, ``"accuracy"``, ...); a
+batch's are ``{"batch", "size", "loss"}``. ``callback.model`` is the model being trained;
+setting ``model.stop_training = True`` ends training after the current epoch.
+``callback.params`` holds ``fit``'s ``"epochs"``, ``"steps"`` (batches per epoch, None when a
+source does not say) and ``"verbose"``, as Keras.
 """
 
 from __future__ import annotations
 
 import copy
+import sys
 
 import numpy as np
+from tqdm.auto import tqdm
 
 
 class Callback:
     """Base class: every hook does nothing."""
 
     model = None
+    params: dict = {}
 
     def set_model(self, model):
         self.model = model
+
+    def set_params(self, params):
+        self.params = params
 
     def on_train_begin(self, logs=None):
         pass
@@ -62,6 +71,49 @@ class History(Callback):
     def __repr__(self):
         last = {k: round(v[-1], 4) for k, v in self.history.items()}
         return f"History(epochs={len(self.epoch)}, last={last})"
+
+
+class ProgressBar(Callback):
+    """What ``fit`` prints: ``verbose=1`` a progress bar per epoch (`tqdm`_; the running mean loss,
+    then the epoch's logs), ``verbose=2`` one line per epoch, ``verbose=0`` nothing.
+
+    .. _tqdm: https://tqdm.github.io
+    """
+
+    def __init__(self, verbose=1):
+        self.verbose = verbose
+        self.bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.loss_sum = self.samples = 0.0
+        if self.verbose == 1:
+            self.bar = tqdm(total=self.params.get("steps"), desc=f"Epoch {epoch + 1}/{self.params.get('epochs')}",
+                            file=sys.stdout, leave=True, dynamic_ncols=True)
+
+    def on_batch_end(self, batch, logs=None):
+        if self.bar is None:
+            return
+        size = logs.get("size", 1)
+        self.loss_sum += logs["loss"] * size
+        self.samples += size
+        self.bar.update(1)
+        if batch % 10 == 0 or batch + 1 == self.bar.total:
+            self.bar.set_postfix(loss=f"{self.loss_sum / self.samples:.4f}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        text = {k: f"{v:.4f}" for k, v in (logs or {}).items()}
+        if self.bar is not None:
+            self.bar.set_postfix(text)
+            self.close()
+        if self.verbose == 2:
+            values = " - ".join(f"{k}: {v}" for k, v in text.items())
+            print(f"Epoch {epoch + 1}/{self.params.get('epochs')} - {values}")
+
+    def close(self):
+        """Close the epoch's bar if one is open (``fit`` calls this also when a step fails)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 class EarlyStopping(Callback):

@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 
 from .backend import get_array_module, is_gpu_array, to_numpy
+from .batches import as_list
 from .errors import DivergenceWarning
 
 DIVERGENCE_FACTOR = 1e6
@@ -65,31 +66,39 @@ def check_fit_arguments(epochs, batch_size, validation_split, shuffle, verbose, 
     return epochs, batch_size
 
 
+_APPLIED_TWICE = {
+    "Softmax": "applies softmax and {name} applies it again (it takes logits, as PyTorch's CrossEntropyLoss). "
+               "Remove the Softmax (predict then returns logits; hp.layers.activations.softmax(model.predict(x)) "
+               "gives probabilities)",
+    "Sigmoid": "applies a sigmoid and {loss} applies it again; remove the Sigmoid, or use "
+               "BinaryCrossEntropy(from_logits=False)",
+}
+
+
 def check_output_matches_loss(model, loss):
     """Refuse a model whose last layer already applies the nonlinearity that ``loss`` applies
     itself: ``Softmax`` before ``SoftmaxCrossEntropy`` (softmax twice: the loss then sees
     probabilities as logits, and learning slows to a crawl), or ``Sigmoid`` before
-    ``BinaryCrossEntropy(from_logits=True)``."""
-    from .layers.activations import Sigmoid, Softmax
-    from .losses import BinaryCrossEntropy, SoftmaxCrossEntropy
+    ``BinaryCrossEntropy(from_logits=True)``.
 
+    The loss names the activation it applies (``loss.applies_activation``, e.g. ``"Softmax"``) and
+    the layer is matched by class name along its class hierarchy: this module imports no layer and
+    no loss (it sits below them: the thread settings and the engines use its checks too).
+    """
+    applied = getattr(loss, "applies_activation", None)
     calls = model._calls()
-    if not calls:
+    if applied is None or not calls:
         return
     last = calls[-1]
-    applied = [last, getattr(last, "activation", None)]
-    if isinstance(loss, SoftmaxCrossEntropy) and any(isinstance(a, Softmax) for a in applied):
-        raise ValueError(
-            f"compile: the last layer ({last.name}) applies softmax and SoftmaxCrossEntropy applies it again "
-            "(it takes logits, as PyTorch's CrossEntropyLoss). Remove the Softmax (predict then returns "
-            "logits; hp.layers.activations.softmax(model.predict(x)) gives probabilities)"
-        )
-    if (isinstance(loss, BinaryCrossEntropy) and loss.from_logits
-            and any(isinstance(a, Sigmoid) for a in applied)):
-        raise ValueError(
-            f"compile: the last layer ({last.name}) applies a sigmoid and BinaryCrossEntropy(from_logits=True) "
-            "applies it again; remove the Sigmoid, or use BinaryCrossEntropy(from_logits=False)"
-        )
+    if any(_is_a(a, applied) for a in (last, getattr(last, "activation", None))):
+        text = _APPLIED_TWICE.get(applied, "applies {activation} and {loss} applies it again; remove one")
+        text = text.format(loss=repr(loss), name=type(loss).__name__, activation=applied)
+        raise ValueError(f"compile: the last layer ({last.name}) {text}")
+
+
+def _is_a(obj, class_name):
+    """True when ``obj``'s class or one of its base classes is called ``class_name``."""
+    return obj is not None and any(cls.__name__ == class_name for cls in type(obj).__mro__)
 
 
 def as_array(a, what, name):
@@ -103,6 +112,93 @@ def as_array(a, what, name):
         return np.asarray(a)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{what}: {name} cannot be read as one array (ragged rows, or mixed types?): {e}") from None
+
+
+def check_compiled(model, what):
+    """``fit`` and ``train_on_batch`` need a loss and an optimizer."""
+    if model.loss is None or model.optimizer is None:
+        raise RuntimeError(f"{what}: call model.compile(loss=..., optimizer=...) first")
+
+
+def check_data(x, y, what, multi_input=False, dtype=np.float32, need_y=True):
+    """``(x, y)`` checked and read as arrays (``x`` a list of arrays for a multi-input model):
+    numeric, finite, within ``dtype``'s range, one target per sample. Every problem is reported in
+    words, naming ``what`` (``"fit"``, ``"predict"``, ...), not as a traceback from a layer."""
+    if multi_input:
+        if not isinstance(x, (list, tuple)):
+            raise ValueError(f"{what}: this model has several inputs; pass a list of arrays")
+        x = [as_array(a, what, "x") for a in x]
+    else:
+        x = as_array(x, what, "x")  # a list of rows becomes one array
+    for a in as_list(x):
+        check_inputs(a, what, dtype)
+    counts = {len(a) for a in as_list(x)}
+    if len(counts) != 1:
+        raise ValueError(f"{what}: the inputs have different numbers of samples: {sorted(counts)}")
+    n = counts.pop()
+    if n == 0:
+        raise ValueError(f"{what}: no samples (x is empty)")
+    if y is None:
+        if need_y:
+            raise ValueError(f"{what}: targets y are missing")
+        return x, None
+    y = as_array(y, what, "y")
+    if y.ndim == 0 or len(y) != n:
+        raise ValueError(f"{what}: x has {n} samples but y has {'none' if y.ndim == 0 else len(y)}")
+    check_targets(y, what)
+    return x, y
+
+
+def check_inputs(a, what, dtype):
+    """One input array: a batch axis, numbers, all finite, representable in ``dtype``."""
+    if a.ndim == 0:
+        raise ValueError(f"{what}: x must have a batch axis, got a scalar")
+    if a.dtype.kind not in "fiub":
+        raise TypeError(f"{what}: x must be numeric, got dtype {a.dtype}")
+    if a.dtype.kind in "fc" and not bool(get_array_module(a).isfinite(a).all()):
+        raise ValueError(f"{what}: the input contains NaN or infinite values")
+    check_cast_range(a, dtype, what)
+
+
+def check_sample_weight(weight, n, what):
+    """``sample_weight`` as an array with one entry (or one map) for each of ``n`` samples."""
+    w = weight if is_gpu_array(weight) else np.asarray(weight, dtype=np.float64)
+    if w.ndim == 0 or len(w) != n:
+        raise ValueError(f"{what}: sample_weight needs one entry (or one map) per sample: {n}, got shape "
+                         f"{tuple(w.shape)}")
+    return w
+
+
+def check_dict_of_arrays(what, arrays):
+    if not isinstance(arrays, dict):
+        raise TypeError(f"{what}: expects a dict name -> array (as get_weights returns), "
+                        f"got {type(arrays).__name__}")
+
+
+def check_named_arrays(what, arrays, expected, owner):
+    """``arrays`` (a dict name -> array) must hold exactly the names of ``expected`` (name ->
+    the array it replaces), each numeric, finite and of the same shape. All problems are reported
+    together in one ValueError that says nothing was changed (``set_weights`` is all-or-nothing)."""
+    check_dict_of_arrays(what, arrays)
+    problems = []
+    missing = [k for k in expected if k not in arrays]
+    extra = sorted(k for k in arrays if k not in expected)
+    if missing:
+        problems.append(f"missing {missing}")
+    if extra:
+        problems.append(f"unexpected {extra}")
+    for k, old in expected.items():
+        if k not in arrays:
+            continue
+        new = arrays[k]
+        if not hasattr(new, "shape") or not hasattr(new, "dtype") or new.dtype.kind not in "fiu":
+            problems.append(f"{k} is not a numeric array ({type(new).__name__})")
+        elif tuple(new.shape) != tuple(old.shape):
+            problems.append(f"{k} has shape {tuple(new.shape)}, the model's is {tuple(old.shape)}")
+        elif not bool(get_array_module(new).isfinite(new).all()):
+            problems.append(f"{k} contains NaN or infinite values")
+    if problems:
+        raise ValueError(f"{what}: the arrays do not fit {owner} (nothing was changed): " + "; ".join(problems))
 
 
 def check_targets(y, what):

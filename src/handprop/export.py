@@ -46,8 +46,11 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from . import layers as L
 from .backend import to_numpy
+from .graph import Model
 from .kernels.geometry import same_padding
+from .model import Sequential
 
 
 def _import_torch():
@@ -160,8 +163,6 @@ def _param(torch, array, dtype):
 
 def _convert(layer, torch, dtype):
     """The torch module computing ``layer``, or None when there is none."""
-    from . import layers as L
-
     nn = torch.nn
     m = _modules()
     p = layer.params
@@ -243,9 +244,6 @@ def to_torch(model, converters=None):
     ``converters``: ``{LayerClass: function(layer) -> nn.Module}`` for layers of your own. A layer
     without an equivalent is a ValueError naming it. Needs PyTorch (an ImportError otherwise).
     """
-    from .graph import Model
-    from .model import Sequential
-
     torch = _import_torch()
     if not isinstance(model, (Sequential, Model)):
         raise TypeError(f"to_torch: expects a handprop Sequential or Model, got {type(model).__name__}")

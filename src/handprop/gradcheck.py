@@ -251,7 +251,7 @@ def check_model(model, x, y, seed=0, training=True, max_elements=100, tol=TOL, h
     if model.loss is None:
         raise ValueError("check_model: compile the model with a loss first")
     multi = isinstance(x, (list, tuple))
-    xs = [np.array(xi, dtype=np.float64, order="C") for xi in (x if multi else [x])]
+    xs = [get_array_module(xi).array(xi, dtype=np.float64, order="C") for xi in (x if multi else [x])]
     dtype_before = model.dtype
     model.ensure_built(xs if multi else xs[0], dtype=np.float64)
     model.cast(np.float64)

@@ -25,15 +25,23 @@ from __future__ import annotations
 import numpy as np
 
 from .model import BaseModel
+from .saving import register_model
 from .symbolic import Input, Node, format_shape, topological_order  # noqa: F401  (Input, Node re-exported)
 
 
+@register_model
 class Model(BaseModel):
     """A model whose layers form a directed acyclic graph from ``inputs`` to ``outputs``.
 
     ``inputs``: one ``Input`` node or a list (the model then takes a list of arrays, in this
     order); ``outputs``: one node. Same ``compile``/``fit``/``evaluate``/``predict`` as
     ``Sequential``. Built at once (the input shapes are known, sizes may be None).
+
+    ``model.layers``: every layer once, in the order the graph runs them (topological order; a
+    layer called on several nodes appears at its first call). ``Input`` nodes are not in it: they
+    are nodes, not layers (``model.inputs`` lists them). Keras' functional ``Model.layers`` lists
+    an ``InputLayer`` per input first; handprop follows Keras' ``Sequential.layers``, which leaves
+    the input out, so that both kinds of model list only layers with ``forward``/``backward``.
     """
 
     def __init__(self, inputs, outputs, seed=0, name=None):
@@ -57,6 +65,11 @@ class Model(BaseModel):
 
     def _calls(self):
         return [node.layer for node in self.layer_nodes]
+
+    @property
+    def layers(self):
+        """Every layer once, in topological order, without the inputs (the class docstring)."""
+        return self.layers_list()
 
     def build(self, input_shape=None, dtype=np.float32):
         self.dtype = np.dtype(dtype).type
@@ -128,3 +141,32 @@ class Model(BaseModel):
         return needed
 
     __call__ = forward
+
+    def wiring_config(self, index):
+        """For model files: the inputs (names, shapes with None for free sizes) and every node as
+        a layer position (``index``: id -> position in :meth:`layers_list`) and the ids of its
+        parents (inputs are ids ``0 .. k-1``, then the nodes in order)."""
+        ids = {id(node): i for i, node in enumerate(self.inputs)}
+        for node in self.layer_nodes:
+            ids[id(node)] = len(ids)
+        return {"multi_input": self.multi_input,
+                "inputs": [{"name": node.name, "shape": list(node.shape)} for node in self.inputs],
+                "nodes": [{"layer": index[id(node.layer)], "parents": [ids[id(p)] for p in node.parents]}
+                          for node in self.layer_nodes],
+                "output": ids[id(self.output)]}
+
+    @classmethod
+    def from_wiring_config(cls, config, layers, dtype):
+        """The graph of :meth:`wiring_config`, replayed by calling the rebuilt ``layers`` on new
+        ``Input`` nodes; cast to ``dtype``."""
+        nodes = [Input(tuple(spec["shape"]), name=spec["name"]) for spec in config["inputs"]]
+        inputs = list(nodes)
+        for spec in config["nodes"]:
+            layer = layers[spec["layer"]]
+            parents = [nodes[i] for i in spec["parents"]]
+            nodes.append(layer(parents if layer.takes_list else parents[0]))
+        model = cls(inputs if config["multi_input"] else inputs[0], nodes[config["output"]],
+                    seed=config["seed"], name=config["name"])
+        if dtype != model.dtype:
+            model.cast(dtype)
+        return model

@@ -169,7 +169,7 @@ def predict_dense(fcn, images, patch_size, pad_mode="reflect", batch_size=1):
     fully convolutional ``fcn`` (from :func:`to_fully_convolutional`). -> (N, outputs, H, W)."""
     if patch_size % 2 != 1:
         raise ValueError(f"predict_dense: patch_size must be odd (a centre pixel), got {patch_size}")
-    images = np.asarray(images)
+    images = to_numpy(images)  # CuPy images too: cut and padded on the host, predict moves the batches
     r = patch_size // 2
     out = fcn.predict(_pad_image(images, r, pad_mode), batch_size=batch_size)
     return out[:, :, : images.shape[2], : images.shape[3]]
@@ -183,7 +183,7 @@ def sliding_window_predict(model, images, batch_size=1024, pad_mode="reflect", m
     pixels where it is true are scored (the others are 0). The slow, obviously-correct baseline
     for :func:`to_fully_convolutional`.
     """
-    images = np.asarray(images)
+    images = to_numpy(images)  # CuPy images too: cut and padded on the host, predict moves the batches
     P = _patch_size(model)
     r = P // 2
     padded = _pad_image(images, r, pad_mode)
@@ -208,7 +208,7 @@ def predict_padded(model, images, multiple=1, batch_size=1, pad_mode="reflect"):
     padded at the bottom/right up to the next ``multiple`` (``pad_mode`` "reflect", "edge" or
     "constant"), run in one pass each, and the output is cropped back to H x W.
     """
-    images = np.asarray(images)
+    images = to_numpy(images)  # CuPy images too: cut and padded on the host, predict moves the batches
     H, W = images.shape[2:]
     ph, pw = (-H) % multiple, (-W) % multiple
     if ph or pw:
@@ -249,7 +249,7 @@ def predict_tiled(model, images, tile=(256, 256), overlap=0.25, blend="gaussian"
     ``"constant"``: a plain mean). Images smaller than a tile are padded (reflect) and cropped
     back. -> (N, K, H, W) NumPy array.
     """
-    images = np.asarray(images)
+    images = to_numpy(images)  # CuPy images too: cut and padded on the host, predict moves the batches
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"predict_tiled: overlap must be in [0, 1), got {overlap}")
     N, C, H, W = images.shape

@@ -36,6 +36,10 @@ class Loss:
     """Base class: subclasses implement ``_elements(pred, target) -> (l, dl)``: the per-element
     losses and their derivatives; the base class takes the (weighted) mean."""
 
+    applies_activation = None
+    """The name of the activation layer this loss applies to its input itself (``"Softmax"``), or
+    None: ``compile`` refuses a model whose last layer applies it too (softmax twice)."""
+
     def __call__(self, pred, target, weight=None):
         return self.forward(pred, target, weight)
 
@@ -151,6 +155,8 @@ class SoftmaxCrossEntropy(Loss):
     Gradient: ``dl/dz = softmax(z) - t_onehot`` (then averaged, see the module docstring).
     """
 
+    applies_activation = "Softmax"
+
     def _elements(self, pred, target):
         xp = get_array_module(pred)
         if pred.ndim < 2:
@@ -195,6 +201,10 @@ class BinaryCrossEntropy(Loss):
     def __init__(self, from_logits=False, eps=1e-7):
         self.from_logits = from_logits
         self.eps = eps
+
+    @property
+    def applies_activation(self):
+        return "Sigmoid" if self.from_logits else None
 
     def _elements(self, pred, target):
         xp = get_array_module(pred)

@@ -1,4 +1,4 @@
-"""Models: the Keras-style training loop around layers with hand-written backward passes.
+"""Models: layers wired together, with hand-written forward and backward passes and their weights.
 
 One training step, written out (``BaseModel.train_step``)::
 
@@ -8,62 +8,38 @@ One training step, written out (``BaseModel.train_step``)::
     model.backward(dpred, input_grad=False)           # layers in reverse order fill layer.grads
     optimizer.step(model.trainable_params(), model.named_grads())
 
-An epoch is one pass over a fresh random permutation of the training set (no sampling with
-replacement), or one epoch of a batch source (:mod:`handprop.batches`). ``BaseModel`` holds
-everything that does not depend on how layers are wired; ``Sequential`` wires them in a chain,
-``handprop.graph.Model`` as a graph.
+``BaseModel`` holds everything that does not depend on how layers are wired (calls, named
+weights, dtype and device, compile, the training step); ``Sequential`` wires them in a chain,
+``handprop.graph.Model`` as a graph. The loop over epochs and batches -- ``fit``, ``evaluate``,
+``predict`` -- is :mod:`handprop.training`; the model's methods of those names hand over to it.
 """
 
 from __future__ import annotations
 
 import copy
-import sys
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from . import checks
+from . import checks, saving, training
 from . import losses as losses_module
 from . import metrics as metrics_module
-from .backend import get_array_module, is_gpu_array, to_device, to_numpy
-from .batches import (
-    Totals,
-    array_batches,
-    class_weights,
-    combine_weights,
-    is_batch_source,
-    source_batches,
-    source_length,
-    unpack_batch,
-)
-from .callbacks import Callback, History
-from .kernels import compiling
+from . import optimizers as optimizers_module
+from .backend import is_gpu_array, to_device, to_numpy
+from .batches import as_list, n_samples
 from .layers.base import Layer
 from .symbolic import format_shape, normalize_shape
 
 
-def _as_list(x):
-    return list(x) if isinstance(x, (list, tuple)) else [x]
-
-
-def _length(x):
-    return len(_as_list(x)[0])
-
-
-def _take(x, idx):
-    """Rows ``idx`` of an array, or of each array of a list (multi-input models)."""
-    if isinstance(x, (list, tuple)):
-        return [xi[idx] for xi in x]
-    return x[idx]
-
-
 class BaseModel:
-    """Training, evaluation and bookkeeping shared by ``Sequential`` and graph models.
+    """What ``Sequential`` and graph models share: calls of layers, named weights, dtype and device,
+    ``compile`` and the training step (the loop over data is :mod:`handprop.training`).
 
     Subclasses provide ``_calls()`` (the layer of every call, in forward order; a layer that
     appears twice shares its weights), ``build(input_shape, dtype)``, ``forward(x, training)`` and
     ``backward(dpred, input_grad)``, running each call through ``_forward_call`` /
-    ``_backward_call`` so that shared layers get one cache per call and summed gradients.
+    ``_backward_call`` so that shared layers get one cache per call and summed gradients; and, for
+    model files, ``wiring_config(index)`` and ``from_wiring_config(config, layers, dtype)`` (how
+    the layers are connected; :mod:`handprop.saving`, where each model class is registered).
     """
 
     def __init__(self, seed=0, name=None):
@@ -179,37 +155,18 @@ class BaseModel:
                      [(key, layer, d) for key, layer in self._layer_keys() for d in (layer.params, layer.state)])
 
     def _assign(self, what, arrays, targets):
-        """Check ``arrays`` against every ``(key, layer, dict)`` of ``targets``, then assign."""
-        if not isinstance(arrays, dict):
-            raise TypeError(f"{what}: expects a dict name -> array (as get_weights returns), "
-                            f"got {type(arrays).__name__}")
+        """Check ``arrays`` against every ``(key, layer, dict)`` of ``targets``, then assign them all
+        (converted to the model's dtype and device) -- or nothing."""
+        checks.check_dict_of_arrays(what, arrays)
         if not self.built:
             raise RuntimeError(f"{what}: the model is not built, so its weight shapes are unknown; build it first "
                                "(Sequential(..., input_shape=...), model.build(input_shape), or predict on one batch)")
         expected = {f"{key}/{p}": (d, p) for key, layer, d in targets for p in d}
-        problems = []
-        missing = [k for k in expected if k not in arrays]
-        extra = sorted(k for k in arrays if k not in expected)
-        if missing:
-            problems.append(f"missing {missing}")
-        if extra:
-            problems.append(f"unexpected {extra}")
+        checks.check_named_arrays(what, arrays, {k: d[p] for k, (d, p) in expected.items()}, self.name)
         converted = {}
         for k, (d, p) in expected.items():
-            if k not in arrays:
-                continue
-            new = arrays[k]
-            if not hasattr(new, "shape") or not hasattr(new, "dtype") or new.dtype.kind not in "fiu":
-                problems.append(f"{k} is not a numeric array ({type(new).__name__})")
-            elif tuple(new.shape) != tuple(d[p].shape):
-                problems.append(f"{k} has shape {tuple(new.shape)}, the model's is {tuple(d[p].shape)}")
-            elif not bool(get_array_module(new).isfinite(new).all()):
-                problems.append(f"{k} contains NaN or infinite values")
-            else:
-                converted[k] = to_device(to_numpy(new).astype(d[p].dtype, copy=True),
-                                         "gpu" if is_gpu_array(d[p]) else "cpu")
-        if problems:
-            raise ValueError(f"{what}: the arrays do not fit {self.name} (nothing was changed): " + "; ".join(problems))
+            device = "gpu" if is_gpu_array(d[p]) else "cpu"
+            converted[k] = to_device(to_numpy(arrays[k]).astype(d[p].dtype, copy=True), device)
         for k, (d, p) in expected.items():
             d[p] = converted[k]
 
@@ -217,21 +174,15 @@ class BaseModel:
     def save(self, path, include_optimizer=True):
         """Save architecture, weights, layer state, optimizer state and random generators in one
         safetensors file (atomically); :func:`handprop.load_model` reads it. See :mod:`handprop.saving`."""
-        from .saving import save_model
-
-        save_model(self, path, include_optimizer=include_optimizer)
+        saving.save_model(self, path, include_optimizer=include_optimizer)
 
     def save_weights(self, path):
         """Save parameters and state only (safetensors); :meth:`load_weights` reads them back."""
-        from .saving import save_weights
-
-        save_weights(self, path)
+        saving.save_weights(self, path)
 
     def load_weights(self, path):
         """Load parameters and state saved by :meth:`save_weights` or :meth:`save` (all-or-nothing)."""
-        from .saving import load_weights
-
-        load_weights(self, path)
+        saving.load_weights(self, path)
         return self
 
     def count_params(self) -> int:
@@ -292,21 +243,19 @@ class BaseModel:
 
     def ensure_built(self, x, dtype=None):
         if not self.built:
-            shapes = [tuple(a.shape[1:]) for a in _as_list(x)]
+            shapes = [tuple(a.shape[1:]) for a in as_list(x)]
             self.build(shapes if isinstance(x, (list, tuple)) else shapes[0], dtype=dtype or self.dtype)
             if self.device == "gpu":  # to_gpu() was called before the lazy build
                 for layer in self.layers_list():
                     layer.to("gpu")
 
-    # ------------------------------------------------------------------ compile / train
+    # ------------------------------------------------------------------ compile and one training step
     def compile(self, loss, optimizer=None, metrics=None):
         """Choose the loss (object or Keras name), optimizer (object or name) and metrics."""
-        from . import optimizers
-
         loss = losses_module.get(loss)
         checks.check_output_matches_loss(self, loss)
         self.loss = loss
-        self.optimizer = optimizers.get("sgd" if optimizer is None else optimizer)
+        self.optimizer = optimizers_module.get("sgd" if optimizer is None else optimizer)
         if isinstance(metrics, str) or callable(metrics):
             metrics = [metrics]  # compile(metrics="accuracy"), as Keras accepts
         self.metrics = [metrics_module.get(m, logits=self._outputs_logits()) for m in (metrics or [])]
@@ -315,43 +264,6 @@ class BaseModel:
     def _outputs_logits(self):
         """True when the loss takes binary logits, so binary decisions threshold at 0, not 0.5."""
         return bool(getattr(self.loss, "from_logits", False))
-
-    def _check_compiled(self, what):
-        if self.loss is None or self.optimizer is None:
-            raise RuntimeError(f"{what}: call model.compile(loss=..., optimizer=...) first")
-
-    def _check_data(self, x, y, what, need_y=True):
-        """Validate and normalize ``(x, y)``; return them as arrays (a list of arrays for
-        multi-input graph models). Every problem is reported in words, not as a traceback."""
-        if self.multi_input:
-            if not isinstance(x, (list, tuple)):
-                raise ValueError(f"{what}: this model has several inputs; pass a list of arrays")
-            x = [checks.as_array(a, what, "x") for a in x]
-        else:
-            x = checks.as_array(x, what, "x")  # a list of rows becomes one array
-        for a in _as_list(x):
-            if a.ndim == 0:
-                raise ValueError(f"{what}: x must have a batch axis, got a scalar")
-            if a.dtype.kind not in "fiub":
-                raise TypeError(f"{what}: x must be numeric, got dtype {a.dtype}")
-            if a.dtype.kind in "fc" and not bool(get_array_module(a).isfinite(a).all()):
-                raise ValueError(f"{what}: the input contains NaN or infinite values")
-            checks.check_cast_range(a, self.dtype, what)
-        nx = {len(a) for a in _as_list(x)}
-        if len(nx) != 1:
-            raise ValueError(f"{what}: the inputs have different numbers of samples: {sorted(nx)}")
-        n = nx.pop()
-        if n == 0:
-            raise ValueError(f"{what}: no samples (x is empty)")
-        if y is None:
-            if need_y:
-                raise ValueError(f"{what}: targets y are missing")
-            return x, None
-        y = checks.as_array(y, what, "y")
-        if y.ndim == 0 or len(y) != n:
-            raise ValueError(f"{what}: x has {n} samples but y has {'none' if y.ndim == 0 else len(y)}")
-        checks.check_targets(y, what)
-        return x, y
 
     def train_step(self, x, y, weight=None):
         """One minibatch: forward, loss, backward, optimizer step. Returns (loss, pred).
@@ -374,26 +286,11 @@ class BaseModel:
         self.optimizer.step(self.trainable_params(), self.named_grads())
         return loss, pred
 
-    def train_on_batch(self, x, y, sample_weight=None):
-        """One optimizer step on the batch ``(x, y)``, as Keras: -> the loss (float) before the step.
-
-        For training loops ``fit`` does not cover (a GAN alternates two models). Checks and
-        converts ``x`` as ``fit`` does, builds the model if needed, then :meth:`train_step`. Only
-        trainable layers are updated (``layer.trainable``, or ``model.trainable = False``).
-        ``sample_weight``: as :meth:`fit`'s (one per sample, or one map per sample).
-        """
-        self._check_compiled("train_on_batch")
-        x, y = self._check_data(x, y, "train_on_batch")
-        weight = self._batch_weight(sample_weight, _length(x), "train_on_batch")
-        x = self._prepare(x)
-        self.ensure_built(x)
-        return float(self.train_step(x, self._prepare_targets(y), weight)[0])
-
     def _batch_weight(self, sample_weight, n, what):
         """``sample_weight`` checked against ``n`` samples and moved to the model's device, or None."""
         if sample_weight is None:
             return None
-        return self._prepare_targets(self._check_weights(sample_weight, n, what))
+        return self._prepare_targets(checks.check_sample_weight(sample_weight, n, what))
 
     def input_gradient(self, x, y, training=False, sample_weight=None):
         """``(loss, dL/dx)``: the compiled loss at ``(x, y)`` and its gradient with respect to the
@@ -409,8 +306,8 @@ class BaseModel:
         """
         if self.loss is None:
             raise RuntimeError("input_gradient: call model.compile(loss=...) first")
-        x, y = self._check_data(x, y, "input_gradient")
-        weight = self._batch_weight(sample_weight, _length(x), "input_gradient")
+        x, y = checks.check_data(x, y, "input_gradient", self.multi_input, self.dtype)
+        weight = self._batch_weight(sample_weight, n_samples(x), "input_gradient")
         x = self._prepare(x)
         self.ensure_built(x)
         loss = self.loss.forward(self.forward(x, training=training), self._prepare_targets(y), weight)
@@ -428,190 +325,38 @@ class BaseModel:
         for layer in self.layers_list():
             layer.trainable = bool(value)
 
+    # ------------------------------------------------------------------ the loop: handprop.training
     def fit(self, x, y=None, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
             shuffle=True, callbacks=None, verbose=1, sample_weight=None, class_weight=None,
             steps_per_epoch=None, initial_epoch=0, nb_epoch=None, validation_batch_size=None):
-        """Train for ``epochs`` epochs; returns a ``History``.
+        """Train for ``epochs`` epochs; returns a ``History``. The loop, and every argument, is
+        described in :func:`handprop.training.fit`."""
+        return training.fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+                            validation_split=validation_split, shuffle=shuffle, callbacks=callbacks,
+                            verbose=verbose, sample_weight=sample_weight, class_weight=class_weight,
+                            steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch, nb_epoch=nb_epoch,
+                            validation_batch_size=validation_batch_size)
 
-        Data: arrays ``x, y`` (x a list of arrays for a multi-input graph), with optional
-        ``sample_weight`` (one per sample (N,), or per loss element, e.g. FOV masks (N, H, W));
-        or a **batch source** ``x`` handing out ``(x, y)`` / ``(x, y, weight)`` batches, e.g. a
-        patch sampler drawing fresh, augmented patches every epoch (:mod:`handprop.batches`;
-        ``steps_per_epoch`` for generators). ``class_weight={class: weight}`` weights the loss by
-        the target's class. ``validation_data``: ``(x, y)``, ``(x, y, weight)`` or a batch source.
-        ``validation_split`` holds out the **last** fraction of the array samples, before
-        shuffling (as Keras); ``validation_batch_size`` defaults to ``batch_size``.
-        ``initial_epoch``: the number of the first epoch (to continue a run).
-        ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
-        ``nb_epoch`` (Keras 1) is accepted for ``epochs`` with a DeprecationWarning. A loss that
-        explodes (x 1e6) raises a :class:`handprop.DivergenceWarning` naming the learning rate.
-        """
-        self._check_compiled("fit")
-        epochs, batch_size = checks.check_fit_arguments(epochs, batch_size, validation_split, shuffle, verbose,
-                                                        callbacks, nb_epoch)
-        initial_epoch = checks.check_int(initial_epoch, "fit: initial_epoch", 0)
-        checks.check_output_matches_loss(self, self.loss)
-        self._divergence = checks.DivergenceWatch()
-        source = is_batch_source(x)
-        if source:
-            if y is not None or sample_weight is not None or validation_split:
-                raise ValueError("fit: with a batch source, y, sample_weight and validation_split come from the "
-                                 "source's batches; pass only the source (and validation_data)")
-            n_per_epoch = source_length(x, steps_per_epoch)
-        else:
-            x, y = self._check_data(x, y, "fit")
-            if sample_weight is not None:
-                sample_weight = self._check_weights(sample_weight, _length(x), "fit")
-            if validation_split and validation_data is None:
-                x, y, sample_weight, validation_data = self._split_validation(x, y, sample_weight, validation_split)
-            self.ensure_built(self._prepare(_take(x, slice(0, 1))))
-            n_per_epoch = -(-_length(x) // batch_size)
-        history = History()
-        cbs = [*(callbacks or []), history]  # History last: it records what the others logged
-        for cb in cbs:
-            if not isinstance(cb, Callback):
-                raise TypeError(f"callbacks must be handprop.callbacks.Callback objects, got {type(cb).__name__}")
-            cb.set_model(self)
-        self.stop_training = False
-        told_compiling = False
-        for cb in cbs:
-            cb.on_train_begin({})
-        for epoch in range(initial_epoch, epochs):
-            logs: dict = {}
-            for cb in cbs:
-                cb.on_epoch_begin(epoch, logs)
-            if source:
-                batches = (unpack_batch(b) for b in source_batches(x, epoch, steps_per_epoch))
-            else:
-                batches = ((_take(x, idx), y[idx], None if sample_weight is None else sample_weight[idx])
-                           for idx in array_batches(_length(x), int(batch_size), self._shuffle_rng, shuffle))
-            bar = tqdm(total=n_per_epoch, desc=f"Epoch {epoch + 1}/{epochs}", disable=verbose != 1,
-                       file=sys.stdout, leave=True, dynamic_ncols=True)
-            totals = Totals(self.metrics)
-            for b, (xb, yb, wb) in enumerate(batches):
-                if verbose and not told_compiling:  # a first fit in a fresh process: say why it starts slowly
-                    note = compiling(min_seconds=1.0)
-                    if note:
-                        tqdm.write(note, file=sys.stdout)
-                        told_compiling = True
-                if source:
-                    xb, yb = self._check_data(xb, yb, "fit (a batch of the source)")
-                xb, yb = self._prepare(xb), self._prepare_targets(yb)
-                wb = combine_weights(None if wb is None else self._prepare_targets(wb),
-                                     None if class_weight is None else class_weights(yb, class_weight))
-                self.ensure_built(xb)
-                loss, pred = self.train_step(xb, yb, wb)
-                totals.add(loss, self.loss.total_weight, pred, yb, wb)
-                for cb in cbs:
-                    cb.on_batch_end(b, {"loss": loss})
-                bar.update(1)
-                if b % 10 == 0 or b + 1 == n_per_epoch:
-                    bar.set_postfix(loss=f"{totals.means()['loss']:.4f}")
-            if totals.count == 0:
-                bar.close()
-                raise ValueError(f"fit: epoch {epoch + 1} had no batches (an empty or exhausted batch source?)")
-            logs.update(totals.means())
-            if validation_data is not None:
-                scores = self._evaluate_validation(validation_data, validation_batch_size or batch_size)
-                logs.update({f"val_{k}": v for k, v in scores.items()})
-            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
-            bar.close()
-            if verbose == 2:
-                print(f"Epoch {epoch + 1}/{epochs} - " + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
-            for cb in cbs:
-                cb.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        for cb in cbs:
-            cb.on_train_end({})
-        return history
+    def evaluate(self, x, y=None, batch_size=256, return_dict=False, sample_weight=None, steps=None):
+        """Loss (and metrics) in inference mode: the loss alone without metrics, else
+        ``[loss, metric1, ...]`` as Keras, or a dict (``return_dict=True``). :func:`handprop.training.evaluate`."""
+        return training.evaluate(self, x, y, batch_size=batch_size, return_dict=return_dict,
+                                 sample_weight=sample_weight, steps=steps)
 
-    def _split_validation(self, x, y, sample_weight, validation_split):
-        """Hold out the last ``validation_split`` of the samples (before shuffling, as Keras)."""
-        if not 0.0 < validation_split < 1.0:
-            raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
-        n = _length(x)
-        n_val = int(round(n * validation_split))
-        if n_val == 0 or n_val == n:
-            raise ValueError(f"fit: validation_split={validation_split} of {n} samples leaves "
-                             f"{n_val} for validation and {n - n_val} for training")
-        cut = n - n_val
-        held = (_take(x, slice(cut, None)), y[cut:]) + (() if sample_weight is None else (sample_weight[cut:],))
-        w = None if sample_weight is None else sample_weight[:cut]
-        return _take(x, slice(0, cut)), y[:cut], w, held
-
-    def _evaluate_validation(self, validation_data, batch_size):
-        if is_batch_source(validation_data):
-            return self.evaluate(validation_data, return_dict=True)
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise TypeError("fit: validation_data must be (x, y), (x, y, sample_weight) or a batch source")
-        xv, yv, *wv = validation_data
-        return self.evaluate(xv, yv, batch_size=batch_size, return_dict=True,
-                             sample_weight=wv[0] if wv else None)
-
-    def _check_weights(self, weight, n, what):
-        w = weight if is_gpu_array(weight) else np.asarray(weight, dtype=np.float64)
-        if w.ndim == 0 or len(w) != n:
-            raise ValueError(f"{what}: sample_weight needs one entry (or one map) per sample: {n}, got shape "
-                             f"{tuple(w.shape)}")
-        return w
-
-    # ------------------------------------------------------------------ inference
     def predict(self, x, batch_size=256):
-        """Outputs for ``x`` in inference mode (``training=False``), batched; a NumPy array."""
-        batch_size = checks.check_int(batch_size, "predict: batch_size", 1)
-        x, _ = self._check_data(x, None, "predict", need_y=False)
-        self.ensure_built(self._prepare(_take(x, slice(0, 1))))
-        n = _length(x)
-        outs = [to_numpy(self.forward(self._prepare(_take(x, slice(i, i + batch_size))), training=False))
-                for i in range(0, n, batch_size)]
-        return np.concatenate(outs, axis=0)
+        """Outputs for ``x`` in inference mode (``training=False``), batched; a NumPy array.
+        :func:`handprop.training.predict`."""
+        return training.predict(self, x, batch_size=batch_size)
 
     def predict_classes(self, x, batch_size=256, threshold=None):
         """Class indices: ``argmax`` of multi-class (N, classes) outputs; for binary outputs,
         ``score > threshold`` elementwise (default 0.5, or 0 when the loss takes logits)."""
-        p = self.predict(x, batch_size)
-        if p.ndim == 2 and p.shape[1] > 1:
-            return p.argmax(axis=1)
-        if threshold is None:
-            threshold = 0.0 if self._outputs_logits() else 0.5
-        p = p[:, 0] if p.ndim == 2 else p
-        return (p > threshold).astype(np.int64)
+        return training.predict_classes(self, x, batch_size=batch_size, threshold=threshold)
 
-    def evaluate(self, x, y=None, batch_size=256, return_dict=False, sample_weight=None, steps=None):
-        """Loss (and metrics) in inference mode. Returns the loss alone when there are no metrics,
-        else ``[loss, metric1, ...]`` as Keras, or a dict with ``return_dict=True``.
-
-        ``x, y`` arrays (with optional ``sample_weight``, as ``fit``) or a batch source ``x``. The
-        loss is averaged exactly over all batches (weighted by their ``Σ w``); metrics per sample.
-        """
-        if self.loss is None:
-            raise RuntimeError("evaluate: call model.compile(loss=...) first")
-        batch_size = checks.check_int(batch_size, "evaluate: batch_size", 1)
-        if is_batch_source(x):
-            batches = (unpack_batch(b, "evaluate") for b in source_batches(x, 0, steps, "evaluate"))
-        else:
-            x, y = self._check_data(x, y, "evaluate")
-            n = _length(x)
-            if sample_weight is not None:
-                sample_weight = self._check_weights(sample_weight, n, "evaluate")
-            batches = ((_take(x, slice(i, i + batch_size)), y[i:i + batch_size],
-                        None if sample_weight is None else sample_weight[i:i + batch_size])
-                       for i in range(0, n, batch_size))
-        totals = Totals(self.metrics)
-        for xb, yb, wb in batches:
-            xb, yb = self._prepare(xb), self._prepare_targets(yb)
-            wb = None if wb is None else self._prepare_targets(wb)
-            self.ensure_built(xb)
-            pred = self.forward(xb, training=False)
-            loss = self.loss.forward(pred, yb, wb)
-            totals.add(loss, self.loss.total_weight, pred, yb, wb)
-        if totals.count == 0:
-            raise ValueError("evaluate: no batches")
-        scores = totals.means()
-        if return_dict:
-            return scores
-        return scores["loss"] if not self.metrics else list(scores.values())
+    def train_on_batch(self, x, y, sample_weight=None):
+        """One optimizer step on the batch ``(x, y)``, as Keras: -> the loss (float) before the step.
+        For loops ``fit`` does not cover (a GAN alternates two models); :func:`handprop.training.train_on_batch`."""
+        return training.train_on_batch(self, x, y, sample_weight=sample_weight)
 
     # ------------------------------------------------------------------ description
     def summary(self, print_fn=print):
@@ -640,6 +385,7 @@ class BaseModel:
         return text
 
 
+@saving.register_model
 class Sequential(BaseModel):
     """A chain of layers: ``y = f_L(... f_2(f_1(x)))``; backward runs the chain in reverse.
 
@@ -650,6 +396,10 @@ class Sequential(BaseModel):
     error that says how to transpose them. The same seed gives the same initial weights, dropout masks and
     shuffling, hence bit-identical training. A layer may appear twice (its weights are shared;
     gradients of both uses add up).
+
+    ``model.layers`` is the chain, in order, as in Keras: a layer used twice is listed twice
+    (:meth:`layers_list` has every layer once). There is no input layer to leave out: the input
+    shape is ``model.input_shape``.
     """
 
     def __init__(self, layers=None, seed=0, input_shape=None, name=None):
@@ -742,6 +492,21 @@ class Sequential(BaseModel):
 
     def __repr__(self):
         return "Sequential([\n" + "".join(f"    {layer!r},\n" for layer in self.layers) + "])"
+
+    def wiring_config(self, index):
+        """For model files: which layer (``index``: id -> position in :meth:`layers_list`) each
+        position of the chain calls, and the input shape."""
+        return {"calls": [index[id(layer)] for layer in self.layers],
+                "input_shape": None if self.input_shape is None else list(self.input_shape)}
+
+    @classmethod
+    def from_wiring_config(cls, config, layers, dtype):
+        """The model of :meth:`wiring_config` (and the common entries of a model file) from
+        rebuilt ``layers``; built in ``dtype`` when it was saved built."""
+        model = cls([layers[i] for i in config["calls"]], seed=config["seed"], name=config["name"])
+        if config["built"] and config["input_shape"] is not None:
+            model.build(tuple(config["input_shape"]), dtype=dtype)
+        return model
 
 
 def clone_model(model):

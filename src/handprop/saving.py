@@ -23,7 +23,11 @@ model's shuffling and initialization streams and every Dropout's mask stream). T
 lists which layer each position calls (a shared layer appears once in ``layers`` and several
 times in ``calls``); a graph ``Model`` lists its inputs (with ``None`` for free sizes) and its
 nodes, each a layer index and the ids of its parent nodes (inputs are ids ``0 .. k-1``).
-Classes are found by name in the layer registry (:func:`handprop.layers.register_layer`).
+Classes are found by name in registries: layers in the layer registry
+(:func:`handprop.layers.register_layer`), models in :data:`MODEL_CLASSES`, into which
+``Sequential`` and ``Model`` register themselves (:func:`register_model`). Each model class says
+how its layers are connected (``wiring_config`` / ``from_wiring_config``), so this module imports
+no model: the models import it.
 
 **Writes are atomic**: the file is written to a temporary file in the same folder, flushed to
 disk, then renamed over the target (``os.replace``), so a crash leaves the old file or the new
@@ -45,6 +49,7 @@ from . import init as init_module
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
+from ._version import __version__
 from .backend import to_numpy
 from .errors import HandpropWarning
 from .layers.base import get_layer_class
@@ -54,6 +59,24 @@ FORMAT_VERSION = 1
 """Bumped whenever a change makes older handprop versions misread new files."""
 
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
+
+MODEL_CLASSES: dict[str, type] = {}
+"""Model classes by the name a model file gives them (``"Sequential"``, ``"Model"``)."""
+
+
+def register_model(cls):
+    """Register a model class (a decorator) so that model files can name it: it must provide
+    ``wiring_config(index) -> dict`` and the class method ``from_wiring_config(config, layers, dtype)``."""
+    MODEL_CLASSES[cls.__name__] = cls
+    return cls
+
+
+def _registered_name(model):
+    """The registered name of ``model``'s class or of the nearest registered base class."""
+    for cls in type(model).__mro__:
+        if MODEL_CLASSES.get(cls.__name__) is cls:
+            return cls.__name__
+    raise TypeError(f"save: expects a handprop Sequential or Model, got {type(model).__name__}")
 
 
 # ----------------------------------------------------------------------------- JSON helpers
@@ -119,60 +142,25 @@ def layer_from_spec(spec, custom_layers=None):
 
 def model_config(model):
     """The architecture of a Sequential or graph Model as a JSON-ready dict (module docstring)."""
-    from .graph import Model
-    from .model import Sequential
-
+    class_name = _registered_name(model)
     layers = model.layers_list()
     index = {id(layer): i for i, layer in enumerate(layers)}
     config = {"name": model.name, "seed": _jsonable(model.seed, "model seed"),
               "dtype": np.dtype(model.dtype).name, "built": bool(model.built),
               "layers": [layer_spec(layer, f"layer {i}") for i, layer in enumerate(layers)]}
-    if isinstance(model, Sequential):
-        config.update(class_name="Sequential", calls=[index[id(layer)] for layer in model.layers],
-                      input_shape=None if model.input_shape is None else list(model.input_shape))
-    elif isinstance(model, Model):
-        ids = {id(node): i for i, node in enumerate(model.inputs)}
-        for node in model.layer_nodes:
-            ids[id(node)] = len(ids)
-        config.update(
-            class_name="Model", multi_input=model.multi_input,
-            inputs=[{"name": node.name, "shape": list(node.shape)} for node in model.inputs],
-            nodes=[{"layer": index[id(node.layer)], "parents": [ids[id(p)] for p in node.parents]}
-                   for node in model.layer_nodes],
-            output=ids[id(model.output)],
-        )
-    else:
-        raise TypeError(f"save: expects a handprop Sequential or Model, got {type(model).__name__}")
+    config.update(class_name=class_name, **model.wiring_config(index))
     return config
 
 
 def model_from_config(config, custom_layers=None):
     """Rebuild a model (fresh weights) from :func:`model_config`; built as it was when saved."""
-    from .graph import Model
-    from .model import Sequential
-    from .symbolic import Input
-
     try:
         layers = [layer_from_spec(spec, custom_layers) for spec in config["layers"]]
         dtype = np.dtype(config["dtype"]).type
         kind = config["class_name"]
-        if kind == "Sequential":
-            model = Sequential([layers[i] for i in config["calls"]], seed=config["seed"], name=config["name"])
-            if config["built"] and config["input_shape"] is not None:
-                model.build(tuple(config["input_shape"]), dtype=dtype)
-        elif kind == "Model":
-            nodes = [Input(tuple(spec["shape"]), name=spec["name"]) for spec in config["inputs"]]
-            inputs = list(nodes)
-            for spec in config["nodes"]:
-                layer = layers[spec["layer"]]
-                parents = [nodes[i] for i in spec["parents"]]
-                nodes.append(layer(parents if layer.takes_list else parents[0]))
-            model = Model(inputs if config["multi_input"] else inputs[0], nodes[config["output"]],
-                          seed=config["seed"], name=config["name"])
-            if dtype != model.dtype:
-                model.cast(dtype)
-        else:
+        if kind not in MODEL_CLASSES:
             raise ValueError(f"unknown model class {kind!r}")
+        model = MODEL_CLASSES[kind].from_wiring_config(config, layers, dtype)
     except (KeyError, IndexError, TypeError, AttributeError, OverflowError, RuntimeError) as e:
         raise ValueError(f"load: the architecture in the file is malformed ({type(e).__name__}: {e})") from e
     except ValueError as e:
@@ -296,8 +284,6 @@ def _write(path, tensors, metadata):
     import safetensors.numpy
 
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), **metadata}
-    from . import __version__
-
     metadata["handprop_version"] = __version__
     data = safetensors.numpy.save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=metadata)
     _atomic_write(path, data)
@@ -415,4 +401,4 @@ def load_weights(model, path):
 
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "model_config", "model_from_config",
-           "read_file", "FORMAT_VERSION"]
+           "read_file", "FORMAT_VERSION", "MODEL_CLASSES", "register_model"]

@@ -25,6 +25,7 @@ import os
 import sys
 import warnings
 
+from .checks import check_int
 from .errors import HandpropWarning
 
 _blas_limiter = None  # keeps threadpoolctl's limit in force until the next set_num_threads
@@ -65,8 +66,6 @@ def set_num_threads(n):
     cannot be changed from inside Python: a :class:`handprop.HandpropWarning` says so.
     """
     global _blas_limiter, _engine_threads
-    from .checks import check_int
-
     n = check_int(n, "set_num_threads: n", 1)
     if _have("numba"):
         maximum = max_engine_threads()

@@ -14,7 +14,7 @@ with a small learning rate::
 
 The encoder's layers are the *same objects* in all three models (built once, never
 re-initialized): training one changes the others. Copy a model with
-``hp.model.clone_model`` first when that is not wanted.
+``handprop.model.clone_model`` first when that is not wanted.
 """
 
 from __future__ import annotations

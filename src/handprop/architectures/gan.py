@@ -63,6 +63,8 @@ def stack(generator, discriminator, optimizer=None):
                           name="generator+discriminator")
     combined.compile(loss=losses.BinaryCrossEntropy(from_logits=True),
                      optimizer=optimizer or optimizers.Adam(lr=2e-4, betas=(0.5, 0.999)))
+    if generator.device == "gpu":  # its layers are on the GPU already: so must its inputs be
+        combined.to_gpu()
     return combined
 
 

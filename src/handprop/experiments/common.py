@@ -4,7 +4,7 @@ classifiers, the in-FOV scores on the test patients, a clock that records the ma
 the Markdown table writer.
 
 The data: a synthetic retina is drawn at DRIVE's full size (584 x 565, so the vessels have their
-real widths: 1 to 8 px, wide ones with a central light reflex) and normalized by itself inside its
+real widths: 1-2 px to about 10 px, wide ones with a central light reflex) and normalized by itself inside its
 field of view (:func:`handprop.segmentation.normalize_images`). :data:`WHOLE` keeps the whole
 images; :data:`FULL` cuts each into ``crops_per_patient`` square crops around random points of the
 FOV's inner part, for the experiments that train many models: whole images are too big to predict
