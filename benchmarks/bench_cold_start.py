@@ -6,12 +6,12 @@ Each round starts two fresh processes (``python -W error``) that share one new, 
 ``NUMBA_CACHE_DIR``:
 
 1. **cold**: ``import handprop``, then one ``Conv2D(16, 3, padding="same")`` forward + backward on
-   a (2, 8, 32, 32) float32 batch on the numba engine (the default), timed; then it waits for the
-   background compilation to finish and reports how long that took from the first call;
+   a (2, 8, 32, 32) float32 batch on the numba engine (the default), timed: the kernels it needs
+   compile in the calling thread, and the process prints one line saying so on stderr (recorded);
 2. **warm**: the same in a second process, which finds the kernels in the cache.
 
-Reported: import time, the first forward + backward (wall and CPU), and the time until all the
-kernels were compiled. The target (issue 13): first forward + backward <= 1.0 s with an empty cache.
+Reported: import time and the first forward + backward (wall and CPU). Issue 20: a fresh
+install's first step may take a few seconds, a cached one <= 0.5 s.
 """
 
 from __future__ import annotations
@@ -40,12 +40,7 @@ x = np.random.default_rng(0).standard_normal((2, 8, 32, 32)).astype(np.float32)
 y = layer.forward(x)
 layer.backward(np.ones_like(y))
 t2, c2 = time.perf_counter(), time.process_time()
-from handprop.kernels import numba_cpu
-note = numba_cpu.compiling()
-numba_cpu.wait(600)
-t3 = time.perf_counter()
-print(json.dumps({"import_s": t1 - t0, "first_step_s": t2 - t1, "first_step_cpu_s": c2 - c1,
-                  "compiled_after_s": t3 - t1, "note": note, "status": numba_cpu.status()}))
+print(json.dumps({"import_s": t1 - t0, "first_step_s": t2 - t1, "first_step_cpu_s": c2 - c1}))
 """
 
 
@@ -54,9 +49,10 @@ def one(cache_dir):
     env["PYTHONPATH"] = os.path.join(ROOT, "src") + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run([sys.executable, "-W", "error", "-c", CHILD], env=env, capture_output=True, text=True,
                           timeout=900)
-    if proc.returncode != 0 or proc.stderr.strip():
+    other = [line for line in proc.stderr.splitlines() if not line.startswith("handprop: compiling")]
+    if proc.returncode != 0 or other:
         raise RuntimeError(f"cold-start child failed or printed to stderr:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "note": proc.stderr.strip()}
 
 
 def bench(rounds, log=print):
@@ -71,8 +67,8 @@ def bench(rounds, log=print):
         finally:
             shutil.rmtree(cache, ignore_errors=True)
         c, w = out["cold"][-1], out["warm"][-1]
-        log(f"  round {r + 1}/{rounds}: cold first step {c['first_step_s']:.2f} s (compiled after "
-            f"{c['compiled_after_s']:.1f} s), warm {w['first_step_s']:.2f} s; import {c['import_s']:.2f} s; "
+        log(f"  round {r + 1}/{rounds}: cold first step {c['first_step_s']:.2f} s, "
+            f"warm {w['first_step_s']:.2f} s; import {c['import_s']:.2f} s; "
             f"load {out['loads'][-1][0]:.1f}->{out['loads'][-1][1]:.1f}")
     return out
 
@@ -81,8 +77,8 @@ def summarize(out):
     med = lambda runs, key: float(np.median([r[key] for r in runs]))
     return {"cold_first_step_s": med(out["cold"], "first_step_s"), "cold_first_step_cpu_s": med(out["cold"],
             "first_step_cpu_s"), "cold_first_step_max_s": max(r["first_step_s"] for r in out["cold"]),
-            "compiled_after_s": med(out["cold"], "compiled_after_s"), "warm_first_step_s": med(out["warm"],
-            "first_step_s"), "import_s": med(out["cold"], "import_s"),
+            "warm_first_step_s": med(out["warm"], "first_step_s"), "import_s": med(out["cold"], "import_s"),
+            "warm_note": out["warm"][0]["note"],
             "load": [min(min(p) for p in out["loads"]), max(max(p) for p in out["loads"])],
             "note": out["cold"][0]["note"]}  # fmt: skip
 

@@ -130,11 +130,10 @@ def main(argv=None):
                "| first Conv2D forward + backward, empty Numba cache (median; max) | "
                f"**{cold['cold_first_step_s']:.2f}** ({cold['cold_first_step_max_s']:.2f}) |\n"
                f"| the same, CPU time | {cold['cold_first_step_cpu_s']:.2f} |\n"
-               f"| ... until all kernels were compiled in the background | {cold['compiled_after_s']:.1f} |\n"
                f"| first Conv2D forward + backward, warm cache (2nd process) | {cold['warm_first_step_s']:.2f} |\n"
                f"| `import handprop` | {cold['import_s']:.2f} |\n\n"
-               f"load {cold['load'][0]:.1f}-{cold['load'][1]:.1f}; `numba_cpu.compiling()` right after the first "
-               f"step (what `fit` prints once compiling has taken a second): \"{cold['note']}\"")  # fmt: skip
+               f"load {cold['load'][0]:.1f}-{cold['load'][1]:.1f}; the kernels compile in the calling thread; "
+               f"stderr of the cold process: \"{cold['note']}\"; of the warm one: \"{cold['warm_note']}\"")  # fmt: skip
     print(cold_md)
 
     machine["load_after"] = load()

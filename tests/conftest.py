@@ -33,13 +33,6 @@ _FAKE_CUPY = os.environ.get("HANDPROP_FAKE_CUPY", "")
 if _FAKE_CUPY == "1" or (_FAKE_CUPY != "0" and not _real_cupy_works()):
     fake_cupy.install()
 
-try:  # numba tests run numba code: compile on first use, not in the background (tests/test_cold_start.py does)
-    from handprop.kernels.numba_cpu import set_background
-
-    set_background(False)
-except ImportError:  # numba absent: those tests skip
-    pass
-
 # Tolerances for comparisons with PyTorch, per dtype: (rtol, atol).
 TOLERANCES = {np.float64: (1e-10, 1e-12), np.float32: (1e-4, 1e-5)}
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import handprop as hp
 from engines import (
     DTYPE_PARAMS,
     ENGINE_PARAMS,
@@ -255,39 +256,46 @@ def test_float32_stays_float32(engine):
         assert y.dtype == np.float32 and backward(y, cache).dtype == np.float32
 
 
+# ----------------------------------------------------------------------------- PReLU and ReLU layers on every engine
+# Their equations are the layers' NumPy lines; the numba engine runs one-pass loops instead
+# (handprop.kernels.FAST), which must give the same numbers.
 @pytest.mark.parametrize("dtype", DTYPE_PARAMS)
 @pytest.mark.parametrize("shape, channels", [((3, 4, 5, 6), 4), ((7, 9), 9), ((2, 3, 4, 4), 1)],
                          ids=["per-channel-NCHW", "per-feature-NF", "shared"])
 @pytest.mark.parametrize("engine", ENGINE_PARAMS)
 def test_prelu_matches_the_formula(engine, shape, channels, dtype):
-    k = kernels(engine)
     rng = np.random.default_rng(4)
     x, dy = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
     alpha = rng.uniform(0.1, 0.5, channels).astype(dtype)
     a = alpha.reshape((1, -1) + (1,) * (len(shape) - 2)) if channels > 1 else alpha
     axes = tuple(i for i in range(len(shape)) if channels == 1 or i != 1)
-    y, cache = k.prelu_forward(*on(engine, x, alpha))
-    dx, dalpha = k.prelu_backward(on(engine, dy), cache)
+    layer = hp.layers.PReLU(shared=channels == 1)
+    layer.build(shape[1:], dtype=dtype)
+    layer.params["alpha"] = on(engine, alpha)
+    with hp.engine(engine):
+        y = layer.forward(on(engine, x))
+        dx = layer.backward(on(engine, dy))
+        dalpha = layer.grads["alpha"]
+        assert layer.backward(on(engine, dy), need_dx=False) is None
     assert_close(y, np.where(x > 0, x, a * x), dtype, "y")
     assert_close(dx, np.where(x > 0, dy, a * dy), dtype, "dx")
     assert_close(dalpha, (dy * np.minimum(x, 0)).sum(axis=axes).reshape(alpha.shape), dtype, "dalpha")
-    assert k.prelu_backward(on(engine, dy), cache, need_dx=False)[0] is None
 
 
-# ----------------------------------------------------------------------------- ReLU and nearest upsampling
 @pytest.mark.parametrize("dtype", DTYPE_PARAMS)
 @pytest.mark.parametrize("shape", [(2, 3, 4, 5), (7, 9), (1, 1, 1, 1)], ids=["NCHW", "NF", "one"])
 @pytest.mark.parametrize("engine", ENGINE_PARAMS)
 def test_relu_matches_the_formula(engine, shape, dtype):
     """``y = max(x, 0)`` with NaN kept (as PyTorch), ``dx = dy`` where x > 0 -- 0 at x = 0 -- exactly."""
-    k = kernels(engine)
     rng = np.random.default_rng(10)
     x, dy = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
     special = np.array([0.0, -0.0, np.nan, np.inf, -np.inf], dtype)
     x.reshape(-1)[: min(x.size, 5)] = special[: min(x.size, 5)]
     x0 = x.copy()
-    y, cache = k.relu_forward(on(engine, x))
-    dx = k.relu_backward(on(engine, dy), cache)
+    layer = hp.layers.ReLU()
+    with hp.engine(engine):
+        y = layer.forward(on(engine, x))
+        dx = layer.backward(on(engine, dy))
     assert to_numpy(y).dtype == dtype and to_numpy(dx).dtype == dtype
     np.testing.assert_array_equal(to_numpy(y), np.maximum(x, 0))  # NaN equals NaN here
     np.testing.assert_array_equal(to_numpy(dx), np.where(x > 0, dy, 0))

@@ -68,7 +68,7 @@ class PReLUForgotMin(L.PReLU):
     def backward(self, dy, need_dx=True):
         dx = super().backward(dy)
         axes = tuple(i for i in range(dy.ndim) if i != 1)
-        (x, _), _ = self._cache  # (the kernel's cache (x, alpha), the input shape)
+        x, _ = self._cache  # what PReLU.forward kept: (x, alpha)
         self.grads["alpha"] = (dy * x).sum(axis=axes)
         return dx
 

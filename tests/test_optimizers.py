@@ -272,3 +272,33 @@ def test_sgd_momentum_switched_on_later_matches_torch(engine, n, torch):
             pt.grad = torch.tensor(g)
             topt.step()
     np.testing.assert_allclose(p, pt.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kwargs", [{}, {"momentum": 0.9}, {"momentum": 0.9, "nesterov": True},
+                                    {"momentum": 0.8, "dampening": 0.3, "weight_decay": 0.01}],
+                         ids=["plain", "momentum", "nesterov", "dampening-decay"])  # fmt: skip
+def test_sgd_on_the_numba_engine_is_bitwise_its_numpy_line(kwargs, dtype, monkeypatch):
+    """SGD's ``p -= lr * g`` runs as one pass on the numba engine (kernels/numba_cpu/scaled_add.py):
+    the same bits as NumPy's two operations."""
+    pytest.importorskip("numba")
+    import handprop as hp
+    from handprop.kernels.numba_cpu import scaled_add
+
+    calls = []
+    original = scaled_add.subtract_scaled
+    monkeypatch.setattr(scaled_add, "subtract_scaled", lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(hp.kernels.numba_cpu, "subtract_scaled", scaled_add.subtract_scaled)
+    p0 = np.random.default_rng(24).standard_normal((scaled_add.MIN_SIZE // 64, 64)).astype(dtype)
+    results = []
+    for engine in ("numba", "numpy"):
+        p, opt = p0.copy(), O.SGD(lr=0.013, **kwargs)
+        with hp.engine(engine):
+            for step in range(3):
+                opt.step({"p": p}, {"p": np.sin(p * (step + 1))})
+        results.append(p)
+    assert len(calls) == 3  # the numba engine's loop ran (and only there)
+    np.testing.assert_array_equal(*results)
+    assert not scaled_add.subtract_scaled(p0[:10], p0[:10], 0.1)  # small: left to NumPy
+    assert not scaled_add.subtract_scaled(p0[::2], p0[::2], 0.1)  # strided
+    assert not scaled_add.subtract_scaled(p0, p0.astype(np.float16), 0.1)  # mixed dtypes

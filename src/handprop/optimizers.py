@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 
 from .backend import get_array_module
-from .kernels import get_kernel
+from .kernels import fast_kernel
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "AdaGrad", "Adagrad", "AdaDelta", "Adadelta", "Adam", "get"]
 
@@ -114,9 +114,7 @@ class Optimizer:
             g = self._regularized_grad(p, grads[name], xp)
             state = self._state_of(name, p, xp)
             state["step"] += 1
-            # The engine hook: the engine runs ``self._update`` (the equations below), or the
-            # same arithmetic fused into one pass over memory (numba, for big SGD parameters).
-            get_kernel("optimizer_update", p, strict=False)(self, p, g, state, lr)
+            self._update(p, g, state, lr, xp)  # the equations of each class below
 
     def reset(self):
         """Forget all state (momentum buffers, running averages, step counts)."""
@@ -240,7 +238,9 @@ class SGD(Optimizer):
                 b *= self.momentum
                 b += (1.0 - self.dampening) * g
             g = g + self.momentum * b if self.nesterov else b
-        p -= lr * g
+        fast = fast_kernel("subtract_scaled", p)  # numba: the same line in one pass (kernels/numba_cpu/scaled_add.py)
+        if fast is None or not fast(p, g, lr):
+            p -= lr * g
 
 
 class RMSprop(Optimizer):

@@ -1,8 +1,8 @@
 """How many CPU threads handprop's engines use, and how to change it on a shared machine.
 
 Two sets of threads do the work on the CPU: the ``numba`` engine's own pool (Python threads
-running compiled kernels that release the GIL: convolution chunks, packing, pooling, activations,
-the fused optimizer updates; :mod:`handprop.kernels.numba_cpu._pool`) and the BLAS library's that
+running compiled kernels that release the GIL: convolution chunks, packing, pooling, ReLU,
+PReLU, SGD's update; :mod:`handprop.kernels.numba_cpu._pool`) and the BLAS library's that
 NumPy links (OpenBLAS, MKL: every matrix product). Both use one thread per core by default. On a
 shared server (a JupyterHub with many students, a 2-core CI machine with a busy neighbour) that
 oversubscribes the cores, and training can be several times slower than with fewer threads::

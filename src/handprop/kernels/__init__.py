@@ -29,15 +29,10 @@ kernels --, padding symmetric (:mod:`.geometry`)::
     depthwise_conv2d_forward(x, W, b, geometry, training=True) -> (y, cache)
         x (N, C, H, W), W (C M, 1, R, S), b (C M,) or None -> y (N, C M, Ho, Wo)   (groups = C)
     depthwise_conv2d_backward(dy, cache, need_dx=True) -> (dx, dW, db)
-    prelu_forward(x, alpha, training=True) -> (y, cache)            alpha (C,) per channel or (1,)
-    prelu_backward(dy, cache, need_dx=True) -> (dx, dalpha)
-    relu_forward(x, training=True) -> (y, cache)                    any shape; y = max(x, 0)
-    relu_backward(dy, cache) -> dx
     upsample2d_forward(x, size, training=True) -> (y, cache)        nearest, size (sh, sw): (N, C, H sh, W sw)
     upsample2d_backward(dy, cache) -> dx
-    optimizer_update(optimizer, p, g, state, lr) -> None            one parameter, in place
 
-and, as the building blocks of the pairs (:mod:`.pairs`), the convolution's three linear maps::
+and, as the building blocks of the pairs, the convolution's three linear maps::
 
     conv2d(x, W, b, geometry) -> y
     conv2d_input_grad(dy, W, x_shape, geometry) -> dx
@@ -58,12 +53,17 @@ engine                  module                                                  
 ``get_kernel("conv2d_forward", x)`` returns the function of the engine that runs on ``x``
 (:func:`handprop.backend.engine_for`: CuPy arrays always run on ``cupy``). Every engine is tested
 against ``reference`` (``tests/test_engines.py``).
+
+Optimizer updates and activations are not in the API: their equations live once, where a student
+reads them (:mod:`handprop.optimizers`, :mod:`handprop.layers.activations`). The exceptions are
+:data:`FAST`: one-pass ReLU and PReLU loops and SGD's ``p -= lr g`` that only the ``numba`` engine
+has, which the layers' and SGD's own code call through :func:`fast_kernel` when present (their
+measured gains are in :mod:`handprop.kernels.numba_cpu.activations` and ``.scaled_add``).
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
 
 from ..backend import engine_for
 
@@ -77,8 +77,7 @@ _MODULES = {
 API = (
     "conv2d_forward", "conv2d_backward", "conv2d_transpose_forward", "conv2d_transpose_backward",
     "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
-    "prelu_forward", "prelu_backward", "relu_forward", "relu_backward", "upsample2d_forward", "upsample2d_backward",
-    "optimizer_update", "conv2d", "conv2d_input_grad", "conv2d_weight_grad",
+    "upsample2d_forward", "upsample2d_backward", "conv2d", "conv2d_input_grad", "conv2d_weight_grad",
     "conv3d_forward", "conv3d_backward", "maxpool3d_forward", "maxpool3d_backward", "avgpool3d_forward",
     "avgpool3d_backward", "conv3d", "conv3d_input_grad", "conv3d_weight_grad", "depthwise_conv2d_forward",
     "depthwise_conv2d_backward",
@@ -102,10 +101,19 @@ def get_kernel(op: str, x, strict: bool = True):
     return getattr(engine_module(engine_for(x, strict=strict)), op)
 
 
+FAST = ("relu_forward", "relu_backward", "prelu_forward", "prelu_backward", "subtract_scaled")
+"""Optional kernels: one pass over memory for what the layers and SGD compute with NumPy (only ``numba``)."""
+
+
+def fast_kernel(op: str, x):
+    """The engine's one-pass kernel ``op`` (one of :data:`FAST`) for array ``x``, or None when the
+    engine in force has none; the caller then runs its own NumPy/CuPy lines (the definition)."""
+    if op not in FAST:
+        raise ValueError(f"unknown fast kernel {op!r}; they are {FAST}")
+    return getattr(engine_module(engine_for(x, strict=False)), op, None)
+
+
 def compiling(min_seconds=0.0):
-    """What an engine is compiling in the background, as one sentence, or None: the ``numba``
-    engine compiles its kernels in a thread on first use (the ``numpy`` engine computes meanwhile;
-    :mod:`handprop.kernels.numba_cpu._lazy`). ``min_seconds``: only a compilation that has run at
-    least that long. ``fit`` prints this once when it is not None after a second."""
-    numba_engine = sys.modules.get(_MODULES["numba"])
-    return None if numba_engine is None else numba_engine.compiling(min_seconds)
+    """None: no engine compiles in the background any more (the ``numba`` engine compiles in the
+    calling thread and says so on stderr). Kept for callers of the earlier API."""
+    return None

@@ -42,11 +42,6 @@ from .im2col import (  # noqa: F401  (re-exported: this engine's kernels)
     maxpool2d_forward,
     maxpool3d_backward,
     maxpool3d_forward,
-    optimizer_update,
-    prelu_backward,
-    prelu_forward,
-    relu_backward,
-    relu_forward,
     upsample2d_backward,
     upsample2d_forward,
 )

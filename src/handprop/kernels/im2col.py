@@ -41,13 +41,6 @@ import numpy as np
 from ..backend import get_array_module
 from .geometry import check_pool_geometry, first_tap, output_size
 from .pairs import conv_pairs
-from .reference import (  # noqa: F401 (xp-generic)
-    optimizer_update,
-    prelu_backward,
-    prelu_forward,
-    relu_backward,
-    relu_forward,
-)
 
 CHUNK_BYTES = 32 * 2**20
 """Upper bound for one chunk's column buffer, in bytes (a single output row may exceed it).

@@ -45,9 +45,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module
 from .geometry import check_pool_geometry, first_tap, output_size
-from .pairs import conv_pairs
+from .pairs import ConvCache
 
 
 def _pad(x, ph, pw, value=0.0):
@@ -115,10 +114,48 @@ def conv2d_weight_grad(dy, x, W_shape, geometry):
 
 # ----------------------------------------------------------------------------- convolution: the pairs
 # Layers call these: ``y, cache = conv2d_forward(x, W, b, geometry, training)`` then
-# ``dx, dW, db = conv2d_backward(dy, cache, need_dx)``, which calls the loops above
-# (:mod:`handprop.kernels.pairs` explains the transposed pair).
-conv2d_forward, conv2d_backward, conv2d_transpose_forward, conv2d_transpose_backward = conv_pairs(
-    conv2d, conv2d_input_grad, conv2d_weight_grad)
+# ``dx, dW, db = conv2d_backward(dy, cache, need_dx)``, which call the loops above. A transposed
+# convolution is the same three linear maps with the roles swapped::
+#
+#     Conv2D           forward y = A x      backward dx = A^T dy,  dW = weight_grad(dy, x)
+#     Conv2DTranspose  forward y = A^T x    backward dx = A dy,    dW = weight_grad(x, dy)
+def _bias_grad(dy):
+    """``db[k] = sum of dy[n, k, ...]`` over the batch and every spatial axis."""
+    return dy.sum(axis=(0, *range(2, dy.ndim)))
+
+
+def conv2d_forward(x, W, b, geometry, training=True):
+    """``y = conv2d(x, W, b)`` and the cache its backward reads. -> ``(y, ConvCache)``."""
+    return conv2d(x, W, b, geometry), ConvCache(x, W, b is not None, geometry)
+
+
+def conv2d_backward(dy, cache, need_dx=True):
+    """``(dx, dW, db)`` of :func:`conv2d_forward`: dx None unless ``need_dx`` (a first layer needs
+    no input gradient), db None without a bias."""
+    x, W, has_bias, geometry, _ = cache
+    dW = conv2d_weight_grad(dy, x, W.shape, geometry)
+    db = _bias_grad(dy) if has_bias else None
+    dx = conv2d_input_grad(dy, W, x.shape, geometry) if need_dx else None
+    return dx, dW, db
+
+
+def conv2d_transpose_forward(x, W, b, geometry, y_shape, training=True):
+    """Transposed convolution: x (N, C_in, H, W), W (C_in, K, R, S) -> y ``y_shape``, the input
+    gradient of a convolution applied forward (each input pixel stamps the kernel)."""
+    y = conv2d_input_grad(x, W, y_shape, geometry)
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return y, ConvCache(x, W, b is not None, geometry)
+
+
+def conv2d_transpose_backward(dy, cache, need_dx=True):
+    """``dx = conv2d(dy, W)`` (an ordinary convolution), ``dW`` the convolution's weight gradient
+    with ``x`` and ``dy`` swapped, ``db`` dy summed."""
+    x, W, has_bias, geometry, _ = cache
+    dW = conv2d_weight_grad(x, dy, W.shape, geometry)
+    db = _bias_grad(dy) if has_bias else None
+    dx = conv2d(dy, W, None, geometry) if need_dx else None
+    return dx, dW, db
 
 
 # ----------------------------------------------------------------------------- depthwise convolution
@@ -185,8 +222,18 @@ def depthwise_conv2d_weight_grad(dy, x, W_shape, geometry):
     return dWg.reshape(W_shape)
 
 
-depthwise_conv2d_forward, depthwise_conv2d_backward = conv_pairs(
-    depthwise_conv2d, depthwise_conv2d_input_grad, depthwise_conv2d_weight_grad)[:2]
+def depthwise_conv2d_forward(x, W, b, geometry, training=True):
+    """``y = depthwise_conv2d(x, W, b)`` and its cache. -> ``(y, ConvCache)``."""
+    return depthwise_conv2d(x, W, b, geometry), ConvCache(x, W, b is not None, geometry)
+
+
+def depthwise_conv2d_backward(dy, cache, need_dx=True):
+    """``(dx, dW, db)`` of :func:`depthwise_conv2d_forward` (dx None unless ``need_dx``)."""
+    x, W, has_bias, geometry, _ = cache
+    dW = depthwise_conv2d_weight_grad(dy, x, W.shape, geometry)
+    db = _bias_grad(dy) if has_bias else None
+    dx = depthwise_conv2d_input_grad(dy, W, x.shape, geometry) if need_dx else None
+    return dx, dW, db
 
 
 # ----------------------------------------------------------------------------- max pooling
@@ -334,7 +381,20 @@ def conv_nd_weight_grad(dy, x, W_shape, geometry):
 
 
 conv3d, conv3d_input_grad, conv3d_weight_grad = conv_nd, conv_nd_input_grad, conv_nd_weight_grad
-conv3d_forward, conv3d_backward = conv_pairs(conv3d, conv3d_input_grad, conv3d_weight_grad)[:2]
+
+
+def conv3d_forward(x, W, b, geometry, training=True):
+    """``y = conv_nd(x, W, b)`` on volumes and its cache. -> ``(y, ConvCache)``."""
+    return conv_nd(x, W, b, geometry), ConvCache(x, W, b is not None, geometry)
+
+
+def conv3d_backward(dy, cache, need_dx=True):
+    """``(dx, dW, db)`` of :func:`conv3d_forward` (dx None unless ``need_dx``)."""
+    x, W, has_bias, geometry, _ = cache
+    dW = conv_nd_weight_grad(dy, x, W.shape, geometry)
+    db = _bias_grad(dy) if has_bias else None
+    dx = conv_nd_input_grad(dy, W, x.shape, geometry) if need_dx else None
+    return dx, dW, db
 
 
 def maxpool_nd_forward(x, geometry, training=True):
@@ -402,46 +462,6 @@ maxpool3d_forward, maxpool3d_backward = maxpool_nd_forward, maxpool_nd_backward
 avgpool3d_forward, avgpool3d_backward = avgpool_nd_forward, avgpool_nd_backward
 
 
-# ----------------------------------------------------------------------------- PReLU
-def _per_channel(a, ndim):
-    """Slopes (C,) -> (1, C, 1, 1) for images, (F,) -> (1, F) for vectors; (1,) broadcasts anyway."""
-    return a.reshape((1, -1) + (1,) * (ndim - 2))
-
-
-def prelu_forward(x, alpha, training=True):
-    """``y = x`` where x > 0, ``a x`` elsewhere, with one slope per channel (alpha (C,)) or one for
-    all (alpha (1,)). x (N, C, ...) or (N, F). -> ``(y, cache)``; the cache is ``(x, alpha)``."""
-    xp = get_array_module(x)
-    return xp.where(x > 0, x, _per_channel(alpha, x.ndim) * x), (x, alpha)
-
-
-def prelu_backward(dy, cache, need_dx=True):
-    """``(dx, dalpha)``: ``dx = dy`` where x > 0, ``a dy`` elsewhere; ``dalpha = sum(dy min(x, 0))``
-    over every axis the slope is shared by (all but the channel axis, or all of them)."""
-    x, alpha = cache
-    xp = get_array_module(dy)
-    shared = alpha.size == 1
-    axes = tuple(i for i in range(x.ndim) if shared or i != 1)
-    dalpha = (dy * xp.minimum(x, 0)).sum(axis=axes).reshape(alpha.shape)
-    dx = xp.where(x > 0, dy, dy * _per_channel(alpha, x.ndim)) if need_dx else None
-    return dx, dalpha
-
-
-# ----------------------------------------------------------------------------- ReLU
-def relu_forward(x, training=True):
-    """``y = max(x, 0)``, any shape (NaN stays NaN, as in PyTorch) -> ``(y, cache)``; the cache is
-    ``y`` itself: ``y > 0`` exactly where ``x > 0``, which is all the backward pass needs."""
-    y = get_array_module(x).maximum(x, 0)
-    return y, y
-
-
-def relu_backward(dy, cache):
-    """``dx = dy`` where ``x > 0`` (the cached output is positive), 0 elsewhere -- at ``x = 0`` too,
-    the left derivative, as PyTorch."""
-    y = cache
-    return get_array_module(dy).where(y > 0, dy, 0).astype(dy.dtype, copy=False)
-
-
 # ----------------------------------------------------------------------------- nearest upsampling
 def upsample2d_forward(x, size, training=True):
     """Nearest upsampling by ``size = (sh, sw)``: every pixel becomes an ``sh x sw`` block.
@@ -471,11 +491,3 @@ def upsample2d_backward(dy, cache):
         for b in range(sw):
             dx += dy[:, :, a::sh, b::sw]
     return dx
-
-
-# ----------------------------------------------------------------------------- optimizer updates
-def optimizer_update(optimizer, p, g, state, lr):
-    """One optimizer step on one parameter, in place: the optimizer's own equations
-    (``optimizer._update``, e.g. :meth:`handprop.optimizers.SGD._update`). A fast engine may fuse
-    an update into one pass over memory instead; this is the definition it must match."""
-    optimizer._update(p, g, state, lr, get_array_module(p))

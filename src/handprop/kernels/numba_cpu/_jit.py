@@ -1,5 +1,5 @@
-"""What every numba kernel module shares: whether compiled kernels can be cached on disk, and the
-dtypes Numba computes in.
+"""What every numba kernel module shares: whether compiled kernels can be cached on disk, the
+dtypes Numba computes in, and the one line that says the kernels are compiling.
 
 **Caching.** ``@njit(cache=True)`` keeps compiled machine code next to the source (in
 ``__pycache__``) or in the user's cache folder (``~/.cache/numba``), so a new process skips the
@@ -15,10 +15,12 @@ files that another user could have planted would run their code.)
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numba
 import numpy as np
+from numba.core import event, types
 
 from ...errors import NumbaCacheWarning
 
@@ -46,6 +48,38 @@ if not CACHE:
         "training step). Set NUMBA_CACHE_DIR to a writable folder before starting Python to cache them.",
         NumbaCacheWarning, stacklevel=2,
     )
+
+COMPILE_SECONDS = 10
+"""About how long compiling every kernel for one dtype takes (``warmup``, 2 cores, loaded machine:
+6-13 s), quoted in the notice below."""
+
+
+class _CompilingNotice(event.Listener):
+    """Says in one line on stderr, once per dtype and process, that the numba engine's kernels are
+    compiling. Numba fires its ``numba:compile`` event only for a real compilation, not when it
+    loads a kernel from the disk cache, so a cached install prints nothing."""
+
+    def __init__(self):
+        self.told = set()
+
+    def on_start(self, ev):
+        dispatcher = ev.data["dispatcher"]
+        if not getattr(dispatcher.py_func, "__module__", "").startswith(__name__.rpartition(".")[0]):
+            return  # someone else's Numba function
+        dtype = next((str(a.dtype) for a in ev.data["args"] if isinstance(a, types.Array)), None)
+        if dtype is None or dtype in self.told:
+            return
+        self.told.add(dtype)
+        where = "once per install" if CACHE else "in every process: no disk cache"
+        print(f"handprop: compiling the numba kernels for {dtype} ({where}, ~{COMPILE_SECONDS} s in all, "
+              "each kernel on its first use)...", file=sys.stderr, flush=True)
+
+    def on_end(self, ev):
+        pass
+
+
+_NOTICE = _CompilingNotice()
+event.register("numba:compile", _NOTICE)
 
 DTYPES = (np.float32, np.float64)
 

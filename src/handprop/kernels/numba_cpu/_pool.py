@@ -17,6 +17,13 @@ calling thread takes items too), and returns the results in order. ``ranges(n, g
 long, for loops over planes or numbers. Work that fits in one piece runs in the calling thread,
 so small arrays pay no hand-over.
 
+**Deterministic.** Which thread computes an item is decided at run time (a shared counter: a
+thread that the OS delays takes fewer items), but it never changes a number: each item writes its
+own part of the output or returns its own result, results come back in item order, and every
+caller that adds partial results (Winograd's weight gradient, ``conv._matmul_long``) adds them
+in that order. The items themselves depend only on the shapes and the thread count. So the same
+call gives the same bits (``tests/test_determinism.py``).
+
 **The hand-over.** Each worker sleeps on its own lock; ``run`` releases the locks, works along,
 and waits for each worker's "done" lock: ~10-20 microseconds back to back on 2 cores, where
 ``concurrent.futures`` took ~75 (a Future, a queue and a condition per task); up to ~100 when the
@@ -24,6 +31,16 @@ worker's core was idle on a virtual machine (it is woken, then takes the GIL). T
 split only pieces of at least ~2**17 numbers: the tutorial ConvNet's step takes ~15 ms and its
 kernels 0.1-0.4 ms each. A second Python thread
 calling in while the pool is busy runs its work itself, serially.
+
+**Why not ``concurrent.futures``** (issue 20 asked for the simplest thing that keeps the speed).
+A ``ThreadPoolExecutor`` version with a fixed assignment of items to threads (175 lines, same
+BLAS handling) was measured against this pool in one process, alternating, 2 threads, on a
+shared 2-core machine: the tutorial ConvNet's training step (``benchmarks/bench_convnet.py``) was
+4-7 % slower at the 25th percentile and 10-25 % at the fastest step in two runs at load 8-11
+(160 and 400 steps each; the same CPU time: the Future's wake-up latency), and equal (0.99-1.00)
+in a run at load ~2; the U-Net step (``bench_unet.py`` ``train4``) was within noise (0.85-1.13).
+Above the 5 % the issue allows on a busy machine (where students run), so this pool stays, for
+those two benchmark rows.
 
 **BLAS.** While the pool works, BLAS is limited to one thread (:mod:`threadpoolctl`), so two
 workers' products do not each start more threads; outside, BLAS keeps the count that

@@ -55,11 +55,18 @@ and 24, so intermediate values are up to ~100 times larger than the inputs and p
 again. Each rounding error is relative to those larger values: float32 results differ from the
 direct sum by ~1e-6 to 1e-5 relative (the direct sum: ~1e-7), float64 by ~1e-14. The tests allow
 for that (float32 tolerance 1e-4), as cuDNN's and oneDNN's Winograd kernels do. NaN and inf still
-propagate, but an inf in one pixel spreads NaN over every 4 x 4 output tile whose 6 x 6 input
-patch contains it (up to four tiles; inf - inf), where the direct sum gives inf or NaN only where
-the filter touches it.
+propagate (wherever the direct sum is inf or NaN, so is this), but an inf or NaN pixel may spread
+NaN further within the 4 x 4 output tiles whose 6 x 6 input patch contains it (up to four tiles;
+inf - inf), where the direct sum gives inf or NaN only where the filter touches it. Both are
+tested (``tests/test_engine_numba.py``: the float32 error, ~3e-6 of the output's scale against
+im2col's ~3e-7, and the inf/NaN spread).
 
-**Speed** (``benchmarks/``): the transforms are memory passes written in Numba; all the
+**Speed** -- why this file exists. Benchmark rows: the U-Net training step (``bench_unet.py``
+``train4``) and the conv benchmark's S3 (``bench_conv.py``). Replacing Winograd by im2col made the
+U-Net step 1.09-1.22x slower at the fastest step and 2.4-3.5x at the median (two runs of 12 and 20
+rounds; 2 threads, the two alternating in one process on a loaded 2-core
+machine, issue 20); S3 went from 2.9-3.0x PyTorch's time on im2col to 1.35-1.6x
+(``benchmarks/README.md``). The transforms are memory passes written in Numba; all the
 multiplications are in the 36 products. Tiles are processed in chunks of whole images or bands of
 tile rows whose ``V`` and ``M`` fit in :data:`CHUNK_BYTES` (cache-sized); each chunk is one task
 for the engine's thread pool (:mod:`._pool`): transform, multiply with one-thread OpenBLAS,
@@ -227,7 +234,8 @@ def _output_transform(M, y, bias, n0, nb, ti0, ti1, TW):
 @njit(nogil=True, cache=CACHE)
 def _dy_transform(dy, Yh, db, n0, nb, ti0, ti1, TW):
     """``Yh[6 a + b, k, t] = (A g A^T)[a, b]`` for the 4 x 4 tile ``g`` of dy (zeros past the edge),
-    and ``db[n0 + nn, k] += the sum of those tiles`` (float64). dy (N, K, Ho, Wo)."""
+    and ``db[nn, k] = the sum of those tiles`` (float64; db (nb, K) belongs to this chunk alone).
+    dy (N, K, Ho, Wo)."""
     K, Ho, Wo = dy.shape[1], dy.shape[2], dy.shape[3]
     band = (ti1 - ti0) * TW
     z = dy.dtype.type(0)
@@ -264,7 +272,7 @@ def _dy_transform(dy, Yh, db, n0, nb, ti0, ti1, TW):
                         Yh[18 + b, k, base + tj] = v3
                         Yh[24 + b, k, base + tj] = v4
                         Yh[30 + b, k, base + tj] = v5
-            db[n0 + nn, k] += total
+            db[nn, k] = total
 
 
 # ----------------------------------------------------------------------------- chunks and scratch
@@ -368,8 +376,11 @@ def conv2d_weight_grad(dy, x, padding):
     """dL/dW and dL/db. dy (N, K, Ho, Wo), x (N, C, H, W) -> ``(dW (K, C, 3, 3), db (K,))``, dy's dtype.
 
     Per chunk: V of x again (cheaper than keeping it: kept, the 2.25 x input went out to memory
-    and made the step 1.6x slower), Yhat of dy, and ``dU += Yhat @ V^T``; each thread keeps its
-    own sums, added at the end."""
+    and made the step 1.6x slower), Yhat of dy, and the chunk's own ``Yhat @ V^T`` and bias sums.
+
+    **Deterministic.** Each chunk returns its partial sums; they are added in chunk order (the
+    chunks depend only on the shapes and the thread count), never in the order threads finish,
+    so the same call gives the same bits every time."""
     N, C = x.shape[:2]
     K, Ho, Wo = dy.shape[1:]
     ph, pw = padding
@@ -377,20 +388,21 @@ def conv2d_weight_grad(dy, x, padding):
     TH, TW = -(-Ho // 4), -(-Wo // 4)
     x = np.ascontiguousarray(x, dtype=dtype)
     dy = np.ascontiguousarray(dy)
-    sums = {}  # thread id -> [dU (36, K, C), db per image (N, K) float64]
 
     def chunk(c):
         n0, nb, t0, t1 = c
         T = nb * (t1 - t0) * TW
         vbuf, ybuf = _buffers(_scratch_size(C, T), _scratch_size(K, T), dtype)
         V, Yh = _staggered(vbuf, 36, C, T), _staggered(ybuf, 36, K, T)
-        mine = sums.setdefault(threading.get_ident(), [np.zeros((36, K, C), dtype), np.zeros((N, K))])
+        db = np.zeros((nb, K))  # float64 sums of this chunk's tiles, per image
         _input_transform(x, V, n0, nb, t0, t1, TW, ph, pw)
-        _dy_transform(dy, Yh, mine[1], n0, nb, t0, t1, TW)
-        mine[0] += np.matmul(Yh, V.transpose(0, 2, 1))
+        _dy_transform(dy, Yh, db, n0, nb, t0, t1, TW)
+        return np.matmul(Yh, V.transpose(0, 2, 1)), db
 
-    _pool.run(chunk, _chunks(N, TH, TW, 36 * (C + K) * dtype.itemsize, _pool.num_threads()))
-    dU = sum(s[0].astype(np.float64) for s in sums.values())
-    db = sum(s[1] for s in sums.values()).sum(axis=0)
+    chunks = _chunks(N, TH, TW, 36 * (C + K) * dtype.itemsize, _pool.num_threads())
+    dU, db = np.zeros((36, K, C)), np.zeros((N, K))
+    for (n0, nb, _, _), (dU_part, db_part) in zip(chunks, _pool.run(chunk, chunks)):  # in chunk order
+        dU += dU_part
+        db[n0 : n0 + nb] += db_part
     dW = np.einsum("ar,abkc,bs->kcrs", _G, dU.reshape(6, 6, K, C), _G, optimize=True)
-    return dW.astype(dtype), db.astype(dtype)
+    return dW.astype(dtype), db.sum(axis=0).astype(dtype)
