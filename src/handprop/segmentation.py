@@ -223,7 +223,6 @@ def segment(model, data, settings=None):
     :func:`recipe_settings` (default: the ones saved with the model)."""
     settings = recipe_settings(model) if settings is None else settings
     x = preprocess_images(data, **settings["preprocessing"])
-    _finish_compiling(model, x.shape[1])
     prob = predict_probabilities(model, x, multiple=settings.get("multiple", 2**DEPTH), tta=settings["tta"])
     return np.where(np.asarray(data.fov, bool), prob, np.float32(settings.get("outside_fov", 0.0))).astype(np.float32)
 
@@ -366,23 +365,6 @@ def _protocol(settings):
         "model_selection": "the epoch (of the second half of training) with the best mean in-FOV validation AUC; "
                            "no test image is used to choose anything",
     }
-
-
-def _finish_compiling(model, channels):
-    """With the numba engine, a process's first passes run on the NumPy engine while Numba compiles
-    in the background (other rounding). :func:`segment` must give the same bits in the demo and
-    in a fresh ``handprop predict`` process, so it starts the compilation with a tiny pass and
-    waits for it (at once when the kernels are cached or already compiled)."""
-    from .backend import get_engine
-
-    if get_engine() != "numba":
-        return
-    from .kernels import numba_cpu
-
-    wait = getattr(numba_cpu, "wait", None)
-    if wait is not None:
-        model.predict(np.zeros((1, channels, 2**DEPTH, 2**DEPTH), np.float32))
-        wait()
 
 
 def load_images(paths, fraction=0.3):
