@@ -433,3 +433,19 @@ def test_check_layer_refuses_merge_layers_in_words():
 
     with pytest.raises(TypeError, match="check_model"):
         hp.gradcheck.check_layer(hp.layers.Concatenate(), [np.ones((2, 3)), np.ones((2, 3))])
+
+
+@pytest.mark.parametrize("layer_class", ["ReLU", "PReLU"])
+def test_float16_activations_run_their_own_numpy_lines(layer_class):
+    """The numba engine's one-pass loops exist for float32/float64 only; a float16 network (say,
+    for a memory demonstration) gets the layer's NumPy definition instead of a TypeError."""
+    import handprop as hp
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float16)
+    layer = getattr(hp.layers, layer_class)()
+    layer.build(x.shape[1:], dtype=np.float16)
+    with hp.engine("numba"):
+        y = layer.forward(x)
+        dx = layer.backward(np.ones_like(y))
+    assert y.dtype == dx.dtype == np.float16
+    np.testing.assert_array_equal(y[x > 0], x[x > 0])

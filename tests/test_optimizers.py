@@ -252,10 +252,10 @@ def test_lr_is_read_at_every_step():
 
 
 @pytest.mark.parametrize("engine", ["numpy", "numba"])
-@pytest.mark.parametrize("n", [10, 2**17 + 6])  # small: array-module path; large: the numba fused kernel
+@pytest.mark.parametrize("n", [10, 2**17 + 6])  # small: NumPy's line; large: the numba one-pass p -= lr * g
 def test_sgd_momentum_switched_on_later_matches_torch(engine, n, torch):
     """Turning momentum on after the first step starts a buffer at the gradient, as torch does
-    (regression: the fused kernel once wrote past a missing buffer)."""
+    (regression: a fused kernel once wrote past a missing buffer)."""
     import handprop as hp
 
     rng = np.random.default_rng(0)

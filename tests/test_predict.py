@@ -132,3 +132,21 @@ def test_budgets_and_their_overrides(tmp_path):
         run_vessel_segmentation(tmp_path, budget="huge")
     with pytest.raises(SystemExit):
         main(["demo", "--budget", "huge", "--out", str(tmp_path)])
+
+
+def test_a_file_that_is_not_an_image_is_named_by_predict(tmp_path, demo_run):
+    tmp, _, _ = demo_run
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(hp.DataError, match=r"handprop predict: .*notes.png is not a readable image"):
+        run_prediction(tmp / "out" / "model.safetensors", tmp_path / "out", images=[bad], verbose=0, figures=False)
+
+
+def test_a_recipe_without_its_keys_is_a_clear_error():
+    model = vessel_unet(width=4)
+    model.metadata = {"vessel_segmentation": {"threshold": 0.5}}
+    with pytest.raises(ValueError, match=r"missing \['preprocessing', 'tta'\]"):
+        segment(model, hp.data.synthetic_retina(1, size=(32, 36)))
+    model.metadata = {"vessel_segmentation": {"threshold": 0.5, "preprocessing": {}, "tta": "rotations"}}
+    with pytest.raises(ValueError, match="tta 'rotations' must be one of"):
+        segment(model, hp.data.synthetic_retina(1, size=(32, 36)))

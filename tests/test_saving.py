@@ -447,3 +447,17 @@ def test_metadata_round_trips_and_keeps_the_file_layout(tmp_path):
     model.metadata = {"fn": object()}
     with pytest.raises(ValueError, match="metadata"):
         model.save(tmp_path / "bad.safetensors")
+
+
+def test_metadata_that_json_would_change_is_refused_naming_the_key(tmp_path):
+    """Integer keys would come back as strings and NaN is not JSON: both are refused at save, with
+    the path of the offending entry; a fresh model has an empty ``metadata`` as a loaded one does."""
+    model = hp.Sequential([hp.layers.Dense(2)], input_shape=(3,), seed=0)
+    assert model.metadata == {}
+    with pytest.raises(TypeError, match=r"metadata has keys that are not strings \(\[1\]\)"):
+        saving.save_model(model, tmp_path / "a.safetensors", metadata={1: "x"})
+    with pytest.raises(ValueError, match=r"metadata\['recipe'\]\['gamma'\] holds nan"):
+        saving.save_model(model, tmp_path / "b.safetensors", metadata={"recipe": {"gamma": float("nan")}})
+    with pytest.raises(ValueError, match=r"metadata\['t'\] holds inf"):
+        saving.save_model(model, tmp_path / "c.safetensors", metadata={"t": [1.0, np.inf]})
+    assert not any(tmp_path.iterdir())  # nothing written

@@ -91,13 +91,21 @@ def _jsonable(value, where):
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            raise ValueError(f"save: {where} holds {float(value)}, which a model file cannot hold (JSON has no "
+                             "NaN or infinity); store a finite number or None")
         return float(value)
     if isinstance(value, (list, tuple)):
         return [_jsonable(v, where) for v in value]
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, dict):
-        return {str(k): _jsonable(v, where) for k, v in value.items()}
+        others = [k for k in value if not isinstance(k, str)]
+        if where.startswith("metadata") and others:
+            raise TypeError(f"save: {where} has keys that are not strings ({others!r}); JSON would load them back "
+                            "as strings: use string keys")
+        return {str(k): _jsonable(v, f"{where}[{k!r}]" if where.startswith("metadata") else where)
+                for k, v in value.items()}
     if callable(value):
         for name, fn in init_module.INITIALIZERS.items():
             if fn is value:

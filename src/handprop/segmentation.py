@@ -162,13 +162,14 @@ class KeepBestOnValidation(Callback):
 
 
 def train_segmenter(model, x_train, train, x_val, val, *, epochs=10, steps=30, tile=64, batch_size=16,
-                    lr=2e-3, seed=0, verbose=1, validate_from=0, augment=None):
+                    lr=2e-3, seed=0, verbose=1, validate_from=0, augment=None, choose_threshold=True):
     """Train ``model`` on random augmented tiles of the preprocessed training images ``x_train``
     (with the masks of ``train``; Adam with a cosine-decaying learning rate), keep the best epoch
     on the validation patients (validated from epoch ``validate_from``, counted from 0), and set
-    ``model.threshold`` to the validation's best-Dice threshold (``p >= threshold``). ``augment``:
-    an :class:`handprop.data.Augmenter` for the tiles (default: flips and 90° rotations). Returns
-    the ``History``."""
+    ``model.threshold`` to the validation's best-Dice threshold (``p >= threshold``;
+    ``choose_threshold=False`` leaves that to the caller, e.g. with test-time flips as the demo
+    does). ``augment``: an :class:`handprop.data.Augmenter` for the tiles (default: flips and 90°
+    rotations). Returns the ``History``."""
     from . import losses, optimizers
     from .data import TileSampler
     from .schedules import CosineDecay, LearningRateScheduler
@@ -180,8 +181,9 @@ def train_segmenter(model, x_train, train, x_val, val, *, epochs=10, steps=30, t
     keep = KeepBestOnValidation(x_val, val, first_epoch=min(validate_from, epochs - 1))
     schedule = LearningRateScheduler(CosineDecay(lr, epochs, min_lr=lr / 20))  # settle at the end
     history = model.fit(sampler, epochs=epochs, callbacks=[schedule, keep], verbose=verbose)
-    prob = predict_probabilities(model, x_val)
-    model.threshold, model.val_dice = best_dice_threshold(prob, val.vessels, val.fov)
+    if choose_threshold:
+        prob = predict_probabilities(model, x_val)
+        model.threshold, model.val_dice = best_dice_threshold(prob, val.vessels, val.fov)
     model.best_epoch, model.val_auc = (keep.best_epoch if keep.best_epoch is not None else epochs - 1), keep.best
     return history
 
@@ -212,6 +214,13 @@ def recipe_settings(model):
     if settings is None:
         return {"preprocessing": {"channels": "rgb", "outside": "nearest"}, "tta": "none", "multiple": 2**DEPTH,
                 "outside_fov": 0.0, "threshold": float(getattr(model, "threshold", 0.5))}
+    missing = [key for key in ("preprocessing", "tta", "threshold") if key not in settings] \
+        if isinstance(settings, dict) else ["everything"]
+    if missing or settings["tta"] not in TEST_TIME_FLIPS:
+        raise ValueError(f"the model's metadata[{SETTINGS_KEY!r}] is not a recipe saved by handprop demo (missing "
+                         f"{missing or 'nothing'}; tta {settings.get('tta') if isinstance(settings, dict) else None!r} "
+                         f"must be one of {sorted(TEST_TIME_FLIPS)}): save the model again with handprop demo, or "
+                         f"delete that key to use the plain U-Net's defaults")
     return settings
 
 
@@ -298,7 +307,8 @@ def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=None, steps=
     t0 = time.perf_counter()
     history = train_segmenter(model, x_train, train, x_val, val, epochs=plan["epochs"], steps=plan["steps"],
                               tile=plan["tile"], batch_size=plan["batch_size"], seed=seed, verbose=verbose,
-                              validate_from=plan["epochs"] // 2)  # the cosine schedule's second half
+                              validate_from=plan["epochs"] // 2,  # the cosine schedule's second half
+                              choose_threshold=False)  # chosen below, with the test-time flips
     clock["training"] = time.perf_counter() - t0
     settings = {"preprocessing": preprocessing, "tta": plan["tta"], "multiple": 2**DEPTH, "outside_fov": 0.0}
     t0 = time.perf_counter()
@@ -382,7 +392,7 @@ def load_images(paths, fraction=0.3):
         path = Path(path)
         if not path.is_file():
             raise DataError(f"load_images: no such image file: {path}")
-        images.append(_read_rgb(path).transpose(2, 0, 1))
+        images.append(_read_rgb(path, caller="handprop predict").transpose(2, 0, 1))
         ids.append(path.stem)
     images = np.stack(images).astype(np.float32)
     fov = np.stack([estimate_fov(image, fraction=fraction) for image in images])

@@ -60,21 +60,22 @@ def _find(folder, stems, extensions, what):
     raise DataNotFoundError(f"load_drive: no {what} file in {folder} (looked for {tried})")
 
 
-def _open(path, what):
-    """``PIL.Image.open`` with an error that names the file and what it should have been."""
+def _open(path, what, caller="load_drive"):
+    """``PIL.Image.open`` with an error that names the caller, the file and what it should have been."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         return Image.open(path)
     except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"load_drive: {path} is not a readable image ({what}); remove it or convert it "
+        raise DataError(f"{caller}: {path} is not a readable image ({what}); remove it or convert it "
                          f"to PNG ({e})") from e
 
 
-def _read_rgb(path):
+def _read_rgb(path, caller="load_drive"):
     """An image file as (H, W, 3) float32 in [0, 1]: 8-bit RGB(A) or grey (/ 255), or 16-bit (or
-    integer/float) grey: / 65535, or / 255 when no value exceeds 255."""
-    with _open(path, "a fundus photograph") as image:
+    integer/float) grey: / 65535, or / 255 when no value exceeds 255. ``caller`` names the function
+    in errors."""
+    with _open(path, "a fundus photograph", caller) as image:
         if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):  # 16-bit (or wider) gray
             gray = np.asarray(image, dtype=np.float32)
             scale = 255.0 if gray.max() <= 255 else 65535.0

@@ -65,6 +65,8 @@ from __future__ import annotations
 
 import importlib
 
+import numpy as np
+
 from ..backend import engine_for
 
 _MODULES = {
@@ -110,10 +112,6 @@ def fast_kernel(op: str, x):
     engine in force has none; the caller then runs its own NumPy/CuPy lines (the definition)."""
     if op not in FAST:
         raise ValueError(f"unknown fast kernel {op!r}; they are {FAST}")
+    if getattr(x, "dtype", None) not in (np.float32, np.float64):  # e.g. float16: the caller's NumPy lines
+        return None
     return getattr(engine_module(engine_for(x, strict=False)), op, None)
-
-
-def compiling(min_seconds=0.0):
-    """None: no engine compiles in the background any more (the ``numba`` engine compiles in the
-    calling thread and says so on stderr). Kept for callers of the earlier API."""
-    return None
