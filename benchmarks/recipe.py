@@ -29,10 +29,10 @@ from scipy import ndimage
 
 import handprop as hp
 from handprop.metrics import dice, roc_auc
-from handprop.preprocessing import preprocess_images
+from handprop.preprocessing import DEFAULT_PREPROCESSING, preprocess_images
 from handprop.segmentation import best_dice_threshold, predict_probabilities, train_segmenter, vessel_unet
 
-GREEN_CLAHE = {"channels": "green", "outside": "smooth", "clahe": {"tiles": 8, "clip_limit": 2.0}, "gamma": 1.2}
+GREEN_CLAHE = DEFAULT_PREPROCESSING  # the demo's: green, smooth surround, CLAHE 8 x 8 clip 2, gamma 1.2
 VARIANTS = {
     "A": ("old demo: RGB, nearest FOV pixel outside", {"channels": "rgb", "outside": "nearest"}, 64, 16),
     "B": ("RGB, smooth outside", {"channels": "rgb", "outside": "smooth"}, 64, 16),

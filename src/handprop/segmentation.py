@@ -10,7 +10,8 @@
     model = vessel_unet(in_channels=1)
     train_segmenter(model, x_train, train, x_val, val)       # tiles, masked loss, best epoch
     prob = predict_probabilities(model, hp.preprocessing.preprocess_images(test, **settings), tta="flips")
-    report = hp.metrics.segmentation_report(prob, test.vessels, test.fov, threshold=at_least(model.threshold))
+    report = hp.metrics.segmentation_report(prob, test.vessels, test.fov,
+                                            threshold=hp.segmentation.at_least(model.threshold))
 
 The steps, and why:
 

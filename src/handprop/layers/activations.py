@@ -22,7 +22,8 @@ Every equation is the NumPy (or CuPy) code below. ReLU and PReLU also have a one
 ``numba`` engine (:func:`handprop.kernels.fast_kernel`), which the layer calls when it is there:
 NumPy's ``where`` takes ~4 ns per number on random signs (a mispredicted branch), and those
 loops made the tutorial ConvNet's and the U-Net's training steps measurably faster
-(:mod:`handprop.kernels.numba_cpu.activations`). Same numbers either way (``tests/test_engines.py``).
+(:mod:`handprop.kernels.numba_cpu.activations`). The same y and dx either way; PReLU's dalpha
+agrees to rounding (``tests/test_engines.py``).
 """
 
 from __future__ import annotations

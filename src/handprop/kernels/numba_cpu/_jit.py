@@ -49,9 +49,10 @@ if not CACHE:
         NumbaCacheWarning, stacklevel=2,
     )
 
-COMPILE_SECONDS = 10
-"""About how long compiling every kernel for one dtype takes (``warmup``, 2 cores, loaded machine:
-6-13 s), quoted in the notice below."""
+COMPILE_SECONDS = 5
+"""About how long compiling every kernel for one dtype takes, quoted in the notice below
+(``warmup((np.float32,))`` with an empty cache: 4.9 s on the quiet 2-core AMD EPYC development
+machine, 6-13 s on a loaded one)."""
 
 
 class _CompilingNotice(event.Listener):
