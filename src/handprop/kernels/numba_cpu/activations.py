@@ -1,15 +1,15 @@
 """ReLU and PReLU on the ``numba`` engine: one pass over memory per direction, on the engine's
 threads (:mod:`._pool`).
 
-The equations live in :mod:`handprop.layers.activations` (NumPy lines, run on every other
-engine); the layers call these loops through :func:`handprop.kernels.fast_kernel` when the numba
-engine is in force, and the tests check that both give the same numbers (PReLU's dalpha to
-rounding). They are here for two benchmark rows (issue 20; 2 threads, loops and NumPy lines
-alternating in one process, loaded 2-core machine): the tutorial ConvNet's training step (``benchmarks/bench_convnet.py``, three
-PReLUs) was 1.14x (25th percentile of 300 steps) to 1.48x (fastest) slower with the NumPy lines,
-the U-Net's (``bench_unet.py`` ``train4``, ReLU after every convolution) 1.16x to 1.31x. The cause
-is ``np.where`` on random signs: a mispredicted branch per number, ~4 ns each, where these loops
-take ~0.1-0.5 ns (2 threads).
+The equations live in :mod:`handprop.layers.activations` (NumPy lines, run on every other engine);
+the layers call these loops through :func:`handprop.kernels.fast_kernel` when the numba engine is
+in force, and the tests check that both give the same numbers (PReLU's dalpha to rounding). They
+are here for two benchmark rows (issue 20; 2 threads, loops and NumPy lines alternating in one
+process, loaded 2-core machine): the tutorial ConvNet's training step
+(``benchmarks/bench_convnet.py``, three PReLUs) was 1.14x (25th percentile of 300 steps) to 1.48x
+(fastest) slower with the NumPy lines, the U-Net's (``bench_unet.py`` ``train4``, ReLU after every
+convolution) 1.16x to 1.31x. The cause is ``np.where`` on random signs: a mispredicted branch per
+number, ~4 ns each, where these loops take ~0.1-0.5 ns (2 threads).
 
 ReLU keeps its *output* as the cache: ``y > 0`` exactly where ``x > 0``, so backward needs no mask.
 """
