@@ -135,10 +135,10 @@ def clahe(channel, tiles=8, clip_limit=2.0, bins=256):
     return ((1 - wy) * top + wy * bottom).astype(np.float32)
 
 
-def _standardize(x, fov, name):
+def _standardize(x, fov):
+    """``(x - mean) / std`` per channel, with the statistics of the pixels inside ``fov`` (at least 2:
+    :func:`preprocess_images` checks)."""
     inside = x[:, fov]
-    if inside.shape[1] < 2:
-        raise ValueError(f"preprocess_images: {name} has fewer than 2 pixels inside its field of view")
     mean = inside.mean(axis=1)[:, None, None]
     std = inside.std(axis=1)[:, None, None]
     return ((x - mean) / np.maximum(std, 1e-6)).astype(np.float32)
@@ -180,7 +180,7 @@ def preprocess_images(data, fov=None, *, channels="green", outside="smooth", cla
             x = np.stack([_clahe(c, **clahe) for c in x])
         if gamma != 1.0:
             x = np.power(np.clip(x, 0, None), np.float32(1.0 / gamma))
-        x = _standardize(x, fov[i], name)
+        x = _standardize(x, fov[i])
         if outside == "zero":
             x = np.where(fov[i], x, np.float32(0))
         out.append(x)
