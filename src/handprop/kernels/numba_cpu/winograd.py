@@ -74,7 +74,10 @@ transform back, all while the data is in that core's cache. Two details mattered
 matrices of ``V`` and ``M`` start one cache line apart (:func:`_staggered`; 36 streams a power
 of two apart fell into the same cache set, 25x slower), and the transforms first *deinterleave*
 each row (``D[m, tj] = row[4 tj + m]``), so that every step is arithmetic on contiguous arrays
-over tiles, which LLVM vectorizes.
+over tiles, which LLVM vectorizes. The input transform deinterleaves each input row once, into
+4 phases (the patch's columns 4 and 5 are the next tile's 0 and 1), and reuses the 2 rows that
+vertically adjacent patches share: 1.2x faster than gathering all 6 x 6, the U-Net step 5 % less
+CPU (issue 20).
 """
 
 from __future__ import annotations
@@ -157,25 +160,33 @@ def _a(g0, g1, g2, g3):
 def _input_transform(x, V, n0, nb, ti0, ti1, TW, ph, pw):
     """``V[6 a + b, c, t] = (B^T d B)[a, b]`` for the tiles ``t`` of images ``n0 : n0 + nb``, tile
     rows ``ti0 : ti1``; ``d`` is the 6 x 6 patch of the padded input at (4 ti, 4 tj), zeros outside.
-    x (N, C, H, W); V (36, C, nb (ti1 - ti0) TW), tiles in row-major order per image."""
+    x (N, C, H, W); V (36, C, nb (ti1 - ti0) TW), tiles in row-major order per image. The same
+    numbers in the same order of operations as gathering each 6 x 6 patch afresh."""
     C, H, Wd = x.shape[1], x.shape[2], x.shape[3]
     band = (ti1 - ti0) * TW
     z = x.dtype.type(0)
-    D = np.empty((6, 6, TW), x.dtype)  # D[r, m, tj] = padded input row 4 ti + r, column 4 tj + m
-    Hh = np.empty((6, 6, TW), x.dtype)  # after B^T along each row: Hh[r, b, tj]
+    Q = np.empty((4, TW + 1), x.dtype)  # one padded input row, deinterleaved: Q[q, j] = column 4 j + q
+    Hh = np.empty((6, 6, TW), x.dtype)  # B^T along each of the patch's 6 rows: Hh[r, b, tj]
     for nn in range(nb):
         for c in range(C):
             for ti in range(ti0, ti1):
-                for r in range(6):
+                first = 0
+                if ti > ti0:  # rows 0, 1 of these patches are rows 4, 5 of the previous ones: reuse them
+                    for r in range(2):
+                        for b in range(6):
+                            for tj in range(TW):
+                                Hh[r, b, tj] = Hh[r + 4, b, tj]
+                    first = 2
+                for r in range(first, 6):
                     h = 4 * ti + r - ph
                     inside = 0 <= h < H
-                    for m in range(6):
-                        for tj in range(TW):
-                            w = 4 * tj + m - pw
-                            D[r, m, tj] = x[n0 + nn, c, h, w] if (inside and 0 <= w < Wd) else z
-                    for tj in range(TW):
-                        v0, v1, v2, v3, v4, v5 = _bt(D[r, 0, tj], D[r, 1, tj], D[r, 2, tj], D[r, 3, tj],
-                                                     D[r, 4, tj], D[r, 5, tj])
+                    for q in range(4):
+                        for j in range(TW + 1):
+                            w = 4 * j + q - pw
+                            Q[q, j] = x[n0 + nn, c, h, w] if (inside and 0 <= w < Wd) else z
+                    for tj in range(TW):  # the patch's columns 0..5 are Q[0..3, tj], Q[0..1, tj + 1]
+                        v0, v1, v2, v3, v4, v5 = _bt(Q[0, tj], Q[1, tj], Q[2, tj], Q[3, tj], Q[0, tj + 1],
+                                                     Q[1, tj + 1])
                         Hh[r, 0, tj] = v0
                         Hh[r, 1, tj] = v1
                         Hh[r, 2, tj] = v2
