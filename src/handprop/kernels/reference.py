@@ -46,7 +46,7 @@ from __future__ import annotations
 import numpy as np
 
 from .geometry import check_pool_geometry, first_tap, output_size
-from .pairs import ConvCache
+from .pairs import ConvCache, _bias_grad  # db[k] = sum of dy[n, k, ...]
 
 
 def _pad(x, ph, pw, value=0.0):
@@ -119,11 +119,6 @@ def conv2d_weight_grad(dy, x, W_shape, geometry):
 #
 #     Conv2D           forward y = A x      backward dx = A^T dy,  dW = weight_grad(dy, x)
 #     Conv2DTranspose  forward y = A^T x    backward dx = A dy,    dW = weight_grad(x, dy)
-def _bias_grad(dy):
-    """``db[k] = sum of dy[n, k, ...]`` over the batch and every spatial axis."""
-    return dy.sum(axis=(0, *range(2, dy.ndim)))
-
-
 def conv2d_forward(x, W, b, geometry, training=True):
     """``y = conv2d(x, W, b)`` and the cache its backward reads. -> ``(y, ConvCache)``."""
     return conv2d(x, W, b, geometry), ConvCache(x, W, b is not None, geometry)
