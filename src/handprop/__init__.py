@@ -25,7 +25,7 @@ from .threads import get_num_threads, set_num_threads, thread_settings
 # Imported on first use: plotting pulls in matplotlib, the experiments and exercises much more,
 # which a training script may not need.
 _LAZY = ("viz", "surfaces", "schedules", "data", "kernels", "exercises", "experiments", "architectures", "inference",
-         "segmentation", "preprocessing")
+         "segmentation", "preprocessing", "lesson")
 
 
 def __getattr__(name):

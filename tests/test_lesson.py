@@ -1,0 +1,54 @@
+"""hp.lesson: result sentences rendered from the run's numbers, claims, and the results file."""
+
+import json
+
+import matplotlib
+import numpy as np
+import pytest
+
+import handprop as hp
+
+
+def test_say_renders_from_values_and_records_them(capsys):
+    results = hp.lesson.Results("99_test")
+    text = results.say("AUC {auc:.3f} with {n} nets", auc=np.float32(0.91234), n=np.int64(5))
+    assert text == "AUC 0.912 with 5 nets"
+    assert capsys.readouterr().out.strip() == text
+    assert results.values == {"auc": pytest.approx(0.91234, abs=1e-6), "n": 5}
+    assert type(results.values["n"]) is int
+
+
+def test_claim_picks_the_sentence_the_numbers_support(capsys):
+    results = hp.lesson.Results("99_test")
+    assert not results.claim("helps", 0.90 > 0.91, "It helps ({a})", "It does not help ({a})", a=1)
+    assert capsys.readouterr().out.strip() == "It does not help (1)"
+    assert results.claims == {"helps": False}
+
+
+def test_nan_is_refused():
+    with pytest.raises(ValueError, match="x is NaN"):
+        hp.lesson.Results("99_test").record(x=float("nan"))
+
+
+def test_save_writes_only_where_the_environment_names_a_folder(tmp_path, monkeypatch):
+    results = hp.lesson.Results("99_test")
+    results.record(a=np.arange(3), b={"c": np.float64(2.5)})
+    monkeypatch.delenv(hp.lesson.RESULTS_ENV, raising=False)
+    assert results.save() is None
+    monkeypatch.setenv(hp.lesson.RESULTS_ENV, str(tmp_path))
+    path = results.save()
+    saved = json.loads(path.read_text())
+    assert saved == {"chapter": "99_test", "values": {"a": [0, 1, 2], "b": {"c": 2.5}}, "claims": {}}
+    assert hp.lesson.load_results("99_test", tmp_path) == saved
+    with pytest.raises(FileNotFoundError, match="make notebooks"):
+        hp.lesson.load_results("98_missing", tmp_path)
+
+
+def test_lecture_style_sets_projectable_fonts():
+    with matplotlib.rc_context():
+        hp.lesson.lecture_style()
+        assert matplotlib.rcParams["font.size"] >= 12 and matplotlib.rcParams["legend.fontsize"] >= 12
+        assert matplotlib.rcParams["figure.dpi"] >= 100
+    assert hp.lesson.model_color("U-Net") == "tab:red"
+    with pytest.raises(KeyError, match="known"):
+        hp.lesson.model_color("VGG")
