@@ -27,7 +27,8 @@ import numpy as np
 import handprop as hp
 
 QUICK = os.environ.get("HANDPROP_QUICK", "0") == "1"  # smaller runs for the automated tests
-matplotlib.rcParams["figure.dpi"] = 72  # modest resolution: keeps the saved notebook small
+hp.lesson.lecture_style()  # fonts >= 12 and 100 dpi: figures that can be projected
+results = hp.lesson.Results("01_neural_networks")  # the numbers this chapter states (see hp.lesson)
 hp.set_num_threads(1)  # small models run fastest on one thread, and a shared server stays responsive
 print("quick mode" if QUICK else "full mode")
 
@@ -402,6 +403,9 @@ class BrokenReLU(hp.layers.ReLU):
 
 
 print(hp.gradcheck.check_layer(BrokenReLU(), rng.standard_normal((5, 4))))
+
+# %%
+results.save()  # the full-mode build keeps these numbers for tests/test_claims.py
 
 # %% [markdown] tags=["exercises"]
 # ## Exercises

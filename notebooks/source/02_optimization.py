@@ -33,7 +33,8 @@ import handprop as hp
 from handprop.optimizers import SGD, AdaDelta, AdaGrad, Adam, RMSprop
 
 QUICK = os.environ.get("HANDPROP_QUICK", "0") == "1"  # smaller runs for the automated tests
-matplotlib.rcParams["figure.dpi"] = 72  # modest resolution: keeps the saved notebook small
+hp.lesson.lecture_style()  # fonts >= 12 and 100 dpi: figures that can be projected
+results = hp.lesson.Results("02_optimization")  # the numbers this chapter states (see hp.lesson)
 print("quick mode" if QUICK else "full mode")
 
 # %% [markdown]
@@ -317,6 +318,9 @@ hp.viz.plot_history(curves, figsize=(7, 3.5), title="Test loss per epoch, same n
 # more on the learning rate than on the method: Adam at its default `lr=0.001` starts slower than
 # the others here, but it is a good default that rarely needs tuning; with a well-chosen learning
 # rate, SGD with momentum is hard to beat.
+
+# %%
+results.save()  # the full-mode build keeps these numbers for tests/test_claims.py
 
 # %% [markdown] tags=["exercises"]
 # ## Exercises

@@ -28,7 +28,8 @@ import numpy as np
 import handprop as hp
 
 QUICK = os.environ.get("HANDPROP_QUICK", "0") == "1"  # shorter training for the automated tests
-matplotlib.rcParams["figure.dpi"] = 72  # modest resolution: keeps the saved notebook small
+hp.lesson.lecture_style()  # fonts >= 12 and 100 dpi: figures that can be projected
+results = hp.lesson.Results("03_convolutional_networks")  # the numbers this chapter states (see hp.lesson)
 print("quick mode" if QUICK else "full mode")
 
 # %% [markdown]
@@ -362,6 +363,9 @@ plt.show()
 # The dilated network sees 131×131 pixels with the weights of ten 3×3 layers; the plain one sees
 # 17×17. The pattern of the dilated field is not uniform: some pixels are reached by many paths,
 # some by few (the "gridding" of dilated convolutions).
+
+# %%
+results.save()  # the full-mode build keeps these numbers for tests/test_claims.py
 
 # %% [markdown] tags=["exercises"]
 # ## Exercises

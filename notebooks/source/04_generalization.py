@@ -36,7 +36,8 @@ import handprop as hp
 from handprop import architectures as arch
 
 QUICK = os.environ.get("HANDPROP_QUICK", "0") == "1"  # shorter runs for the automated tests
-matplotlib.rcParams["figure.dpi"] = 72  # modest resolution: keeps the saved notebook small
+hp.lesson.lecture_style()  # fonts >= 12 and 100 dpi: figures that can be projected
+results = hp.lesson.Results("04_generalization")  # the numbers this chapter states (see hp.lesson)
 hp.set_num_threads(1)  # small models run fastest on one thread, and a shared server stays responsive
 print("quick mode" if QUICK else "full mode")
 
@@ -534,6 +535,9 @@ plt.show()
 # stopping with two validation patients, a small ensemble of near-identical members, and
 # autoencoder pre-training. Each of those depends on something this small setting lacks — a
 # larger validation set, more diverse members, a pretext task that rewards vessel features.
+
+# %%
+results.save()  # the full-mode build keeps these numbers for tests/test_claims.py
 
 # %% [markdown] tags=["exercises"]
 # ## Exercises

@@ -32,7 +32,8 @@ import handprop as hp
 from handprop.optimizers import SGD
 
 QUICK = os.environ.get("HANDPROP_QUICK", "0") == "1"  # shorter runs for the automated tests
-matplotlib.rcParams["figure.dpi"] = 72  # modest resolution: keeps the saved notebook small
+hp.lesson.lecture_style()  # fonts >= 12 and 100 dpi: figures that can be projected
+results = hp.lesson.Results("05_getting_started")  # the numbers this chapter states (see hp.lesson)
 hp.set_num_threads(1)  # small models run fastest on one thread, and a shared server stays responsive
 L = hp.layers
 print("quick mode" if QUICK else "full mode")
@@ -286,6 +287,9 @@ if torch is not None:
     with torch.no_grad():
         torch_out = net(torch.from_numpy(x_test29[:64])).numpy()
     print("max |torch - handprop| on 64 patches:", float(np.abs(torch_out - vessel_net.predict(x_test29[:64])).max()))
+
+# %%
+results.save()  # the full-mode build keeps these numbers for tests/test_claims.py
 
 # %% [markdown] tags=["exercises"]
 # ## Exercises

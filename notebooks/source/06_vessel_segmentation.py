@@ -37,7 +37,8 @@ from handprop import inference, metrics
 from handprop import segmentation as seg
 
 QUICK = os.environ.get("HANDPROP_QUICK", "0") == "1"  # smaller runs for the automated tests
-matplotlib.rcParams["figure.dpi"] = 72  # modest resolution: keeps the saved notebook small
+hp.lesson.lecture_style()  # fonts >= 12 and 100 dpi: figures that can be projected
+results = hp.lesson.Results("06_vessel_segmentation")  # the numbers this chapter states (see hp.lesson)
 hp.set_num_threads(1)  # small models run fastest on one thread, and a shared server stays responsive
 print("quick mode" if QUICK else "full mode")
 
@@ -310,6 +311,9 @@ plt.show()
 # of a real fundus, the macula, the disc's rim, the edge of the field of view). Training on real annotated images (DRIVE) is the next
 # step: `hp.data.load_drive` loads them into the same structure, and `handprop demo --drive
 # PATH` runs this chapter's U-Net pipeline on them.
+
+# %%
+results.save()  # the full-mode build keeps these numbers for tests/test_claims.py
 
 # %% [markdown] tags=["exercises"]
 # ## Exercises
