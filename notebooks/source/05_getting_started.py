@@ -1,19 +1,22 @@
 # %% [markdown]
 # # Chapter 5 — Getting started: the tutorial's Keras code in handprop
 #
-# The tutorial's code is written for Keras (its 2016 version, Keras 1, with the Theano backend).
-# handprop follows the same rhythm — build a `Sequential` model layer by layer, `compile` it with
-# a loss and an optimizer, `fit`, `evaluate`, `predict` — so the tutorial's code translates almost
-# line by line. This chapter puts the two side by side:
+# The tutorial's code is written for **Keras 1** (its 2016 version) **with the TensorFlow
+# backend**: its first program sets `KERAS_BACKEND` to `"tensorflow"`, and its ConvNet stores
+# images channels-last (`dim_ordering='tf'`, `input_shape=(29,29,3)`). It uses the 2016
+# spellings: `output_dim=`, `init=`, `border_mode=`, `Convolution2D(20, 5,5)` for 20 filters of
+# 5×5, `nb_epoch=`, `predict_classes`. This chapter
 #
-# 1. the getting-started network: `Sequential`, `Dense`, `Activation`, `SGD(lr=0.01, momentum=0.9,
-#    nesterov=True)`, `compile` / `fit` / `evaluate` / `predict_classes`;
-# 2. the Keras spellings handprop accepts, and the three things it **refuses** (and why);
-# 3. the tutorial's ConvNet on 29×29×3 patches with 135 outputs (2,784,775 parameters), and the
-#    same network trained on retina patches;
-# 4. saving and loading a model, and handing it over to PyTorch.
+# 1. quotes the slides' two Keras programs exactly as written and **runs them** through
+#    `handprop.keras1`, a thin translation of those spellings onto handprop's own layers (each
+#    `from keras.X import Y` becomes `from handprop.keras1.X import Y`, nothing else changes);
+# 2. puts each next to the idiomatic handprop version, and shows what handprop's main API
+#    accepts of Keras' spellings and the three things it refuses;
+# 3. trains the tutorial's ConvNet as a vessel classifier, with training, validation and test
+#    patients;
+# 4. saves and loads a model, and hands it over to PyTorch.
 #
-# Keras itself is not needed: its code is shown in grey boxes, handprop's runs in the cells.
+# Keras itself is not needed.
 #
 # > **Quick mode.** `QUICK` (next cell) makes the training runs shorter so that the automated tests
 # > run this notebook quickly. It is `False` unless the environment sets `HANDPROP_QUICK=1`.
@@ -39,63 +42,172 @@ L = hp.layers
 print("quick mode" if QUICK else "full mode")
 
 # %% [markdown]
-# ## 1. The getting-started network
+# ## 1. The getting-started network, as the slides wrote it
 #
-# The tutorial's first example (Keras 1):
+# The slides' first program, quoted exactly as written (three slides: the network, its
+# compilation, then training, evaluation and testing):
 #
 # ```python
+# os.environ["KERAS_BACKEND"] = "tensorflow"
 # from keras.models import Sequential
-# from keras.layers import Dense, Activation
-# from keras.optimizers import SGD
-#
 # model = Sequential()
-# model.add(Dense(output_dim=64, input_dim=100))
+#
+# from keras.layers.core import Dense, Activation
+# model.add(Dense(output_dim=64, input_dim=100,
+#                 init="glorot_uniform"))
 # model.add(Activation("relu"))
-# model.add(Dense(output_dim=10))
+# model.add(Dense(output_dim=10, init="glorot_uniform"))
 # model.add(Activation("softmax"))
-# model.compile(loss='categorical_crossentropy', optimizer=SGD(lr=0.01, momentum=0.9, nesterov=True),
-#               metrics=['accuracy'])
-# model.fit(X_train, Y_train, nb_epoch=5, batch_size=32)
-# loss_and_metrics = model.evaluate(X_test, Y_test, batch_size=32)
-# classes = model.predict_classes(X_test, batch_size=32)
-# proba = model.predict_proba(X_test, batch_size=32)
 # ```
 #
-# Our data: the handwritten digits that ship with handprop (8×8 images as 64 numbers, 10 classes),
-# so the first layer reads 64 inputs instead of 100. In handprop, line by line:
-
-# %%
-(x_train, y_train), (x_test, y_test) = hp.data.load_digits()
-
-model = hp.Sequential()
-model.add(L.Dense(64, input_shape=(64,)))   # Keras 1: Dense(output_dim=64, input_dim=100)
-model.add(L.Activation("relu"))              # returns hp.layers.ReLU()
-model.add(L.Dense(10))                       # Dense(output_dim=10)
-# no Activation("softmax"): the loss applies it (section 2 says why)
-model.compile(loss="categorical_crossentropy", optimizer=SGD(lr=0.01, momentum=0.9, nesterov=True),
-              metrics=["accuracy"])
-history = model.fit(x_train, y_train, epochs=5, batch_size=32, verbose=2)  # Keras 1: nb_epoch=5
-
-# %% [markdown]
-# `verbose=2` prints one line per epoch; `verbose=1` (the default) draws a progress bar, a widget
-# in Jupyter. The targets may be class indices, as here, or one-hot rows like Keras' `Y_train`
-# (`np.eye(10)[y_train]`): `categorical_crossentropy` is handprop's `SoftmaxCrossEntropy`, which
-# takes both.
-
-# %%
-loss_and_metrics = model.evaluate(x_test, y_test, batch_size=32)
-classes = model.predict_classes(x_test, batch_size=32)
-proba = hp.layers.activations.softmax(model.predict(x_test, batch_size=32))  # Keras 1's predict_proba
-print("evaluate -> [loss, accuracy]:", np.round(loss_and_metrics, 4))
-print("predict_classes:", classes[:10], " true:", y_test[:10])
-print("probabilities of the first test image:", proba[0].round(3))
-print("one-hot targets give the same loss:", round(model.evaluate(x_test, np.eye(10)[y_test])[0], 6))
-hp.viz.plot_history(history)
-
-# %% [markdown]
-# ## 2. Keras spellings handprop accepts — and what it refuses
+# ```python
+# from keras.optimizers import SGD
+# model.compile(loss='categorical_crossentropy', optimizer=SGD(lr=0.01,
+# momentum=0.9, nesterov=True))
+# ```
 #
-# handprop accepts the tutorial's spellings where they mean the same thing:
+# ```python
+# model.fit(X_train, Y_train, nb_epoch=5, batch_size=32)
+# objective_score = model.evaluate(X_test, Y_test, batch_size=32)
+# classes = model.predict_classes(X_test, batch_size=32)
+# ```
+#
+# *Source:* Išgum, de Vos, Lessmann, Wolterink (UMC Utrecht), Nielsen, Pai (University of
+# Copenhagen), "A tutorial on Deep Learning in Medical Image Analysis", part 5 "Getting started"
+# (A. Pai, Y.-C. Teng, J. Blair, M. Nielsen), code examples. Licensed
+# [CC BY-NC-SA 4.0](http://creativecommons.org/licenses/by-nc-sa/4.0/); quoted unchanged.
+#
+# The program needs `X_train, Y_train, X_test, Y_test` with 100 inputs and 10 classes. Ours: the
+# handwritten digits that ship with handprop (8×8 images), with a one-pixel black border (10×10 =
+# 100 inputs); `Y_*` are one-hot rows, as Keras 1's `categorical_crossentropy` wants. The test
+# digits go only to `evaluate` and `predict_classes`.
+
+# %%
+(digits_train, labels_train), (digits_test, labels_test) = hp.data.load_digits(flatten=False)
+
+
+def as_100_inputs(images):
+    """(N, 1, 8, 8) digits with a one-pixel border -> (N, 100)."""
+    return np.pad(images, ((0, 0), (0, 0), (1, 1), (1, 1))).reshape(len(images), 100)
+
+
+X_train, Y_train = as_100_inputs(digits_train), np.eye(10, dtype=np.float32)[labels_train]
+X_test, Y_test = as_100_inputs(digits_test), np.eye(10, dtype=np.float32)[labels_test]
+print("X_train", X_train.shape, "Y_train", Y_train.shape, "  X_test", X_test.shape, "Y_test", Y_test.shape)
+
+# %% [markdown]
+# The same program, run by handprop: only the three `from keras.` lines now read
+# `from handprop.keras1.`. (`fit` draws a progress bar per epoch, Keras' default `verbose=1`; it
+# moves when the cell runs, and a saved copy of the notebook may show only its first frame.)
+
+# %%
+os.environ["KERAS_BACKEND"] = "tensorflow"
+from handprop.keras1.models import Sequential
+model = Sequential()
+
+from handprop.keras1.layers.core import Dense, Activation
+model.add(Dense(output_dim=64, input_dim=100,
+                init="glorot_uniform"))
+model.add(Activation("relu"))
+model.add(Dense(output_dim=10, init="glorot_uniform"))
+model.add(Activation("softmax"))
+
+from handprop.keras1.optimizers import SGD
+model.compile(loss='categorical_crossentropy', optimizer=SGD(lr=0.01,
+momentum=0.9, nesterov=True))
+
+model.fit(X_train, Y_train, nb_epoch=5, batch_size=32)
+objective_score = model.evaluate(X_test, Y_test, batch_size=32)
+classes = model.predict_classes(X_test, batch_size=32)
+
+# %%
+slide_accuracy = float((classes == labels_test).mean())
+results.say("The slide's program, run by `handprop.keras1`: after {slide_epochs} epochs the test loss "
+            "(`objective_score`) is {slide_test_loss:.3f} and `predict_classes` gets {slide_test_accuracy:.1%} of the "
+            "{n_test_digits} test digits right "
+            "(chance: 10%).", slide_epochs=5, slide_test_loss=objective_score, slide_test_accuracy=slide_accuracy,
+            n_test_digits=len(X_test))
+model.summary();
+
+# %% [markdown]
+# What the translation did, line by line — each Keras 1 name returned handprop's own object:
+#
+# | the slide (Keras 1) | handprop |
+# |---|---|
+# | `Dense(output_dim=64, input_dim=100, init="glorot_uniform")` | `L.Dense(64, kernel_init="glorot_uniform", input_shape=(100,))` |
+# | `Activation("relu")` | `L.ReLU()` |
+# | `Activation("softmax")` + `loss='categorical_crossentropy'` | no softmax layer: `hp.losses.SoftmaxCrossEntropy()` applies it to the logits, fused and exact (section 2); `model.predict` applies it afterwards |
+# | `SGD(lr=0.01, momentum=0.9, nesterov=True)` | `hp.optimizers.SGD(lr=0.01, momentum=0.9, nesterov=True)` |
+# | `compile(loss=..., optimizer=...)` (Keras 1's order: optimizer, loss) | `compile(loss=..., optimizer=...)` |
+# | `fit(..., nb_epoch=5)` | `fit(..., epochs=5)` |
+# | `predict_classes(X_test)` | `predict_classes(x_test)`: the argmax |
+#
+# The idiomatic handprop version, written directly (class indices as targets: handprop's
+# cross-entropy takes them as well as one-hot rows). Same seed, same layers, same optimizer: it
+# should be the same network after the same training.
+
+# %%
+mlp = hp.Sequential(seed=0)
+mlp.add(L.Dense(64, input_shape=(100,)))
+mlp.add(L.ReLU())
+mlp.add(L.Dense(10))  # logits: the loss applies the softmax
+mlp.compile(loss="categorical_crossentropy", optimizer=SGD(lr=0.01, momentum=0.9, nesterov=True),
+            metrics=["accuracy"])
+history = mlp.fit(X_train, labels_train, epochs=5, batch_size=32, verbose=2)
+test_loss, test_accuracy = mlp.evaluate(X_test, labels_test, batch_size=32)
+proba = hp.layers.activations.softmax(mlp.predict(X_test))  # Keras 1's predict_proba
+gap = float(np.abs(proba - model.predict(X_test)).max())
+results.claim("keras1_mlp_same_as_handprop", gap < 1e-5,
+              "The slide's program and the idiomatic version compute the same network: their test probabilities "
+              "differ by at most {mlp_probability_gap:.1e} (float32 rounding); the idiomatic version's test accuracy "
+              "is {mlp_test_accuracy:.1%}.",
+              "The slide's program and the idiomatic version differ: test probabilities up to {mlp_probability_gap:.2g} "
+              "apart.", mlp_probability_gap=gap, mlp_test_accuracy=test_accuracy)
+hp.viz.plot_history(history, title="The getting-started network on the digits (training only)")
+
+# %% [markdown]
+# `verbose=2` prints one line per epoch; `verbose=1` (the default) draws a progress bar.
+#
+# ## 2. Keras spellings: `handprop.keras1`, and what handprop's own API accepts and refuses
+#
+# `handprop.keras1` mirrors the Keras 1 modules the slides import from (`models`, `layers.core`,
+# `layers.convolutional`, `layers.pooling`, `layers.advanced_activations`, `optimizers`), and
+# accepts the 2016 spellings *there only*:
+#
+# | Keras 1 (`handprop.keras1`) | handprop | note |
+# |---|---|---|
+# | `Dense(output_dim=, input_dim=, init=, bias=)` | `Dense(units, input_shape=(d,), kernel_init=, use_bias=)` | |
+# | `Convolution2D(20, 5, 5)` | `Conv2D(20, (5, 5))` | in `hp.layers`, a third number is refused (below) |
+# | `border_mode='valid'` / `'same'`, `subsample=(2, 2)` | `padding=`, `stride=` | |
+# | `dim_ordering='tf'`, `input_shape=(29, 29, 3)` | `input_shape=(3, 29, 29)` | the model transposes (N, H, W, C) batches on the way in |
+# | `PReLU()` | `Flatten → PReLU → Reshape` | Keras 1 learns a slope per position, handprop's PReLU per channel |
+# | `Dropout(p)` | `Dropout(rate)` | both the drop probability |
+# | `compile(optimizer, loss)` | `compile(loss, optimizer)` | |
+# | `fit(nb_epoch=)`, `predict_classes`, `predict_proba` | `fit(epochs=)`, `predict_classes`, softmax of `predict` | |
+# | `SGD`, `Adam(beta_1, beta_2, epsilon)`, `RMSprop(rho)`, `Adagrad`, `Adadelta` | the same optimizers with `betas=`, `alpha=`, `eps=` | Keras 1's defaults kept |
+#
+# An argument it does not translate is an error that names it and says what to write instead:
+
+# %%
+from handprop.keras1.layers.convolutional import Convolution2D
+
+
+def refused(make):
+    """Run make(); print the error handprop raises."""
+    try:
+        make()
+    except (TypeError, ValueError) as error:
+        print(f"{type(error).__name__}: {error}\n")
+
+
+refused(lambda: Dense(output_dim=64, W_regularizer="l2"))
+refused(lambda: Convolution2D(20, 5, 5, input_shape=(29, 29, 3)))
+refused(lambda: Convolution2D(20, 5, 5, padding="same"))
+refused(lambda: SGD(lr=0.01, decay=1e-6))
+refused(lambda: model.fit(X_train, Y_train, epochs=5))
+
+# %% [markdown]
+# handprop's own API takes some Keras spellings where they mean the same thing:
 #
 # | Keras | handprop | note |
 # |---|---|---|
@@ -116,36 +228,31 @@ keras_style.add(L.Dense(10))
 keras_style.compile(loss="categorical_crossentropy", optimizer="adam", metrics="accuracy")
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    keras_style.fit(x_train.reshape(-1, 1, 8, 8), y_train, nb_epoch=2, verbose=0)
+    keras_style.fit(digits_train, labels_train, nb_epoch=2, verbose=0)
 print("nb_epoch:", [f"{w.category.__name__}: {w.message}" for w in caught])
 print(keras_style)
 
 # %% [markdown]
-# Three things handprop **refuses**, each because the Keras habit would silently compute
-# something else here:
+# Three things handprop's own API **refuses**, each because the Keras habit would silently
+# compute something else there (`handprop.keras1` translates the first two, and takes the third
+# into the loss):
 #
 # 1. **`Conv2D(20, 5, 5)`**. In Keras 1 that is 20 filters of 5×5. In handprop (as in Keras 2 and
 #    PyTorch) the third positional argument would be the stride: the code would run, silently, with
 #    a stride of 5. So the arguments after the kernel size are keyword-only, and the error says what
 #    to write.
-# 2. **Channels-last images.** Keras with TensorFlow stores images as (N, H, W, C); handprop, like
-#    PyTorch and the tutorial's Theano code, as (N, C, H, W). A (N, 29, 29, 3) batch read as
-#    channels-first is 29 "channels" of 29×3 pixels, and it would train, badly, without any error.
-#    The first convolution refuses input that looks channels-last and says how to transpose it.
+# 2. **Channels-last images.** Keras with TensorFlow stores images as (N, H, W, C) — the slide's
+#    ConvNet does, with `dim_ordering='tf'`; handprop, like PyTorch, as (N, C, H, W). A
+#    (N, 29, 29, 3) batch read as channels-first is 29 "channels" of 29×3 pixels, and it would
+#    train, badly, without any error. The first convolution refuses input that looks channels-last
+#    and says how to transpose it; `handprop.keras1` transposes it because `dim_ordering='tf'`
+#    declares it.
 # 3. **A softmax before `categorical_crossentropy`.** handprop's cross-entropy takes **logits** and
 #    applies the softmax itself (as PyTorch's `CrossEntropyLoss`): fused, it is exact even for huge
 #    scores. A `Softmax` layer in front would apply it twice, and learning would crawl. `compile`
 #    refuses that combination.
 
 # %%
-def refused(make):
-    """Run make(); print the error handprop raises."""
-    try:
-        make()
-    except (TypeError, ValueError) as error:
-        print(f"{type(error).__name__}: {error}\n")
-
-
 refused(lambda: L.Conv2D(20, 5, 5))
 refused(lambda: hp.Sequential([L.Conv2D(20, 5, input_shape=(29, 29, 3))]))
 refused(lambda: hp.Sequential([L.Conv2D(20, 5)]).predict(np.zeros((2, 29, 29, 3))))
@@ -155,56 +262,122 @@ refused(lambda: hp.Sequential([L.Dense(10, input_shape=(64,)), L.Activation("sof
 # %% [markdown]
 # ## 3. The tutorial's ConvNet
 #
-# The network of the tutorial classifies the centre pixel of a 29×29 patch with three colour
-# channels into one of 135 classes (Keras 1, Theano channel order):
+# The slides' second program: a network that classifies the centre pixel of a 29×29 RGB patch
+# into one of 135 classes, on the TensorFlow backend (channels last). Quoted exactly as written:
 #
 # ```python
 # model = Sequential()
-# model.add(Convolution2D(20, 5, 5, input_shape=(3, 29, 29)))
+# model.add(Convolution2D(20, 5,5, dim_ordering='tf', border_mode='valid',
+#                       input_shape=(29,29,3)))
+#
 # model.add(PReLU())
-# model.add(MaxPooling2D(pool_size=(2, 2)))
-# model.add(Convolution2D(50, 3, 3))
+# model.add(MaxPooling2D(pool_size=(2, 2), dim_ordering="tf"))
+# model.add(Convolution2D(50, 3,3, dim_ordering='tf', border_mode='valid'))
 # model.add(PReLU())
-# model.add(MaxPooling2D(pool_size=(2, 2)))
+# model.add(MaxPooling2D(pool_size=(2, 2), dim_ordering="tf"))
 # model.add(Flatten())
 # model.add(Dense(2000))
 # model.add(PReLU())
 # model.add(Dense(135))
 # model.add(Activation('softmax'))
-# sgd = SGD(lr=0.01, momentum=0.9, nesterov=True)
-# model.compile(loss='categorical_crossentropy', optimizer=sgd)
 # ```
 #
-# In handprop, line by line (the two changes: the kernel size as one argument, no final softmax):
+# *Source:* Išgum, de Vos, Lessmann, Wolterink, Nielsen, Pai, "A tutorial on Deep Learning in
+# Medical Image Analysis", part 5 "Getting started" (A. Pai, Y.-C. Teng, J. Blair, M. Nielsen),
+# the ConvNet code example. Licensed [CC BY-NC-SA 4.0](http://creativecommons.org/licenses/by-nc-sa/4.0/);
+# quoted unchanged.
+#
+# The slide has no imports; the first four lines below import its names from Keras 1's modules,
+# as `from handprop.keras1.X import Y`. The rest is the slide:
 
 # %%
-convnet = hp.Sequential()
-convnet.add(L.Convolution2D(20, (5, 5), input_shape=(3, 29, 29)))  # Keras 1: Convolution2D(20, 5, 5, ...)
-convnet.add(L.PReLU())
-convnet.add(L.MaxPooling2D(pool_size=(2, 2)))
-convnet.add(L.Convolution2D(50, (3, 3)))                            # Convolution2D(50, 3, 3)
-convnet.add(L.PReLU())
-convnet.add(L.MaxPooling2D(pool_size=(2, 2)))
-convnet.add(L.Flatten())
-convnet.add(L.Dense(2000))
-convnet.add(L.PReLU())
-convnet.add(L.Dense(135))                                           # no Activation('softmax')
-sgd = SGD(lr=0.01, momentum=0.9, nesterov=True)
-convnet.compile(loss="categorical_crossentropy", optimizer=sgd)
-convnet.summary();
+from handprop.keras1.models import Sequential
+from handprop.keras1.layers.convolutional import Convolution2D, MaxPooling2D
+from handprop.keras1.layers.advanced_activations import PReLU
+from handprop.keras1.layers.core import Flatten, Dense, Activation
+model = Sequential()
+model.add(Convolution2D(20, 5,5, dim_ordering='tf', border_mode='valid',
+                      input_shape=(29,29,3)))
+
+model.add(PReLU())
+model.add(MaxPooling2D(pool_size=(2, 2), dim_ordering="tf"))
+model.add(Convolution2D(50, 3,3, dim_ordering='tf', border_mode='valid'))
+model.add(PReLU())
+model.add(MaxPooling2D(pool_size=(2, 2), dim_ordering="tf"))
+model.add(Flatten())
+model.add(Dense(2000))
+model.add(PReLU())
+model.add(Dense(135))
+model.add(Activation('softmax'))
+
+# %% [markdown]
+# `summary` lists what Keras 1 would: shapes channels-last, one row per `add`:
+
+# %%
+model.summary();
 
 # %% [markdown]
 # The sizes: a valid 5×5 convolution takes 29 to 25, pooling to 12, the 3×3 convolution to 10,
-# pooling to 5, so `Flatten` hands $50 \cdot 5 \cdot 5 = 1{,}250$ numbers to the first dense layer,
-# which holds 2.5 of the 2.8 million parameters. (handprop's `PReLU` learns one slope per channel,
-# as PyTorch's `PReLU(num_parameters=C)`; Keras' `PReLU` learns one per *position* unless its
-# `shared_axes` share them across the image, 12,500 slopes after the first convolution alone, so a
-# Keras summary of this code may count more.) `hp.architectures.patch_cnn` builds the same network
-# in one call:
+# pooling to 5, so `Flatten` hands $5 \cdot 5 \cdot 50 = 1{,}250$ numbers to the first dense
+# layer, which holds 2.5 of the 2.8 million parameters. Keras 1's `PReLU()` learns one slope per
+# *position* (25 × 25 × 20 = 12,500 after the first convolution), handprop's `PReLU` one per
+# channel (PyTorch's `PReLU(num_parameters=C)`, Keras' `shared_axes=[1, 2]`): `handprop.keras1`
+# reproduces Keras 1's count with handprop's layer on the flattened map (a slope per feature is a
+# slope per position). The count worked out by hand, layer by layer:
+
+# %%
+keras1_count = ((5 * 5 * 3 + 1) * 20 + 25 * 25 * 20       # conv 5x5x3 -> 20 (+ bias), PReLU per position
+                + (3 * 3 * 20 + 1) * 50 + 10 * 10 * 50    # conv 3x3x20 -> 50, PReLU
+                + (1250 + 1) * 2000 + 2000                # Dense(2000), PReLU
+                + (2000 + 1) * 135)                       # Dense(135)
+per_channel_count = keras1_count - (25 * 25 * 20 + 10 * 10 * 50) + (20 + 50)
+slide_shapes = model.keras1_output_shapes()
+results.claim("convnet_count_as_keras1", model.count_params() == keras1_count,
+              "The slide's ConvNet has {convnet_params_keras1:,} parameters in `handprop.keras1`, Keras 1's count "
+              "by hand; the first convolution's output is {convnet_first_shape}, in the slide's channels-last order.",
+              "The slide's ConvNet has {convnet_params_keras1:,} parameters in `handprop.keras1`, not Keras 1's "
+              "{convnet_params_by_hand:,}.", convnet_params_keras1=model.count_params(),
+              convnet_params_by_hand=keras1_count, convnet_first_shape=slide_shapes[0])
+
+# %% [markdown]
+# It takes channels-last batches, as the slide's TensorFlow backend did. One training step on 32
+# random 29×29×3 patches with random classes among the 135, with the first program's compile
+# settings (the model transposes each batch to handprop's (N, C, H, W) on the way in):
+
+# %%
+model.compile(loss='categorical_crossentropy', optimizer=SGD(lr=0.01, momentum=0.9, nesterov=True))
+x_channels_last = np.random.default_rng(0).standard_normal((32, 29, 29, 3)).astype(np.float32)
+y_onehot = np.eye(135, dtype=np.float32)[np.random.default_rng(1).integers(0, 135, 32)]
+print("loss before the step:", round(model.train_on_batch(x_channels_last, y_onehot), 4))
+print("probabilities:", model.predict(x_channels_last).shape, " classes:", model.predict_classes(x_channels_last)[:8])
+
+# %% [markdown]
+# The idiomatic handprop version, line by line: the kernel size as one argument, channels first,
+# PReLU per channel, no final softmax (the loss applies it):
+
+# %%
+convnet = hp.Sequential()
+convnet.add(L.Conv2D(20, (5, 5), input_shape=(3, 29, 29)))  # Convolution2D(20, 5,5, dim_ordering='tf', ...)
+convnet.add(L.PReLU())
+convnet.add(L.MaxPool2D(2))
+convnet.add(L.Conv2D(50, (3, 3)))                            # Convolution2D(50, 3,3, ...)
+convnet.add(L.PReLU())
+convnet.add(L.MaxPool2D(2))
+convnet.add(L.Flatten())
+convnet.add(L.Dense(2000))
+convnet.add(L.PReLU())
+convnet.add(L.Dense(135))                                    # no Activation('softmax')
+convnet.compile(loss="categorical_crossentropy", optimizer=SGD(lr=0.01, momentum=0.9, nesterov=True))
+convnet.summary();
 
 # %%
 same = hp.architectures.patch_cnn(29, dense_units=2000, n_classes=135)
-print(f"patch_cnn: {same.count_params():,} parameters; line by line: {convnet.count_params():,}")
+results.say("With a slope per channel the network has {convnet_params_per_channel:,} parameters "
+            "({convnet_fewer_params:,} fewer than Keras 1's {convnet_params_by_hand:,}: its per-position slopes); "
+            "`hp.architectures.patch_cnn(29, dense_units=2000, n_classes=135)` builds the same network in one call "
+            "({patch_cnn_params:,}).", convnet_params_per_channel=convnet.count_params(),
+            convnet_fewer_params=keras1_count - convnet.count_params(), convnet_params_by_hand=keras1_count,
+            patch_cnn_params=same.count_params())
 x = np.random.default_rng(0).standard_normal((32, 3, 29, 29)).astype(np.float32)
 y = np.random.default_rng(1).integers(0, 135, 32)
 convnet.train_on_batch(x, y)  # the first step also compiles the Numba kernels: time the next ones
@@ -215,13 +388,17 @@ for _ in range(steps):
 print(f"one training step on a batch of 32 patches: {(time.perf_counter() - start) / steps * 1000:.0f} ms")
 
 # %% [markdown]
+# ## 4. The ConvNet as a vessel classifier: training, validation and test patients
+#
 # The 135 classes of the tutorial's task are not ours; the same network with **2** outputs is a
-# vessel classifier. We train it on 29×29 patches of synthetic retinas (chapter 1), the test
-# patches coming from other patients, with the tutorial's optimizer:
+# vessel classifier. We train it on 29×29 patches of synthetic retinas (chapter 1) with the
+# tutorial's optimizer. The patients are split three ways: the network learns on the
+# **training** patients, `fit` monitors it on the **validation** patients, and the **test**
+# patients are used once, at the end, for the number we report (chapter 4 says why).
 
 # %%
-data = hp.data.synthetic_retina(6 if QUICK else 10, size=(256, 256), seed=0)
-train_ids, test_ids = hp.data.split_patients(data, (0.7, 0.3), seed=0)
+data = hp.data.synthetic_retina(8 if QUICK else 12, size=(256, 256), seed=0)
+train_ids, val_ids, test_ids = hp.data.split_patients(data, (0.6, 0.2, 0.2), seed=0)
 standardizer = hp.data.Standardizer().fit(data.images[train_ids], data.fov[train_ids])
 
 
@@ -232,21 +409,36 @@ def patches(ids, per_image, seed):
 
 
 x_train29, y_train29 = patches(train_ids, 150 if QUICK else 400, seed=0)
-x_test29, y_test29 = patches(test_ids, 300, seed=1)
+x_val29, y_val29 = patches(val_ids, 300, seed=1)
+x_test29, y_test29 = patches(test_ids, 300, seed=2)
+print(f"patients: {len(train_ids)} training, {len(val_ids)} validation, {len(test_ids)} test")
 vessel_net = hp.architectures.patch_cnn(29, dense_units=2000, n_classes=2)
 vessel_net.compile(loss="categorical_crossentropy", optimizer=SGD(lr=0.01, momentum=0.9, nesterov=True),
                    metrics=["accuracy"])
 start = time.perf_counter()
 history = vessel_net.fit(x_train29, y_train29, epochs=2 if QUICK else 6, batch_size=32,
-                         validation_data=(x_test29, y_test29), verbose=2)
+                         validation_data=(x_val29, y_val29), verbose=2)
 print(f"{len(x_train29)} patches, {time.perf_counter() - start:.0f} s")
-print("evaluate on the test patients -> [loss, accuracy]:", np.round(vessel_net.evaluate(x_test29, y_test29), 3))
 
 # %% tags=["thumbnail"]
-hp.viz.plot_history(history, title="The tutorial's ConvNet with 2 outputs, on retina patches (validation: test patients)")
+hp.viz.plot_history(history, title="The tutorial's ConvNet with 2 outputs, on retina patches (validation patients)")
 
 # %% [markdown]
-# ## 4. Saving, loading, and PyTorch
+# Training is over: the test patients, once.
+
+# %%
+test_loss29, test_accuracy29 = vessel_net.evaluate(x_test29, y_test29)
+val_accuracy29 = history.history["val_accuracy"][-1]
+results.claim("vessel_convnet_above_chance", test_accuracy29 > 0.5,
+              "On the {n_test_patients} test patients the vessel ConvNet classifies {vessel_test_accuracy:.1%} of the "
+              "balanced test patches right (chance: 50%; last validation accuracy {vessel_val_accuracy:.1%}).",
+              "On the {n_test_patients} test patients the vessel ConvNet is no better than chance: "
+              "{vessel_test_accuracy:.1%} of the balanced test patches (last validation accuracy "
+              "{vessel_val_accuracy:.1%}).",
+              n_test_patients=len(test_ids), vessel_test_accuracy=test_accuracy29, vessel_val_accuracy=val_accuracy29)
+
+# %% [markdown]
+# ## 5. Saving, loading, and PyTorch
 #
 # `model.save(path)` writes one [safetensors](https://huggingface.co/docs/safetensors) file: the
 # architecture (as JSON), the weights, the layers' state, the optimizer's state and the random
@@ -260,14 +452,18 @@ with tempfile.TemporaryDirectory() as folder:
     vessel_net.save(path)
     restored = hp.load_model(path)
     print(f"{path.name}: {path.stat().st_size / 1e6:.1f} MB")
-    print("same predictions:", np.array_equal(restored.predict(x_test29), vessel_net.predict(x_test29)))
+    same_predictions = np.array_equal(restored.predict(x_test29), vessel_net.predict(x_test29))
     print("restored optimizer:", restored.optimizer)
 
     vessel_net.save_weights(Path(folder) / "weights.safetensors")
     fresh = hp.architectures.patch_cnn(29, dense_units=2000, n_classes=2, seed=7)  # other initial weights
     fresh.load_weights(Path(folder) / "weights.safetensors")
-    print("weights only, into a model built in code:", np.array_equal(fresh.predict(x_test29),
-                                                                       vessel_net.predict(x_test29)))
+    same_from_weights = np.array_equal(fresh.predict(x_test29), vessel_net.predict(x_test29))
+results.claim("save_load_same_predictions", same_predictions and same_from_weights,
+              "The loaded model, and a fresh one given the saved weights, predict the test patches bit for bit as "
+              "the trained model.",
+              "The loaded model does not predict exactly as the trained model (whole model: {loaded_same}, weights "
+              "only: {weights_same}).", loaded_same=same_predictions, weights_same=same_from_weights)
 
 # %% [markdown]
 # When a project outgrows handprop, `hp.export.to_torch(model)` returns the same network as a
@@ -289,7 +485,7 @@ if torch is not None:
     print("max |torch - handprop| on 64 patches:", float(np.abs(torch_out - vessel_net.predict(x_test29[:64])).max()))
 
 # %%
-results.save()  # the full-mode build keeps these numbers for tests/test_claims.py
+results.save()  # the full-mode build keeps these numbers for tests/test_claims_ch5.py
 
 # %% [markdown] tags=["exercises"]
 # ## Exercises
