@@ -49,6 +49,14 @@ print("quick mode" if QUICK else "full mode")
 # with an exact vessel mask and the circular field of view, FOV). Vessels absorb green light more
 # than red, so a pixel's **red and green values** are two reasonable inputs for a first unit.
 
+# %% [markdown]
+# The slide says a unit's output depends on its incoming activations and its weights, and draws
+# $a_\text{out} = f(w_0 a_0 + w_1 a_1)$. Precisely, a unit also has a **bias** $b$:
+# $a_\text{out} = f(w_0 a_0 + w_1 a_1 + b)$. Without it the boundary $z = 0$ must pass through
+# the origin of the input space (a sigmoid unit would answer exactly 0.5 for an all-zero input,
+# whatever it learned). handprop's `Dense` and `Conv2D` have a bias unless `use_bias=False`, and the
+# unit below learns one.
+
 # %%
 n_images = 6 if QUICK else 10
 data = hp.data.synthetic_retina(n_images, size=(256, 256), seed=0)
@@ -227,6 +235,14 @@ print("first layer by hand:", 243 * 64 + 64, " second:", 64 * 64 + 64, " output:
 # but it is a step function of the weights (no useful gradient), so we never train on it.
 #
 # A worked example with three classes:
+
+# %% [markdown]
+# The slide says accuracy, $L_i = \mathbb{I}(t_i = \operatorname{argmax}_j p_{i,j})$, is a loss
+# function "used only for evaluation". Precisely, that indicator is 1 for a *correct* answer, so it
+# is a score to maximize, not a loss; the matching loss is the 0–1 loss $1 - \mathbb{I}(\cdot)$.
+# Either way it is piecewise constant in the weights: its gradient is zero almost everywhere, which
+# is why no network is trained on it. In handprop, accuracy is a metric (`metrics=["accuracy"]`,
+# `hp.metrics.accuracy`), never one of `hp.losses`.
 
 # %%
 scores = np.array([[2.0, 1.0, -1.0]])

@@ -54,6 +54,13 @@ print("quick mode" if QUICK else "full mode")
 # We use the handwritten digits that ship with handprop (8×8 images, 10 classes) and a small
 # multilayer perceptron.
 
+# %% [markdown]
+# The slide says that computing the gradient on all data is infeasible. Precisely, full-batch
+# gradient descent is *expensive per step* (one pass over the whole training set for every
+# update), not infeasible: for a small data set it is a fine method, and `fit(batch_size=len(x))`
+# runs it here. Minibatches win because many cheap, noisy steps make more progress per pass over the
+# data, and the noise helps to leave flat regions and saddles.
+
 # %%
 (x_train, y_train), (x_test, y_test) = hp.data.load_digits()
 print("training set:", x_train.shape, " test set:", x_test.shape)
@@ -224,6 +231,17 @@ hp.viz.plot_trajectories({"SGD lr=0.9": SGD(lr=0.9), "momentum 0.7, lr=0.3": SGD
 # $$\Delta = \frac{\sqrt{u + \epsilon}}{\sqrt{v + \epsilon}}\, g, \qquad u \leftarrow \rho\, u + (1-\rho)\,\Delta^2,
 #   \qquad \theta \leftarrow \theta - \Delta .$$
 
+# %% [markdown]
+# The slide says the learning rate should decay while approaching the minimum, and that RMSprop and
+# AdaDelta keep a running average of the gradient *magnitude* per parameter, AdaGrad with a
+# monotonically decreasing learning rate. Precisely: they average the **squared** gradient and divide
+# the step by its root (a root mean square), as the equations above show; AdaDelta also averages the
+# squared steps. Only AdaGrad's per-weight step size $\eta / (\sqrt{G} + \epsilon)$ can only
+# shrink. RMSprop's and Adam's steps do *not* decay near a minimum: when the gradients are
+# consistently small, $g / \sqrt{v}$ stays of order 1, and the step stays of order $\eta$. A learning
+# rate that decays is a **schedule** (`hp.schedules`, applied during `fit` with
+# `hp.schedules.LearningRateScheduler`), on top of any optimizer.
+
 # %% tags=["figure"]
 hp.viz.plot_trajectories({"AdaGrad lr=1.5": AdaGrad(lr=1.5), "RMSprop lr=0.15": RMSprop(lr=0.15),
                           "AdaDelta eps=1e-2": AdaDelta(lr=1.0, eps=1e-2)},
@@ -243,6 +261,14 @@ hp.viz.plot_trajectories({"AdaGrad lr=1.5": AdaGrad(lr=1.5), "RMSprop lr=0.15": 
 # Rosenbrock's function $f = (1-x)^2 + 100\,(y - x^2)^2$ is a curved, flat-bottomed valley with its
 # minimum at $(1, 1)$. At the same learning rate, Adam's momentum carries it along the floor,
 # while RMSprop's steps rattle across it.
+
+# %% [markdown]
+# The slide says Adam is like RMSprop with momentum. Precisely, Adam divides a running *average* of
+# the gradients, $\hat m$, by the root of a running average of their squares, $\sqrt{\hat v}$, and
+# **bias-corrects** both, which makes its first steps about $\eta$ long. "RMSprop with momentum" is
+# a different algorithm (PyTorch's and handprop's `RMSprop(momentum=0.9)`): it accumulates the
+# already-divided steps $g / (\sqrt{v} + \epsilon)$ in a velocity, without bias correction. Both
+# are in `hp.optimizers`; the update equations are in their docstrings.
 
 # %% tags=["figure"]
 hp.viz.plot_trajectories({"RMSprop lr=0.05": RMSprop(lr=0.05), "Adam lr=0.05": Adam(lr=0.05)},

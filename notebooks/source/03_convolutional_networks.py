@@ -348,6 +348,16 @@ for i, (k, layer, r_dilated, r_plain) in enumerate(zip(kernels, dilated.layers_l
     print(f"{i:>5} {k:>7} {layer.dilation[0]:>9} {r_dilated:>16} {r_plain:>14}")
 print("weights per layer: 9 (3×3) in both networks")
 
+# %% [markdown]
+# The slide says, in its table of the dilated network, that the kernel widths are 3, 3, 3, 3, 3, 3,
+# 3, 3, 3, 1 (nine 3×3 kernels, then one 1×1) with dilations 1, 1, 2, 4, 8, 16, 32, 1, 1, 1, and that
+# the receptive field ends at 129, 131, 131, 131. Precisely, those two rows do not agree: a ninth 3×3
+# kernel adds $(3 - 1) \cdot 1 = 2$ pixels, so nine 3×3 layers give **133**, not 131. A receptive
+# field of 131 needs the ninth layer to be 1×1 as well: **eight** 3×3 layers and two 1×1 layers,
+# which is the network this notebook builds (`kernels = [3] * 8 + [1, 1]`; the table above is
+# `hp.receptive_field` of it). With nine 3×3 layers `hp.receptive_field` gives 3, 5, 9, 17, 33, 65,
+# 129, 131, 133, 133.
+
 # %% tags=["figure", "thumbnail"]
 fig, axes = plt.subplots(1, 2, figsize=(8, 4.4), layout="constrained")
 for ax, model, name in [(axes[0], plain, "ten plain 3×3 layers"), (axes[1], dilated, "dilations 1, 1, 2, ..., 32, 1")]:

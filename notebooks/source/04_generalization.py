@@ -162,6 +162,15 @@ hp.viz.plot_history(history, title="Baseline: the training loss falls to 0, the 
 # network wobble from epoch to epoch), and `monitor`, *what* to watch. We try both the validation
 # loss and the validation accuracy.
 
+# %% [markdown]
+# The slide says to stop at the point where the validation loss is minimal. Precisely, that point
+# is only known in hindsight: training has to go on past it to see that the loss does not improve
+# any more. Early stopping therefore waits `patience` epochs without an improvement (of at least
+# `min_delta`), then stops, and — with `restore_best_weights=True` — puts back the weights of the
+# best epoch. That is `hp.callbacks.EarlyStopping(monitor="val_loss", patience=..., min_delta=...,
+# restore_best_weights=True)`; without `restore_best_weights` the model keeps the weights of the
+# last epoch, `patience` epochs past the minimum.
+
 # %%
 for monitor in ("val_loss", "val_accuracy"):
     def early_stopping(monitor=monitor):
@@ -216,6 +225,14 @@ plt.show()
 # predicted probabilities (an **ensemble**) cancels some of them. It costs one training run per
 # member, and the members of a small ensemble still share the biases of their data.
 
+# %% [markdown]
+# The slide says that averaging the outputs of the networks leads to a reduced generalization error.
+# Precisely, averaging removes part of the members' *disagreement* (the variance of their
+# predictions); for a convex loss such as the cross-entropy, the loss of the averaged probabilities
+# is at most the members' average loss (Jensen's inequality). It does not promise to beat the
+# **best** member, and the gain is small when the members make the same mistakes (same data, same
+# recipe). This chapter averages the members' predicted probabilities.
+
 # %%
 members = 3 if QUICK else 5
 probabilities, member_accuracy = [], []
@@ -245,6 +262,16 @@ print(f"ensemble of {members} (averaged probabilities): {ensemble_accuracy:.3f}"
 #
 # so that nothing changes at inference (`predict` uses every unit, unscaled).
 
+# %% [markdown]
+# The slide says to remove each unit with probability $p$ during training and, at test time, to
+# multiply all outgoing weights by $p$. Precisely, if $p$ is the probability of **dropping** a unit,
+# a unit is kept with probability $1 - p$, so its expected contribution during training is
+# $(1 - p)$ times its activation, and the test-time weights must be multiplied by $1 - p$, the
+# **keep** probability (Srivastava et al. write $p$ for the keep probability, hence the slip).
+# handprop's `Dropout(rate)` takes the drop probability and is *inverted*: it divides the kept units
+# by $1 - \text{rate}$ during training and changes nothing at test time, which has the same
+# expectation.
+
 # %%
 model, history = run("dropout 0.5", lambda seed: make_mlp(seed, dropout=0.5))
 hp.viz.plot_history(history, title="With dropout 0.5: the validation loss stays down")
@@ -263,6 +290,15 @@ hp.viz.plot_history(history, title="With dropout 0.5: the validation loss stays 
 # towards zero by the same amount, so the small ones end up at (or around) zero: a sparse
 # network. (With Adam, this coupled L2 is rescaled per weight like the rest of the gradient; AdamW's
 # decoupled decay is the variant that avoids this. Both regularize.)
+
+# %% [markdown]
+# The slide says to minimize $L = L_0 + \lambda \lVert \mathbf{w} \rVert_2$. Precisely, weight
+# decay adds the **squared** norm, $L = L_0 + \frac{\lambda}{2} \lVert \mathbf{w} \rVert_2^2$,
+# whose gradient $\lambda \mathbf{w}$ shrinks every weight in proportion to its size (hence
+# "decay"). The norm itself, $\lVert \mathbf{w} \rVert_2$, has gradient
+# $\lambda\, \mathbf{w} / \lVert \mathbf{w} \rVert_2$: a pull of constant strength, undefined at
+# $\mathbf{w} = 0$. handprop's `weight_decay=` (on every optimizer, as PyTorch) adds
+# `weight_decay * w` to the gradient: the squared penalty, with $\lambda$ = `weight_decay`.
 
 # %%
 l2_model, _ = run("weight decay 1e-2", lambda seed: make_mlp(seed),
@@ -299,6 +335,14 @@ plt.show()
 # A deeper network shows it: six tanh layers of 64 units, with Glorot weights, with
 # $\mathcal{N}(0, 0.01^2)$ (too small) and $\mathcal{N}(0, 1)$ (too large). A custom initializer is
 # any function `f(shape, rng, dtype, fans=None)`.
+
+# %% [markdown]
+# The slide says Glorot initialization normalizes the weight values by the number of incoming and
+# outgoing weights. Precisely, it sets their **variance** to $2 / (n_\text{in} + n_\text{out})$ — a
+# scale of about one over the square root of the average fan, not one over the counts: uniform on
+# $\pm\sqrt{6 / (n_\text{in} + n_\text{out})}$ (`kernel_init="glorot_uniform"`, handprop's
+# default) or normal with that variance (`"glorot_normal"`). For a convolution the fans count the
+# kernel's taps too: $n_\text{in} = C R S$, $n_\text{out} = K R S$.
 
 # %%
 def normal(std):
@@ -370,6 +414,15 @@ hp.viz.plot_history(deep_curves, figsize=(6, 3), title="Six tanh layers: trainin
 # $\gamma$: the bad initializations above become harmless. At inference it uses running averages
 # of $\mu$ and $\sigma^2$ collected during training. (A layer followed by batch norm needs no bias:
 # $\beta$ replaces it.)
+
+# %% [markdown]
+# The slide says $\hat{x} = (x - \mu_B) / (\sqrt{\sigma_B} + \epsilon)$. Precisely (Ioffe & Szegedy,
+# 2015), $\epsilon$ goes **inside** the root and the root is of the **variance**:
+# $\hat{x} = (x - \mu_B) / \sqrt{\sigma_B^2 + \epsilon}$, with $\sigma_B^2$ the (biased) variance
+# over the batch. The slide's form divides by the root of a standard deviation. handprop's
+# `BatchNorm(momentum=0.1, eps=1e-5)` computes the precise form, per feature or per channel; it
+# keeps running averages of $\mu$ and of the unbiased variance for inference (as PyTorch), which the
+# slide does not mention: at test time there is no batch to take statistics from.
 
 # %%
 for name, init in inits.items():

@@ -51,6 +51,16 @@ print("quick mode" if QUICK else "full mode")
 # outside the FOV): that removes most of the illumination and contrast differences between
 # photographs, and it uses nothing from other patients, so nothing leaks.
 
+# %% [markdown]
+# The slide says normalization (for instance whitening) can make training faster, and that training
+# and test samples get the same normalization, with the mean and standard deviation of the training
+# set. Precisely, **whitening** also decorrelates the channels (PCA or ZCA: the covariance becomes the
+# identity); subtracting a mean and dividing by a standard deviation per channel is
+# **standardization**, which does not. The training-set rule is for statistics taken across images
+# (`hp.data.Standardizer`, chapters 1, 4 and 5: per channel, inside the FOV of the training images).
+# This chapter standardizes each image with its own FOV statistics (`seg.normalize_images`): the
+# same rule for every image, with no statistics from other patients, so no test information leaks.
+
 # %%
 data = hp.data.synthetic_retina(8 if QUICK else 10, size=(292, 282), seed=0)
 train_ids, val_ids, test_ids = hp.data.split_patients(data, (0.6, 0.2, 0.2), seed=0)
@@ -72,6 +82,14 @@ hp.viz.plot_segmentation(test.images[0], test.vessels[0], fov=test.fov[0], title
 # `hp.data.PatchSampler` draws fresh patches from the training images every epoch, half centred on
 # vessel pixels (`balance=0.5`, so the rare class is not drowned). Both networks have two 3×3
 # convolutions and a small dense head (`hp.architectures.patch_cnn`); the 11×11 one pools once.
+
+# %% [markdown]
+# The slide says that using each pixel of a larger patch as an input feature rapidly increases the
+# number of weights. Precisely, that is true of a multilayer perceptron: each unit of its first layer
+# has one weight per input, $P^2 C$ of them ($5 \cdot 5 \cdot 3 = 75$ for a 5×5 RGB patch,
+# $11 \cdot 11 \cdot 3 = 363$ for 11×11, 4.8 times as many). A convolution's weights do not depend
+# on the patch size at all ($K C R S$); in a patch CNN only the dense layer after `Flatten` grows,
+# with the size of the last feature map, which pooling shrinks.
 
 # %%
 sizes = {5: dict(kernel_sizes=(3, 3), pool=1), 11: dict(kernel_sizes=(3, 3))}

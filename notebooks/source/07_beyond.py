@@ -188,6 +188,12 @@ for name, (model, x, x_test3) in models.items():
 # needs no labels. `arch.conv_autoencoder(in_channels=1, filters=(16, 8))` on the 8×8 digits halves
 # the image twice: each digit becomes a code of 8 channels of 2×2, 32 numbers for 64 pixels.
 
+# %% [markdown]
+# The slide says unsupervised (and semi-supervised) learning use generative models. Precisely, many
+# do, but not all: the autoencoder here is unsupervised (it needs no labels) without being a
+# generative model — it cannot draw new samples, it only compresses and reconstructs its inputs.
+# Variational autoencoders and GANs (section 4) are generative.
+
 # %%
 (x_digits, y_digits), (x_digits_test, y_digits_test) = hp.data.load_digits(flatten=False)
 autoencoder, encoder = arch.conv_autoencoder(in_channels=1, filters=(16, 8), seed=0)
@@ -259,6 +265,14 @@ for name, accuracies in pretraining.items():
 # `arch.gan` builds the two for 8×8 digits (a dense layer, upsampling and convolutions for $G$;
 # strided convolutions for $D$); `arch.train_gan` alternates the two optimizer steps with nothing
 # but `train_on_batch` calls.
+
+# %% [markdown]
+# The slide says the generator and the discriminator play a zero-sum game. Precisely, the minimax
+# objective above is zero-sum, but with it the generator learns almost nothing at the start, when
+# $D$ rejects its fakes easily ($\log(1 - D(G(z)))$ is flat there). Goodfellow et al. therefore
+# train $G$ to maximize $\log D(G(z))$ instead, and so does handprop: `arch.train_gan`'s generator
+# step trains $G$ through the frozen $D$ towards the label "real" (1), the loss $-\log D(G(z))$.
+# With that loss the game is no longer zero-sum.
 
 # %%
 generator, discriminator = arch.gan(latent_dim=16, image_shape=(1, 8, 8), seed=0)
