@@ -313,6 +313,11 @@ def check_architecture(config):
     layers = config.get("layers")
     if not isinstance(layers, list) or len(layers) > MAX_LAYERS:
         raise ValueError(f"'layers' must be a list of at most {MAX_LAYERS} layers, got {_short(layers)}")
+    for i, spec in enumerate(layers):
+        if not (isinstance(spec, dict) and isinstance(spec.get("class_name"), str)
+                and isinstance(spec.get("config", {}), dict) and isinstance(spec.get("trainable", True), bool)):
+            raise ValueError(f"layer {i} must be {{\"class_name\": ..., \"config\": {{...}}, \"trainable\": "
+                             f"true or false}}, got {_short(spec)}")
     if kind in _WIRING_CHECKS:
         _WIRING_CHECKS[kind](config, len(layers))
 
@@ -739,7 +744,7 @@ class ModelFile:
                     and offsets[0] <= offsets[1]):
                 raise self.error(f"has a malformed header: tensor {name!r} has data_offsets {_short(offsets)}; they "
                                  "must be [begin, end], two ints with 0 <= begin <= end")
-            if code not in _TENSOR_DTYPES:
+            if not isinstance(code, str) or code not in _TENSOR_DTYPES:
                 raise self.error(f"holds tensor {name!r} of dtype {_short(code)}; handprop's weights and optimizer "
                                  "state are F32 or F64 (float32 or float64), and a tensor of another dtype is not "
                                  "converted silently")
