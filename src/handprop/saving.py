@@ -52,8 +52,10 @@ so that the names, shapes and dtypes the architecture needs are compared with th
 tensors read, each straight into its own array, and their SHA-256 compared with the checksum
 written with them (``__metadata__["tensors_sha256"]``): a flipped bit is a
 :class:`~handprop.ModelFileError`, not a wrong number. The checksum detects corruption, not
-tampering (anyone can recompute it). Files written before it existed (handprop <= 0.x, the same
-format version) have no ``tensors_sha256`` and still load, unchecked. Every problem is a
+tampering (anyone can recompute it). Files written before it existed (the same format version
+1, without ``tensors_sha256``) still load: their tensors are checked as above, their bytes are
+not. :func:`load_weights` also compares the file's architecture with the model's (a Tanh
+network's weights are refused by a ReLU one). Every problem is a
 :class:`~handprop.ModelFileError` (a ValueError) naming the file and what is wrong with it; a
 missing file is a FileNotFoundError.
 """
@@ -594,10 +596,9 @@ def _atomic_write(path, chunks, what="save"):
 
 
 def _tensor_bytes(array):
-    """The raw little-endian bytes of ``array`` (C order), as a flat uint8 view when possible."""
-    a = np.ascontiguousarray(array)
-    if not a.dtype.isnative or a.dtype.byteorder == ">":
-        a = a.astype(a.dtype.newbyteorder("<"))
+    """The raw little-endian bytes of ``array`` in C order: a flat uint8 view of it, no copy
+    (for a C-contiguous array on a little-endian machine, as a model's weights are)."""
+    a = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False)
     return a.reshape(-1).view(np.uint8)
 
 
@@ -800,6 +801,7 @@ class ModelFile:
         """The tensors (those in ``names``; default all), each read straight into its own array,
         after the SHA-256 of all tensor data has been compared with :data:`CHECKSUM_KEY`."""
         digest, scratch, out = hashlib.sha256(), None, {}
+        names = None if names is None else set(names)
         self._file.seek(self.data_start)
         for name, (code, shape, begin, end) in sorted(self._entries.items(), key=lambda item: item[1][2]):
             if names is None or name in names:
