@@ -15,7 +15,7 @@ from importlib import import_module as _import_module
 from . import backend, callbacks, export, gradcheck, init, layers, losses, metrics, optimizers, saving, training
 from ._version import __version__ as __version__
 from .backend import engine, get_engine, set_engine
-from .errors import DataError, DataNotFoundError, DivergenceWarning, HandpropWarning
+from .errors import DataError, DataNotFoundError, DivergenceWarning, HandpropWarning, ModelFileError
 from .graph import Input, Model
 from .model import Sequential
 from .receptive_field import receptive_field, receptive_field_table
@@ -38,7 +38,8 @@ __all__ = [
     "backend", "callbacks", "gradcheck", "init", "layers", "losses", "metrics", "optimizers", "training",
     "engine", "get_engine", "set_engine", "Sequential", "Model", "Input", "receptive_field",
     "receptive_field_table", "export", "saving", "load_model", "set_num_threads", "get_num_threads",
-    "thread_settings", "DivergenceWarning", "HandpropWarning", "DataError", "DataNotFoundError", *_LAZY,
+    "thread_settings", "DivergenceWarning", "HandpropWarning", "DataError", "DataNotFoundError",
+    "ModelFileError", *_LAZY,
 ]
 
 

@@ -31,4 +31,11 @@ class DataNotFoundError(DataError, FileNotFoundError):
     """A file or folder the data needs is missing; the message says which and where it looked."""
 
 
-__all__ = ["HandpropWarning", "DivergenceWarning", "NumbaCacheWarning", "DataError", "DataNotFoundError"]
+class ModelFileError(DataError):
+    """A model file that handprop will not load: truncated, corrupt (its checksum differs), foreign,
+    malformed, or holding tensors that are not what its architecture says. The message names the
+    file and what is wrong with it (:mod:`handprop.saving`)."""
+
+
+__all__ = ["HandpropWarning", "DivergenceWarning", "NumbaCacheWarning", "DataError", "DataNotFoundError",
+           "ModelFileError"]

@@ -35,7 +35,8 @@ class Model(BaseModel):
 
     ``inputs``: one ``Input`` node or a list (the model then takes a list of arrays, in this
     order); ``outputs``: one node. Same ``compile``/``fit``/``evaluate``/``predict`` as
-    ``Sequential``. Built at once (the input shapes are known, sizes may be None).
+    ``Sequential``. Built at once (the input shapes are known, sizes may be None), in ``dtype``
+    (float32 by default; ``model.cast`` converts it later).
 
     ``model.layers``: every layer once, in the order the graph runs them (topological order; a
     layer called on several nodes appears at its first call). ``Input`` nodes are not in it: they
@@ -44,7 +45,7 @@ class Model(BaseModel):
     the input out, so that both kinds of model list only layers with ``forward``/``backward``.
     """
 
-    def __init__(self, inputs, outputs, seed=0, name=None):
+    def __init__(self, inputs, outputs, seed=0, name=None, dtype=np.float32):
         super().__init__(seed=seed, name=name)
         self.multi_input = isinstance(inputs, (list, tuple))
         self.inputs = list(inputs) if self.multi_input else [inputs]
@@ -61,7 +62,7 @@ class Model(BaseModel):
         if unused:
             raise ValueError(f"Model: inputs {unused} do not reach the output")
         self.layer_nodes = [n for n in self.nodes if n.layer is not None]
-        self.build([i.shape for i in self.inputs] if self.multi_input else self.inputs[0].shape)
+        self.build([i.shape for i in self.inputs] if self.multi_input else self.inputs[0].shape, dtype=dtype)
 
     def _calls(self):
         return [node.layer for node in self.layer_nodes]
@@ -158,15 +159,12 @@ class Model(BaseModel):
     @classmethod
     def from_wiring_config(cls, config, layers, dtype):
         """The graph of :meth:`wiring_config`, replayed by calling the rebuilt ``layers`` on new
-        ``Input`` nodes; cast to ``dtype``."""
+        ``Input`` nodes; built in ``dtype``."""
         nodes = [Input(tuple(spec["shape"]), name=spec["name"]) for spec in config["inputs"]]
         inputs = list(nodes)
         for spec in config["nodes"]:
             layer = layers[spec["layer"]]
             parents = [nodes[i] for i in spec["parents"]]
             nodes.append(layer(parents if layer.takes_list else parents[0]))
-        model = cls(inputs if config["multi_input"] else inputs[0], nodes[config["output"]],
-                    seed=config["seed"], name=config["name"])
-        if dtype != model.dtype:
-            model.cast(dtype)
-        return model
+        return cls(inputs if config["multi_input"] else inputs[0], nodes[config["output"]],
+                   seed=config["seed"], name=config["name"], dtype=dtype)

@@ -19,6 +19,9 @@ The normal variants are plain (not truncated) normals, as PyTorch's ``xavier_nor
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 
 
@@ -63,6 +66,46 @@ def ones(shape, rng=None, dtype=np.float32, fans=None):
     return np.ones(shape, dtype=dtype)
 
 
+def constant(value):
+    """An initializer that fills every entry with ``value`` (PReLU's slope, 0.25)."""
+    def fill(shape, rng=None, dtype=np.float32, fans=None):
+        return np.full(shape, value, dtype=dtype)
+    return fill
+
+
+def placeholder(shape, rng=None, dtype=np.float32, fans=None):
+    """A read-only array of zeros of ``shape`` that takes no memory: every entry is the same
+    element (a zero stride). What initializers return inside :func:`shapes_only`."""
+    return np.broadcast_to(np.zeros((), dtype=dtype), tuple(shape))
+
+
+def is_placeholder(a) -> bool:
+    """True for an array of :func:`placeholder` (stands for a weight, holds no numbers)."""
+    return isinstance(a, np.ndarray) and a.ndim > 0 and not a.flags.writeable and not any(a.strides)
+
+
+_building = threading.local()
+
+
+@contextlib.contextmanager
+def shapes_only():
+    """Within this block every initializer returns a :func:`placeholder`: building a model then
+    fixes the names, shapes and dtypes of all its weights without allocating them or drawing a
+    random number. :func:`handprop.load_model` builds a file's architecture this way and compares
+    those shapes with the file's tensors before it allocates anything."""
+    before = getattr(_building, "shapes_only", False)
+    _building.shapes_only = True
+    try:
+        yield
+    finally:
+        _building.shapes_only = before
+
+
+def building_shapes_only() -> bool:
+    """Is a :func:`shapes_only` block active (in this thread)?"""
+    return getattr(_building, "shapes_only", False)
+
+
 INITIALIZERS = {
     "glorot_uniform": glorot_uniform,
     "glorot_normal": glorot_normal,
@@ -76,13 +119,13 @@ INITIALIZERS = {
 
 
 def get(init):
-    """Look up an initializer by name, or pass a callable ``f(shape, rng, dtype)`` through."""
-    if callable(init):
-        return init
-    try:
-        return INITIALIZERS[init]
-    except KeyError:
-        raise ValueError(f"unknown initializer {init!r}; choose one of {sorted(INITIALIZERS)}") from None
+    """Look up an initializer by name, or pass a callable ``f(shape, rng, dtype)`` through
+    (:func:`placeholder` in place of any of them inside :func:`shapes_only`)."""
+    if not callable(init) and init not in INITIALIZERS:
+        raise ValueError(f"unknown initializer {init!r}; choose one of {sorted(INITIALIZERS)}")
+    if building_shapes_only():
+        return placeholder
+    return init if callable(init) else INITIALIZERS[init]
 
 
 def make_rng(rng):

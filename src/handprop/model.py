@@ -181,9 +181,11 @@ class BaseModel:
         """Save parameters and state only (safetensors); :meth:`load_weights` reads them back."""
         saving.save_weights(self, path)
 
-    def load_weights(self, path):
-        """Load parameters and state saved by :meth:`save_weights` or :meth:`save` (all-or-nothing)."""
-        saving.load_weights(self, path)
+    def load_weights(self, path, strict=True):
+        """Load parameters and state saved by :meth:`save_weights` or :meth:`save` (all-or-nothing);
+        the file's architecture must compute what this model computes unless ``strict=False``
+        (:func:`handprop.saving.load_weights`)."""
+        saving.load_weights(self, path, strict=strict)
         return self
 
     def count_params(self) -> int:

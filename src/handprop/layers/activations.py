@@ -193,7 +193,7 @@ class PReLU(Layer):
 
     def create_params(self, rng):
         n = 1 if self.shared else self.input_shape[0]
-        self.params["alpha"] = init.zeros((n,), dtype=self.dtype) + self.dtype(self.alpha_init)
+        self.params["alpha"] = init.get(init.constant(self.alpha_init))((n,), dtype=self.dtype)
 
     def forward(self, x, training=True):
         x = self._ensure_built(x)

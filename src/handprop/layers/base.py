@@ -222,8 +222,13 @@ class Layer:
 
     # -- helpers ----------------------------------------------------------------------------
     def zero_grads(self):
+        """Gradients of zeros, one per parameter (placeholders for placeholder weights: see
+        :func:`handprop.init.shapes_only`). ``zeros``, not ``zeros_like``: the operating system
+        hands out zeroed pages when they are first written, so a model loaded for inference does
+        not hold a second copy of its weights' size."""
         for k, v in self.params.items():
-            self.grads[k] = get_array_module(v).zeros_like(v)
+            self.grads[k] = init.placeholder(v.shape, dtype=v.dtype) if init.is_placeholder(v) else \
+                get_array_module(v).zeros(v.shape, dtype=v.dtype)
 
     def count_params(self) -> int:
         return int(sum(int(np.prod(v.shape)) for v in self.params.values()))

@@ -32,6 +32,7 @@ import math
 
 import numpy as np
 
+from .. import init
 from ..backend import get_array_module
 from .base import Layer, check_dy
 
@@ -67,10 +68,11 @@ class BatchNorm(Layer):
 
     def create_params(self, rng):
         n = self.input_shape[0]
-        self.params["gamma"] = np.ones(n, dtype=self.dtype)
-        self.params["beta"] = np.zeros(n, dtype=self.dtype)
-        self.state["running_mean"] = np.zeros(n, dtype=self.dtype)
-        self.state["running_var"] = np.ones(n, dtype=self.dtype)
+        ones, zeros = init.get("ones"), init.get("zeros")
+        self.params["gamma"] = ones((n,), dtype=self.dtype)
+        self.params["beta"] = zeros((n,), dtype=self.dtype)
+        self.state["running_mean"] = zeros((n,), dtype=self.dtype)
+        self.state["running_var"] = ones((n,), dtype=self.dtype)
 
     @staticmethod
     def _axes_and_shape(x):
