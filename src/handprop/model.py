@@ -55,6 +55,7 @@ class BaseModel:
         self.dtype = np.float32
         self.device = "cpu"
         self.stop_training = False
+        self.epochs_trained = 0  # epochs fit has completed: a batch source's draws continue from here
         self.metadata = {}  # JSON-able notes saved with the model (handprop demo: its recipe); saving.py
         self.multi_input = False  # graph models with several Input nodes take a list of arrays
         self._call_caches = {}  # call position -> cache, for layers called more than once

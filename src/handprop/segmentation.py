@@ -44,6 +44,7 @@ import time
 import numpy as np
 
 from .callbacks import Callback
+from .checks import check_both_classes
 from .errors import DataError
 from .inference import predict_padded
 from .layers.activations import sigmoid
@@ -142,6 +143,7 @@ class KeepBestOnValidation(Callback):
 
     def __init__(self, x_val, val, first_epoch=0):
         super().__init__()
+        check_both_classes(val.vessels, val.fov, val.ids, "KeepBestOnValidation")
         self.x_val, self.val, self.first_epoch = x_val, val, int(first_epoch)
         self.best, self.best_weights, self.best_epoch = -np.inf, None, None
 
@@ -175,6 +177,7 @@ def train_segmenter(model, x_train, train, x_val, val, *, epochs=10, steps=30, t
     from .data import TileSampler
     from .schedules import CosineDecay, LearningRateScheduler
 
+    check_both_classes(val.vessels, val.fov, val.ids, "train_segmenter (validation patients)")
     sampler = TileSampler(x_train, train.vessels, train.fov, tile, batch_size=batch_size,
                           tiles_per_epoch=steps * batch_size,
                           augment=_augmenter() if augment is None else augment, seed=seed)

@@ -1,0 +1,167 @@
+"""The third reliability pass (issue 21), data side: each test reproduces one probe of the break-it
+pass that gave a silent wrong number, a raw traceback or lost output, and checks the clear error
+(or the right result) that replaced it. Named after the issue's case numbers."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import handprop as hp
+from handprop.batches import combine_weights
+from handprop.data import load_drive, save_drive_layout, synthetic_retina
+
+L = hp.layers
+SIZE = (40, 44)
+
+
+@pytest.fixture(scope="module")
+def retina():
+    return synthetic_retina(3, seed=1, size=SIZE)
+
+
+def drive_folder(tmp_path, data, split="training"):
+    save_drive_layout(data, tmp_path, split)
+    return tmp_path / split
+
+
+def segmenter(seed=0):
+    model = hp.Sequential([L.Conv2D(2, 3, padding="same"), L.ReLU(), L.Conv2D(1, 1)], seed=seed)
+    model.compile(hp.losses.BinaryCrossEntropy(from_logits=True), hp.optimizers.SGD(lr=0.01))
+    return model
+
+
+# ----------------------------------------------------------------------------- case 1
+def test_case01_swapped_mask_refused():
+    rng = np.random.default_rng(0)
+    pred = rng.uniform(0.05, 0.95, (2, 1, 3, 5)).astype(np.float32)
+    truth = (rng.uniform(size=(2, 3, 5)) > 0.5).astype(np.float32)
+    swapped = np.ones((2, 5, 3), np.float32)  # as many elements as (2, 3, 5), height and width swapped
+    loss = hp.losses.BinaryCrossEntropy()
+    with pytest.raises(ValueError, match=r"BinaryCrossEntropy: weights of shape \(2, 5, 3\).*swapped"):
+        loss(pred, truth, swapped)
+    with pytest.raises(ValueError, match=r"BinaryCrossEntropy: prediction has shape"):
+        loss(pred, truth.transpose(0, 2, 1))  # swapped targets too
+    assert loss(pred, truth, np.ones((2, 3, 5))) == pytest.approx(loss(pred, truth))  # (N, H, W) for (N, 1, H, W)
+    model = segmenter()
+    x = rng.standard_normal((2, 1, 3, 5)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"fit: sample_weight has shape \(2, 5, 3\) and the target array y shape"):
+        model.fit(x, truth, sample_weight=swapped, verbose=0)
+    with pytest.raises(ValueError, match=r"roc_auc: the mask has shape \(3, 2\) and the score array shape \(2, 3\)"):
+        hp.metrics.roc_auc(np.arange(6.0).reshape(2, 3), np.array([[0, 1, 0], [1, 0, 1]]), np.ones((3, 2)))
+    with pytest.raises(ValueError, match=r"dice: the ground truth has shape \(3, 2\) and the score array"):
+        hp.metrics.dice(np.zeros((2, 3)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="do not fit each other"):
+        combine_weights(np.ones((2, 3, 5)), np.ones((2, 5, 3)))
+
+
+# ----------------------------------------------------------------------------- case 2
+def test_case02_nan_scores_and_thresholds_refused():
+    with pytest.raises(ValueError, match="roc_auc: 1 of 4 scores are NaN"):
+        hp.metrics.roc_auc([0.1, np.nan, 0.8, 0.3], [0, 1, 1, 0])
+    with pytest.raises(ValueError, match="roc_auc: 4 of 4 scores are NaN"):
+        hp.metrics.roc_auc([np.nan] * 4, [0, 1, 1, 0])
+    with pytest.raises(ValueError, match="dice: threshold is NaN"):
+        hp.metrics.dice([0.1, 0.9], [0, 1], threshold=np.nan)
+    prob = np.full((1, 4, 4), 0.7, np.float32)
+    prob[0, 1, 1] = np.nan
+    truth = np.eye(4, dtype=np.uint8)[None]
+    with pytest.raises(ValueError, match="segmentation_report: 1 of 16 scores are NaN"):
+        hp.metrics.segmentation_report(prob, truth)
+    fov = np.ones((1, 4, 4), bool)
+    fov[0, 1, 1] = False  # a NaN outside the mask does not count
+    assert hp.metrics.segmentation_report(prob, truth, fov)["mean"]["accuracy"] == pytest.approx(3 / 15)
+    assert hp.metrics.roc_auc([-np.inf, 0.2, np.inf], [0, 0, 1]) == 1.0  # ±inf still ranks
+
+
+# ----------------------------------------------------------------------------- case 3
+def test_case03_all_black_validation_annotation_refused(tmp_path, retina):
+    vessels = retina.vessels.copy()
+    vessels[1] = 0
+    root = tmp_path / "drive"
+    save_drive_layout(hp.data.RetinaData(retina.images, vessels, retina.fov, retina.ids), root, "training")
+    with pytest.raises(hp.DataError, match=r"22_manual1.gif has no vessel pixel inside the FOV"):
+        load_drive(root, "training")
+    # data built in memory (not loaded) is checked where the validation patients choose the epoch
+    val = hp.data.RetinaData(retina.images[1:2], vessels[1:2], retina.fov[1:2], ["val_patient"])
+    x = retina.images[:, 1:2]
+    with pytest.raises(hp.DataError, match="val_patient has no vessel"):
+        hp.segmentation.train_segmenter(segmenter(), x[:1], retina[:1], x[1:2], val, epochs=1, steps=1, tile=8,
+                                        batch_size=2, verbose=0)
+    with pytest.raises(hp.DataError, match="KeepBestOnValidation: the annotation of val_patient"):
+        hp.segmentation.KeepBestOnValidation(x[1:2], val)
+
+
+# ----------------------------------------------------------------------------- case 4
+def test_case04_float_tiff_nan_pixels_and_noisy_fov(tmp_path, retina):
+    base = drive_folder(tmp_path, retina[:1])
+    gray = retina.images[0, 1].astype(np.float32)  # in [0, 1]
+    Image.fromarray(gray, mode="F").save(base / "images/21_training.tif")
+    loaded = load_drive(tmp_path, "training")
+    np.testing.assert_allclose(loaded.images[0, 0], gray)  # not divided by 255
+    white = np.where(retina.fov[0], 255, 254).astype(np.uint8)  # an all-white FOV mask with 254/255 noise
+    Image.fromarray(white).save(base / "mask/21_training_mask.gif")
+    assert load_drive(tmp_path, "training").fov.all()  # all inside, not half the FOV
+    gray[3, 4] = np.nan
+    Image.fromarray(gray, mode="F").save(base / "images/21_training.tif")
+    with pytest.raises(hp.DataError, match=r"21_training.tif has 1 NaN or infinite pixels"):
+        load_drive(tmp_path, "training")
+
+
+# ----------------------------------------------------------------------------- case 6
+def test_case06_all_zero_validation_weights_never_best(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 1, 6, 6)).astype(np.float32)
+    y = (rng.uniform(size=(4, 6, 6)) > 0.5).astype(np.float32)
+    checkpoint = hp.callbacks.ModelCheckpoint(str(tmp_path / "best.safetensors"), save_best_only=True)
+    with pytest.raises(ValueError, match="every weight of the validation data is 0.*val_loss is undefined"):
+        segmenter().fit(x, y, validation_data=(x, y, np.zeros((4, 6, 6))), callbacks=[checkpoint], verbose=0)
+    assert checkpoint.best_epoch is None and not (tmp_path / "best.safetensors").exists()
+    assert np.isnan(segmenter().evaluate(x, y, sample_weight=np.zeros(4)))  # a mean over nothing, not 0.0
+    val = hp.data.RetinaData(x[:1].repeat(3, 1), (y[:1] > 0).astype(np.uint8), np.zeros((1, 6, 6), bool), ["v"])
+    with pytest.raises(hp.DataError, match="KeepBestOnValidation: the annotation of v"):
+        hp.segmentation.KeepBestOnValidation(x[:1], val)  # an empty FOV: AUC NaN would have been "best"
+
+
+# ----------------------------------------------------------------------------- case 7
+@pytest.mark.parametrize("scale, match", [(255.0, "must lie in \\[0, 1\\]"), (-1.0, "must lie in \\[0, 1\\]")])
+def test_case07_soft_targets_checked(scale, match):
+    logits = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    one_hot = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    loss = hp.losses.SoftmaxCrossEntropy()
+    with pytest.raises(ValueError, match="SoftmaxCrossEntropy: one-hot / soft targets " + match):
+        loss(logits, one_hot * scale)
+    with pytest.raises(ValueError, match="must sum to 1 over the classes.*sum to 3"):
+        loss(logits, np.ones((4, 3), np.float32))
+    smooth = one_hot * 0.9 + 0.1 / 3  # label smoothing: still a distribution
+    assert loss(logits, smooth) > 0
+    assert loss(logits, one_hot) == pytest.approx(loss(logits, np.array([0, 1, 2, 0])))
+
+
+# ----------------------------------------------------------------------------- case 8
+class RecordedSampler:
+    """A TileSampler that records which epochs fit asks it for."""
+
+    def __init__(self, sampler):
+        self.sampler, self.asked = sampler, []
+
+    def __len__(self):
+        return len(self.sampler)
+
+    def epoch(self, i):
+        self.asked.append(i)
+        return self.sampler.epoch(i)
+
+
+def test_case08_fit_continues_the_tile_samplers_epochs():
+    data = synthetic_retina(2, seed=0, size=(32, 32))
+    sampler = RecordedSampler(hp.data.TileSampler(data.images[:, 1:2], data.vessels, data.fov, 8, batch_size=2,
+                                                  tiles_per_epoch=2, seed=3))
+    model = segmenter()
+    model.fit(sampler, epochs=2, verbose=0)
+    model.fit(sampler, epochs=1, verbose=0)  # resumed without initial_epoch: epoch 2's tiles, not epoch 0's again
+    assert sampler.asked == [0, 1, 2] and model.epochs_trained == 3
+    model.fit(sampler, epochs=5, initial_epoch=3, verbose=0)  # told where to go on: the same count
+    assert sampler.asked == [0, 1, 2, 3, 4]
+    fresh = RecordedSampler(sampler.sampler)
+    segmenter().fit(fresh, epochs=3, initial_epoch=2, verbose=0)  # a fresh model (e.g. from a checkpoint)
+    assert fresh.asked == [2]
