@@ -165,3 +165,58 @@ def test_case08_fit_continues_the_tile_samplers_epochs():
     fresh = RecordedSampler(sampler.sampler)
     segmenter().fit(fresh, epochs=3, initial_epoch=2, verbose=0)  # a fresh model (e.g. from a checkpoint)
     assert fresh.asked == [2]
+
+
+# ----------------------------------------------------------------------------- case 9
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: hp.data.Elastic(alpha=np.nan), ValueError, r"Elastic: alpha .* must lie in"),
+    (lambda: hp.data.Intensity(contrast=1.5), ValueError, r"Intensity: contrast must lie in \[0, 1\)"),
+    (lambda: hp.losses.BinaryCrossEntropy(eps=0.6), ValueError, r"BinaryCrossEntropy: eps .* must lie in \(0, 0.5\)"),
+    (lambda: hp.inference.blending_window((8, 8), sigma_scale=0), ValueError, "blending_window: sigma_scale"),
+    (lambda: hp.data.split_patients(2, (0.6, 0.2, 0.2)), ValueError, "split_patients: 2 .*part 2 would be empty"),
+])
+def test_case09_bad_parameters_refused(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_case09_fit_on_an_all_frozen_model_refused():
+    model = hp.Sequential([L.Dense(4), L.ReLU(), L.Dense(2)], seed=0)
+    model.compile(hp.losses.SoftmaxCrossEntropy(), "sgd")
+    x, y = np.ones((4, 3), np.float32), np.array([0, 1, 0, 1])
+    model.fit(x, y, verbose=0)  # builds it
+    for layer in model.layers:
+        layer.trainable = False
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="fit: .* has no trainable parameter.*layer.trainable = True"):
+        model.fit(x, y, verbose=0)
+    assert all(np.array_equal(before[k], v) for k, v in model.get_weights().items())
+
+
+# ----------------------------------------------------------------------------- case 21
+def unet_like():
+    return hp.segmentation.vessel_unet(in_channels=1, width=2)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m: m.fit(np.ones((4, 3), np.float32), np.array([0, 1, 0, 1]), class_weight={"0": 1}, verbose=0),
+     TypeError, r"class_weight keys must be int class indices, got '0'"),
+    (lambda m: hp.inference.predict_tiled(unet_like(), np.ones((1, 1, 8, 8), np.float32), tile=(0, 0)),
+     ValueError, r"predict_tiled: tile must be an int >= 1"),
+    (lambda m: hp.inference.predict_tiled(unet_like(), np.ones((1, 1, 8, 8), np.float32), tile=8, batch_size=0),
+     ValueError, "predict_tiled: batch_size must be an int >= 1"),
+    (lambda m: hp.inference.predict_padded(unet_like(), np.ones((1, 1, 8, 8), np.float32), multiple=0),
+     ValueError, "predict_padded: multiple must be an int >= 1"),
+    (lambda m: hp.data.TileSampler(np.ones((1, 1, 8, 8)), np.ones((1, 8, 8)), None, 0), ValueError,
+     r"TileSampler: size \(the tile's side, in pixels\) must be an int >= 1"),
+    (lambda m: hp.data.Intensity(gamma=-1), ValueError, r"Intensity: gamma must lie in \[0, 1000\]"),
+    (lambda m: hp.data.Affine(scale=(np.nan, 1)), ValueError, "Affine: scale must lie in"),
+    (lambda m: m.save(""), ValueError, "save: the path is empty"),
+    (lambda m: unet_like().predict(np.ones((1, 1, 65, 63), np.float32)), ValueError,
+     r"layer 15 .*Concatenate.*divide by the network's total pooling.*predict_padded"),
+])
+def test_case21_bad_arguments_refused(call, error, match):
+    model = hp.Sequential([L.Dense(2)], seed=0)
+    model.compile(hp.losses.SoftmaxCrossEntropy(), "sgd")
+    with pytest.raises(error, match=match):
+        call(model)

@@ -40,6 +40,65 @@ def check_int(value, what, minimum):
     return int(value)
 
 
+def check_real(value, what, low=-np.inf, high=np.inf, low_open=False, high_open=False):
+    """``float(value)`` for a real number (not bool, not NaN) in the range from ``low`` to ``high``
+    (each end excluded when ``*_open``); a TypeError or ValueError naming ``what`` otherwise."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if np.isnan(value) or too_low or too_high:
+        span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{what} must lie in {span}{' (positive)' if low == 0 and low_open else ''}, got {value}")
+    return value
+
+
+def check_int_pair(value, what, minimum=1):
+    """``(a, b)`` ints ``>= minimum`` from one int or a pair (a tile size, a window)."""
+    pair = (value, value) if isinstance(value, numbers.Integral) else value
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise TypeError(f"{what} must be an int or a pair of ints, got {value!r}")
+    return tuple(check_int(v, what, minimum) for v in pair)
+
+
+def check_path(path, what):
+    """A file path: a non-empty str or os.PathLike (``save("")`` used to end in a rename to '')."""
+    import os
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{what}: the path must be a str or a pathlib.Path, got {type(path).__name__}")
+    if not os.fspath(path):
+        raise ValueError(f"{what}: the path is empty; give a file name, e.g. 'model.safetensors'")
+    return path
+
+
+def check_class_weight(class_weight):
+    """``class_weight``: None or a dict {class index (int >= 0): weight (finite, >= 0)}; a string
+    key such as ``"0"`` (JSON's) would silently weigh nothing."""
+    if class_weight is None:
+        return None
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"fit: class_weight must be a dict {{class: weight}}, got {type(class_weight).__name__}")
+    for k, v in class_weight.items():
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
+            raise TypeError(f"fit: class_weight keys must be int class indices, got {k!r} ({type(k).__name__}); "
+                            "write {0: 1.0, 1: 5.0}, e.g. {int(k): v for k, v in weights.items()}")
+        check_int(k, "fit: a class_weight key", 0)
+        check_real(v, f"fit: class_weight[{k}]", 0.0)
+        if not np.isfinite(v):
+            raise ValueError(f"fit: class_weight[{k}] must be finite, got {v}")
+    return class_weight
+
+
+def check_trainable(model, what):
+    """A model whose layers are all frozen (``trainable=False``) has nothing to train."""
+    if model.built and not model.trainable_params():
+        raise ValueError(f"{what}: {model.name} has no trainable parameter (every layer is frozen, or the model "
+                         "has no weights): training would change nothing. Set layer.trainable = True on the "
+                         "layers to train")
+
+
 def check_fit_arguments(epochs, batch_size, validation_split, shuffle, verbose, callbacks, nb_epoch=None):
     """Validate ``fit``'s arguments; returns ``(epochs, batch_size)`` as ints.
 

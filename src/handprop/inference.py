@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from . import layers as L
 from .backend import to_numpy
+from .checks import check_int, check_int_pair, check_real
 from .model import Sequential
 
 _ELEMENTWISE = (L.ReLU, L.LeakyReLU, L.ELU, L.Sigmoid, L.Tanh, L.Linear, L.Dropout)
@@ -183,6 +184,7 @@ def sliding_window_predict(model, images, batch_size=1024, pad_mode="reflect", m
     pixels where it is true are scored (the others are 0). The slow, obviously-correct baseline
     for :func:`to_fully_convolutional`.
     """
+    batch_size = check_int(batch_size, "sliding_window_predict: batch_size", 1)
     images = to_numpy(images)  # CuPy images too: cut and padded on the host, predict moves the batches
     P = _patch_size(model)
     r = P // 2
@@ -208,6 +210,8 @@ def predict_padded(model, images, multiple=1, batch_size=1, pad_mode="reflect"):
     padded at the bottom/right up to the next ``multiple`` (``pad_mode`` "reflect", "edge" or
     "constant"), run in one pass each, and the output is cropped back to H x W.
     """
+    multiple = check_int(multiple, "predict_padded: multiple", 1)
+    batch_size = check_int(batch_size, "predict_padded: batch_size", 1)
     images = to_numpy(images)  # CuPy images too: cut and padded on the host, predict moves the batches
     H, W = images.shape[2:]
     ph, pw = (-H) % multiple, (-W) % multiple
@@ -222,6 +226,8 @@ def blending_window(tile, mode="gaussian", sigma_scale=0.125, dtype=np.float32):
     centred on the tile with standard deviation ``sigma_scale`` times the tile size per axis
     (MONAI's default 0.125), normalized to a maximum of 1 and kept above 1e-3 so no pixel gets
     zero weight."""
+    tile = check_int_pair(tile, "blending_window: tile")
+    check_real(sigma_scale, "blending_window: sigma_scale", 0.0, low_open=True)
     if mode == "constant":
         return np.ones(tile, dtype)
     if mode != "gaussian":
@@ -250,10 +256,10 @@ def predict_tiled(model, images, tile=(256, 256), overlap=0.25, blend="gaussian"
     back. -> (N, K, H, W) NumPy array.
     """
     images = to_numpy(images)  # CuPy images too: cut and padded on the host, predict moves the batches
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"predict_tiled: overlap must be in [0, 1), got {overlap}")
+    check_real(overlap, "predict_tiled: overlap", 0.0, 1.0, high_open=True)
+    th, tw = check_int_pair(tile, "predict_tiled: tile")
+    batch_size = check_int(batch_size, "predict_tiled: batch_size", 1)
     N, C, H, W = images.shape
-    th, tw = tile
     pad_h, pad_w = max(0, th - H), max(0, tw - W)
     if pad_h or pad_w:
         images = np.pad(images, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode="reflect")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import get_array_module, to_numpy
-from .checks import check_distributions, same_shape
+from .checks import check_distributions, check_real, same_shape
 from .layers.activations import log_softmax, sigmoid
 
 
@@ -203,7 +203,8 @@ class BinaryCrossEntropy(Loss):
 
     def __init__(self, from_logits=False, eps=1e-7):
         self.from_logits = from_logits
-        self.eps = eps
+        self.eps = check_real(eps, "BinaryCrossEntropy: eps (probabilities are clipped to [eps, 1 - eps])", 0.0, 0.5,
+                              low_open=True, high_open=True)
 
     @property
     def applies_activation(self):

@@ -176,14 +176,17 @@ class BaseModel:
     def save(self, path, include_optimizer=True):
         """Save architecture, weights, layer state, optimizer state and random generators in one
         safetensors file (atomically); :func:`handprop.load_model` reads it. See :mod:`handprop.saving`."""
+        checks.check_path(path, "save")
         saving.save_model(self, path, include_optimizer=include_optimizer)
 
     def save_weights(self, path):
         """Save parameters and state only (safetensors); :meth:`load_weights` reads them back."""
+        checks.check_path(path, "save_weights")
         saving.save_weights(self, path)
 
     def load_weights(self, path):
         """Load parameters and state saved by :meth:`save_weights` or :meth:`save` (all-or-nothing)."""
+        checks.check_path(path, "load_weights")
         saving.load_weights(self, path)
         return self
 

@@ -62,6 +62,7 @@ def fit(model, x, y=None, epochs=1, batch_size=32, validation_data=None, validat
     epochs, batch_size = checks.check_fit_arguments(epochs, batch_size, validation_split, shuffle, verbose,
                                                     callbacks, nb_epoch)
     initial_epoch = checks.check_int(initial_epoch, "fit: initial_epoch", 0)
+    class_weight = checks.check_class_weight(class_weight)
     checks.check_output_matches_loss(model, model.loss)
     x, y, sample_weight, validation_data = _training_data(model, x, y, sample_weight, validation_data,
                                                           validation_split)
@@ -111,6 +112,8 @@ def train_epoch(model, batches, class_weight=None, callbacks=(), check=False):
         wb = combine_weights(None if wb is None else model._prepare_targets(wb),
                              None if class_weight is None else class_weights(yb, class_weight))
         model.ensure_built(xb)
+        if b == 0:
+            checks.check_trainable(model, "fit")
         loss, pred = model.train_step(xb, yb, wb)
         totals.add(loss, model.loss.total_weight, pred, yb, wb)
         _call(callbacks, "on_batch_end", b, {"batch": b, "size": len(yb), "loss": loss})

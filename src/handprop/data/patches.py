@@ -32,6 +32,8 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..checks import check_int
+
 __all__ = ["extract_patches", "extract_tiles", "sample_centres", "PatchSampler", "TileSampler"]
 
 
@@ -245,8 +247,8 @@ class _Sampler:
         images, vessels, fov = _check_arrays(name, images, vessels, fov)
         if vessels is None:
             raise ValueError(f"{name}: needs the vessel masks (vessels is None)")
-        if batch_size < 1 or per_epoch < 1:
-            raise ValueError(f"{name}: batch_size and the number per epoch must be positive")
+        check_int(batch_size, f"{name}: batch_size", 1)
+        check_int(per_epoch, f"{name}: the number of tiles / patches per epoch", 1)
         self.images, self.vessels, self.fov = images, vessels, fov
         self.batch_size, self.per_epoch, self.seed = int(batch_size), int(per_epoch), int(seed)
         self.augment, self.standardizer, self.zero_outside_fov = augment, standardizer, zero_outside_fov
@@ -368,7 +370,7 @@ class TileSampler(_Sampler):
                  standardizer=None, zero_outside_fov=False, margin=None, seed=0):
         super().__init__(images, vessels, fov, batch_size, tiles_per_epoch, seed, augment, standardizer,
                          zero_outside_fov, "TileSampler")
-        self.size = int(size)
+        self.size = check_int(size, "TileSampler: size (the tile's side, in pixels)", 1)
         h, w = self.fov.shape[1:]
         if self.size > min(h, w):
             raise ValueError(f"TileSampler: tile size {self.size} is larger than the images ({h}x{w})")

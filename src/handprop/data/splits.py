@@ -60,6 +60,11 @@ def split_patients(ids_or_n, fractions=(0.6, 0.2, 0.2), seed=0, groups=None):
         if counts[largest] > 1:
             counts[largest] -= 1
             counts[k] += 1
+    empty = np.flatnonzero((fractions > 0) & (counts == 0))
+    if len(empty):
+        raise ValueError(f"split_patients: {m} patient(s) cannot fill {int((fractions > 0).sum())} parts "
+                         f"{tuple(fractions.tolist())}: part {int(empty[0])} would be empty. Use more patients or "
+                         "fewer parts (e.g. fractions=(0.5, 0.5))")
     order = np.random.default_rng(seed).permutation(m)
     bounds = np.concatenate([[0], np.cumsum(counts)])
     parts = []
