@@ -9,6 +9,7 @@ from PIL import Image
 import handprop as hp
 from handprop.batches import combine_weights
 from handprop.data import load_drive, save_drive_layout, synthetic_retina
+from handprop.data.drive import MAX_PIXELS
 
 L = hp.layers
 SIZE = (40, 44)
@@ -220,3 +221,54 @@ def test_case21_bad_arguments_refused(call, error, match):
     model.compile(hp.losses.SoftmaxCrossEntropy(), "sgd")
     with pytest.raises(error, match=match):
         call(model)
+
+
+# ----------------------------------------------------------------------------- case 14
+def png_declaring(path, width, height):
+    """A tiny PNG whose header declares ``width x height`` (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(path)
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", width, height)  # IHDR: width, height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("side", [9800, 15000])  # 96 MP (PIL warns), 225 MP (PIL's DecompressionBombError)
+def test_case14_huge_image_refused_from_its_header(tmp_path, retina, side):
+    import tracemalloc
+
+    base = drive_folder(tmp_path, retina[:1])
+    (base / "images/21_training.tif").unlink()
+    png_declaring(base / "images/21_training.png", side, side)
+    tracemalloc.start()
+    try:
+        with pytest.raises(hp.DataError, match=rf"21_training.png .*{MAX_PIXELS:,}.*downscale"):
+            load_drive(tmp_path, "training")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6  # refused before decoding (a 9800 x 9800 image is 1.9 GB as float32 RGB)
+    with pytest.raises(hp.DataError, match="21_training.png"):
+        hp.segmentation.load_images([base / "images/21_training.png"])  # handprop predict IMAGE
+
+
+# ----------------------------------------------------------------------------- case 18
+@pytest.mark.parametrize("name", ["images/21_training.tif", "1st_manual/21_manual1.gif"])
+def test_case18_truncated_file_named(tmp_path, retina, name):
+    base = drive_folder(tmp_path, retina[:1])
+    if name.endswith(".tif"):  # an uncompressed TIFF: PIL opens it and fails while decoding
+        Image.fromarray(np.zeros((300, 300, 3), np.uint8)).save(base / name)
+        stripes = np.repeat((np.arange(300)[:, None] % 10 < 3), 300, axis=1).astype(np.uint8) * 255
+        Image.fromarray(stripes).save(base / "1st_manual/21_manual1.gif")
+        Image.fromarray(np.full((300, 300), 255, np.uint8)).save(base / "mask/21_training_mask.gif")
+    path = base / name
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) * 2 // 3])
+    with pytest.raises(hp.DataError, match=rf"{path.name}.*(truncated|not a readable image)"):
+        load_drive(tmp_path, "training")
+    if name.endswith(".tif"):
+        with pytest.raises(hp.DataError, match=rf"handprop predict: {path}.*truncated"):
+            hp.segmentation.load_images([path])
