@@ -2,6 +2,9 @@
 pass that gave a silent wrong number, a raw traceback or lost output, and checks the clear error
 (or the right result) that replaced it. Named after the issue's case numbers."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -272,3 +275,115 @@ def test_case18_truncated_file_named(tmp_path, retina, name):
     if name.endswith(".tif"):
         with pytest.raises(hp.DataError, match=rf"handprop predict: {path}.*truncated"):
             hp.segmentation.load_images([path])
+
+
+# ----------------------------------------------------------------------------- case 17
+def tiny_demo(out, **kwargs):
+    return hp.segmentation.run_vessel_segmentation(out, n_synthetic=6, epochs=1, steps=1, size=(48, 48), tile=16,
+                                                   batch_size=2, verbose=0, figures=False, **kwargs)
+
+
+def test_case17_second_demo_run_refused_unless_overwrite(tmp_path, capsys, monkeypatch):
+    from handprop.cli import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("metrics.json", "probabilities.npz", "segmentation_synthetic_004.png"):  # an earlier run's outputs
+        (out / name).write_text("earlier run")
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"already holds an earlier run's outputs \(metrics.json, "
+                                              r"probabilities.npz, segmentation_synthetic_004.png\).*--overwrite"):
+        tiny_demo(out)
+    monkeypatch.setattr(hp.segmentation, "train_segmenter", lambda *a, **k: pytest.fail("trained before refusing"))
+    with pytest.raises(SystemExit) as stop:
+        main(["demo", "--out", str(out)])
+    assert stop.value.code == 2 and "already holds an earlier run's outputs" in capsys.readouterr().err
+    assert (out / "metrics.json").read_text() == "earlier run"  # nothing overwritten
+    monkeypatch.undo()
+    metrics = tiny_demo(out, overwrite=True)
+    assert not (out / "segmentation_synthetic_004.png").exists()  # the earlier run's figure is gone
+    assert (out / "notes.txt").read_text() == "mine"  # files no run wrote stay
+    assert (out / "metrics.json").read_text() != "earlier run" and "auc" in metrics
+    assert "--overwrite" in (Path(__file__).parents[1] / "Makefile").read_text().split("\ndemo:")[1].split("\n")[1]
+
+
+# ----------------------------------------------------------------------------- case 19
+@pytest.mark.parametrize("argv, match", [
+    (["demo", "digits", "--epochs", "-1"], "--epochs must be at least 1, got -1"),
+    (["demo", "digits", "--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["demo", "--seed", "-1"], "--seed must be at least 0, got -1"),
+    (["demo", "digits", "--seed", "-1"], "--seed must be at least 0, got -1"),
+])
+def test_case19_cli_bad_numbers_refused(argv, match, capsys):
+    from handprop.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and match in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("task", [[], ["digits"]])
+def test_case19_cli_out_a_file_or_unwritable_refused_before_training(tmp_path, capsys, monkeypatch, task):
+    from handprop.cli import main
+
+    monkeypatch.setattr(hp.segmentation, "train_segmenter", lambda *a, **k: pytest.fail("trained before refusing"))
+    monkeypatch.setattr(hp.Sequential, "fit", lambda *a, **k: pytest.fail("trained before refusing"))
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("x")
+    unwritable = ["/sys/kernel"]  # root may write anywhere else; sysfs refuses everybody
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        unwritable.append(str(locked))
+    for out, match in [(str(a_file), f"the output folder {a_file} is a file")] + \
+                      [(d, f"cannot write into the output folder {d}") for d in unwritable if os.path.isdir(d)]:
+        with pytest.raises(SystemExit) as stop:
+            main(["demo", *task, "--out", out, "--epochs", "1"])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and match in err and "Traceback" not in err
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        hp.segmentation.run_prediction("model.safetensors", a_file, images=["x.png"])
+
+
+# ----------------------------------------------------------------------------- case 11
+def test_case11_concurrent_fit_and_predict_refused():
+    import copy
+    import threading
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 3)).astype(np.float32), rng.integers(0, 2, 16)
+
+    def mlp():
+        model = hp.Sequential([L.Dense(8), L.ReLU(), L.Dense(2)], seed=0)
+        model.compile(hp.losses.SoftmaxCrossEntropy(), hp.optimizers.SGD(lr=0.1))
+        return model
+
+    inside, release, seen = threading.Event(), threading.Event(), {}
+
+    class Pause(hp.callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            if batch == 1:
+                inside.set()
+                release.wait(30)
+
+    def other_thread():
+        inside.wait(30)
+        try:
+            model.predict(x)
+        except RuntimeError as e:
+            seen["error"] = str(e)
+        seen["copy"] = copy.deepcopy(model).predict(x)  # a copy may predict meanwhile
+        release.set()
+
+    model = mlp()
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    model.fit(x, y, epochs=2, batch_size=4, callbacks=[Pause()], verbose=0)
+    worker.join(30)
+    assert "predict: " in seen["error"] and "is running fit in another thread" in seen["error"]
+    assert seen["copy"].shape == (16, 2)
+    reference = mlp()
+    reference.fit(x, y, epochs=2, batch_size=4, verbose=0)  # the weights did not drift
+    assert all(np.array_equal(reference.get_weights()[k], v) for k, v in model.get_weights().items())
+    assert model.predict(x).shape == (16, 2)  # free again once fit returned

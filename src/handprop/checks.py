@@ -73,6 +73,26 @@ def check_path(path, what):
     return path
 
 
+def check_output_folder(out, what):
+    """``out`` as a Path to a folder that exists (it is created) and takes files: checked before
+    a long job starts, not after it (a file of that name, or a folder it cannot write into, is an
+    OSError naming it)."""
+    import tempfile
+    from pathlib import Path
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{what}: the output folder {out} is a file; give a folder (a new name is created)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise OSError(f"{what}: cannot write into the output folder {out} ({e.strerror or e}); choose a folder "
+                      "you can write to") from None
+    return out
+
+
 def check_class_weight(class_weight):
     """``class_weight``: None or a dict {class index (int >= 0): weight (finite, >= 0)}; a string
     key such as ``"0"`` (JSON's) would silently weigh nothing."""

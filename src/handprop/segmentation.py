@@ -44,7 +44,7 @@ import time
 import numpy as np
 
 from .callbacks import Callback
-from .checks import check_both_classes
+from .checks import check_both_classes, check_output_folder
 from .errors import DataError
 from .inference import predict_padded
 from .layers.activations import sigmoid
@@ -248,9 +248,30 @@ def _augmenter():
     return Augmenter([Flip(), Rotate90()])
 
 
+DEMO_OUTPUTS = ("metrics.json", "probabilities.npz", "model.safetensors", "training_curves.png", "roc_curves.png",
+                "fundus_photo_prediction.png", "segmentation_*.png")
+"""The files :func:`run_vessel_segmentation` writes into its folder (glob patterns): a second run
+refuses to mix its outputs with these unless told to overwrite them."""
+
+
+def claim_output_folder(out, overwrite, what="run_vessel_segmentation", patterns=DEMO_OUTPUTS):
+    """``out`` checked (a writable folder, :func:`handprop.checks.check_output_folder`) and free of an
+    earlier run's outputs: with ``overwrite`` those files are removed first (and only those: other
+    files stay), else a FileExistsError names them. Two runs never mix their figures and metrics."""
+    out = check_output_folder(out, what)
+    earlier = sorted({p for pattern in patterns for p in out.glob(pattern) if p.is_file()})
+    if earlier and not overwrite:
+        names = ", ".join(p.name for p in earlier[:6]) + (", ..." if len(earlier) > 6 else "")
+        raise FileExistsError(f"{what}: {out} already holds an earlier run's outputs ({names}); pass --overwrite "
+                              "(overwrite=True) to remove them and write this run's, or choose another --out")
+    for path in earlier:
+        path.unlink()
+    return out
+
+
 def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=None, steps=None, seed=0, verbose=1,
                             figures=True, size=None, tile=None, budget="default", preprocessing=None, tta=None,
-                            batch_size=None):
+                            batch_size=None, overwrite=False):
     """The main job of ``handprop demo``: data, training, choice on validation, in-FOV test metrics.
 
     ``drive``: a DRIVE-layout folder (its training split is split into training and validation
@@ -262,11 +283,12 @@ def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=None, steps=
 
     Writes to ``out``: ``metrics.json``, ``probabilities.npz`` (one full-size map per test image,
     keyed by id, as :func:`segment` computes it), ``model.safetensors`` (the trained model with
-    the recipe in its metadata: ``handprop predict`` reproduces the probabilities) and figures.
-    Returns the metrics dict.
+    the recipe in its metadata: ``handprop predict`` reproduces the probabilities) and figures
+    (:data:`DEMO_OUTPUTS`). ``out`` is checked before anything is trained: a file, a folder it
+    cannot write into, or one that holds an earlier run's outputs is refused (``overwrite=True``
+    removes those outputs first; ``handprop demo --overwrite``). Returns the metrics dict.
     """
     import json
-    from pathlib import Path
 
     from . import data as hpdata
     from .metrics import format_segmentation_report, segmentation_report
@@ -276,8 +298,7 @@ def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=None, steps=
     given = {"epochs": epochs, "steps": steps, "tile": tile, "batch_size": batch_size, "tta": tta}
     plan = {k: (BUDGETS[budget][k] if v is None else v) for k, v in given.items()}
     preprocessing = dict(DEFAULT_PREPROCESSING if preprocessing is None else preprocessing)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_folder(out, overwrite)
     clock = {"start": time.perf_counter()}
     if drive is None:
         data = hpdata.synthetic_retina(n_synthetic, seed=seed, **({} if size is None else {"size": size}))
@@ -416,17 +437,15 @@ def run_prediction(model_path, out, drive=None, split="test", images=(), figures
     annotations) and a figure per image (the first 20). Returns the predictions dict.
     """
     import json
-    from pathlib import Path
 
     from . import data as hpdata
     from .saving import load_model
 
     if (drive is None) == (not images):
         raise ValueError("run_prediction: give either a DRIVE folder (drive=) or image files (images=)")
+    out = check_output_folder(out, "run_prediction")
     model = load_model(model_path, compile=False)
     settings = recipe_settings(model)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if drive is not None:
         batches = [hpdata.load_drive(drive, split, require_vessels=False)]
@@ -534,4 +553,4 @@ def jsonable(value, digits=None):
 __all__ = ["normalize_images", "green_channel_auc", "vessel_unet", "predict_probabilities", "best_dice_threshold",
            "KeepBestOnValidation", "train_segmenter", "run_vessel_segmentation", "jsonable", "at_least",
            "TEST_TIME_FLIPS", "BUDGETS", "SETTINGS_KEY", "recipe_settings", "segment", "load_images",
-           "run_prediction"]
+           "run_prediction", "DEMO_OUTPUTS", "claim_output_folder"]
