@@ -387,3 +387,27 @@ def test_case11_concurrent_fit_and_predict_refused():
     reference.fit(x, y, epochs=2, batch_size=4, verbose=0)  # the weights did not drift
     assert all(np.array_equal(reference.get_weights()[k], v) for k, v in model.get_weights().items())
     assert model.predict(x).shape == (16, 2)  # free again once fit returned
+
+
+# ----------------------------------------------------------------------------- case 22
+def test_case22_large_image_inference_tiles_itself_within_budget():
+    import tracemalloc
+
+    small = hp.segmentation.vessel_unet(in_channels=1, width=4)
+    x = np.random.default_rng(0).standard_normal((2, 1, 203, 181)).astype(np.float32)
+    whole = hp.segmentation.predict_probabilities(small, x, max_pixels=None)
+    tiled = hp.segmentation.predict_probabilities(small, x, max_pixels=170 * 170, tta="flips")
+    np.testing.assert_allclose(tiled, hp.segmentation.predict_probabilities(small, x, max_pixels=None, tta="flips"),
+                               atol=1e-5)  # the overlap-tile strategy: the whole image's numbers
+    assert np.abs(whole - hp.segmentation.predict_probabilities(small, x, max_pixels=170 * 170)).max() < 1e-5
+    with pytest.raises(ValueError, match="max_pixels=900 leaves no room"):
+        hp.segmentation.predict_probabilities(small, x, max_pixels=900)
+    demo_unet = hp.segmentation.vessel_unet(in_channels=1)
+    image = np.random.default_rng(1).standard_normal((1, 1, 1024, 1024)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        hp.segmentation.predict_probabilities(demo_unet, image)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.8e9, f"{peak / 1e9:.2f} GB"  # run whole it took 1.4 GB; 2048 x 2048 now peaks at 0.64 GB

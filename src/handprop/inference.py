@@ -202,13 +202,18 @@ def sliding_window_predict(model, images, batch_size=1024, pad_mode="reflect", m
     return out
 
 
-def predict_padded(model, images, multiple=1, batch_size=1, pad_mode="reflect"):
+def predict_padded(model, images, multiple=1, batch_size=1, pad_mode="reflect", max_pixels=None):
     """Run a fully convolutional model on whole images whose size it cannot take as is.
 
     A U-Net of depth ``d`` halves the image ``d`` times and doubles it back, so its input size
     must be a multiple of ``2**d`` (a 584 x 565 retina is not). The images (N, C, H, W) are
     padded at the bottom/right up to the next ``multiple`` (``pad_mode`` "reflect", "edge" or
     "constant"), run in one pass each, and the output is cropped back to H x W.
+
+    ``max_pixels``: the largest input one pass may take (memory grows with it: about 1.5 KB per
+    pixel for the demo's U-Net). A larger padded image is run in overlapping tiles
+    (:func:`predict_overlapping`) that give the same numbers as the whole image, to float32
+    rounding; None runs every image whole.
     """
     multiple = check_int(multiple, "predict_padded: multiple", 1)
     batch_size = check_int(batch_size, "predict_padded: batch_size", 1)
@@ -217,7 +222,40 @@ def predict_padded(model, images, multiple=1, batch_size=1, pad_mode="reflect"):
     ph, pw = (-H) % multiple, (-W) % multiple
     if ph or pw:
         images = np.pad(images, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=pad_mode)
+    if max_pixels is not None and images.shape[2] * images.shape[3] > check_int(max_pixels, "max_pixels", 1):
+        return predict_overlapping(model, images, multiple, max_pixels)[:, :, :H, :W]
     return to_numpy(model.predict(images, batch_size=batch_size))[:, :, :H, :W]
+
+
+def predict_overlapping(model, images, multiple, max_pixels):
+    """Whole-image outputs of a fully convolutional ``model`` computed tile by tile, each pass at
+    most ``max_pixels`` pixels: the overlap-tile strategy of the U-Net paper.
+
+    Each tile keeps only its core; around it the tile reads ``margin`` more pixels on every side
+    (the model's receptive field, rounded up to ``multiple``), so every kept pixel sees exactly the
+    input it sees in the whole image, and tiles start on multiples of ``multiple`` so the poolings'
+    grids line up with the whole image's. ``images`` (N, C, H, W) with H, W multiples of
+    ``multiple``. -> (N, K, H, W), equal to ``model.predict(images)`` to float32 rounding.
+    """
+    from .receptive_field import receptive_field
+
+    margin = -(-max(receptive_field(model)) // multiple) * multiple
+    side = int(np.sqrt(max_pixels)) // multiple * multiple
+    core = side - 2 * margin
+    if core < multiple:
+        raise ValueError(f"predict_overlapping: max_pixels={max_pixels} leaves no room inside the {margin}-pixel "
+                         f"margins the model's receptive field needs; allow at least {(2 * margin + multiple)**2}")
+    N, _, H, W = images.shape
+    out = None
+    for i in range(0, H, core):
+        for j in range(0, W, core):
+            top, left = max(0, i - margin), max(0, j - margin)
+            tile = images[:, :, top:min(H, i + core + margin), left:min(W, j + core + margin)]
+            pred = to_numpy(model.predict(np.ascontiguousarray(tile), batch_size=1))
+            if out is None:
+                out = np.empty((N, pred.shape[1], H, W), pred.dtype)
+            out[:, :, i:i + core, j:j + core] = pred[:, :, i - top:i - top + core, j - left:j - left + core]
+    return out
 
 
 # ----------------------------------------------------------------------------- tiles

@@ -98,18 +98,32 @@ TEST_TIME_FLIPS = {"none": ((),), "hflip": ((), (-1,)), "flips": ((), (-1,), (-2
 flipped tiles, so each is an equally good guess; their mean is a little less noisy)."""
 
 
-def predict_probabilities(model, images, batch_size=1, multiple=2**DEPTH, tta="none"):
+MAX_PASS_PIXELS = 640 * 640
+"""The largest input one forward pass of :func:`predict_probabilities` takes. The demo's U-Net
+needs about 1.5 KB per pixel of a pass (measured with tracemalloc: 1.4 GB for a 1024 x 1024
+image run whole), so a pass stays under 0.65 GB; DRIVE's 584 x 565 images still run whole."""
+
+
+def predict_probabilities(model, images, batch_size=1, multiple=2**DEPTH, tta="none", max_pixels=MAX_PASS_PIXELS):
     """Vessel probabilities (n, H, W) of normalized images (n, C, H, W), each run whole (padded to
     a ``multiple`` of the U-Net's total pooling). ``tta``: a key of :data:`TEST_TIME_FLIPS`; the
     probabilities of the flipped images, flipped back, are averaged (in that order: the same
-    images give the same bits)."""
+    images give the same bits).
+
+    **Memory budget**: an image larger than ``max_pixels`` (:data:`MAX_PASS_PIXELS`, 640 x 640) is
+    run in overlapping tiles of at most that size
+    (:func:`handprop.inference.predict_overlapping`: the same probabilities to float32 rounding),
+    so one 2048 x 2048 image adds at most 1 GB with the demo's U-Net (0.65 GB for a pass, the
+    rest whole-image arrays of 16 MB each), where a whole pass took 3.8 GB. A wider network needs
+    proportionally more per pixel: pass a smaller ``max_pixels``. The tiling depends only on the
+    image size, so ``handprop predict`` reproduces the demo's probabilities bit for bit."""
     if tta not in TEST_TIME_FLIPS:
         raise ValueError(f"predict_probabilities: tta must be one of {sorted(TEST_TIME_FLIPS)}, got {tta!r}")
     images = np.asarray(images)
     total = None
     for axes in TEST_TIME_FLIPS[tta]:
         x = np.ascontiguousarray(np.flip(images, axes)) if axes else images
-        logits = predict_padded(model, x, multiple=multiple, batch_size=batch_size)[:, 0]
+        logits = predict_padded(model, x, multiple=multiple, batch_size=batch_size, max_pixels=max_pixels)[:, 0]
         p = sigmoid(logits.astype(np.float32))
         p = np.flip(p, axes) if axes else p
         total = p if total is None else total + p
@@ -553,4 +567,4 @@ def jsonable(value, digits=None):
 __all__ = ["normalize_images", "green_channel_auc", "vessel_unet", "predict_probabilities", "best_dice_threshold",
            "KeepBestOnValidation", "train_segmenter", "run_vessel_segmentation", "jsonable", "at_least",
            "TEST_TIME_FLIPS", "BUDGETS", "SETTINGS_KEY", "recipe_settings", "segment", "load_images",
-           "run_prediction", "DEMO_OUTPUTS", "claim_output_folder"]
+           "run_prediction", "DEMO_OUTPUTS", "claim_output_folder", "MAX_PASS_PIXELS"]

@@ -31,7 +31,9 @@ A test split without ``1st_manual/`` (some copies hold back the test annotations
 
 from __future__ import annotations
 
+import contextlib
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -70,17 +72,26 @@ hold an image as float32 RGB (12 bytes a pixel, 480 MB at the cap), so a 93 KB P
 9800 x 9800 is refused before it is decoded into 1.9 GB."""
 
 
+@contextlib.contextmanager
+def _quiet_pil():
+    """PIL's warnings about a damaged file ("Corrupt EXIF data", a decompression bomb) silenced:
+    the file either decodes or becomes a DataError that names it, and the size is checked here."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"PIL\.")
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
 def _open(path, what, caller="load_drive"):
     """``PIL.Image.open`` (which reads only the header) with an error that names the caller, the
     file and what it should have been; images over :data:`MAX_PIXELS` are refused here, before
     any pixel is decoded (PIL's own decompression-bomb warning and error included)."""
-    import warnings
-
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused just below, in words
+        with _quiet_pil():
             image = Image.open(path)
     except Image.DecompressionBombError as e:
         raise DataError(f"{caller}: {path} declares more than {MAX_PIXELS:,} pixels ({e}); downscale it") from None
@@ -99,7 +110,8 @@ def _decode(image, path, what, caller, mode=None, dtype=None):
     """The pixels of an opened image (converted to ``mode`` when given) as an array; a truncated or
     corrupt file becomes a DataError naming it, not PIL's bare ``OSError``."""
     try:
-        return np.asarray(image.convert(mode) if mode else image, dtype=dtype)
+        with _quiet_pil():
+            return np.asarray(image.convert(mode) if mode else image, dtype=dtype)
     except (OSError, ValueError, SyntaxError) as e:
         raise DataError(f"{caller}: {path} ({what}) cannot be decoded: {e}. The file is truncated or corrupt; "
                          "copy it again or remove it") from None
