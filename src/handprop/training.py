@@ -191,7 +191,8 @@ def evaluate(model, x, y=None, batch_size=256, return_dict=False, sample_weight=
 
     ``x, y`` arrays (with optional ``sample_weight``, as ``fit``) or a batch source ``x``
     (``steps`` batches of a generator). The loss is averaged exactly over all batches (weighted by
-    their ``Σ w``); metrics per sample.
+    their ``Σ w``); metrics per sample. When every weight is 0 the loss is NaN (a mean over no
+    element), not 0.0; ``fit`` refuses such validation data.
     """
     if model.loss is None:
         raise RuntimeError("evaluate: call model.compile(loss=...) first")
