@@ -78,13 +78,18 @@ def test_case02_nan_scores_and_thresholds_refused():
 
 
 # ----------------------------------------------------------------------------- case 3
-def test_case03_all_black_validation_annotation_refused(tmp_path, retina):
+def test_case03_all_black_validation_annotation_refused(tmp_path, retina, capsys):
     vessels = retina.vessels.copy()
     vessels[1] = 0
     root = tmp_path / "drive"
     save_drive_layout(hp.data.RetinaData(retina.images, vessels, retina.fov, retina.ids), root, "training")
     with pytest.raises(hp.DataError, match=r"22_manual1.gif has no vessel pixel inside the FOV"):
         load_drive(root, "training")
+    from handprop.cli import main
+
+    with pytest.raises(SystemExit) as stop:  # the demo stops before training, naming the file
+        main(["demo", "--drive", str(root), "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2 and "22_manual1.gif has no vessel pixel" in capsys.readouterr().err
     # data built in memory (not loaded) is checked where the validation patients choose the epoch
     val = hp.data.RetinaData(retina.images[1:2], vessels[1:2], retina.fov[1:2], ["val_patient"])
     x = retina.images[:, 1:2]
