@@ -32,6 +32,7 @@ import itertools
 import numpy as np
 
 from .backend import get_array_module, is_gpu_array
+from .checks import same_shape
 
 
 def is_batch_source(x) -> bool:
@@ -152,8 +153,6 @@ def class_weights(y, class_weight):
 def combine_weights(first, second):
     """The product of two weight arrays, either of them per sample (N,) or per element (or None);
     two maps must have one shape (axes of length 1 aside), not just as many elements."""
-    from .checks import same_shape  # checks imports this module
-
     if first is None or second is None:
         return second if first is None else first
     xp = get_array_module(first)
@@ -187,8 +186,6 @@ class Totals:
         self.loss += loss * total_weight
         self.weight += total_weight
         self.count += len(y)
-        from .checks import same_shape  # checks imports this module
-
         mask = None
         if weight is not None and weight.ndim > 1 and same_shape(weight.shape, y.shape):
             xp = get_array_module(weight)

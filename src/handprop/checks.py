@@ -22,7 +22,6 @@ import warnings
 import numpy as np
 
 from .backend import get_array_module, is_gpu_array, to_numpy
-from .batches import as_list
 from .errors import DataError, DivergenceWarning
 
 DIVERGENCE_FACTOR = 1e6
@@ -209,9 +208,9 @@ def check_data(x, y, what, multi_input=False, dtype=np.float32, need_y=True):
         x = [as_array(a, what, "x") for a in x]
     else:
         x = as_array(x, what, "x")  # a list of rows becomes one array
-    for a in as_list(x):
+    for a in (x if isinstance(x, (list, tuple)) else [x]):
         check_inputs(a, what, dtype)
-    counts = {len(a) for a in as_list(x)}
+    counts = {len(a) for a in (x if isinstance(x, (list, tuple)) else [x])}
     if len(counts) != 1:
         raise ValueError(f"{what}: the inputs have different numbers of samples: {sorted(counts)}")
     n = counts.pop()
