@@ -113,8 +113,8 @@ def predict_probabilities(model, images, batch_size=1, multiple=2**DEPTH, tta="n
     **Memory budget**: an image larger than ``max_pixels`` (:data:`MAX_PASS_PIXELS`, 640 x 640) is
     run in overlapping tiles of at most that size
     (:func:`handprop.inference.predict_overlapping`: the same probabilities to float32 rounding),
-    so one 2048 x 2048 image adds at most 1 GB with the demo's U-Net (0.65 GB for a pass, the
-    rest whole-image arrays of 16 MB each), where a whole pass took 3.8 GB. A wider network needs
+    so one 2048 x 2048 image adds at most 1 GB with the demo's U-Net (measured: peak RSS +0.72 GB in
+    20 s, where one whole pass added 5.7 GB in 47 s, 2 loaded cores). A wider network needs
     proportionally more per pixel: pass a smaller ``max_pixels``. The tiling depends only on the
     image size, so ``handprop predict`` reproduces the demo's probabilities bit for bit."""
     if tta not in TEST_TIME_FLIPS:
