@@ -222,7 +222,7 @@ def unet_like():
     (lambda m: hp.data.Affine(scale=(np.nan, 1)), ValueError, "Affine: scale must lie in"),
     (lambda m: m.save(""), ValueError, "save: the path is empty"),
     (lambda m: unet_like().predict(np.ones((1, 1, 65, 63), np.float32)), ValueError,
-     r"layer 15 .*Concatenate.*divide by the network's total pooling.*predict_padded"),
+     r"layer 15 .*Concatenate.*divide by the network's total pooling.*predict_padded.*input images are 65x63"),
 ])
 def test_case21_bad_arguments_refused(call, error, match):
     model = hp.Sequential([L.Dense(2)], seed=0)
