@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)          ## the main job: segment retinal vessels (synthetic patients), in-FOV metrics, figures
-	$(BIN)/handprop demo
+	$(BIN)/handprop demo --overwrite   # its default folder: the last run replaces the one before
 
 $(TORCH): $(STAMP)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH_PIN)

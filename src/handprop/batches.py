@@ -32,6 +32,7 @@ import itertools
 import numpy as np
 
 from .backend import get_array_module, is_gpu_array
+from .checks import same_shape
 
 
 def is_batch_source(x) -> bool:
@@ -150,17 +151,22 @@ def class_weights(y, class_weight):
 
 
 def combine_weights(first, second):
-    """The product of two weight arrays, either of them per sample (N,) or per element (or None)."""
+    """The product of two weight arrays, either of them per sample (N,) or per element (or None);
+    two maps must have one shape (axes of length 1 aside), not just as many elements."""
     if first is None or second is None:
         return second if first is None else first
     xp = get_array_module(first)
     first, second = xp.asarray(first), xp.asarray(second)
     if first.ndim < second.ndim:
         first, second = second, first
-    if second.size == first.size:  # one per element both, e.g. a FOV (N, H, W) for targets (N, 1, H, W)
-        second = second.reshape(first.shape)
-    elif second.ndim == 1 and first.ndim > 1:
+    if second.ndim == 1 and first.ndim > 1 and len(second) == len(first):
         second = second.reshape((-1,) + (1,) * (first.ndim - 1))
+    elif same_shape(second.shape, first.shape):  # one per element both, e.g. a FOV (N, H, W) for (N, 1, H, W)
+        second = second.reshape(first.shape)
+    else:
+        raise ValueError(f"weights of shapes {tuple(first.shape)} and {tuple(second.shape)} (sample_weight and "
+                         "class_weight) do not fit each other: give one weight per sample (N,) or a map of the "
+                         "targets' shape")
     return first * second
 
 
@@ -181,7 +187,7 @@ class Totals:
         self.weight += total_weight
         self.count += len(y)
         mask = None
-        if weight is not None and weight.ndim > 1 and weight.size == y.size:
+        if weight is not None and weight.ndim > 1 and same_shape(weight.shape, y.shape):
             xp = get_array_module(weight)
             mask = (xp.asarray(weight) > 0).reshape(y.shape)
         for name, fn in self.metrics:
@@ -195,7 +201,8 @@ class Totals:
                 self.counts[name] += len(y)
 
     def means(self):
-        return {"loss": self.loss / self.weight if self.weight > 0 else 0.0,
+        """The means; the loss is NaN when every weight was 0 (a mean over nothing, not 0.0)."""
+        return {"loss": self.loss / self.weight if self.weight > 0 else float("nan"),
                 **{k: v / self.counts[k] if self.counts[k] > 0 else 0.0 for k, v in self.sums.items()}}
 
 

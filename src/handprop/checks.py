@@ -22,8 +22,7 @@ import warnings
 import numpy as np
 
 from .backend import get_array_module, is_gpu_array, to_numpy
-from .batches import as_list
-from .errors import DivergenceWarning
+from .errors import DataError, DivergenceWarning
 
 DIVERGENCE_FACTOR = 1e6
 """:class:`DivergenceWatch` warns when a minibatch loss exceeds this many times the first one
@@ -38,6 +37,85 @@ def check_int(value, what, minimum):
     if value < minimum:
         raise ValueError(f"{what} must be an int >= {minimum}, got {value}")
     return int(value)
+
+
+def check_real(value, what, low=-np.inf, high=np.inf, low_open=False, high_open=False):
+    """``float(value)`` for a real number (not bool, not NaN) in the range from ``low`` to ``high``
+    (each end excluded when ``*_open``); a TypeError or ValueError naming ``what`` otherwise."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if np.isnan(value) or too_low or too_high:
+        span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{what} must lie in {span}{' (positive)' if low == 0 and low_open else ''}, got {value}")
+    return value
+
+
+def check_int_pair(value, what, minimum=1):
+    """``(a, b)`` ints ``>= minimum`` from one int or a pair (a tile size, a window)."""
+    pair = (value, value) if isinstance(value, numbers.Integral) else value
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise TypeError(f"{what} must be an int or a pair of ints, got {value!r}")
+    return tuple(check_int(v, what, minimum) for v in pair)
+
+
+def check_path(path, what):
+    """A file path: a non-empty str or os.PathLike (``save("")`` used to end in a rename to '')."""
+    import os
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{what}: the path must be a str or a pathlib.Path, got {type(path).__name__}")
+    if not os.fspath(path):
+        raise ValueError(f"{what}: the path is empty; give a file name, e.g. 'model.safetensors'")
+    return path
+
+
+def check_output_folder(out, what):
+    """``out`` as a Path to a folder that exists (it is created) and takes files: checked before
+    a long job starts, not after it (a file of that name, or a folder it cannot write into, is an
+    OSError naming it)."""
+    import tempfile
+    from pathlib import Path
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{what}: the output folder {out} is a file; give a folder (a new name is created)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise OSError(f"{what}: cannot write into the output folder {out} ({e.strerror or e}); choose a folder "
+                      "you can write to") from None
+    return out
+
+
+def check_class_weight(class_weight):
+    """``class_weight``: None or a dict {class index (int >= 0): weight (finite, >= 0)}; a string
+    key such as ``"0"`` (JSON's) would silently weigh nothing."""
+    if class_weight is None:
+        return None
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"fit: class_weight must be a dict {{class: weight}}, got {type(class_weight).__name__}")
+    for k, v in class_weight.items():
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
+            raise TypeError(f"fit: class_weight keys must be int class indices, got {k!r} ({type(k).__name__}); "
+                            "write {0: 1.0, 1: 5.0}, e.g. {int(k): v for k, v in weights.items()}")
+        check_int(k, "fit: a class_weight key", 0)
+        check_real(v, f"fit: class_weight[{k}]", 0.0)
+        if not np.isfinite(v):
+            raise ValueError(f"fit: class_weight[{k}] must be finite, got {v}")
+    return class_weight
+
+
+def check_trainable(model, what):
+    """A model whose layers are all frozen (``trainable=False``) has nothing to train."""
+    if model.built and not model.trainable_params():
+        raise ValueError(f"{what}: {model.name} has no trainable parameter (every layer is frozen, or the model "
+                         "has no weights): training would change nothing. Set layer.trainable = True on the "
+                         "layers to train")
 
 
 def check_fit_arguments(epochs, batch_size, validation_split, shuffle, verbose, callbacks, nb_epoch=None):
@@ -130,9 +208,9 @@ def check_data(x, y, what, multi_input=False, dtype=np.float32, need_y=True):
         x = [as_array(a, what, "x") for a in x]
     else:
         x = as_array(x, what, "x")  # a list of rows becomes one array
-    for a in as_list(x):
+    for a in (x if isinstance(x, (list, tuple)) else [x]):
         check_inputs(a, what, dtype)
-    counts = {len(a) for a in as_list(x)}
+    counts = {len(a) for a in (x if isinstance(x, (list, tuple)) else [x])}
     if len(counts) != 1:
         raise ValueError(f"{what}: the inputs have different numbers of samples: {sorted(counts)}")
     n = counts.pop()
@@ -160,13 +238,77 @@ def check_inputs(a, what, dtype):
     check_cast_range(a, dtype, what)
 
 
-def check_sample_weight(weight, n, what):
-    """``sample_weight`` as an array with one entry (or one map) for each of ``n`` samples."""
+def check_sample_weight(weight, n, what, y=None):
+    """``sample_weight`` as an array with one entry (or one map) for each of ``n`` samples; a map
+    must have the targets' shape ``y.shape`` (up to axes of length 1), never just their size."""
     w = weight if is_gpu_array(weight) else np.asarray(weight, dtype=np.float64)
     if w.ndim == 0 or len(w) != n:
         raise ValueError(f"{what}: sample_weight needs one entry (or one map) per sample: {n}, got shape "
                          f"{tuple(w.shape)}")
+    if y is not None and w.ndim > 1:
+        check_same_shape(w.shape, y.shape, what, "sample_weight", "the target array y")
     return w
+
+
+def same_shape(a, b):
+    """True when shapes ``a`` and ``b`` are equal once their axes of length 1 are dropped: a
+    (N, H, W) mask fits a (N, 1, H, W) map, a (N, W, H) one does not (even with as many elements)."""
+    return tuple(d for d in a if d != 1) == tuple(d for d in b if d != 1)
+
+
+def check_same_shape(a, b, what, a_name, b_name):
+    """A ValueError naming ``what`` and both arrays unless :func:`same_shape` (shapes, not sizes:
+    a transposed (W, H) mask has as many elements as the (H, W) map and would scramble it)."""
+    if not same_shape(tuple(a), tuple(b)):
+        hint = " (a swapped height and width? transpose it)" if sorted(a) == sorted(b) else ""
+        raise ValueError(f"{what}: {a_name} has shape {tuple(a)} and {b_name} shape {tuple(b)}; they must "
+                         f"match, axes of length 1 aside{hint}")
+
+
+def check_finite_scores(scores, what, name="scores"):
+    """Metrics are undefined on NaN scores (a NaN ranks nowhere and compares False with every
+    threshold): a ValueError that counts them. (±inf ranks, so it is allowed.)"""
+    bad = np.count_nonzero(np.isnan(scores))
+    if bad:
+        raise ValueError(f"{what}: {bad} of {scores.size} {name} are NaN; the metric is undefined. "
+                         "Fix the model's output (or leave those pixels out of the mask)")
+
+
+def check_distributions(targets, what, tolerance=1e-3):
+    """One-hot or soft targets (N, classes[, H, W]) must be distributions along axis 1: values
+    in [0, 1] that sum to 1 (within ``tolerance``). One-hot x255 would multiply the loss by 255, a
+    negative target make it negative, a row of ones count every class as right."""
+    xp = get_array_module(targets)
+    if bool(xp.any((targets < 0) | (targets > 1))) or not bool(xp.all(xp.isfinite(targets))):
+        raise ValueError(f"{what}: one-hot / soft targets must lie in [0, 1], got values from "
+                         f"{float(xp.nanmin(targets)):g} to {float(xp.nanmax(targets)):g}; divide by the maximum, "
+                         "or pass class indices (N,)")
+    sums = targets.sum(axis=1)
+    worst = float(xp.abs(sums - 1).max()) if sums.size else 0.0
+    if worst > tolerance:
+        raise ValueError(f"{what}: one-hot / soft targets must sum to 1 over the classes (axis 1); some rows sum "
+                         f"to {float(sums.reshape(-1)[int(xp.abs(sums - 1).argmax())]):g}. Normalize them "
+                         "(t / t.sum(axis=1, keepdims=True)), or pass class indices (N,)")
+
+
+def check_both_classes(vessels, fov, ids, what):
+    """Every image of a set that chooses something (validation patients: the epoch, the threshold)
+    must have vessel and background pixels inside its FOV: without them its AUC is NaN and any
+    threshold's Dice 0 or 1, and the choice is made on nothing. A DataError naming the images."""
+    bad = [str(ids[i]) for i in range(len(vessels))
+           if not 0 < int(np.count_nonzero(np.asarray(vessels[i])[np.asarray(fov[i], bool)])) < int(np.sum(fov[i]))]
+    if bad:
+        raise DataError(f"{what}: the annotation of {', '.join(bad)} has no vessel (or no background) pixel inside "
+                        "the FOV, so its AUC and Dice are undefined; fix the annotation or choose other patients")
+
+
+def check_threshold(threshold, what):
+    """A decision threshold must be a real, non-NaN number (``p > nan`` is False everywhere)."""
+    if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, numbers.Real):
+        raise TypeError(f"{what}: threshold must be a number, got {threshold!r}")
+    if np.isnan(threshold):
+        raise ValueError(f"{what}: threshold is NaN; every comparison with it is False. Pass a number, e.g. 0.5")
+    return float(threshold)
 
 
 def check_dict_of_arrays(what, arrays):

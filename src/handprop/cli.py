@@ -1,10 +1,12 @@
 """The ``handprop`` command.
 
-    handprop demo [--drive PATH] [--out DIR] [--budget full]
+    handprop demo [--drive PATH] [--out DIR] [--budget full] [--overwrite]
                                                the main job: segment retinal vessels (synthetic
                                                DRIVE-like patients, or a DRIVE folder), print the
                                                in-FOV test metrics, write metrics.json,
                                                probabilities.npz, model.safetensors and figures to DIR
+                                               (refused when DIR holds an earlier run's outputs,
+                                               unless --overwrite: they are removed first)
     handprop predict MODEL (--drive PATH [--split test|training] | IMAGE...) --out DIR
                                                apply a saved model (the demo's model.safetensors) to
                                                new images: DIR/probabilities.npz keyed by image id,
@@ -42,10 +44,10 @@ def run_demo(out, epochs=30, batch_size=32, seed=0, verbose=1, gallery=True):
     """Train the digits MLP; write curves (and the optimizer gallery) to ``out``. Returns a dict."""
     _matplotlib_headless()
     import handprop as hp
+    from handprop.checks import check_output_folder
     from handprop.data import load_digits
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_folder(out, "handprop demo digits")
     (x_train, y_train), (x_test, y_test) = load_digits(test_fraction=0.2, seed=seed)
     print(f"digits: {len(x_train)} training and {len(x_test)} test images of 8x8 pixels, 10 classes")
     model = build_digits_mlp(seed)
@@ -74,13 +76,21 @@ def run_demo(out, epochs=30, batch_size=32, seed=0, verbose=1, gallery=True):
     return {"test_accuracy": test_acc, "test_loss": test_loss, "seconds": seconds, "figures": written}
 
 
-def run_vessels(out, drive=None, epochs=None, steps=None, seed=0, verbose=1, budget="default"):
+def run_vessels(out, drive=None, epochs=None, steps=None, seed=0, verbose=1, budget="default", overwrite=False):
     """``handprop demo``: :func:`handprop.segmentation.run_vessel_segmentation`."""
     _matplotlib_headless()
     from handprop.segmentation import run_vessel_segmentation
 
     return run_vessel_segmentation(out, drive=drive, epochs=epochs, steps=steps, seed=seed, verbose=verbose,
-                                   budget=budget)
+                                   budget=budget, overwrite=overwrite)
+
+
+def _check_counts(parser, args):
+    """--epochs, --steps >= 1 and --seed >= 0, refused by argparse (not a traceback from NumPy)."""
+    for name, low in (("epochs", 1), ("steps", 1), ("seed", 0)):
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            parser.error(f"--{name} must be at least {low}, got {value}")
 
 
 def main(argv=None):
@@ -101,6 +111,8 @@ def main(argv=None):
     demo.add_argument("--steps", type=int, default=None, help="vessels: training steps per epoch (30, full: 55)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-gallery", action="store_true", help="digits: skip the optimizer gallery")
+    demo.add_argument("--overwrite", action="store_true",
+                      help="vessels: when --out holds an earlier run's outputs, remove them first (else refused)")
     pred = sub.add_parser("predict", help="apply a saved vessel model to new fundus images",
                           description="handprop predict: vessel probabilities of new images with a model saved by "
                                       "handprop demo (its preprocessing, test-time flips and threshold come with it)")
@@ -114,20 +126,22 @@ def main(argv=None):
     gal = sub.add_parser("gallery", help="draw the optimizer-trajectory figures")
     gal.add_argument("--out", default=str(Path(DEFAULT_OUT) / "optimizers"))
     args = parser.parse_args(argv)
+    _check_counts(parser, args)
     if args.command == "demo" and args.task == "digits":
         if args.drive is not None:
             parser.error("--drive goes with the vessel demo, not with digits")
-        run_demo(args.out, epochs=30 if args.epochs is None else args.epochs, seed=args.seed,
-                 gallery=not args.no_gallery)
+        try:
+            run_demo(args.out, epochs=30 if args.epochs is None else args.epochs, seed=args.seed,
+                     gallery=not args.no_gallery)
+        except OSError as e:  # the output folder: say what, without a traceback
+            parser.exit(2, f"handprop demo: {e}\n")
     elif args.command == "demo":
-        if args.epochs is not None and args.epochs < 1 or args.steps is not None and args.steps < 1:
-            parser.error("--epochs and --steps must be at least 1")
         from handprop.errors import DataError
 
         try:
             run_vessels(args.out, drive=args.drive, epochs=args.epochs, steps=args.steps, seed=args.seed,
-                        budget=args.budget)
-        except DataError as e:  # the data's fault: say what, without a traceback
+                        budget=args.budget, overwrite=args.overwrite)
+        except (DataError, OSError) as e:  # the data's or the output folder's fault: say what, no traceback
             parser.exit(2, f"handprop demo: {e}\n")
     elif args.command == "predict":
         if (args.drive is None) == (not args.images):
@@ -139,7 +153,7 @@ def main(argv=None):
         try:
             run_prediction(args.model, args.out, drive=args.drive, split=args.split, images=args.images,
                            figures=not args.no_figures)
-        except (DataError, FileNotFoundError, ValueError) as e:
+        except (DataError, OSError, ValueError) as e:
             parser.exit(2, f"handprop predict: {e}\n")
     elif args.command == "gallery":
         _matplotlib_headless()

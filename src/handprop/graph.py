@@ -98,8 +98,13 @@ class Model(BaseModel):
         shared = self._shared_ids()
         for position, node in enumerate(self.layer_nodes):
             args = [values[id(p)] for p in node.parents]
-            values[id(node)] = self._forward_call(position, node.layer, args if node.layer.takes_list else args[0],
-                                                  training, shared)
+            try:
+                values[id(node)] = self._forward_call(position, node.layer, args if node.layer.takes_list else args[0],
+                                                      training, shared)
+            except ValueError as e:
+                if not (node.layer.takes_list and xs[0].ndim == 4):
+                    raise
+                raise ValueError(f"{e} (the input images are {xs[0].shape[2]}x{xs[0].shape[3]} pixels)") from e
         return values[id(self.output)]
 
     def backward(self, dy, input_grad=True):

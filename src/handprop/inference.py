@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from . import layers as L
 from .backend import to_numpy
+from .checks import check_int, check_int_pair, check_real
 from .model import Sequential
 
 _ELEMENTWISE = (L.ReLU, L.LeakyReLU, L.ELU, L.Sigmoid, L.Tanh, L.Linear, L.Dropout)
@@ -183,6 +184,7 @@ def sliding_window_predict(model, images, batch_size=1024, pad_mode="reflect", m
     pixels where it is true are scored (the others are 0). The slow, obviously-correct baseline
     for :func:`to_fully_convolutional`.
     """
+    batch_size = check_int(batch_size, "sliding_window_predict: batch_size", 1)
     images = to_numpy(images)  # CuPy images too: cut and padded on the host, predict moves the batches
     P = _patch_size(model)
     r = P // 2
@@ -200,20 +202,60 @@ def sliding_window_predict(model, images, batch_size=1024, pad_mode="reflect", m
     return out
 
 
-def predict_padded(model, images, multiple=1, batch_size=1, pad_mode="reflect"):
+def predict_padded(model, images, multiple=1, batch_size=1, pad_mode="reflect", max_pixels=None):
     """Run a fully convolutional model on whole images whose size it cannot take as is.
 
     A U-Net of depth ``d`` halves the image ``d`` times and doubles it back, so its input size
     must be a multiple of ``2**d`` (a 584 x 565 retina is not). The images (N, C, H, W) are
     padded at the bottom/right up to the next ``multiple`` (``pad_mode`` "reflect", "edge" or
     "constant"), run in one pass each, and the output is cropped back to H x W.
+
+    ``max_pixels``: the largest input one pass may take (memory grows with it: about 1.5 KB per
+    pixel for the demo's U-Net). A larger padded image is run in overlapping tiles
+    (:func:`predict_overlapping`) that give the same numbers as the whole image, to float32
+    rounding; None runs every image whole.
     """
+    multiple = check_int(multiple, "predict_padded: multiple", 1)
+    batch_size = check_int(batch_size, "predict_padded: batch_size", 1)
     images = to_numpy(images)  # CuPy images too: cut and padded on the host, predict moves the batches
     H, W = images.shape[2:]
     ph, pw = (-H) % multiple, (-W) % multiple
     if ph or pw:
         images = np.pad(images, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=pad_mode)
+    if max_pixels is not None and images.shape[2] * images.shape[3] > check_int(max_pixels, "max_pixels", 1):
+        return predict_overlapping(model, images, multiple, max_pixels)[:, :, :H, :W]
     return to_numpy(model.predict(images, batch_size=batch_size))[:, :, :H, :W]
+
+
+def predict_overlapping(model, images, multiple, max_pixels):
+    """Whole-image outputs of a fully convolutional ``model`` computed tile by tile, each pass at
+    most ``max_pixels`` pixels: the overlap-tile strategy of the U-Net paper.
+
+    Each tile keeps only its core; around it the tile reads ``margin`` more pixels on every side
+    (the model's receptive field, rounded up to ``multiple``), so every kept pixel sees exactly the
+    input it sees in the whole image, and tiles start on multiples of ``multiple`` so the poolings'
+    grids line up with the whole image's. ``images`` (N, C, H, W) with H, W multiples of
+    ``multiple``. -> (N, K, H, W), equal to ``model.predict(images)`` to float32 rounding.
+    """
+    from .receptive_field import receptive_field
+
+    margin = -(-max(receptive_field(model)) // multiple) * multiple
+    side = int(np.sqrt(max_pixels)) // multiple * multiple
+    core = side - 2 * margin
+    if core < multiple:
+        raise ValueError(f"predict_overlapping: max_pixels={max_pixels} leaves no room inside the {margin}-pixel "
+                         f"margins the model's receptive field needs; allow at least {(2 * margin + multiple)**2}")
+    N, _, H, W = images.shape
+    out = None
+    for i in range(0, H, core):
+        for j in range(0, W, core):
+            top, left = max(0, i - margin), max(0, j - margin)
+            tile = images[:, :, top:min(H, i + core + margin), left:min(W, j + core + margin)]
+            pred = to_numpy(model.predict(np.ascontiguousarray(tile), batch_size=1))
+            if out is None:
+                out = np.empty((N, pred.shape[1], H, W), pred.dtype)
+            out[:, :, i:i + core, j:j + core] = pred[:, :, i - top:i - top + core, j - left:j - left + core]
+    return out
 
 
 # ----------------------------------------------------------------------------- tiles
@@ -222,6 +264,8 @@ def blending_window(tile, mode="gaussian", sigma_scale=0.125, dtype=np.float32):
     centred on the tile with standard deviation ``sigma_scale`` times the tile size per axis
     (MONAI's default 0.125), normalized to a maximum of 1 and kept above 1e-3 so no pixel gets
     zero weight."""
+    tile = check_int_pair(tile, "blending_window: tile")
+    check_real(sigma_scale, "blending_window: sigma_scale", 0.0, low_open=True)
     if mode == "constant":
         return np.ones(tile, dtype)
     if mode != "gaussian":
@@ -250,10 +294,10 @@ def predict_tiled(model, images, tile=(256, 256), overlap=0.25, blend="gaussian"
     back. -> (N, K, H, W) NumPy array.
     """
     images = to_numpy(images)  # CuPy images too: cut and padded on the host, predict moves the batches
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"predict_tiled: overlap must be in [0, 1), got {overlap}")
+    check_real(overlap, "predict_tiled: overlap", 0.0, 1.0, high_open=True)
+    th, tw = check_int_pair(tile, "predict_tiled: tile")
+    batch_size = check_int(batch_size, "predict_tiled: batch_size", 1)
     N, C, H, W = images.shape
-    th, tw = tile
     pad_h, pad_w = max(0, th - H), max(0, tw - W)
     if pad_h or pad_w:
         images = np.pad(images, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode="reflect")

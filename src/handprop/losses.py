@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import get_array_module, to_numpy
+from .checks import check_distributions, check_real, same_shape
 from .layers.activations import log_softmax, sigmoid
 
 
@@ -84,18 +85,19 @@ class Loss:
 
 def _broadcast_weight(xp, weight, shape, name, dtype):
     """``weight`` as an array of the per-element losses' ``shape``: one per sample (N,) is
-    spread over the sample's elements; an array with as many entries as there are elements is
-    reshaped (a (N, H, W) mask for a (N, 1, H, W) map)."""
+    spread over the sample's elements; a map of the same shape up to axes of length 1 is reshaped
+    (a (N, H, W) mask for a (N, 1, H, W) map). Shapes are compared, not sizes: a (N, W, H) mask
+    has as many elements but would weight the wrong pixels."""
     w = xp.asarray(weight, dtype=dtype)
     if w.shape == tuple(shape):
         pass
     elif w.ndim == 1 and len(shape) >= 1 and w.shape[0] == shape[0]:
         w = w.reshape((-1,) + (1,) * (len(shape) - 1)) * xp.ones(shape, dtype=dtype)
-    elif w.size == int(np.prod(shape)):
+    elif same_shape(w.shape, shape):
         w = w.reshape(shape)
     else:
         raise ValueError(f"{name}: weights of shape {tuple(w.shape)} fit neither one per sample ({shape[0]},) "
-                         f"nor one per element {tuple(shape)}")
+                         f"nor one per element {tuple(shape)} (a swapped height and width?)")
     if bool(xp.any(w < 0)) or not bool(xp.all(xp.isfinite(w))):
         raise ValueError(f"{name}: weights must be finite and >= 0")
     return w
@@ -170,6 +172,7 @@ class SoftmaxCrossEntropy(Loss):
             raise ValueError(f"SoftmaxCrossEntropy: {n} predictions but {target.shape[0]} targets")
         if target.shape == pred.shape:
             probs_t = target.astype(pred.dtype)  # one-hot (any dtype) or soft labels along axis 1
+            check_distributions(probs_t, "SoftmaxCrossEntropy")
         else:
             if pred.ndim > 2 and target.shape == (n, 1, *pred.shape[2:]):
                 target = target[:, 0]  # (N, 1, H, W) label maps
@@ -200,7 +203,8 @@ class BinaryCrossEntropy(Loss):
 
     def __init__(self, from_logits=False, eps=1e-7):
         self.from_logits = from_logits
-        self.eps = eps
+        self.eps = check_real(eps, "BinaryCrossEntropy: eps (probabilities are clipped to [eps, 1 - eps])", 0.0, 0.5,
+                              low_open=True, high_open=True)
 
     @property
     def applies_activation(self):
@@ -209,7 +213,7 @@ class BinaryCrossEntropy(Loss):
     def _elements(self, pred, target):
         xp = get_array_module(pred)
         target = xp.asarray(target, dtype=pred.dtype)
-        if target.shape != pred.shape and target.size == pred.size:
+        if target.shape != pred.shape and same_shape(target.shape, pred.shape):
             target = target.reshape(pred.shape)  # (N,) labels for an (N, 1) output, (N, H, W) maps for (N, 1, H, W)
         _check_same_shape("BinaryCrossEntropy", pred, target)
         if bool(xp.any((target < 0) | (target > 1))):

@@ -5,8 +5,11 @@
 * Segmentation metrics compare a map of scores or probabilities with a binary ground truth, pixel
   by pixel, **inside a mask** when one is given (the field of view, FOV: metrics over the whole
   image count the easy black surround and inflate accuracy and specificity; DRIVE results are
-  reported inside the FOV). Arrays of any shape are flattened; ``mask`` has the same number of
-  elements. A pixel is predicted positive when its score is ``> threshold``.
+  reported inside the FOV). Scores, labels and ``mask`` must have one shape (axes of length 1
+  aside: (N, 1, H, W) scores with (N, H, W) labels; a transposed mask is refused even though it has
+  as many elements); they are then flattened. A pixel is predicted positive when its score is
+  ``> threshold``. NaN scores (inside the mask) and a NaN threshold are refused: every metric of
+  them would be a made-up number.
 
   ==============  ====================================================================
   ``roc_auc``     area under the ROC curve, threshold-free, exact with ties (rank formula)
@@ -26,6 +29,7 @@ import functools
 
 import numpy as np
 
+from . import checks
 from .backend import get_array_module, to_numpy
 
 
@@ -42,6 +46,7 @@ def accuracy(pred, target, *, threshold=0.5, mask=None):
     a 2-D array is read as (N, classes) scores; for one (H, W) probability map use
     ``pixel_accuracy``, which always thresholds.
     """
+    threshold = checks.check_threshold(threshold, "accuracy")
     if mask is not None:
         pred, target = _masked(pred, target, mask, "accuracy")
     xp = get_array_module(pred)
@@ -69,20 +74,22 @@ def _one_hot(target):
 
 
 def _masked(scores, labels, mask, name):
-    """Flattened NumPy float64 scores and bool labels, restricted to ``mask`` when given."""
-    scores = to_numpy(scores).reshape(-1)
-    labels = to_numpy(labels).reshape(-1)
-    if scores.size != labels.size:
-        raise ValueError(f"{name}: {scores.size} scores but {labels.size} labels")
+    """Flattened NumPy float64 scores and bool labels, restricted to ``mask`` when given; shapes
+    compared (never element counts), NaN scores refused."""
+    scores, labels = to_numpy(scores), to_numpy(labels)
+    checks.check_same_shape(labels.shape, scores.shape, name, "the ground truth", "the score array")
     if mask is not None:
-        mask = to_numpy(mask).reshape(-1)
-        if mask.size != scores.size:
-            raise ValueError(f"{name}: mask has {mask.size} elements but there are {scores.size} scores")
-        mask = mask.astype(bool)
+        mask = to_numpy(mask)
+        checks.check_same_shape(mask.shape, scores.shape, name, "the mask", "the score array")
+    scores, labels = scores.reshape(-1), labels.reshape(-1)
+    if mask is not None:
+        mask = mask.reshape(-1).astype(bool)
         scores, labels = scores[mask], labels[mask]
     if labels.size and not np.isin(labels, (0, 1)).all():
         raise ValueError(f"{name}: labels must be 0/1 (or bool)")
-    return scores.astype(np.float64), labels.astype(bool)
+    scores = scores.astype(np.float64)
+    checks.check_finite_scores(scores, name)
+    return scores, labels.astype(bool)
 
 
 def roc_auc(scores, labels, mask=None):
@@ -138,9 +145,11 @@ def roc_curve(scores, labels, mask=None, drop_intermediate=False):
     return fps / n_neg, tps / n_pos, thresholds
 
 
-def confusion(pred, target, mask=None, threshold=0.5):
-    """Counts ``{"tp", "fp", "tn", "fn"}`` of ``pred > threshold`` against the 0/1 ``target``, inside ``mask``."""
-    scores, labels = _masked(pred, target, mask, "confusion")
+def confusion(pred, target, mask=None, threshold=0.5, name="confusion"):
+    """Counts ``{"tp", "fp", "tn", "fn"}`` of ``pred > threshold`` against the 0/1 ``target``, inside
+    ``mask`` (``name``: the metric that asks, for its errors)."""
+    threshold = checks.check_threshold(threshold, name)
+    scores, labels = _masked(pred, target, mask, name)
     predicted = scores > threshold
     tp = int(np.count_nonzero(predicted & labels))
     fp = int(np.count_nonzero(predicted & ~labels))
@@ -155,7 +164,7 @@ def dice(pred, target, mask=None, threshold=0.5):
     Empty ground truth: 1.0 when the prediction is empty too (perfect agreement), 0.0 otherwise
     (every predicted pixel is a false positive).
     """
-    c = confusion(pred, target, mask, threshold)
+    c = confusion(pred, target, mask, threshold, "dice")
     denominator = 2 * c["tp"] + c["fp"] + c["fn"]
     return 1.0 if denominator == 0 else 2 * c["tp"] / denominator
 
@@ -165,21 +174,21 @@ f1 = dice
 
 def pixel_accuracy(pred, target, mask=None, threshold=0.5):
     """``(TP + TN) / all`` of ``pred > threshold`` against the 0/1 ``target``, inside ``mask``; any shape."""
-    c = confusion(pred, target, mask, threshold)
+    c = confusion(pred, target, mask, threshold, "pixel_accuracy")
     total = sum(c.values())
     return float("nan") if total == 0 else (c["tp"] + c["tn"]) / total
 
 
 def sensitivity(pred, target, mask=None, threshold=0.5):
     """True positive rate (recall) ``TP / (TP + FN)``, inside ``mask``; ``nan`` without positives."""
-    c = confusion(pred, target, mask, threshold)
+    c = confusion(pred, target, mask, threshold, "sensitivity")
     positives = c["tp"] + c["fn"]
     return float("nan") if positives == 0 else c["tp"] / positives
 
 
 def specificity(pred, target, mask=None, threshold=0.5):
     """True negative rate ``TN / (TN + FP)``, inside ``mask``; ``nan`` without negatives."""
-    c = confusion(pred, target, mask, threshold)
+    c = confusion(pred, target, mask, threshold, "specificity")
     negatives = c["tn"] + c["fp"]
     return float("nan") if negatives == 0 else c["tn"] / negatives
 
@@ -188,7 +197,7 @@ SEGMENTATION_METRICS = ("auc", "dice", "accuracy", "sensitivity", "specificity")
 
 
 def _segmentation_metrics(prob, truth, mask, threshold):
-    c = confusion(prob, truth, mask, threshold)
+    c = confusion(prob, truth, mask, threshold, "segmentation_report")
     total = c["tp"] + c["fp"] + c["tn"] + c["fn"]
     nan = float("nan")
     return {

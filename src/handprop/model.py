@@ -16,7 +16,9 @@ weights, dtype and device, compile, the training step); ``Sequential`` wires the
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import threading
 
 import numpy as np
 
@@ -28,6 +30,9 @@ from .backend import is_gpu_array, to_device, to_numpy
 from .batches import as_list, n_samples
 from .layers.base import Layer
 from .symbolic import format_shape, normalize_shape
+
+_OWNER_LOCK = threading.Lock()  # makes a model's "who is using it" check-and-set atomic
+_OWNERS = {}  # id(model) -> (thread id, "fit"): outside the model, so a deepcopy made meanwhile is free
 
 
 class BaseModel:
@@ -55,6 +60,7 @@ class BaseModel:
         self.dtype = np.float32
         self.device = "cpu"
         self.stop_training = False
+        self.epochs_trained = 0  # epochs fit has completed: a batch source's draws continue from here
         self.metadata = {}  # JSON-able notes saved with the model (handprop demo: its recipe); saving.py
         self.multi_input = False  # graph models with several Input nodes take a list of arrays
         self._call_caches = {}  # call position -> cache, for layers called more than once
@@ -175,16 +181,19 @@ class BaseModel:
     def save(self, path, include_optimizer=True):
         """Save architecture, weights, layer state, optimizer state and random generators in one
         safetensors file (atomically); :func:`handprop.load_model` reads it. See :mod:`handprop.saving`."""
+        checks.check_path(path, "save")
         saving.save_model(self, path, include_optimizer=include_optimizer)
 
     def save_weights(self, path):
         """Save parameters and state only (safetensors); :meth:`load_weights` reads them back."""
+        checks.check_path(path, "save_weights")
         saving.save_weights(self, path)
 
     def load_weights(self, path, strict=True):
         """Load parameters and state saved by :meth:`save_weights` or :meth:`save` (all-or-nothing);
         the file's architecture must compute what this model computes unless ``strict=False``
         (:func:`handprop.saving.load_weights`)."""
+        checks.check_path(path, "load_weights")
         saving.load_weights(self, path, strict=strict)
         return self
 
@@ -328,28 +337,54 @@ class BaseModel:
         for layer in self.layers_list():
             layer.trainable = bool(value)
 
+    @contextlib.contextmanager
+    def _exclusive(self, what):
+        """One thread at a time: every layer keeps one cache of its last forward pass for its
+        backward, so a ``predict`` in a second thread during ``fit`` overwrote the training pass's
+        caches (a crash, or weights updated with the wrong gradients). The thread that holds the
+        model may re-enter (``fit`` validates with ``evaluate`` and ``predict``); another one gets
+        a RuntimeError that says what to do."""
+        me = threading.get_ident()
+        with _OWNER_LOCK:
+            owner = _OWNERS.get(id(self))
+            if owner is not None and owner[0] != me:
+                raise RuntimeError(f"{what}: {self.name} is running {owner[1]} in another thread, and a model runs one "
+                                   "pass at a time (its layers keep one cache each). Wait for it to finish, or "
+                                   f"{what} with a copy: copy.deepcopy(model), or hp.load_model of a saved one")
+            if owner is None:
+                _OWNERS[id(self)] = (me, what)
+        try:
+            yield
+        finally:
+            if owner is None:
+                with _OWNER_LOCK:
+                    del _OWNERS[id(self)]
+
     # ------------------------------------------------------------------ the loop: handprop.training
     def fit(self, x, y=None, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
             shuffle=True, callbacks=None, verbose=1, sample_weight=None, class_weight=None,
             steps_per_epoch=None, initial_epoch=0, nb_epoch=None, validation_batch_size=None):
         """Train for ``epochs`` epochs; returns a ``History``. The loop, and every argument, is
         described in :func:`handprop.training.fit`."""
-        return training.fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
-                            validation_split=validation_split, shuffle=shuffle, callbacks=callbacks,
-                            verbose=verbose, sample_weight=sample_weight, class_weight=class_weight,
-                            steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch, nb_epoch=nb_epoch,
-                            validation_batch_size=validation_batch_size)
+        with self._exclusive("fit"):
+            return training.fit(self, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+                                validation_split=validation_split, shuffle=shuffle, callbacks=callbacks,
+                                verbose=verbose, sample_weight=sample_weight, class_weight=class_weight,
+                                steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch, nb_epoch=nb_epoch,
+                                validation_batch_size=validation_batch_size)
 
     def evaluate(self, x, y=None, batch_size=256, return_dict=False, sample_weight=None, steps=None):
         """Loss (and metrics) in inference mode: the loss alone without metrics, else
         ``[loss, metric1, ...]`` as Keras, or a dict (``return_dict=True``). :func:`handprop.training.evaluate`."""
-        return training.evaluate(self, x, y, batch_size=batch_size, return_dict=return_dict,
-                                 sample_weight=sample_weight, steps=steps)
+        with self._exclusive("evaluate"):
+            return training.evaluate(self, x, y, batch_size=batch_size, return_dict=return_dict,
+                                     sample_weight=sample_weight, steps=steps)
 
     def predict(self, x, batch_size=256):
         """Outputs for ``x`` in inference mode (``training=False``), batched; a NumPy array.
         :func:`handprop.training.predict`."""
-        return training.predict(self, x, batch_size=batch_size)
+        with self._exclusive("predict"):
+            return training.predict(self, x, batch_size=batch_size)
 
     def predict_classes(self, x, batch_size=256, threshold=None):
         """Class indices: ``argmax`` of multi-class (N, classes) outputs; for binary outputs,
@@ -359,7 +394,8 @@ class BaseModel:
     def train_on_batch(self, x, y, sample_weight=None):
         """One optimizer step on the batch ``(x, y)``, as Keras: -> the loss (float) before the step.
         For loops ``fit`` does not cover (a GAN alternates two models); :func:`handprop.training.train_on_batch`."""
-        return training.train_on_batch(self, x, y, sample_weight=sample_weight)
+        with self._exclusive("train_on_batch"):
+            return training.train_on_batch(self, x, y, sample_weight=sample_weight)
 
     # ------------------------------------------------------------------ description
     def summary(self, print_fn=print):

@@ -44,6 +44,7 @@ import time
 import numpy as np
 
 from .callbacks import Callback
+from .checks import check_both_classes, check_output_folder
 from .errors import DataError
 from .inference import predict_padded
 from .layers.activations import sigmoid
@@ -97,18 +98,32 @@ TEST_TIME_FLIPS = {"none": ((),), "hflip": ((), (-1,)), "flips": ((), (-1,), (-2
 flipped tiles, so each is an equally good guess; their mean is a little less noisy)."""
 
 
-def predict_probabilities(model, images, batch_size=1, multiple=2**DEPTH, tta="none"):
+MAX_PASS_PIXELS = 640 * 640
+"""The largest input one forward pass of :func:`predict_probabilities` takes. The demo's U-Net
+needs about 1.5 KB per pixel of a pass (measured with tracemalloc: 1.4 GB for a 1024 x 1024
+image run whole), so a pass stays under 0.65 GB; DRIVE's 584 x 565 images still run whole."""
+
+
+def predict_probabilities(model, images, batch_size=1, multiple=2**DEPTH, tta="none", max_pixels=MAX_PASS_PIXELS):
     """Vessel probabilities (n, H, W) of normalized images (n, C, H, W), each run whole (padded to
     a ``multiple`` of the U-Net's total pooling). ``tta``: a key of :data:`TEST_TIME_FLIPS`; the
     probabilities of the flipped images, flipped back, are averaged (in that order: the same
-    images give the same bits)."""
+    images give the same bits).
+
+    **Memory budget**: an image larger than ``max_pixels`` (:data:`MAX_PASS_PIXELS`, 640 x 640) is
+    run in overlapping tiles of at most that size
+    (:func:`handprop.inference.predict_overlapping`: the same probabilities to float32 rounding),
+    so one 2048 x 2048 image adds at most 1 GB with the demo's U-Net (measured: peak RSS +0.72 GB in
+    20 s, where one whole pass added 5.7 GB in 47 s, 2 loaded cores). A wider network needs
+    proportionally more per pixel: pass a smaller ``max_pixels``. The tiling depends only on the
+    image size, so ``handprop predict`` reproduces the demo's probabilities bit for bit."""
     if tta not in TEST_TIME_FLIPS:
         raise ValueError(f"predict_probabilities: tta must be one of {sorted(TEST_TIME_FLIPS)}, got {tta!r}")
     images = np.asarray(images)
     total = None
     for axes in TEST_TIME_FLIPS[tta]:
         x = np.ascontiguousarray(np.flip(images, axes)) if axes else images
-        logits = predict_padded(model, x, multiple=multiple, batch_size=batch_size)[:, 0]
+        logits = predict_padded(model, x, multiple=multiple, batch_size=batch_size, max_pixels=max_pixels)[:, 0]
         p = sigmoid(logits.astype(np.float32))
         p = np.flip(p, axes) if axes else p
         total = p if total is None else total + p
@@ -142,6 +157,7 @@ class KeepBestOnValidation(Callback):
 
     def __init__(self, x_val, val, first_epoch=0):
         super().__init__()
+        check_both_classes(val.vessels, val.fov, val.ids, "KeepBestOnValidation")
         self.x_val, self.val, self.first_epoch = x_val, val, int(first_epoch)
         self.best, self.best_weights, self.best_epoch = -np.inf, None, None
 
@@ -175,6 +191,7 @@ def train_segmenter(model, x_train, train, x_val, val, *, epochs=10, steps=30, t
     from .data import TileSampler
     from .schedules import CosineDecay, LearningRateScheduler
 
+    check_both_classes(val.vessels, val.fov, val.ids, "train_segmenter (validation patients)")
     sampler = TileSampler(x_train, train.vessels, train.fov, tile, batch_size=batch_size,
                           tiles_per_epoch=steps * batch_size,
                           augment=_augmenter() if augment is None else augment, seed=seed)
@@ -245,9 +262,30 @@ def _augmenter():
     return Augmenter([Flip(), Rotate90()])
 
 
+DEMO_OUTPUTS = ("metrics.json", "probabilities.npz", "model.safetensors", "training_curves.png", "roc_curves.png",
+                "fundus_photo_prediction.png", "segmentation_*.png")
+"""The files :func:`run_vessel_segmentation` writes into its folder (glob patterns): a second run
+refuses to mix its outputs with these unless told to overwrite them."""
+
+
+def claim_output_folder(out, overwrite, what="run_vessel_segmentation", patterns=DEMO_OUTPUTS):
+    """``out`` checked (a writable folder, :func:`handprop.checks.check_output_folder`) and free of an
+    earlier run's outputs: with ``overwrite`` those files are removed first (and only those: other
+    files stay), else a FileExistsError names them. Two runs never mix their figures and metrics."""
+    out = check_output_folder(out, what)
+    earlier = sorted({p for pattern in patterns for p in out.glob(pattern) if p.is_file()})
+    if earlier and not overwrite:
+        names = ", ".join(p.name for p in earlier[:6]) + (", ..." if len(earlier) > 6 else "")
+        raise FileExistsError(f"{what}: {out} already holds an earlier run's outputs ({names}); pass --overwrite "
+                              "(overwrite=True) to remove them and write this run's, or choose another --out")
+    for path in earlier:
+        path.unlink()
+    return out
+
+
 def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=None, steps=None, seed=0, verbose=1,
                             figures=True, size=None, tile=None, budget="default", preprocessing=None, tta=None,
-                            batch_size=None):
+                            batch_size=None, overwrite=False):
     """The main job of ``handprop demo``: data, training, choice on validation, in-FOV test metrics.
 
     ``drive``: a DRIVE-layout folder (its training split is split into training and validation
@@ -259,11 +297,12 @@ def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=None, steps=
 
     Writes to ``out``: ``metrics.json``, ``probabilities.npz`` (one full-size map per test image,
     keyed by id, as :func:`segment` computes it), ``model.safetensors`` (the trained model with
-    the recipe in its metadata: ``handprop predict`` reproduces the probabilities) and figures.
-    Returns the metrics dict.
+    the recipe in its metadata: ``handprop predict`` reproduces the probabilities) and figures
+    (:data:`DEMO_OUTPUTS`). ``out`` is checked before anything is trained: a file, a folder it
+    cannot write into, or one that holds an earlier run's outputs is refused (``overwrite=True``
+    removes those outputs first; ``handprop demo --overwrite``). Returns the metrics dict.
     """
     import json
-    from pathlib import Path
 
     from . import data as hpdata
     from .metrics import format_segmentation_report, segmentation_report
@@ -273,8 +312,7 @@ def run_vessel_segmentation(out, drive=None, n_synthetic=20, epochs=None, steps=
     given = {"epochs": epochs, "steps": steps, "tile": tile, "batch_size": batch_size, "tta": tta}
     plan = {k: (BUDGETS[budget][k] if v is None else v) for k, v in given.items()}
     preprocessing = dict(DEFAULT_PREPROCESSING if preprocessing is None else preprocessing)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_folder(out, overwrite)
     clock = {"start": time.perf_counter()}
     if drive is None:
         data = hpdata.synthetic_retina(n_synthetic, seed=seed, **({} if size is None else {"size": size}))
@@ -413,17 +451,15 @@ def run_prediction(model_path, out, drive=None, split="test", images=(), figures
     annotations) and a figure per image (the first 20). Returns the predictions dict.
     """
     import json
-    from pathlib import Path
 
     from . import data as hpdata
     from .saving import load_model
 
     if (drive is None) == (not images):
         raise ValueError("run_prediction: give either a DRIVE folder (drive=) or image files (images=)")
+    out = check_output_folder(out, "run_prediction")
     model = load_model(model_path, compile=False)
     settings = recipe_settings(model)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if drive is not None:
         batches = [hpdata.load_drive(drive, split, require_vessels=False)]
@@ -531,4 +567,4 @@ def jsonable(value, digits=None):
 __all__ = ["normalize_images", "green_channel_auc", "vessel_unet", "predict_probabilities", "best_dice_threshold",
            "KeepBestOnValidation", "train_segmenter", "run_vessel_segmentation", "jsonable", "at_least",
            "TEST_TIME_FLIPS", "BUDGETS", "SETTINGS_KEY", "recipe_settings", "segment", "load_images",
-           "run_prediction"]
+           "run_prediction", "DEMO_OUTPUTS", "claim_output_folder", "MAX_PASS_PIXELS"]

@@ -51,7 +51,9 @@ def fit(model, x, y=None, epochs=1, batch_size=32, validation_data=None, validat
     the target's class. ``validation_data``: ``(x, y)``, ``(x, y, weight)`` or a batch source.
     ``validation_split`` holds out the **last** fraction of the array samples, before
     shuffling (as Keras); ``validation_batch_size`` defaults to ``batch_size``.
-    ``initial_epoch``: the number of the first epoch (to continue a run).
+    ``initial_epoch``: the number of the first epoch (to continue a run). A batch source's epochs
+    continue ``model.epochs_trained`` (the epochs this model has trained): a second ``fit`` on the
+    same model draws epoch 2's tiles, not epoch 0's again, with or without ``initial_epoch``.
     ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
     ``nb_epoch`` (Keras 1) is accepted for ``epochs`` with a DeprecationWarning. A loss that
     explodes (x 1e6) raises a :class:`handprop.DivergenceWarning` naming the learning rate.
@@ -60,6 +62,7 @@ def fit(model, x, y=None, epochs=1, batch_size=32, validation_data=None, validat
     epochs, batch_size = checks.check_fit_arguments(epochs, batch_size, validation_split, shuffle, verbose,
                                                     callbacks, nb_epoch)
     initial_epoch = checks.check_int(initial_epoch, "fit: initial_epoch", 0)
+    class_weight = checks.check_class_weight(class_weight)
     checks.check_output_matches_loss(model, model.loss)
     x, y, sample_weight, validation_data = _training_data(model, x, y, sample_weight, validation_data,
                                                           validation_split)
@@ -69,17 +72,20 @@ def fit(model, x, y=None, epochs=1, batch_size=32, validation_data=None, validat
     _set_up(callbacks, model, {"epochs": epochs, "steps": steps, "verbose": verbose})
     model.stop_training = False
     model._divergence = checks.DivergenceWatch()  # warns against this fit's own first loss
+    # a batch source draws epoch e from (seed, e): a second fit continues its count, not epoch 0's draws again
+    shift = max(0, model.epochs_trained - initial_epoch)
     try:
         _call(callbacks, "on_train_begin", {})
         for epoch in range(initial_epoch, epochs):
             logs: dict = {}  # one dict from on_epoch_begin to on_epoch_end: a callback may write into it
             _call(callbacks, "on_epoch_begin", epoch, logs)
-            batches = epoch_batches(x, y, sample_weight, epoch=epoch, batch_size=batch_size,
+            batches = epoch_batches(x, y, sample_weight, epoch=epoch + shift, batch_size=batch_size,
                                     rng=model._shuffle_rng, shuffle=shuffle, steps=steps_per_epoch)
             totals = train_epoch(model, batches, class_weight, callbacks, check=is_batch_source(x))
             if totals.count == 0:
                 raise ValueError(f"fit: epoch {epoch + 1} had no batches (an empty or exhausted batch source?)")
             logs.update(totals.means())
+            model.epochs_trained = epoch + shift + 1
             if validation_data is not None:
                 logs.update(validate(model, validation_data, validation_batch_size or batch_size))
             _call(callbacks, "on_epoch_end", epoch, logs)
@@ -106,6 +112,8 @@ def train_epoch(model, batches, class_weight=None, callbacks=(), check=False):
         wb = combine_weights(None if wb is None else model._prepare_targets(wb),
                              None if class_weight is None else class_weights(yb, class_weight))
         model.ensure_built(xb)
+        if b == 0:
+            checks.check_trainable(model, "fit")
         loss, pred = model.train_step(xb, yb, wb)
         totals.add(loss, model.loss.total_weight, pred, yb, wb)
         _call(callbacks, "on_batch_end", b, {"batch": b, "size": len(yb), "loss": loss})
@@ -122,7 +130,7 @@ def _training_data(model, x, y, sample_weight, validation_data, validation_split
         return x, None, None, validation_data
     x, y = checks.check_data(x, y, "fit", model.multi_input, model.dtype)
     if sample_weight is not None:
-        sample_weight = checks.check_sample_weight(sample_weight, n_samples(x), "fit")
+        sample_weight = checks.check_sample_weight(sample_weight, n_samples(x), "fit", y)
     if validation_split and validation_data is None:
         x, y, sample_weight, validation_data = split_validation(x, y, sample_weight, validation_split)
     model.ensure_built(model._prepare(take(x, slice(0, 1))))
@@ -169,6 +177,10 @@ def validate(model, validation_data, batch_size):
                           sample_weight=wv[0] if wv else None)
     else:
         raise TypeError("fit: validation_data must be (x, y), (x, y, sample_weight) or a batch source")
+    if np.isnan(scores["loss"]):
+        raise ValueError("fit: every weight of the validation data is 0 (its sample_weight or FOV masks), so "
+                         "val_loss is undefined (it would read 0.0 and look like the best epoch); give the "
+                         "validation samples non-zero weights")
     return {f"val_{k}": v for k, v in scores.items()}
 
 
@@ -179,7 +191,8 @@ def evaluate(model, x, y=None, batch_size=256, return_dict=False, sample_weight=
 
     ``x, y`` arrays (with optional ``sample_weight``, as ``fit``) or a batch source ``x``
     (``steps`` batches of a generator). The loss is averaged exactly over all batches (weighted by
-    their ``Σ w``); metrics per sample.
+    their ``Σ w``); metrics per sample. When every weight is 0 the loss is NaN (a mean over no
+    element), not 0.0; ``fit`` refuses such validation data.
     """
     if model.loss is None:
         raise RuntimeError("evaluate: call model.compile(loss=...) first")
@@ -187,7 +200,7 @@ def evaluate(model, x, y=None, batch_size=256, return_dict=False, sample_weight=
     if not is_batch_source(x):
         x, y = checks.check_data(x, y, "evaluate", model.multi_input, model.dtype)
         if sample_weight is not None:
-            sample_weight = checks.check_sample_weight(sample_weight, n_samples(x), "evaluate")
+            sample_weight = checks.check_sample_weight(sample_weight, n_samples(x), "evaluate", y)
     totals = Totals(model.metrics)
     for xb, yb, wb in epoch_batches(x, y, sample_weight, batch_size=batch_size, steps=steps, what="evaluate"):
         xb, yb = model._prepare(xb), model._prepare_targets(yb)

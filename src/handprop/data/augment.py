@@ -31,6 +31,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from ..checks import check_real
+
 __all__ = ["Augmenter", "Flip", "Rotate90", "Affine", "Elastic", "Intensity", "default_augmenter",
            "warp"]
 
@@ -43,6 +45,22 @@ def _check(image, vessels, fov, name):
         if mask is not None and np.shape(mask) != image.shape[1:]:
             raise ValueError(f"{name}: {what} must be (H, W) = {image.shape[1:]}, got {np.shape(mask)}")
     return image
+
+
+def _pair(value, what, from_scalar, low=-np.inf):
+    """A (low, high) range of finite numbers from a scalar (``from_scalar(x)``) or a pair; every
+    number above ``low`` (a NaN scale used to give a black image)."""
+    if np.isscalar(value):
+        check_real(value, what, low, 1e6, low_open=low > -np.inf)
+        value = from_scalar(value)
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{what} must be a number or a pair (low, high), got {value!r}")
+    pair = tuple(value)
+    if not np.isfinite([check_real(v, what, low, 1e6, low_open=low > -np.inf) for v in pair]).all():
+        raise ValueError(f"{what} must be finite, got {pair}")
+    if pair[0] > pair[1]:
+        raise ValueError(f"{what}: the range {pair} is reversed; give (low, high)")
+    return pair
 
 
 def warp(image, vessels, fov, rows, cols, mode="reflect"):
@@ -120,10 +138,8 @@ class Affine(_Transform):
     """
 
     def __init__(self, rotation=180.0, scale=(0.9, 1.1), mode="reflect", p=1.0):
-        self.rotation = (-abs(rotation), abs(rotation)) if np.isscalar(rotation) else tuple(rotation)
-        self.scale = (scale, scale) if np.isscalar(scale) else tuple(scale)
-        if min(self.scale) <= 0:
-            raise ValueError(f"Affine: scale factors must be positive, got {scale}")
+        self.rotation = _pair(rotation, "Affine: rotation", lambda r: (-abs(r), abs(r)))
+        self.scale = _pair(scale, "Affine: scale", lambda s: (s, s), low=0.0)
         self.mode, self.p = mode, p
 
     def apply(self, image, vessels, fov, rng):
@@ -150,7 +166,9 @@ class Elastic(_Transform):
     """
 
     def __init__(self, alpha=2.0, sigma=10.0, mode="reflect", p=1.0):
-        self.alpha, self.sigma, self.mode, self.p = alpha, sigma, mode, p
+        self.alpha = check_real(alpha, "Elastic: alpha (the typical displacement, in pixels)", 0.0, 1e6)
+        self.sigma = check_real(sigma, "Elastic: sigma (the smoothing, in pixels)", 0.0, 1e6, low_open=True)
+        self.mode, self.p = mode, p
 
     def apply(self, image, vessels, fov, rng):
         h, w = image.shape[1:]
@@ -172,8 +190,14 @@ class Intensity(_Transform):
     """
 
     def __init__(self, brightness=0.1, contrast=0.15, gamma=0.2, p=1.0):
-        self.brightness, self.contrast, self.p = brightness, contrast, p
-        self.gamma = (1 / (1 + gamma), 1 + gamma) if np.isscalar(gamma) else tuple(gamma)
+        self.brightness = check_real(brightness, "Intensity: brightness (a shift of [0, 1] images)", 0.0, 1.0)
+        # contrast c in [1 - contrast, 1 + contrast] must stay > 0: c < 0 inverts the image
+        self.contrast = check_real(contrast, "Intensity: contrast", 0.0, 1.0, high_open=True)
+        self.p = p
+        if np.isscalar(gamma):  # exponents from 1/(1+gamma) to 1+gamma: gamma = -1 divided by zero
+            g = check_real(gamma, "Intensity: gamma", 0.0, 1e3)
+            gamma = (1 / (1 + g), 1 + g)
+        self.gamma = _pair(gamma, "Intensity: gamma (the exponents)", None, low=0.0)
 
     def apply(self, image, vessels, fov, rng):
         lo, hi = float(np.min(image)), float(np.max(image))

@@ -13,14 +13,17 @@ It may not be redistributed; after registering, its layout is::
       test/mask/01_test_mask.gif ...
 
 Copies found in the wild differ a little, and the loader accepts them: ``.tif`` or ``.tiff`` (or
-``.png`` / ``.jpg``) images, RGB, RGBA, grayscale (copied to the three channels) or 16-bit grey
-(scaled by 65535; by 255 when no value exceeds 255, i.e. 8-bit data in a 16-bit file); ``.gif``,
-``.png``, ``.tif`` or ``.jpg`` masks, stored as 0/255, 0/1, RGB or any two levels (the brighter one
-is the mask), with compression noise (then above 127 counts); masks named ``21_training_mask`` or
-``21_mask``. Hidden files (``.DS_Store``, macOS's ``._*``) are skipped. Ids are the image file names
-without extension, in natural order (``"21_training"``, ..., ``"01_test"``, ...); two images with
-one name (``21_training.tif`` and ``.png``) are an error, as are unreadable files and empty FOV
-masks, each naming the file.
+``.png`` / ``.jpg``) images, RGB, RGBA, grayscale (copied to the three channels), 16-bit grey
+(scaled by 65535; by 255 when no value exceeds 255, i.e. 8-bit data in a 16-bit file) or 32-bit
+float grey (as it is when in [0, 1]); ``.gif``, ``.png``, ``.tif`` or ``.jpg`` masks, stored as
+0/255, 0/1, RGB or any two levels (the brighter one is the mask; two levels both above 127, a
+white mask with 254/255 noise, are all inside), with compression noise (then above 127 counts);
+masks named ``21_training_mask`` or ``21_mask``. Hidden files (``.DS_Store``, macOS's ``._*``)
+are skipped. Ids are the image file names without extension, in natural order
+(``"21_training"``, ..., ``"01_test"``, ...). Each of these is an error that names the file: two
+images with one name (``21_training.tif`` and ``.png``), unreadable or truncated files, an image
+over :data:`MAX_PIXELS` (checked from the header, before decoding), NaN pixels, an empty FOV mask,
+and a vessel annotation without a vessel (or without background) inside the FOV.
 
 A test split without ``1st_manual/`` (some copies hold back the test annotations) loads with
 ``require_vessels=False`` and then has ``vessels=None``; by default it is an error that says so.
@@ -28,7 +31,9 @@ A test split without ``1st_manual/`` (some copies hold back the test annotations
 
 from __future__ import annotations
 
+import contextlib
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,38 +65,90 @@ def _find(folder, stems, extensions, what):
     raise DataNotFoundError(f"load_drive: no {what} file in {folder} (looked for {tried})")
 
 
+MAX_PIXELS = 40_000_000
+"""The largest image (width x height, read from the file's header before decoding) the loaders
+accept: 40 MP, e.g. 7300 x 5500, far above any fundus camera's. DRIVE's are 0.33 MP; the loaders
+hold an image as float32 RGB (12 bytes a pixel, 480 MB at the cap), so a 93 KB PNG that declares
+9800 x 9800 is refused before it is decoded into 1.9 GB."""
+
+
+@contextlib.contextmanager
+def _quiet_pil():
+    """PIL's warnings about a damaged file ("Corrupt EXIF data", a decompression bomb) silenced:
+    the file either decodes or becomes a DataError that names it, and the size is checked here."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"PIL\.")
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
 def _open(path, what, caller="load_drive"):
-    """``PIL.Image.open`` with an error that names the caller, the file and what it should have been."""
+    """``PIL.Image.open`` (which reads only the header) with an error that names the caller, the
+    file and what it should have been; images over :data:`MAX_PIXELS` are refused here, before
+    any pixel is decoded (PIL's own decompression-bomb warning and error included)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        return Image.open(path)
+        with _quiet_pil():
+            image = Image.open(path)
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{caller}: {path} declares more than {MAX_PIXELS:,} pixels ({e}); downscale it") from None
     except (UnidentifiedImageError, OSError) as e:
         raise DataError(f"{caller}: {path} is not a readable image ({what}); remove it or convert it "
                          f"to PNG ({e})") from e
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        image.close()
+        raise DataError(f"{caller}: {path} is {width}x{height} pixels ({what}), more than the {MAX_PIXELS:,} "
+                         "the loader decodes (it would need gigabytes of memory); downscale it first")
+    return image
+
+
+def _decode(image, path, what, caller, mode=None, dtype=None):
+    """The pixels of an opened image (converted to ``mode`` when given) as an array; a truncated or
+    corrupt file becomes a DataError naming it, not PIL's bare ``OSError``."""
+    try:
+        with _quiet_pil():
+            return np.asarray(image.convert(mode) if mode else image, dtype=dtype)
+    except (OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{caller}: {path} ({what}) cannot be decoded: {e}. The file is truncated or corrupt; "
+                         "copy it again or remove it") from None
 
 
 def _read_rgb(path, caller="load_drive"):
-    """An image file as (H, W, 3) float32 in [0, 1]: 8-bit RGB(A) or grey (/ 255), or 16-bit (or
-    integer/float) grey: / 65535, or / 255 when no value exceeds 255. ``caller`` names the function
-    in errors."""
-    with _open(path, "a fundus photograph", caller) as image:
-        if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):  # 16-bit (or wider) gray
-            gray = np.asarray(image, dtype=np.float32)
-            scale = 255.0 if gray.max() <= 255 else 65535.0
-            return np.repeat(np.clip(gray / scale, 0, 1)[:, :, None], 3, axis=2)
-        return np.asarray(image.convert("RGB"), dtype=np.float32) / np.float32(255)
+    """An image file as (H, W, 3) float32 in [0, 1]: 8-bit RGB(A) or grey (/ 255); 16-bit or
+    integer grey: / 65535, or / 255 when no value exceeds 255; float grey already in [0, 1] as it
+    is (else as the integers). NaN or infinite pixels are a DataError naming the file; ``caller``
+    names the function in errors."""
+    what = "a fundus photograph"
+    with _open(path, what, caller) as image:
+        if image.mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+            return _decode(image, path, what, caller, "RGB", np.float32) / np.float32(255)
+        gray = _decode(image, path, what, caller, None, np.float32)  # 16-bit (or wider, or float) gray
+    if not np.isfinite(gray).all():
+        raise DataError(f"{caller}: {path} has {np.count_nonzero(~np.isfinite(gray))} NaN or infinite pixels; "
+                         "fill them (e.g. with 0) or re-export the image")
+    if image.mode == "F" and gray.min() >= 0 and gray.max() <= 1:
+        scale = 1.0  # a float image already in [0, 1]
+    else:
+        scale = 255.0 if gray.max() <= 255 else 65535.0
+    return np.repeat(np.clip(gray / np.float32(scale), 0, 1)[:, :, None], 3, axis=2)
 
 
 def _read_binary(path, shape, what):
     """A mask file as a bool array. Two levels (0/255, 0/1, or a palette's two colours): the
-    brighter one; more (compression noise): above 127 of 255."""
+    brighter one, or everything when both are above 127 (a white mask with 254/255 noise); more
+    (compression noise): above 127 of 255."""
     with _open(path, what) as image:
-        array = np.asarray(image.convert("L"))
+        array = _decode(image, path, what, "load_drive", "L")
     if array.shape != shape:
         raise DataError(f"load_drive: {what} {path} is {array.shape[1]}x{array.shape[0]} pixels but its "
                          f"image is {shape[1]}x{shape[0]}")
     levels = np.unique(array)
+    if levels[0] > 127:
+        return np.ones(shape, bool)  # all white, with noise: two bright levels are one
     if len(levels) <= 2:
         return array == levels[-1] if levels[-1] > 0 else np.zeros(shape, bool)
     if levels[-1] <= 127:
@@ -162,9 +219,21 @@ def load_drive(root, split="training", require_vessels=True):
             manual_path = _find(manual_dir, [number + "_manual1", stem + "_manual1"], _MASK_EXTENSIONS,
                                 f"vessel annotation for {path.name}")
             vessels.append(_read_binary(manual_path, shape, "vessel annotation").astype(np.uint8))
+            _check_annotation(manual_path, vessels[-1], fov[-1])
         ids.append(stem)
     images = np.stack(images).transpose(0, 3, 1, 2)
     return RetinaData(images, np.stack(vessels) if has_manual else None, np.stack(fov), ids)
+
+
+def _check_annotation(path, vessels, fov):
+    """A vessel annotation must mark vessel and background pixels inside the FOV: an all-black one
+    (an export gone wrong) makes the AUC undefined and the Dice of any threshold 0 or 1."""
+    inside = vessels[fov].astype(bool)
+    if not inside.any() or inside.all():
+        kind = "no vessel" if not inside.any() else "no background"
+        raise DataError(f"load_drive: the vessel annotation {path} has {kind} pixel inside the FOV "
+                         f"({int(inside.sum())} of {inside.size} marked); expected 255 (or 1) on the vessels and 0 "
+                         "elsewhere. Replace the file, or move the image and its masks out of the folder")
 
 
 def save_drive_layout(data, root, split="training", first=None):

@@ -32,6 +32,8 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..checks import check_int, check_real
+
 __all__ = ["extract_patches", "extract_tiles", "sample_centres", "PatchSampler", "TileSampler"]
 
 
@@ -99,9 +101,13 @@ def sample_centres(vessels, fov, per_image, balance=None, rng=None):
 
 def _views(size, scales):
     """[(window, factor)]: one per output array; a window of ``window`` px average-pooled by ``factor``."""
-    sizes = [int(size)] if np.isscalar(size) else [int(s) for s in size]
-    if not sizes or min(sizes) < 1:
-        raise ValueError(f"extract_patches: size must be a positive int or a list of them, got {size}")
+    what = "extract_patches: size (a positive int or a list of them)"
+    if np.isscalar(size) or size is None:
+        sizes = [check_int(size, what, 1)]
+    elif isinstance(size, (list, tuple)) and size:
+        sizes = [check_int(s, what, 1) for s in size]
+    else:
+        raise TypeError(f"{what}: got {size!r}")
     if scales is None:
         return [(s, 1) for s in sizes], not np.isscalar(size)
     if len(sizes) != 1:
@@ -245,9 +251,10 @@ class _Sampler:
         images, vessels, fov = _check_arrays(name, images, vessels, fov)
         if vessels is None:
             raise ValueError(f"{name}: needs the vessel masks (vessels is None)")
-        if batch_size < 1 or per_epoch < 1:
-            raise ValueError(f"{name}: batch_size and the number per epoch must be positive")
+        check_int(batch_size, f"{name}: batch_size", 1)
+        check_int(per_epoch, f"{name}: the number of tiles / patches per epoch", 1)
         self.images, self.vessels, self.fov = images, vessels, fov
+        check_int(seed, f"{name}: seed", 0)
         self.batch_size, self.per_epoch, self.seed = int(batch_size), int(per_epoch), int(seed)
         self.augment, self.standardizer, self.zero_outside_fov = augment, standardizer, zero_outside_fov
         self._next_epoch = 0
@@ -319,10 +326,12 @@ class PatchSampler(_Sampler):
                  pad_mode="reflect"):
         super().__init__(images, vessels, fov, batch_size, patches_per_epoch, seed, augment, standardizer,
                          zero_outside_fov, "PatchSampler")
+        if balance is not None:
+            check_real(balance, "PatchSampler: balance (the fraction of vessel centres)", 0.0, 1.0)
         self.size, self.scales, self.balance, self.pad_mode = size, scales, balance, pad_mode
         self._views, self._as_list = _views(size, scales)
         self._largest = max(window for window, _ in self._views)
-        self.margin = self._largest // 2 if margin is None else int(margin)
+        self.margin = self._largest // 2 if margin is None else check_int(margin, "PatchSampler: margin", 0)
 
     def _centres(self, rng, balance=None):
         return super()._centres(rng, self.balance)
@@ -368,11 +377,11 @@ class TileSampler(_Sampler):
                  standardizer=None, zero_outside_fov=False, margin=None, seed=0):
         super().__init__(images, vessels, fov, batch_size, tiles_per_epoch, seed, augment, standardizer,
                          zero_outside_fov, "TileSampler")
-        self.size = int(size)
+        self.size = check_int(size, "TileSampler: size (the tile's side, in pixels)", 1)
         h, w = self.fov.shape[1:]
         if self.size > min(h, w):
             raise ValueError(f"TileSampler: tile size {self.size} is larger than the images ({h}x{w})")
-        self.margin = self.size // 4 if margin is None else int(margin)
+        self.margin = self.size // 4 if margin is None else check_int(margin, "TileSampler: margin", 0)
 
     def _batch(self, centres, rng):
         s = self.size

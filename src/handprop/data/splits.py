@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_int
+
 __all__ = ["split_patients", "Standardizer"]
 
 
@@ -42,9 +44,15 @@ def split_patients(ids_or_n, fractions=(0.6, 0.2, 0.2), seed=0, groups=None):
     """
     n = ids_or_n if isinstance(ids_or_n, (int, np.integer)) else len(ids_or_n)
     n = int(n)
-    fractions = np.asarray(fractions, dtype=np.float64)
+    check_int(seed, "split_patients: seed", 0)
+    try:
+        fractions = np.asarray(fractions, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"split_patients: fractions must be a sequence of numbers, e.g. (0.6, 0.2, 0.2); "
+                        f"got {fractions!r}") from None
     if fractions.ndim != 1 or len(fractions) < 1 or (fractions < 0).any() or abs(fractions.sum() - 1) > 1e-6:
-        raise ValueError(f"split_patients: fractions must be non-negative and sum to 1, got {tuple(fractions)}")
+        raise ValueError(f"split_patients: fractions must be a sequence of non-negative numbers that sum to 1, "
+                         f"got {fractions.tolist()}")
     keys = np.arange(n) if groups is None else np.asarray(groups)
     if len(keys) != n:
         raise ValueError(f"split_patients: {len(keys)} group keys for {n} images")
@@ -60,6 +68,11 @@ def split_patients(ids_or_n, fractions=(0.6, 0.2, 0.2), seed=0, groups=None):
         if counts[largest] > 1:
             counts[largest] -= 1
             counts[k] += 1
+    empty = np.flatnonzero((fractions > 0) & (counts == 0))
+    if len(empty):
+        raise ValueError(f"split_patients: {m} patient(s) cannot fill {int((fractions > 0).sum())} parts "
+                         f"{tuple(fractions.tolist())}: part {int(empty[0])} would be empty. Use more patients or "
+                         "fewer parts (e.g. fractions=(0.5, 0.5))")
     order = np.random.default_rng(seed).permutation(m)
     bounds = np.concatenate([[0], np.cumsum(counts)])
     parts = []

@@ -14,6 +14,16 @@ from ..symbolic import normalize_shape
 from .base import Layer, check_dy
 
 
+def _size_hint(shapes):
+    """What to do when maps of different image sizes meet (a U-Net given 65 x 63 pixels: a
+    pooling rounded an odd size down and the upsampling cannot give it back)."""
+    if len({len(s) for s in shapes}) != 1 or len(shapes[0]) < 3 or len({tuple(s[-2:]) for s in shapes}) == 1:
+        return ""
+    return ("; maps of different sizes meet here because a pooling rounded an odd size down: the input's height "
+            "and width must divide by the network's total pooling (2**depth for a U-Net). Pad the images, e.g. "
+            "hp.inference.predict_padded(model, x, multiple=2**depth), or crop them")
+
+
 def _same(a, b):
     """Two sizes agree when equal or when either is free (None)."""
     return a is None or b is None or a == b
@@ -63,7 +73,8 @@ class Concatenate(_Merge):
         ax = (self.axis - 1 if self.axis > 0 else self.axis) % rank  # axis without the batch dimension
         for s in shapes[1:]:
             if not all(_same(a, b) for i, (a, b) in enumerate(zip(shapes[0], s)) if i != ax):
-                raise ValueError(f"{self.name}: inputs {shapes} differ outside the concatenation axis {self.axis}")
+                raise ValueError(f"{self.name}: inputs {shapes} differ outside the concatenation axis {self.axis}"
+                                 + _size_hint(shapes))
         out = [next((s[i] for s in shapes if s[i] is not None), None) for i in range(rank)]
         sizes = [s[ax] for s in shapes]
         out[ax] = None if None in sizes else sum(sizes)
@@ -95,7 +106,7 @@ class Add(_Merge):
     def compute_output_shape(self, shapes):
         first = shapes[0]
         if any(len(s) != len(first) or not all(_same(a, b) for a, b in zip(first, s)) for s in shapes):
-            raise ValueError(f"{self.name}: all inputs must have the same shape, got {shapes}")
+            raise ValueError(f"{self.name}: all inputs must have the same shape, got {shapes}" + _size_hint(shapes))
         return tuple(next((s[i] for s in shapes if s[i] is not None), None) for i in range(len(first)))
 
     def forward(self, xs, training=True):
