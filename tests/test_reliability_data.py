@@ -176,6 +176,19 @@ def test_case08_fit_continues_the_tile_samplers_epochs():
     assert fresh.asked == [2]
 
 
+def test_case08_a_loaded_model_continues_the_count(tmp_path):
+    data = synthetic_retina(2, seed=0, size=(32, 32))
+    sampler = RecordedSampler(hp.data.TileSampler(data.images[:, 1:2], data.vessels, data.fov, 8, batch_size=2,
+                                                  tiles_per_epoch=2, seed=3))
+    model = segmenter()
+    model.fit(sampler, epochs=2, verbose=0)
+    model.save(tmp_path / "m.safetensors")
+    loaded = hp.load_model(tmp_path / "m.safetensors")
+    assert loaded.epochs_trained == 2
+    loaded.fit(sampler, epochs=1, verbose=0)  # resumed from the file without initial_epoch: epoch 2's tiles
+    assert sampler.asked == [0, 1, 2]
+
+
 # ----------------------------------------------------------------------------- case 9
 @pytest.mark.parametrize("make, error, match", [
     (lambda: hp.data.Elastic(alpha=np.nan), ValueError, r"Elastic: alpha .* must lie in"),

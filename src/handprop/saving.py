@@ -390,6 +390,7 @@ def training_config(model, include_optimizer=True):
     generator states as a JSON-ready dict; the optimizer's arrays are returned separately."""
     arrays = {}
     config = {"loss": None, "optimizer": None, "metrics": [name for name, _ in model.metrics],
+              "epochs_trained": int(getattr(model, "epochs_trained", 0)),
               "rng": {"shuffle": _generator_state(model._shuffle_rng), "init": _generator_state(model._init_rng),
                       "layers": {i: _generator_state(layer.rng) for i, layer in _rng_layers(model).items()}}}
     if model.loss is not None:
@@ -451,6 +452,8 @@ def training_from_config(config, model, compile=True):
                 raise ValueError(f"the optimizer has state for parameters the model does not have: {unknown[:5]}")
     if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
         raise ValueError(f"'metrics' must be a list of metric names, got {_short(metrics)}")
+    if not _is_count(config.get("epochs_trained", 0)):
+        raise ValueError(f"'epochs_trained' must be an int >= 0, got {_short(config.get('epochs_trained'))}")
     rng = config.get("rng", {})
     if not isinstance(rng, dict) or not isinstance(rng.get("layers", {}), dict):
         raise ValueError(f"'rng' must be a JSON object of random generator states, got {_short(rng)}")
@@ -898,6 +901,7 @@ def load_model(path, custom_layers=None, compile=True):
         try:
             _restore_generators(model, rng)
             _restore_training(model, loss, optimizer, steps, metrics, tensors)
+            model.epochs_trained = int(f.json("training").get("epochs_trained", 0))  # a batch source continues
         except ValueError as e:
             raise f.error(f"has a training state that cannot be restored: {e}") from None
         model.metadata = f.json("metadata") if "metadata" in f.meta else {}
