@@ -46,8 +46,8 @@ from .beyond import check_conv3d_shape_and_params, check_triplanar_patches
 from .convolution import check_conv2d_backward, check_output_size, check_receptive_field
 from .generalization import check_dropout, check_early_stopping, check_regularized_gradient
 from .getting_started import check_keras_translation, check_parameter_counts
-from .networks import check_dense_backward, check_network_backward, check_softmax_cross_entropy
 from .im2col import check_conv_backward_im2col, check_conv_forward_im2col, check_im2col
+from .networks import check_dense_backward, check_network_backward, check_softmax_cross_entropy
 from .optimization import check_adam_step, check_largest_stable_lr, check_momentum_step
 from .pooling import check_avgpool_backward, check_avgpool_forward, check_maxpool_backward, check_maxpool_forward
 from .result import CheckResult

@@ -98,8 +98,8 @@ BACKWARD_MISTAKES = [
     ({"mean_path": False, "var_path": False},
      "dx treats the batch mean and variance as constants (dy * gamma / std): both depend on every x of the "
      "feature, so dx has two more terms, through mu and through var"),
-    ({"var_path": False}, "dx misses the path through the variance: dvar = sum(dx_hat (x - mu)) * -1/2 (var + eps)^-3/2, "
-                          "then dx gets dvar * 2 (x - mu) / N"),
+    ({"var_path": False}, "dx misses the path through the variance: "
+                          "dvar = sum(dx_hat (x - mu)) * -1/2 (var + eps)^-3/2, then dx gets dvar * 2 (x - mu) / N"),
     ({"mean_path": False}, "dx misses the path through the mean: dmu = -sum(dx_hat) / std (+ the variance's share), "
                            "and every x gets dmu / N"),
     ({"use_gamma": False}, "dx_hat = dy * gamma: the scale gamma is missing from dx"),

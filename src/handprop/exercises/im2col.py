@@ -99,8 +99,8 @@ def check_im2col(im2col):
         hint = next((f"the right values in another order: {what}. Rows must follow W.reshape(K, -1), i.e. "
                      "(c, r, s), and columns the output (n, i, j)" for what, wrong in orders.items()
                      if worst_entry(cols, wrong)[0] < RTOL),
-                    "column (n, i, j) holds the padded window x[n, :, i*stride : i*stride + R, j*stride : j*stride + S], "
-                    "flattened in (c, r, s) order")
+                    "column (n, i, j) holds the padded window "
+                    "x[n, :, i*stride : i*stride + R, j*stride : j*stride + S], flattened in (c, r, s) order")
         return CheckResult(name, False, findings + [f"{label}: " + describe_difference("cols", cols, expected)], hint)
     return CheckResult(name, True, findings)
 
@@ -190,8 +190,9 @@ def check_conv_backward_im2col(conv_forward_im2col, conv_backward_im2col):
             hint = "dW is averaged over the batch: the loss sums over it, so sum (dy_cols @ cols.T, no division)"
         elif "dx" in failed:
             flipped = reference.conv2d_backward(dy, cache_lib._replace(W=W[:, :, ::-1, ::-1].copy()))[0]
-            overwrite = _col2im_overwrite(W.reshape(W.shape[0], -1).T @ dy.transpose(1, 0, 2, 3).reshape(W.shape[0], -1),
-                                          x.shape, W.shape[2], W.shape[3], stride, pad)
+            K = W.shape[0]
+            dcols = W.reshape(K, -1).T @ dy.transpose(1, 0, 2, 3).reshape(K, -1)
+            overwrite = _col2im_overwrite(dcols, x.shape, W.shape[2], W.shape[3], stride, pad)
             if worst_entry(failed["dx"], flipped)[0] < RTOL:
                 hint = "dx uses the kernel flipped: dcols = W.reshape(K, -1).T @ dy_cols, then col2im; no flip"
             elif worst_entry(failed["dx"], overwrite)[0] < RTOL:
@@ -213,5 +214,6 @@ def _col2im_overwrite(dcols, x_shape, R, S, stride, pad):
     dxp = np.zeros((N, C, H + 2 * pad, W + 2 * pad))
     for i in range(Ho):
         for j in range(Wo):
-            dxp[:, :, i * stride: i * stride + R, j * stride: j * stride + S] = d[:, :, :, :, i, j].transpose(3, 0, 1, 2)
+            window = d[:, :, :, :, i, j].transpose(3, 0, 1, 2)
+            dxp[:, :, i * stride: i * stride + R, j * stride: j * stride + S] = window
     return dxp[:, :, pad: pad + H, pad: pad + W]
