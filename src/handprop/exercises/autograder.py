@@ -172,7 +172,7 @@ def format_table(graded):
             total += r["points"]
             earned += r["earned"]
             result = "PASSED" if r["passed"] else ("NOT YET" if r["status"] == "unsolved" else "FAILED")
-            mistake = "" if r["passed"] else _short(r["mistake"] or r["feedback"], 110)
+            mistake = "" if r["passed"] else _short(r["mistake"] or r["feedback"], 240)
             score = ""
             if r.get("scores"):
                 score = "  " + ", ".join(f"{k} {v:.4f}" for k, v in r["scores"].items())

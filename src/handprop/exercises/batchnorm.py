@@ -21,7 +21,7 @@ import inspect
 import numpy as np
 
 from ..layers import normalization
-from .grading import as_student
+from .grading import as_student, grades
 from .result import CheckResult, StudentError, as_array, call_student, describe_difference, worst_entry
 
 __all__ = ["check_bn_forward", "check_bn_backward", "check_bn_backward_alt", "check_bn_spatial"]
@@ -123,6 +123,7 @@ def _student_forward(forward, x, gamma, beta, what="batchnorm_forward"):
     return as_array(out[0], "y", x.shape), out[1]
 
 
+@grades("bn_forward")
 def check_bn_forward(batchnorm_forward):
     """Grade ``batchnorm_forward(x, gamma, beta, eps) -> (y, cache)`` (training mode, x (N, D))."""
     name = "batch-norm forward"
@@ -191,6 +192,7 @@ def _grade_backward(name, forward, backward, what):
     return CheckResult(name, True, findings)
 
 
+@grades("bn_backward")
 def check_bn_backward(batchnorm_forward, batchnorm_backward):
     """Grade ``batchnorm_backward(dy, cache) -> (dx, dgamma, dbeta)`` with the cache of the student's forward."""
     return _grade_backward("batch-norm backward", batchnorm_forward, batchnorm_backward, "batchnorm_backward")
@@ -205,6 +207,7 @@ def _calls_naive(function):
     return "batchnorm_backward(" in body
 
 
+@grades("bn_backward_alt")
 def check_bn_backward_alt(batchnorm_forward, batchnorm_backward_alt):
     """Grade the simplified ``batchnorm_backward_alt(dy, cache)``: the same numbers, from the compact
     formula ``dx = (g - mean(g) - x_hat mean(g x_hat)) / std`` with ``g = dy gamma`` (it must not
@@ -239,6 +242,7 @@ SPATIAL_MISTAKES = [
 ]
 
 
+@grades("bn_spatial")
 def check_bn_spatial(spatial_batchnorm_forward):
     """Grade ``spatial_batchnorm_forward(x, gamma, beta, eps) -> (y, cache)`` for x (N, C, H, W)."""
     name = "spatial batch norm"

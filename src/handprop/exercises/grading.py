@@ -28,7 +28,7 @@ import importlib
 import json
 import threading
 
-__all__ = ["LibraryDisabled", "disabled", "as_student", "student_running", "run_task", "emit", "MARK"]
+__all__ = ["LibraryDisabled", "disabled", "as_student", "student_running", "grades", "run_task", "emit", "MARK"]
 
 MARK = "HANDPROP-GRADE "
 _state = threading.local()
@@ -110,6 +110,21 @@ def disabled(targets):
                 setattr(owner, attr, original)
             else:
                 delattr(owner, attr)  # an inherited method: remove the class's own stand-in
+
+
+def grades(task_id):
+    """Decorator for a checker: while it runs, the library functions of task ``task_id`` are
+    switched off for the student's code (so a notebook's checker cell rejects a library-calling
+    answer as the autograder does)."""
+    def decorate(checker):
+        @functools.wraps(checker)
+        def checked(*args, **kwargs):
+            from .tasks import task_by_id
+
+            with disabled(task_by_id(task_id).disables):
+                return checker(*args, **kwargs)
+        return checked
+    return decorate
 
 
 def run_task(task, namespace):

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..kernels import reference
 from ..kernels.geometry import ConvGeometry
-from .grading import as_student
+from .grading import as_student, grades
 from .result import CheckResult, StudentError, as_array, call_student, describe_difference, worst_entry
 
 __all__ = ["check_im2col", "check_conv_forward_im2col", "check_conv_backward_im2col"]
@@ -57,6 +57,7 @@ def _geometry(stride, pad):
     return ConvGeometry((stride, stride), (pad, pad), (1, 1))
 
 
+@grades("im2col")
 def check_im2col(im2col):
     """Grade ``im2col(x, R, S, stride, pad) -> cols`` (C R S, N Ho Wo) against the windows the
     reference convolution reads."""
@@ -121,6 +122,7 @@ def _student_forward(forward, x, W, b, stride, pad):
     return as_array(out[0], "y", shape), out[1]
 
 
+@grades("conv_forward_im2col")
 def check_conv_forward_im2col(conv_forward_im2col):
     """Grade ``conv_forward_im2col(x, W, b, stride, pad) -> (y, cache)`` against the reference loops."""
     name = "convolution forward by im2col"
@@ -153,6 +155,7 @@ def check_conv_forward_im2col(conv_forward_im2col):
     return CheckResult(name, True, findings)
 
 
+@grades("conv_backward_im2col")
 def check_conv_backward_im2col(conv_forward_im2col, conv_backward_im2col):
     """Grade ``conv_backward_im2col(dy, cache) -> (dx, dW, db)`` with the cache of the student's forward."""
     name = "convolution backward by im2col / col2im"

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..kernels import reference
 from ..kernels.geometry import PoolGeometry
-from .grading import as_student
+from .grading import as_student, grades
 from .result import CheckResult, StudentError, as_array, call_student, describe_difference, worst_entry
 
 __all__ = ["check_maxpool_forward", "check_maxpool_backward", "check_avgpool_forward", "check_avgpool_backward"]
@@ -179,21 +179,25 @@ def _check_backward(kind, forward, backward):
     return CheckResult(name, True, findings)
 
 
+@grades("maxpool_forward")
 def check_maxpool_forward(maxpool_forward):
     """Grade ``maxpool_forward(x, pool, stride) -> (y, cache)`` against the reference engine."""
     return _check_forward("max", maxpool_forward)
 
 
+@grades("maxpool_backward")
 def check_maxpool_backward(maxpool_forward, maxpool_backward):
     """Grade ``maxpool_backward(dy, cache) -> dx`` (with the cache of the student's forward)."""
     return _check_backward("max", maxpool_forward, maxpool_backward)
 
 
+@grades("avgpool_forward")
 def check_avgpool_forward(avgpool_forward):
     """Grade ``avgpool_forward(x, pool, stride) -> (y, cache)`` against the reference engine."""
     return _check_forward("avg", avgpool_forward)
 
 
+@grades("avgpool_backward")
 def check_avgpool_backward(avgpool_forward, avgpool_backward):
     """Grade ``avgpool_backward(dy, cache) -> dx`` (with the cache of the student's forward)."""
     return _check_backward("avg", avgpool_forward, avgpool_backward)
