@@ -413,3 +413,52 @@ def test_grade_lessons_reports_unsolved_and_solutions_get_full_marks(capsys, tmp
     assert all("could not be read" in r["mistake"] for r in by_file["student3_A1_batchnorm.ipynb"].values())
     table = autograder.format_table({f: rs for f, rs in graded.items() if "student2" in f})
     assert "maxpool_forward" in table and "switched off" in table and "total: " in table
+
+
+# -- A5 update rules ----------------------------------------------------------------------------------------
+A5 = solutions("A5_update_rules")
+
+
+def test_update_rule_solutions_pass():
+    from handprop.exercises import check_adagrad_step, check_nesterov_step, check_rmsprop_step
+
+    assert check_nesterov_step(A5["nesterov_step"])
+    assert check_rmsprop_step(A5["rmsprop_step"])
+    assert check_adagrad_step(A5["adagrad_step"])
+
+    def sutskever_free_form(w, dw, state, lr, momentum):  # the same walk, written in place
+        state.setdefault("v", np.zeros_like(w))
+        state["v"] *= momentum if state.get("t") else 0.0
+        state["t"] = 1
+        state["v"] += dw
+        w -= lr * (dw + momentum * state["v"])
+        return w
+
+    assert check_nesterov_step(sutskever_free_form)
+
+
+@pytest.mark.parametrize("check, table", [("check_nesterov_step", "NESTEROV_MISTAKES"),
+                                          ("check_rmsprop_step", "RMSPROP_MISTAKES"),
+                                          ("check_adagrad_step", "ADAGRAD_MISTAKES")])
+def test_update_rules_name_each_mistake(check, table):
+    from handprop.exercises import update_rules
+
+    for wrong, hint in getattr(update_rules, table):
+        assert_rejected(getattr(update_rules, check)(wrong), hint)
+
+
+def test_update_rules_reject_the_library_and_writing_into_dw():
+    from handprop.exercises import check_adagrad_step, check_rmsprop_step
+
+    def by_library(w, dw, state, lr, alpha, eps):
+        opt = state.setdefault("opt", hp.optimizers.RMSprop(lr=lr, alpha=alpha, eps=eps))
+        p = {"w": w}
+        opt.step(p, {"w": dw})
+        return p["w"]
+
+    def writes_dw(w, dw, state, lr, eps):
+        dw **= 2
+        return w
+
+    assert_rejected(check_rmsprop_step(by_library), "switched off")
+    assert_rejected(check_adagrad_step(writes_dw), "wrote into dw")

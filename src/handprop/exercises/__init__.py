@@ -33,6 +33,7 @@ A2 pooling                 :func:`check_maxpool_forward`, :func:`check_maxpool_b
                            :func:`check_avgpool_forward`, :func:`check_avgpool_backward`
 A3 im2col                  :func:`check_im2col`, :func:`check_conv_forward_im2col`,
                            :func:`check_conv_backward_im2col`
+A5 update rules            :func:`check_nesterov_step`, :func:`check_rmsprop_step`, :func:`check_adagrad_step`
 =========================  ======================================================================
 
 Every task (chapter exercises and assignment tasks) with its points is in :mod:`.tasks`;
@@ -52,6 +53,7 @@ from .optimization import check_adam_step, check_largest_stable_lr, check_moment
 from .pooling import check_avgpool_backward, check_avgpool_forward, check_maxpool_backward, check_maxpool_forward
 from .result import CheckResult
 from .segmentation import check_dense_to_conv, check_segmentation_scores
+from .update_rules import check_adagrad_step, check_nesterov_step, check_rmsprop_step
 
 __all__ = [
     "CheckResult",
@@ -84,4 +86,7 @@ __all__ = [
     "check_im2col",
     "check_conv_forward_im2col",
     "check_conv_backward_im2col",
+    "check_nesterov_step",
+    "check_rmsprop_step",
+    "check_adagrad_step",
 ]

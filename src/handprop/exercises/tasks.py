@@ -112,12 +112,20 @@ TASKS = [
     Task("conv_backward_im2col", "A3_im2col", "convolution backward with col2im", 10,
          ("conv_forward_im2col", "conv_backward_im2col"), f"{_C}.im2col:check_conv_backward_im2col",
          _CONV_ENGINE + ("handprop.kernels.im2col:col2im",)),
+    # assignment 5: update rules
+    Task("nesterov_step", "A5_update_rules", "Nesterov momentum as an update rule", 4, ("nesterov_step",),
+         f"{_C}.update_rules:check_nesterov_step", _OPT),
+    Task("rmsprop_step", "A5_update_rules", "RMSprop as an update rule", 4, ("rmsprop_step",),
+         f"{_C}.update_rules:check_rmsprop_step", _OPT),
+    Task("adagrad_step", "A5_update_rules", "AdaGrad as an update rule", 4, ("adagrad_step",),
+         f"{_C}.update_rules:check_adagrad_step", _OPT),
 ]
 
 NOTEBOOKS = {
     "A1_batchnorm": "Assignment 1: batch normalization",
     "A2_pooling": "Assignment 2: pooling",
     "A3_im2col": "Assignment 3: convolution by im2col",
+    "A5_update_rules": "Assignment 5: update rules",
 }
 for _task in TASKS:
     NOTEBOOKS.setdefault(_task.notebook, _task.notebook.replace("_", " "))
