@@ -462,3 +462,104 @@ def test_update_rules_reject_the_library_and_writing_into_dw():
 
     assert_rejected(check_rmsprop_step(by_library), "switched off")
     assert_rejected(check_adagrad_step(writes_dw), "wrote into dw")
+
+
+# -- A4 the training loop ------------------------------------------------------------------------------------
+
+
+
+def _a4():
+    cells = build.parse_source(build.ASSIGNMENT_SOURCES / "A4_training_loop.py")
+    namespace = {}
+    for cell in cells:
+        if "solution" in build._tags(cell) and cell.source.startswith("def "):
+            exec(compile(cell.source, "A4", "exec"), namespace)
+    namespace["np"] = np
+    return namespace
+
+
+def test_training_loop_solutions_pass():
+    from handprop.exercises import check_evaluate, check_minibatches, check_train, check_train_step
+
+    a4 = _a4()
+    assert check_minibatches(a4["minibatches"])
+    assert check_train_step(a4["train_step"])
+    assert check_evaluate(a4["evaluate"])
+    assert check_train(a4["minibatches"], a4["train"])
+
+
+def test_training_loop_mistakes():
+    from handprop.exercises import check_cnn, check_evaluate, check_minibatches, check_train, check_train_step
+
+    a4 = _a4()
+    assert_rejected(check_minibatches(lambda n, b, rng: [rng.integers(0, n, b) for _ in range(0, n, b)]),
+                    "no draws with replacement")
+    assert_rejected(check_minibatches(lambda n, b, rng: [np.arange(n)[i: i + b] for i in range(0, n, b)]), "shuffle")
+    def drops_last(n, b, rng):
+        order = rng.permutation(n)
+        return [order[i: i + b] for i in range(0, n - b + 1, b)]
+
+    assert_rejected(check_minibatches(drops_last), "keep the last, smaller batch")
+    assert_rejected(check_minibatches(lambda n, b, rng: a4["minibatches"](n, b, np.random.default_rng(0))),
+                    "new permutation from rng at every call")
+    assert_rejected(check_minibatches(lambda n, b, rng: np.array_split(np.random.permutation(n), range(b, n, b))),
+                    "not from np.random's global state")
+
+    def no_step(model, loss, optimizer, xb, yb):
+        value = loss.forward(model.forward(xb), yb)
+        model.backward(loss.backward())
+        return value
+
+    def inference_forward(model, loss, optimizer, xb, yb):
+        value = loss.forward(model.forward(xb, training=False), yb)
+        model.backward(loss.backward())
+        optimizer.step(model.trainable_params(), model.named_grads())
+        return value
+
+    def by_library(model, loss, optimizer, xb, yb):
+        model.compile(loss=loss, optimizer=optimizer)
+        return model.train_on_batch(xb, yb)
+
+    assert_rejected(check_train_step(no_step), "optimizer.step")
+    assert_rejected(check_train_step(inference_forward), "training=True")
+    assert_rejected(check_train_step(by_library), "switched off")
+
+    def eval_training(model, loss, x, y, batch_size):
+        pred = model.forward(x, training=True)
+        return loss.forward(pred, y), float(np.mean(np.argmax(pred, 1) == y))
+
+    def eval_unweighted(model, loss, x, y, batch_size):
+        values, correct = [], 0
+        for i in range(0, len(x), batch_size):
+            pred = model.forward(x[i: i + batch_size], training=False)
+            values.append(loss.forward(pred, y[i: i + batch_size]))
+            correct += int(np.sum(np.argmax(pred, 1) == y[i: i + batch_size]))
+        return float(np.mean(values)), correct / len(x)
+
+    assert_rejected(check_evaluate(eval_training), "training=False")
+    assert_rejected(check_evaluate(eval_unweighted), "over-weighs the small last batch")
+
+    def train_reseeding(model, loss, optimizer, x, y, x_val, y_val, epochs, batch_size, seed):
+        history = {"loss": [], "val_loss": [], "val_accuracy": []}
+        for _ in range(epochs):
+            rng = np.random.default_rng(seed)
+            total = 0.0
+            for idx in a4["minibatches"](len(x), batch_size, rng):
+                total += a4["train_step"](model, loss, optimizer, x[idx], y[idx]) * len(idx)
+            history["loss"].append(total / len(x))
+            for key, value in zip(("val_loss", "val_accuracy"), a4["evaluate"](model, loss, x_val, y_val, batch_size)):
+                history[key].append(value)
+        return history
+
+    def train_no_validation(*args):
+        history = a4["train"](*args)
+        del history["val_loss"]
+        return history
+
+    assert_rejected(check_train(a4["minibatches"], train_reseeding), "the same batches every epoch")
+    assert_rejected(check_train(a4["minibatches"], train_no_validation), "'val_loss'")
+
+    untrained = hp.Sequential([hp.layers.Flatten(), hp.layers.Dense(10)], seed=0)
+    untrained.build((1, 8, 8))
+    assert_rejected(check_cnn(untrained), "accuracy on the")
+    assert_rejected(check_cnn(42), "not a model")

@@ -33,6 +33,8 @@ A2 pooling                 :func:`check_maxpool_forward`, :func:`check_maxpool_b
                            :func:`check_avgpool_forward`, :func:`check_avgpool_backward`
 A3 im2col                  :func:`check_im2col`, :func:`check_conv_forward_im2col`,
                            :func:`check_conv_backward_im2col`
+A4 training loop           :func:`check_minibatches`, :func:`check_train_step`, :func:`check_evaluate`,
+                           :func:`check_train`, :func:`check_cnn`
 A5 update rules            :func:`check_nesterov_step`, :func:`check_rmsprop_step`, :func:`check_adagrad_step`
 =========================  ======================================================================
 
@@ -53,6 +55,7 @@ from .optimization import check_adam_step, check_largest_stable_lr, check_moment
 from .pooling import check_avgpool_backward, check_avgpool_forward, check_maxpool_backward, check_maxpool_forward
 from .result import CheckResult
 from .segmentation import check_dense_to_conv, check_segmentation_scores
+from .training_loop import check_cnn, check_evaluate, check_minibatches, check_train, check_train_step
 from .update_rules import check_adagrad_step, check_nesterov_step, check_rmsprop_step
 
 __all__ = [
@@ -86,6 +89,11 @@ __all__ = [
     "check_im2col",
     "check_conv_forward_im2col",
     "check_conv_backward_im2col",
+    "check_minibatches",
+    "check_train_step",
+    "check_evaluate",
+    "check_train",
+    "check_cnn",
     "check_nesterov_step",
     "check_rmsprop_step",
     "check_adagrad_step",

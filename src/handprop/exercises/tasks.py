@@ -43,8 +43,8 @@ _POOL_ENGINE = _engines("maxpool2d_forward", "maxpool2d_backward", "avgpool2d_fo
 _BN = ("handprop.layers.normalization:batchnorm_forward", "handprop.layers.normalization:batchnorm_backward")
 _OPT = tuple(f"handprop.optimizers:{c}.{m}" for c in ("SGD", "RMSprop", "AdaGrad", "Adam") for m in ("step", "_update"))
 _FIT = ("handprop.training:fit", "handprop.training:train_on_batch", "handprop.training:train_epoch",
-        "handprop.training:evaluate", "handprop.model:Sequential.fit", "handprop.model:Sequential.evaluate",
-        "handprop.model:Sequential.train_on_batch")
+        "handprop.training:evaluate", "handprop.training:validate",
+        *(f"handprop.model:BaseModel.{m}" for m in ("fit", "evaluate", "train_on_batch", "train_step")))
 
 TASKS = [
     # chapter exercises: 2 points each
@@ -112,6 +112,17 @@ TASKS = [
     Task("conv_backward_im2col", "A3_im2col", "convolution backward with col2im", 10,
          ("conv_forward_im2col", "conv_backward_im2col"), f"{_C}.im2col:check_conv_backward_im2col",
          _CONV_ENGINE + ("handprop.kernels.im2col:col2im",)),
+    # assignment 4: the training loop
+    Task("minibatches", "A4_training_loop", "minibatches of one epoch", 3, ("minibatches",),
+         f"{_C}.training_loop:check_minibatches", _FIT),
+    Task("train_step", "A4_training_loop", "one training step", 5, ("train_step",),
+         f"{_C}.training_loop:check_train_step", _FIT),
+    Task("evaluate", "A4_training_loop", "evaluation in inference mode", 4, ("evaluate",),
+         f"{_C}.training_loop:check_evaluate", _FIT),
+    Task("train", "A4_training_loop", "the training loop with validation", 5, ("minibatches", "train"),
+         f"{_C}.training_loop:check_train", _FIT),
+    Task("cnn", "A4_training_loop", "a CNN trained with your loop (test digits)", 3, ("cnn",),
+         f"{_C}.training_loop:check_cnn", _FIT),
     # assignment 5: update rules
     Task("nesterov_step", "A5_update_rules", "Nesterov momentum as an update rule", 4, ("nesterov_step",),
          f"{_C}.update_rules:check_nesterov_step", _OPT),
@@ -125,6 +136,7 @@ NOTEBOOKS = {
     "A1_batchnorm": "Assignment 1: batch normalization",
     "A2_pooling": "Assignment 2: pooling",
     "A3_im2col": "Assignment 3: convolution by im2col",
+    "A4_training_loop": "Assignment 4: the training loop",
     "A5_update_rules": "Assignment 5: update rules",
 }
 for _task in TASKS:
