@@ -563,3 +563,53 @@ def test_training_loop_mistakes():
     untrained.build((1, 8, 8))
     assert_rejected(check_cnn(untrained), "accuracy on the")
     assert_rejected(check_cnn(42), "not a model")
+
+
+# -- A6 the project -------------------------------------------------------------------------------------------
+def _oracle(seed):
+    """A segment() that knows the patients of ``seed`` (AUC 1 there, chance elsewhere)."""
+    from handprop.exercises import project
+
+    truth = project.test_patients(seed)
+
+    def segment(images):
+        if np.array_equal(images, truth.images):
+            return truth.vessels.astype(np.float32)
+        return np.random.default_rng(0).random(images.shape[:1] + images.shape[2:])
+    return segment
+
+
+def test_project_grades_on_the_hidden_seed(monkeypatch):
+    from handprop.exercises import check_project, project
+
+    monkeypatch.delenv("HANDPROP_GRADE_SEED", raising=False)
+    result = check_project(_oracle(project.PRACTICE_SEED))
+    assert result and "practice patients" in str(result) and result.scores["auc"] == pytest.approx(1.0)
+    monkeypatch.setenv("HANDPROP_GRADE_SEED", "4242")
+    assert_rejected(check_project(_oracle(project.PRACTICE_SEED)), "hidden test patients", "AUC of at least")
+    result = check_project(_oracle(4242))
+    assert result and result.scores["auc"] == pytest.approx(1.0) and result.scores["dice"] == pytest.approx(1.0)
+    monkeypatch.setenv("HANDPROP_GRADE_SEED", "x")
+    with pytest.raises(ValueError, match="must be an integer"):
+        project.grade_seed()
+
+
+def test_project_names_the_mistakes(monkeypatch):
+    from handprop.exercises import check_project, project
+
+    monkeypatch.delenv("HANDPROP_GRADE_SEED", raising=False)
+    oracle = _oracle(project.PRACTICE_SEED)
+    assert_rejected(check_project(lambda images: 1 - oracle(images)), "high on the background")
+    assert_rejected(check_project(lambda images: oracle(images)[:, None]), "drop the channel axis")
+    assert_rejected(check_project(lambda images: np.zeros(images.shape[:1] + images.shape[2:])), "constant")
+    assert_rejected(check_project(lambda images: -images[:, 1]), "probabilities in [0, 1]")
+    assert_rejected(check_project(lambda images: 1 - images[:, 1]), "above the green channel")
+    assert_rejected(check_project(lambda images: None), "returned None")
+
+
+def test_leaderboard_ranks_by_auc():
+    graded = {"a.ipynb": [{"file": "a.ipynb", "task": "project", "scores": {"auc": 0.8, "dice": 0.5}}],
+              "b.ipynb": [{"file": "b.ipynb", "task": "project", "scores": {"auc": 0.9, "dice": 0.4}},
+                          {"file": "b.ipynb", "task": "cnn", "scores": {"accuracy": 0.95}}]}
+    rows = autograder.leaderboard(graded)
+    assert [r[0] for r in rows] == ["b.ipynb", "a.ipynb"]

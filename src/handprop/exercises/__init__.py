@@ -36,6 +36,7 @@ A3 im2col                  :func:`check_im2col`, :func:`check_conv_forward_im2co
 A4 training loop           :func:`check_minibatches`, :func:`check_train_step`, :func:`check_evaluate`,
                            :func:`check_train`, :func:`check_cnn`
 A5 update rules            :func:`check_nesterov_step`, :func:`check_rmsprop_step`, :func:`check_adagrad_step`
+A6 project                 :func:`check_project` (hidden test patients: ``HANDPROP_GRADE_SEED``)
 =========================  ======================================================================
 
 Every task (chapter exercises and assignment tasks) with its points is in :mod:`.tasks`;
@@ -53,6 +54,7 @@ from .im2col import check_conv_backward_im2col, check_conv_forward_im2col, check
 from .networks import check_dense_backward, check_network_backward, check_softmax_cross_entropy
 from .optimization import check_adam_step, check_largest_stable_lr, check_momentum_step
 from .pooling import check_avgpool_backward, check_avgpool_forward, check_maxpool_backward, check_maxpool_forward
+from .project import check_project
 from .result import CheckResult
 from .segmentation import check_dense_to_conv, check_segmentation_scores
 from .training_loop import check_cnn, check_evaluate, check_minibatches, check_train, check_train_step
@@ -94,6 +96,7 @@ __all__ = [
     "check_evaluate",
     "check_train",
     "check_cnn",
+    "check_project",
     "check_nesterov_step",
     "check_rmsprop_step",
     "check_adagrad_step",

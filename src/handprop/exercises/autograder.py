@@ -13,7 +13,8 @@ result and the mistake the checker named -- never a traceback. Exit status 1 if 
 
 A notebook is recognised by its metadata (``metadata.handprop.notebook``, written by
 ``notebooks/build.py``) or by a known id in its file name (``smith_A1_batchnorm.ipynb``).
-``HANDPROP_QUICK`` and ``HANDPROP_GRADE_SEED`` are passed on to the kernel (``--seed`` sets the latter).
+``HANDPROP_QUICK`` is passed on to the kernel; the hidden seed (``--seed``, else
+``HANDPROP_GRADE_SEED``) is not: it reaches only the checker cells appended after the student's.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def execute(nb, cwd, timeout=600, env_extra=None):
 
     env = dict(os.environ)
     env.pop("MPLBACKEND", None)
+    env.pop("HANDPROP_GRADE_SEED", None)  # the hidden seed reaches the checker only, never the student's cells
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
     env.update(env_extra or {})
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,13 +116,13 @@ def grade_notebook(path, timeout=600, seed=None, quick=None):
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     n_student = len(nb.cells)
+    if seed is None and os.environ.get("HANDPROP_GRADE_SEED", "").strip():
+        seed = int(os.environ["HANDPROP_GRADE_SEED"])
     for task in tasks:
         nb.cells.append(nbformat.v4.new_code_cell(
             f"import handprop.exercises.grading as _handprop_grading\n"
-            f"_handprop_grading.emit(globals(), {task.id!r})"))
+            f"_handprop_grading.emit(globals(), {task.id!r}, seed={seed!r})"))
     env = {}
-    if seed is not None:
-        env["HANDPROP_GRADE_SEED"] = str(seed)
     if quick is not None:
         env["HANDPROP_QUICK"] = "1" if quick else "0"
     try:
@@ -192,7 +194,8 @@ def _list():
 
 def leaderboard(graded, key="auc"):
     """Rows ``(file, task, score dict)`` of every result with scores, best ``key`` first."""
-    rows = [(r["file"], r["task"], r["scores"]) for results in graded.values() for r in results if r.get("scores")]
+    rows = [(r["file"], r["task"], r["scores"]) for results in graded.values() for r in results
+            if r.get("scores") and key in r["scores"]]
     return sorted(rows, key=lambda row: -float(row[2].get(key, float("-inf"))))
 
 
@@ -225,9 +228,10 @@ def main(argv=None):
     failed = any(not r["passed"] for results in graded.values() for r in results)
     if args.command == "leaderboard":
         rows = leaderboard(graded)
-        print(f"{'rank':<5} {'submission':<50} scores")
+        print(f"{'rank':<5} {'submission':<60} scores")
         for rank, (file, _task, scores) in enumerate(rows, 1):
-            print(f"{rank:<5} {_short(file, 50):<50} " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+            values = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+            print(f"{rank:<5} {_short(Path(file).name, 60):<60} {values}")
         if not rows:
             print("(no project results)")
         return 0

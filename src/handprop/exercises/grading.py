@@ -163,9 +163,22 @@ def run_task(task, namespace):
     return out
 
 
-def emit(namespace, task_id):
-    """Grade ``task_id`` on ``namespace`` and print the result as one ``HANDPROP-GRADE {json}`` line."""
+def emit(namespace, task_id, seed=None):
+    """Grade ``task_id`` on ``namespace`` and print the result as one ``HANDPROP-GRADE {json}`` line.
+    ``seed``: the hidden test seed, set as ``HANDPROP_GRADE_SEED`` for this checker only."""
+    import os
+
     from .tasks import task_by_id
 
-    result = run_task(task_by_id(task_id), namespace)
+    saved = os.environ.get("HANDPROP_GRADE_SEED")
+    if seed is not None:
+        os.environ["HANDPROP_GRADE_SEED"] = str(seed)
+    try:
+        result = run_task(task_by_id(task_id), namespace)
+    finally:
+        if seed is not None:
+            if saved is None:
+                del os.environ["HANDPROP_GRADE_SEED"]
+            else:
+                os.environ["HANDPROP_GRADE_SEED"] = saved
     print(MARK + json.dumps(result, default=float))

@@ -132,12 +132,16 @@ TASKS = [
          f"{_C}.update_rules:check_adagrad_step", _OPT),
 ]
 
+TASKS.append(Task("project", "A6_vessel_project", "project: vessel segmentation on hidden test patients", 20,
+                  ("segment",), f"{_C}.project:check_project"))
+
 NOTEBOOKS = {
     "A1_batchnorm": "Assignment 1: batch normalization",
     "A2_pooling": "Assignment 2: pooling",
     "A3_im2col": "Assignment 3: convolution by im2col",
     "A4_training_loop": "Assignment 4: the training loop",
     "A5_update_rules": "Assignment 5: update rules",
+    "A6_vessel_project": "Assignment 6 (project): vessel segmentation",
 }
 for _task in TASKS:
     NOTEBOOKS.setdefault(_task.notebook, _task.notebook.replace("_", " "))
