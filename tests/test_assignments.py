@@ -375,16 +375,22 @@ def test_grade_lessons_reports_unsolved_and_solutions_get_full_marks(capsys, tmp
     assert code == 1 and lessons["failed"]
     results = [r for rs in lessons["results"].values() for r in rs]
     assert {r["task"] for r in results} == {t.id for t in tasks.TASKS if t.notebook.startswith("A")}
-    assert all(not r["passed"] and r["status"] == "unsolved" and "not written yet" in r["mistake"] for r in results)
+    assert not any(r["passed"] for r in results)
+    assert all(r["status"] == "unsolved" for r in results)
+    assert all("not written yet" in r["mistake"] for r in results if r["task"] != "cnn")
+    assert [r["mistake"] for r in results if r["task"] == "cnn"] == [
+        "cnn is at chance level: it is not trained yet (write Tasks 1-4, then run the training cell)"]
 
-    code, solved = _grade(capsys, *[str(build.SOLUTIONS / f"{s.stem}_solutions.ipynb")
-                                    for s in build.sources("A")][:1])
-    assert code == 0 and not solved["failed"]
+    code, chapter = _grade(capsys, str(build.HERE / "03_convolutional_networks.ipynb"))  # a lesson of the course
+    assert code == 1
+    results = [r for rs in chapter["results"].values() for r in rs]
+    assert [r["task"] for r in results] == ["ch3_output_size", "ch3_conv2d_backward", "ch3_receptive_field"]
+    assert all(r["status"] == "unsolved" and "not written yet" in r["mistake"] for r in results)
 
     # a folder of solutions: every assignment task passes, with full marks
     folder = tmp_path / "submissions"
     folder.mkdir()
-    for source in build.sources("A"):
+    for source in build.sources("A")[:5]:  # the project (A6) trains a U-Net: tests/test_tasks.py grades it
         path = build.SOLUTIONS / f"{source.stem}_solutions.ipynb"
         (folder / f"student1_{source.stem}.ipynb").write_text(path.read_text())
     # one that calls the library, one that crashes, one that is not a notebook
@@ -403,7 +409,7 @@ def test_grade_lessons_reports_unsolved_and_solutions_get_full_marks(capsys, tmp
     graded = json.loads(capsys.readouterr().out)["results"]
     assert code == 1
     by_file = {Path(f).name: {r["task"]: r for r in rs} for f, rs in graded.items()}
-    for stem in ("A1_batchnorm", "A2_pooling", "A3_im2col"):
+    for stem in ("A1_batchnorm", "A2_pooling", "A3_im2col", "A4_training_loop", "A5_update_rules"):
         assert all(r["passed"] and r["earned"] == r["points"] for r in by_file[f"student1_{stem}.ipynb"].values())
     student2 = by_file["student2_A2_pooling.ipynb"]
     assert not student2["maxpool_forward"]["passed"] and "switched off" in student2["maxpool_forward"]["mistake"]
@@ -561,7 +567,7 @@ def test_training_loop_mistakes():
 
     untrained = hp.Sequential([hp.layers.Flatten(), hp.layers.Dense(10)], seed=0)
     untrained.build((1, 8, 8))
-    assert_rejected(check_cnn(untrained), "accuracy on the")
+    assert_rejected(check_cnn(untrained), "accuracy on the", "not trained yet")
     assert_rejected(check_cnn(42), "not a model")
 
 

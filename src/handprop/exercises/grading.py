@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import inspect
 import json
 import threading
 
@@ -45,8 +46,10 @@ def student_running() -> bool:
 
 def as_student(function):
     """``function`` wrapped so that, while it runs, the switched-off library functions refuse to
-    work (non-callables are returned as they are)."""
-    if not callable(function) or getattr(function, "_handprop_student", False):
+    work. Anything but a function or method (a number, a model the notebook trained) is returned
+    as it is."""
+    if not (inspect.isfunction(function) or inspect.ismethod(function)) or getattr(function, "_handprop_student",
+                                                                                      False):
         return function
 
     @functools.wraps(function)
@@ -155,7 +158,7 @@ def run_task(task, namespace):
     out.update(passed=passed, earned=task.points if passed else 0, feedback=text,
                scores=getattr(result, "scores", None))
     if not passed:
-        out["status"] = "unsolved" if "not written yet" in text else "failed"
+        out["status"] = "unsolved" if "not written yet" in text or "not trained yet" in text else "failed"
         out["mistake"] = result.hint or next(iter(result.findings[-1:]), "") if isinstance(result, CheckResult) \
             else text
     else:

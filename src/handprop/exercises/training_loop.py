@@ -221,7 +221,7 @@ def _reference_train(minibatches, x, y, xv, yv, epochs, batch_size, seed, reseed
         if reseed:
             rng = np.random.default_rng(seed)
         total = 0.0
-        for idx in minibatches(len(x), batch_size, rng):
+        for idx in call_student(minibatches, len(x), batch_size, rng, what="minibatches"):
             idx = np.asarray(idx)
             total += _reference_step(model, loss, optimizer, x[idx], y[idx]) * len(idx)
         history["loss"].append(total / len(x))
@@ -241,6 +241,8 @@ def _check_train(minibatches, train):
     epochs, batch_size, seed = 3, 10, 5
     try:
         expected_model, expected = _reference_train(minibatches, x, y, xv, yv, epochs, batch_size, seed)
+    except StudentError as error:
+        return CheckResult(name, False, [str(error)])
     except Exception as error:  # the student's minibatches broke the reference loop
         return CheckResult(name, False, [f"your minibatches does not work yet ({type(error).__name__}): "
                                          "its task says why"])
@@ -322,9 +324,10 @@ def check_cnn(cnn):
     except Exception as error:
         return CheckResult(name, False, [f"cnn could not classify the test digits (1, 8, 8): "
                                          f"{type(error).__name__}: {error}"])
+    hint = ("cnn is at chance level: it is not trained yet (write Tasks 1-4, then run the training cell)"
+            if accuracy < 0.2 else "train longer, or with a larger learning rate; check the validation curve")
     result = CheckResult(name, accuracy >= CNN_ACCURACY,
-                         [f"accuracy on the {len(x_test)} test digits: {accuracy:.3f} (needed: {CNN_ACCURACY})"],
-                         "train longer, or with a larger learning rate; check the validation curve")
+                         [f"accuracy on the {len(x_test)} test digits: {accuracy:.3f} (needed: {CNN_ACCURACY})"], hint)
     result.scores = {"accuracy": accuracy}
     return result
 
