@@ -217,6 +217,14 @@ def main(argv=None):
     if args.command == "list":
         print(_list())
         return 0
+    try:
+        import ipykernel  # noqa: F401
+        import nbclient  # noqa: F401
+        import nbformat  # noqa: F401
+    except ImportError as error:
+        print(f"grading runs notebooks in a Jupyter kernel and needs {error.name}: pip install 'handprop[notebooks]'",
+              file=sys.stderr)
+        return 1
     if not Path(args.target).exists():
         print(f"{args.target}: no such notebook or folder", file=sys.stderr)
         return 1
