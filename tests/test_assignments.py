@@ -619,3 +619,29 @@ def test_leaderboard_ranks_by_auc():
                           {"file": "b.ipynb", "task": "cnn", "scores": {"accuracy": 0.95}}]}
     rows = autograder.leaderboard(graded)
     assert [r[0] for r in rows] == ["b.ipynb", "a.ipynb"]
+
+
+def test_run_task_switches_the_library_off_for_chapter_exercises_too():
+    """The chapter checkers are not changed: the grader's run_task switches the library off around them."""
+    def conv2d_backward(dy, x, W, stride):
+        from handprop.kernels import reference
+        from handprop.kernels.geometry import ConvGeometry
+
+        geometry = ConvGeometry((stride, stride), (0, 0), (1, 1))
+        _, cache = reference.conv2d_forward(x, W, np.zeros(W.shape[0]), geometry)
+        return reference.conv2d_backward(dy, cache)
+
+    def momentum_step(w, dw, state, lr, momentum):
+        opt = state.setdefault("opt", hp.optimizers.SGD(lr=lr, momentum=momentum))
+        p = {"w": w}
+        opt.step(p, {"w": dw})
+        return p["w"]
+
+    for task_id, name, answer in [("ch3_conv2d_backward", "conv2d_backward", conv2d_backward),
+                                  ("ch2_momentum_step", "momentum_step", momentum_step)]:
+        task = tasks.task_by_id(task_id)
+        assert task.checker()(answer), "outside the grader the library answer passes the checker"
+        result = grading.run_task(task, {name: answer})
+        assert not result["passed"] and result["earned"] == 0 and "switched off" in result["feedback"], result
+    missing = grading.run_task(tasks.task_by_id("ch3_output_size"), {})
+    assert missing["status"] == "unsolved" and "`output_size` is not defined" in missing["mistake"]
