@@ -8,7 +8,7 @@ TORCH  := $(VENV)/.torch
 # torch` pulls a multi-GB CUDA build). Never a runtime dependency of handprop.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test notebooks gallery bench experiments lint clean
+.PHONY: demo test notebooks gallery bench experiments lint clean student
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(TORCH)          ## the whole test suite, with PyTorch (installed here) a
 notebooks: $(STAMP)     ## build notebooks/*.ipynb from notebooks/source/ and execute them in place, with outputs
 	$(BIN)/python notebooks/build.py
 
+student: $(STAMP)       ## the student release in student/: lessons and assignments without solutions
+	rm -rf student
+	$(BIN)/python notebooks/build.py --student student
+
 gallery: $(STAMP)       ## only the optimizer-trajectory figures
 	$(BIN)/handprop gallery
 
@@ -42,4 +46,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks notebooks/build.py
 
 clean:
-	rm -rf $(VENV) handprop-output .pytest_cache
+	rm -rf $(VENV) handprop-output .pytest_cache student

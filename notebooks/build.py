@@ -28,11 +28,21 @@ Tags and what the checks require of an executed notebook (:func:`check_outputs`)
   for the README.
 * Every cell: no error, nothing on stderr (warnings included), no image shown twice.
 
+Assignments (``source/assignments/A1_name.py``, the same tags) give
+``notebooks/assignments/A1_name.ipynb`` and ``notebooks/solutions/A1_name_solutions.ipynb``. Every
+built notebook records its id in ``metadata.handprop.notebook`` (how the autograder,
+``python -m handprop.exercises grade``, knows which tasks it holds).
+
+The student release (``make student``) writes loose notebooks to ``student/``: every lesson and
+assignment without its solution cells (the executed lesson when the committed copy matches its
+source, else the unexecuted build), and no solutions notebook.
+
 Usage (``make notebooks`` runs the first)::
 
     python notebooks/build.py               # build and execute every notebook in place (full mode)
     python notebooks/build.py --quick 02    # a trial run in quick mode (HANDPROP_QUICK=1), not saved
     python notebooks/build.py --check       # only compare the committed notebooks with their sources
+    python notebooks/build.py --student student   # the release without solutions
 """
 
 from __future__ import annotations
@@ -52,6 +62,8 @@ import nbformat
 HERE = Path(__file__).resolve().parent
 SOURCES = HERE / "source"
 SOLUTIONS = HERE / "solutions"
+ASSIGNMENT_SOURCES = SOURCES / "assignments"
+ASSIGNMENTS = HERE / "assignments"
 THUMBNAILS = HERE / "thumbnails"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 KERNEL_NAME = "handprop-notebook-tests"  # the spec execute() writes for this interpreter
@@ -99,17 +111,19 @@ def _tags(cell):
     return set(cell.metadata.get("tags", []))
 
 
-def _notebook(cells):
+def _notebook(cells, notebook_id=None):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    if notebook_id:
+        nb.metadata["handprop"] = {"notebook": notebook_id}  # read by the autograder
     nb.cells = [nbformat.from_dict(cell) for cell in cells]  # copies
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{i:03d}"  # stable ids: rebuilding does not churn the diff
     return nb
 
 
-def lesson_notebook(cells):
-    return _notebook([c for c in cells if "solution" not in _tags(c)])
+def lesson_notebook(cells, notebook_id=None):
+    return _notebook([c for c in cells if "solution" not in _tags(c)], notebook_id)
 
 
 def solutions_notebook(cells, source_name):
@@ -122,28 +136,65 @@ def solutions_notebook(cells, source_name):
         "each placeholder; every checker below should say **PASSED**. Try them yourself first!")
     body = [c for c in cells[:start] if "setup" in _tags(c)]
     body += [c for c in cells[start:] if "exercise" not in _tags(c)]
-    return _notebook([head, *body])
+    return _notebook([head, *body], source_name)
+
+
+def is_assignment(source):
+    return Path(source).parent == ASSIGNMENT_SOURCES
 
 
 def targets(source):
     """``(lesson path, solutions path)`` of a source file."""
-    return HERE / f"{source.stem}.ipynb", SOLUTIONS / f"{source.stem}_solutions.ipynb"
+    folder = ASSIGNMENTS if is_assignment(source) else HERE
+    return folder / f"{source.stem}.ipynb", SOLUTIONS / f"{source.stem}_solutions.ipynb"
 
 
 def build(source):
     """The two notebooks of one source, unexecuted: ``{path: notebook}``."""
     cells = parse_source(source)
     lesson, solutions = targets(source)
-    return {lesson: lesson_notebook(cells), solutions: solutions_notebook(cells, source.stem)}
+    return {lesson: lesson_notebook(cells, source.stem), solutions: solutions_notebook(cells, source.stem)}
 
 
 def sources(pattern=None):
-    return [p for p in sorted(SOURCES.glob("[0-9]*.py")) if pattern is None or pattern in p.stem]
+    """The chapter sources, then the assignments' (``A1_...``)."""
+    found = sorted(SOURCES.glob("[0-9]*.py")) + sorted(ASSIGNMENT_SOURCES.glob("A[0-9]*.py"))
+    return [p for p in found if pattern is None or pattern in p.stem]
 
 
 def all_notebooks():
     """Every notebook the repository has (committed or not), lessons first."""
-    return sorted(HERE.glob("*.ipynb")) + sorted(SOLUTIONS.glob("*.ipynb"))
+    return sorted(HERE.glob("*.ipynb")) + sorted(ASSIGNMENTS.glob("*.ipynb")) + sorted(SOLUTIONS.glob("*.ipynb"))
+
+
+def solution_code(cells):
+    """The code lines of the cells tagged ``solution`` that are not also in another cell (what a
+    student release must not contain)."""
+    other = {line.strip() for c in cells if "solution" not in _tags(c) for line in c.source.splitlines()}
+    return {line.strip() for c in cells if "solution" in _tags(c) for line in c.source.splitlines()
+            if line.strip() and not line.strip().startswith("#") and line.strip() not in other}
+
+
+def write_student_release(out):
+    """Write every lesson and assignment without solutions to ``out`` (chapters at the top, the
+    assignments in ``out/assignments``); returns the paths written. The executed lesson is used
+    when the committed copy has the same cells as its source (students see the figures), else the
+    unexecuted build."""
+    out = Path(out)
+    written = []
+    for source in sources():
+        lesson_path, _ = targets(source)
+        nb = build(source)[lesson_path]
+        if lesson_path.exists():
+            committed = nbformat.read(lesson_path, as_version=4)
+            if same_cells(committed, nb):
+                committed.metadata["handprop"] = dict(nb.metadata["handprop"])
+                nb = committed
+        target = out / lesson_path.relative_to(HERE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, target)
+        written.append(target)
+    return written
 
 
 def same_cells(a, b):
@@ -311,7 +362,13 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="HANDPROP_QUICK=1 (smaller runs, as the tests); a trial run, nothing is saved")
     parser.add_argument("--check", action="store_true", help="only check that the committed notebooks match")
+    parser.add_argument("--student", metavar="DIR", help="write the student release (no solutions) to DIR")
     args = parser.parse_args(argv)
+    if args.student:
+        written = write_student_release(args.student)
+        print(f"{args.student}: {len(written)} notebooks without solutions "
+              f"({', '.join(str(p.relative_to(args.student)) for p in written)})")
+        return 0
     failed = False
     for source in sources(args.pattern):
         for path, nb in build(source).items():

@@ -80,3 +80,11 @@ def pytest_terminal_summary(terminalreporter):
     if any("torch" in reason for reason in reasons):
         terminalreporter.write_line("handprop: PyTorch (the parity reference) is missing; `make test` installs "
                                     "torch==2.13.0 (CPU)")
+
+
+def pytest_configure(config):
+    """One marker per gradable task, ``task_<id>`` (tests/test_tasks.py): ``pytest -m task_bn_backward``."""
+    from handprop.exercises.tasks import TASKS
+
+    for task in TASKS:
+        config.addinivalue_line("markers", f"task_{task.id}: {task.title} ({task.notebook}, {task.points} points)")

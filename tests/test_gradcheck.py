@@ -34,9 +34,9 @@ class BatchNormMissingTerm(L.BatchNorm):
     """Forgets the ``- x̂ mean(g x̂)`` term (the path through the batch variance)."""
 
     def backward(self, dy, need_dx=True):
-        x_hat, inv_std, axes, bshape, _ = self._cache
+        x_hat, inv_std, gamma, axes = self._cache[:4]  # a BatchNormCache
         super().backward(dy)
-        g = dy * self.params["gamma"].reshape(bshape)
+        g = dy * gamma
         return (g - g.mean(axis=axes, keepdims=True)) * inv_std
 
 

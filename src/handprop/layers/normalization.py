@@ -29,12 +29,83 @@ Backward after an inference forward (running statistics are constants)::
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from .. import init
 from ..backend import get_array_module
 from .base import Layer, check_dy
+
+
+class BatchNormCache(NamedTuple):
+    """What :func:`batchnorm_backward` needs from :func:`batchnorm_forward`: the normalized input
+    ``x_hat``, ``inv_std = 1 / sqrt(σ² + eps)`` and ``gamma`` (broadcastable to x), the reduced
+    ``axes``, whether batch statistics were used (``training``), and the batch ``mean`` and biased
+    ``var`` (shape (F,) or (C,); the layer's running averages read them)."""
+
+    x_hat: object
+    inv_std: object
+    gamma: object
+    axes: tuple
+    training: bool
+    mean: object = None
+    var: object = None
+
+
+def _axes_and_shape(x):
+    """Reduced axes and the broadcast shape of per-feature vectors for input ``x``."""
+    return (0, *range(2, x.ndim)), (1, -1, *(1,) * (x.ndim - 2))
+
+
+def batchnorm_forward(x, gamma, beta, eps=1e-5, mean=None, var=None):
+    """Batch normalization, the pure forward: ``-> (y, BatchNormCache)``.
+
+    x (N, F), (N, C, H, W) or (N, C, D, H, W); gamma, beta (F,) or (C,). Statistics per feature /
+    channel over every other axis. With ``mean`` and ``var`` (the running statistics, shape (F,))
+    it normalizes with them (inference: they are constants); otherwise with the batch's::
+
+        μ = mean(x, axes)      σ² = mean((x - μ)², axes)   (biased)
+        x̂ = (x - μ) / sqrt(σ² + eps)        y = γ x̂ + β
+    """
+    xp = get_array_module(x)
+    axes, bshape = _axes_and_shape(x)
+    training = mean is None
+    if training:
+        mean = x.mean(axis=axes, keepdims=True)
+        centered = x - mean
+        var = (centered * centered).mean(axis=axes, keepdims=True)
+    else:
+        mean, var = mean.reshape(bshape), var.reshape(bshape)
+        centered = x - mean
+    inv_std = 1.0 / xp.sqrt(var + x.dtype.type(eps))
+    x_hat = centered * inv_std
+    gamma = gamma.reshape(bshape)
+    cache = BatchNormCache(x_hat, inv_std, gamma, axes, training, mean.reshape(-1), var.reshape(-1))
+    return x_hat * gamma + beta.reshape(bshape), cache
+
+
+def batchnorm_backward(dy, cache, need_dx=True):
+    """The gradients of :func:`batchnorm_forward`: ``-> (dx, dgamma, dbeta)`` (dx None unless
+    ``need_dx``). With ``g = dy γ`` and means over the reduced axes::
+
+        dγ = Σ dy x̂        dβ = Σ dy
+        dx = (g - mean(g) - x̂ mean(g x̂)) / sqrt(σ² + eps)      (batch statistics)
+        dx = g / sqrt(running_var + eps)                         (running statistics: constants)
+
+    The compact dx is the chain rule through μ and σ² (both depend on every x of the feature)
+    with the common factors collected.
+    """
+    x_hat, inv_std, gamma, axes, training = cache[:5]
+    dgamma = (dy * x_hat).sum(axis=axes)
+    dbeta = dy.sum(axis=axes)
+    if not need_dx:
+        return None, dgamma, dbeta
+    g = dy * gamma
+    if not training:  # inference: running statistics do not depend on x
+        return g * inv_std, dgamma, dbeta
+    dx = (g - g.mean(axis=axes, keepdims=True) - x_hat * (g * x_hat).mean(axis=axes, keepdims=True)) * inv_std
+    return dx, dgamma, dbeta
 
 
 class BatchNorm(Layer):
@@ -74,25 +145,15 @@ class BatchNorm(Layer):
         self.state["running_mean"] = zeros((n,), dtype=self.dtype)
         self.state["running_var"] = ones((n,), dtype=self.dtype)
 
-    @staticmethod
-    def _axes_and_shape(x):
-        """Reduced axes and the broadcast shape of per-feature vectors for input ``x``."""
-        return (0, *range(2, x.ndim)), (1, -1, *(1,) * (x.ndim - 2))
-
     def forward(self, x, training=True):
+        """:func:`batchnorm_forward` with the batch's statistics (training; the running averages
+        are updated) or the running ones (inference)."""
         x = self._ensure_built(x)
-        xp = get_array_module(x)
-        axes, bshape = self._axes_and_shape(x)
-        gamma = self.params["gamma"].reshape(bshape)
-        beta = self.params["beta"].reshape(bshape)
+        gamma, beta = self.params["gamma"], self.params["beta"]
         if not training:
-            mean = self.state["running_mean"].reshape(bshape)
-            var = self.state["running_var"].reshape(bshape)
-            inv_std = 1.0 / xp.sqrt(var + x.dtype.type(self.eps))
-            x_hat = (x - mean) * inv_std
-            # the statistics are constants here, so backward is a per-feature scale
-            self._cache = (x_hat, inv_std, axes, bshape, False)
-            return x_hat * gamma + beta
+            y, self._cache = batchnorm_forward(x, gamma, beta, self.eps,
+                                               self.state["running_mean"], self.state["running_var"])
+            return y
         m = x.size // x.shape[1]
         if m < 2:
             raise ValueError(
@@ -100,32 +161,20 @@ class BatchNorm(Layer):
                 f"got input {tuple(x.shape)} (a last batch of one sample? choose a batch_size that "
                 "does not leave one sample over)"
             )
-        mean = x.mean(axis=axes, keepdims=True)
-        centered = x - mean
-        var = (centered * centered).mean(axis=axes, keepdims=True)
-        inv_std = 1.0 / xp.sqrt(var + x.dtype.type(self.eps))
-        x_hat = centered * inv_std
+        y, self._cache = batchnorm_forward(x, gamma, beta, self.eps)
         mom = self.momentum
         rm, rv = self.state["running_mean"], self.state["running_var"]
-        self.state["running_mean"] = ((1 - mom) * rm + mom * mean.reshape(-1)).astype(rm.dtype)
-        self.state["running_var"] = ((1 - mom) * rv + mom * var.reshape(-1) * (m / (m - 1))).astype(rv.dtype)
-        self._cache = (x_hat, inv_std, axes, bshape, True)
-        return x_hat * gamma + beta
+        self.state["running_mean"] = ((1 - mom) * rm + mom * self._cache.mean).astype(rm.dtype)
+        self.state["running_var"] = ((1 - mom) * rv + mom * self._cache.var * (m / (m - 1))).astype(rv.dtype)
+        return y
 
     def backward(self, dy, need_dx=True):
-        """``dgamma = sum(dy x_hat)``, ``dbeta = sum(dy)``; ``dx`` by the compact formula of the
-        module docstring (training) or ``g / sqrt(running_var + eps)`` (inference)."""
-        x_hat, inv_std, axes, bshape, training = self._cached()
-        check_dy(self, dy, x_hat.shape)
-        self.grads["gamma"] = (dy * x_hat).sum(axis=axes)
-        self.grads["beta"] = dy.sum(axis=axes)
-        if not need_dx:
-            return None
-        g = dy * self.params["gamma"].reshape(bshape)
-        if not training:  # inference: running statistics do not depend on x
-            return g * inv_std
-        return (g - g.mean(axis=axes, keepdims=True)
-                - x_hat * (g * x_hat).mean(axis=axes, keepdims=True)) * inv_std
+        """:func:`batchnorm_backward`: ``dgamma = sum(dy x_hat)``, ``dbeta = sum(dy)``, ``dx`` by the
+        compact formula (training) or ``g / sqrt(running_var + eps)`` (inference)."""
+        cache = self._cached()
+        check_dy(self, dy, cache.x_hat.shape)
+        dx, self.grads["gamma"], self.grads["beta"] = batchnorm_backward(dy, cache, need_dx)
+        return dx
 
     def get_config(self):
         return {"momentum": self.momentum, "eps": self.eps, **super().get_config()}
