@@ -251,27 +251,32 @@ def binary_cross_entropy_backward(cache):
 
 # ----------------------------------------------------------------------------- the loss objects
 class Loss:
-    """Base class: a thin object over a pair ``_forward(pred, target, weight, **config) -> (L,
-    cache)`` / ``_backward(cache) -> dpred`` that keeps the cache between the two calls."""
+    """Base class: a thin object over a pair that keeps the cache between the two calls; subclasses
+    implement ``_forward(pred, target, weight) -> (L, cache)`` and ``_backward(cache) -> dpred``
+    by calling their pair (the cache's last entry is the pair's :class:`Mean`)."""
 
     applies_activation = None
     """The name of the activation layer this loss applies to its input itself (``"Softmax"``), or
     None: ``compile`` refuses a model whose last layer applies it too (softmax twice)."""
-
-    _forward = _backward = None  # the pair, set by each subclass (staticmethod)
 
     def __call__(self, pred, target, weight=None):
         return self.forward(pred, target, weight)
 
     def forward(self, pred, target, weight=None) -> float:
         """The mean (or weighted mean) of the per-element losses; caches what backward needs."""
-        loss, self._cache = self._forward(pred, target, weight, **self.get_config())
+        loss, self._cache = self._forward(pred, target, weight)
         self.total_weight = self._cache[-1].total
         return loss
 
     def backward(self):
         """dL/dpred for the last ``forward``: the per-element derivatives, weighted and averaged."""
         return self._backward(self._cache)
+
+    def _forward(self, pred, target, weight):
+        raise NotImplementedError(f"{type(self).__name__}: a loss implements _forward(pred, target, weight)")
+
+    def _backward(self, cache):
+        raise NotImplementedError(f"{type(self).__name__}: a loss implements _backward(cache)")
 
     def get_config(self) -> dict:
         """The constructor's keyword arguments (``type(loss)(**loss.get_config())`` rebuilds it)."""
@@ -285,8 +290,11 @@ class MeanSquaredError(Loss):
     """``L = mean((pred - target)²)`` over every element (PyTorch ``MSELoss``);
     :func:`mean_squared_error_forward`, :func:`mean_squared_error_backward`."""
 
-    _forward = staticmethod(mean_squared_error_forward)
-    _backward = staticmethod(mean_squared_error_backward)
+    def _forward(self, pred, target, weight):
+        return mean_squared_error_forward(pred, target, weight)
+
+    def _backward(self, cache):
+        return mean_squared_error_backward(cache)
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -300,8 +308,11 @@ class SoftmaxCrossEntropy(Loss):
     """
 
     applies_activation = "Softmax"
-    _forward = staticmethod(softmax_cross_entropy_forward)
-    _backward = staticmethod(softmax_cross_entropy_backward)
+    def _forward(self, pred, target, weight):
+        return softmax_cross_entropy_forward(pred, target, weight)
+
+    def _backward(self, cache):
+        return softmax_cross_entropy_backward(cache)
 
 
 class BinaryCrossEntropy(Loss):
@@ -316,8 +327,11 @@ class BinaryCrossEntropy(Loss):
     :func:`binary_cross_entropy_forward`, :func:`binary_cross_entropy_backward`.
     """
 
-    _forward = staticmethod(binary_cross_entropy_forward)
-    _backward = staticmethod(binary_cross_entropy_backward)
+    def _forward(self, pred, target, weight):
+        return binary_cross_entropy_forward(pred, target, weight, self.from_logits, self.eps)
+
+    def _backward(self, cache):
+        return binary_cross_entropy_backward(cache)
 
     def __init__(self, from_logits=False, eps=1e-7):
         self.from_logits = from_logits

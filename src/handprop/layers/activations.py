@@ -226,10 +226,8 @@ def log_softmax_backward(dy, cache):
 
 # ----------------------------------------------------------------------------- the layers
 class _Elementwise(Layer):
-    """Shared plumbing: the class's pair ``_forward(x, *self._args()) -> (y, cache)`` and
-    ``_backward(dy, cache) -> dx``, any input shape."""
-
-    _forward = _backward = None  # the pair, set by each subclass (staticmethod)
+    """Shared plumbing: each subclass's ``_forward(x, *self._args()) -> (y, cache)`` and
+    ``_backward(dy, cache) -> dx`` call its pair (by name, so the module's function is what runs)."""
 
     def _args(self):
         return ()
@@ -249,12 +247,10 @@ class _Elementwise(Layer):
 class Linear(_Elementwise):
     """Identity, ``y = x`` (Keras' "linear" activation); ``dx`` is a copy of ``dy``."""
 
-    @staticmethod
-    def _forward(x):
+    def _forward(self, x):
         return x, None
 
-    @staticmethod
-    def _backward(dy, cache):
+    def _backward(self, dy, cache):
         return dy.copy()
 
 
@@ -262,15 +258,21 @@ class Sigmoid(_Elementwise):
     """``y = 1 / (1 + e^-x)``, computed overflow-free; ``dx = dy * y * (1 - y)``
     (:func:`sigmoid_forward`, :func:`sigmoid_backward`)."""
 
-    _forward = staticmethod(sigmoid_forward)
-    _backward = staticmethod(sigmoid_backward)
+    def _forward(self, x, *args):
+        return sigmoid_forward(x, *args)
+
+    def _backward(self, dy, cache):
+        return sigmoid_backward(dy, cache)
 
 
 class Tanh(_Elementwise):
     """``y = tanh x``; ``dx = dy * (1 - y²)`` (:func:`tanh_forward`, :func:`tanh_backward`)."""
 
-    _forward = staticmethod(tanh_forward)
-    _backward = staticmethod(tanh_backward)
+    def _forward(self, x, *args):
+        return tanh_forward(x, *args)
+
+    def _backward(self, dy, cache):
+        return tanh_backward(dy, cache)
 
 
 class ReLU(_Elementwise):
@@ -278,12 +280,10 @@ class ReLU(_Elementwise):
     :func:`relu_backward`; the cache is the output ``y``). On the numba engine a one-pass loop
     computes the same numbers (module docstring)."""
 
-    @staticmethod
-    def _forward(x):
+    def _forward(self, x):
         return (fast_kernel("relu_forward", x) or relu_forward)(x)
 
-    @staticmethod
-    def _backward(dy, cache):
+    def _backward(self, dy, cache):
         return (fast_kernel("relu_backward", dy) or relu_backward)(dy, cache)
 
 
@@ -291,8 +291,11 @@ class LeakyReLU(_Elementwise):
     """``y = x`` for x > 0, ``α x`` otherwise (α = 0.01 as PyTorch; Keras' default is 0.3)
     (:func:`leaky_relu_forward`, :func:`leaky_relu_backward`)."""
 
-    _forward = staticmethod(leaky_relu_forward)
-    _backward = staticmethod(leaky_relu_backward)
+    def _forward(self, x, *args):
+        return leaky_relu_forward(x, *args)
+
+    def _backward(self, dy, cache):
+        return leaky_relu_backward(dy, cache)
 
     def __init__(self, alpha=0.01, name=None, input_shape=None):
         super().__init__(name, input_shape)
@@ -309,8 +312,11 @@ class ELU(_Elementwise):
     """``y = x`` for x > 0, ``α (e^x - 1)`` otherwise; for x ≤ 0, ``f'(x) = α e^x = y + α``
     (:func:`elu_forward`, :func:`elu_backward`)."""
 
-    _forward = staticmethod(elu_forward)
-    _backward = staticmethod(elu_backward)
+    def _forward(self, x, *args):
+        return elu_forward(x, *args)
+
+    def _backward(self, dy, cache):
+        return elu_backward(dy, cache)
 
     def __init__(self, alpha=1.0, name=None, input_shape=None):
         super().__init__(name, input_shape)
