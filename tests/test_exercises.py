@@ -2,6 +2,8 @@
 
 The worked solutions here are the ones of ``notebooks/source/*.py`` (executed in the notebook tests too)."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -49,13 +51,30 @@ def test_result_renders():
 
 
 # -- chapter 2 -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("answer", [0.99, 0.995, 0.999, np.float64(0.99), np.float32(0.995), Fraction(99, 100)],
+                         ids=repr)
+def test_largest_stable_lr_accepts(answer):
+    result = check_largest_stable_lr(answer)
+    assert result, str(result)
+    assert "converges" in str(result) and "does not converge" in str(result)  # 95% converges, 105% does not
+
+
 def test_largest_stable_lr():
-    assert check_largest_stable_lr(1.0)
-    assert "converges" in str(check_largest_stable_lr(1.0))
+    # the bound itself is not stable: y flips sign forever (issue 19)
+    for bound in (1, 1.0, np.float64(1.0)):
+        assert_rejected(check_largest_stable_lr(bound), "lr = 1 is the bound, not a stable rate", "flips",
+                        "lr < 1 (strictly)")
+    assert_rejected(check_largest_stable_lr("1.0"), "the string '1.0'", "without quotes",
+                    "lr = 1 is the bound", "lr < 1 (strictly)")
+    assert_rejected(check_largest_stable_lr("0.99"), "the string '0.99'", "no quotes")
     assert_rejected(check_largest_stable_lr(2.0), "not y")
     assert_rejected(check_largest_stable_lr(20), "limit along x")
+    assert_rejected(check_largest_stable_lr(0.9), "stable, but not the largest")
     assert_rejected(check_largest_stable_lr(0.3), "one SGD step for y alone")
+    assert_rejected(check_largest_stable_lr(1.01), "not the largest stable rate", "flips sign and grows")
     assert_rejected(check_largest_stable_lr("one"), "expected a number")
+    assert_rejected(check_largest_stable_lr(True), "expected a number")
+    assert_rejected(check_largest_stable_lr(None), "expected a number")
 
 
 def momentum_solution(w, dw, state, lr, momentum):
@@ -131,6 +150,72 @@ def test_adam_checker_names_each_known_mistake():
 
     for mistake, hint in ADAM_MISTAKES:
         assert_rejected(check_adam_step(mistake), hint)
+
+
+def adam_efficient(w, dw, state, lr, beta1, beta2, eps):
+    """Kingma & Ba's "efficient" form: corrections folded into the step, eps added to sqrt(v) uncorrected."""
+    t = state["t"] = state.get("t", 0) + 1
+    m = state["m"] = beta1 * state.get("m", 0.0) + (1 - beta1) * dw
+    v = state["v"] = beta2 * state.get("v", 0.0) + (1 - beta2) * dw**2
+    alpha_t = lr * np.sqrt(1 - beta2**t) / (1 - beta1**t)
+    return w - alpha_t * m / (np.sqrt(v) + eps)
+
+
+def adam_efficient_eps_hat(w, dw, state, lr, beta1, beta2, eps):
+    """The efficient form with eps rescaled (eps_hat = eps sqrt(1 - beta2^t)): exactly Algorithm 1."""
+    t = state["t"] = state.get("t", 0) + 1
+    m = state["m"] = beta1 * state.get("m", 0.0) + (1 - beta1) * dw
+    v = state["v"] = beta2 * state.get("v", 0.0) + (1 - beta2) * dw**2
+    alpha_t = lr * np.sqrt(1 - beta2**t) / (1 - beta1**t)
+    return w - alpha_t * m / (np.sqrt(v) + eps * np.sqrt(1 - beta2**t))
+
+
+def adam_in_place(w, dw, state, lr, beta1, beta2, eps):
+    """Moments as arrays updated in place, t counted from 0 before the increment, w updated in place."""
+    if not state:
+        state.update(m=np.zeros_like(w), v=np.zeros_like(w), t=0)
+    state["t"] += 1
+    state["m"] *= beta1
+    state["m"] += (1 - beta1) * dw
+    state["v"] *= beta2
+    state["v"] += (1 - beta2) * np.square(dw)
+    w -= lr * (state["m"] / (1 - beta1 ** state["t"])) / (np.sqrt(state["v"] / (1 - beta2 ** state["t"])) + eps)
+    return w
+
+
+def adam_einsum_float32(w, dw, state, lr, beta1, beta2, eps):
+    """Moments kept in float32 would fail: rounding, not a wrong formula; float64 with einsum passes."""
+    t = state["t"] = state.get("t", 0) + 1
+    m = state["m"] = beta1 * state.get("m", 0.0) + (1 - beta1) * dw
+    v = state["v"] = beta2 * state.get("v", 0.0) + (1 - beta2) * np.einsum("...,...->...", dw, dw)
+    return w - lr * (m / (1 - beta1**t)) / (np.sqrt(v / (1 - beta2**t)) + eps)
+
+
+@pytest.mark.parametrize("solution", [adam_solution, adam_efficient, adam_efficient_eps_hat, adam_in_place,
+                                      adam_einsum_float32], ids=lambda f: f.__name__)
+def test_adam_checker_accepts_every_correct_formulation(solution):
+    result = check_adam_step(solution)
+    assert result, str(result)
+
+
+def test_adam_checker_names_the_efficient_form():
+    text = str(check_adam_step(adam_efficient))
+    assert "efficient form" in text and text.count("all 6 steps match") == 2
+    assert "match handprop.optimizers" in str(check_adam_step(adam_efficient_eps_hat))  # exactly Algorithm 1
+
+    def efficient_eps_inside(w, dw, state, lr, beta1, beta2, eps):
+        t = state["t"] = state.get("t", 0) + 1
+        m = state["m"] = beta1 * state.get("m", 0.0) + (1 - beta1) * dw
+        v = state["v"] = beta2 * state.get("v", 0.0) + (1 - beta2) * dw**2
+        return w - lr * np.sqrt(1 - beta2**t) / (1 - beta1**t) * m / np.sqrt(v + eps)
+
+    def efficient_no_correction(w, dw, state, lr, beta1, beta2, eps):
+        m = state["m"] = beta1 * state.get("m", 0.0) + (1 - beta1) * dw
+        v = state["v"] = beta2 * state.get("v", 0.0) + (1 - beta2) * dw**2
+        return w - lr * m / (np.sqrt(v) + eps)
+
+    assert_rejected(check_adam_step(efficient_eps_inside), "eps belongs outside the square root")
+    assert_rejected(check_adam_step(efficient_no_correction), "no bias correction")
 
 
 def test_adam_checker_t_from_zero():
@@ -260,6 +345,56 @@ def test_dense_backward_checker():
         raise NotImplementedError
 
     assert_rejected(check_dense_backward(unwritten), "not written yet")
+
+
+def dense_dx_without_transpose(dy, x, W):
+    dx = dy @ W
+    return dx, x.T @ dy, dy.sum(axis=0)
+
+
+@pytest.mark.parametrize("wrong, phrases", [
+    # W is never square in the cases, so dy @ W raises; the checker names the product instead (issue 19)
+    (dense_dx_without_transpose, ["shapes do not fit", ": `dx = dy @ W`)", "your dx is dy @ W",
+                                  "it must be dy @ W.T"]),
+    (lambda dy, x, W: (np.dot(dy, W), x.T @ dy, dy.sum(axis=0)), ["your dx is dy @ W", "dy @ W.T"]),
+    (lambda dy, x, W: (dy @ W.T, x @ dy, dy.sum(axis=0)), ["your dW is x @ dy", "it must be x.T @ dy"]),
+    (lambda dy, x, W: (dy @ W.T, x.T @ dy.T, dy.sum(axis=0)), ["your dW is x.T @ dy.T", "x.T @ dy"]),
+    (lambda dy, x, W: (W @ dy, x.T @ dy, dy.sum(axis=0)), ["columns of A must match the rows of B",
+                                                            "dx (N, D_in) = dy (N, D_out) @ W.T"]),
+    (lambda dy, x, W: (dy @ W.T, x.T @ dy, dy + W), ["same (or broadcastable) shapes", "db = dy.sum(axis=0)"]),
+])
+def test_dense_backward_checker_diagnoses_shape_errors(wrong, phrases):
+    result = check_dense_backward(wrong)
+    assert_rejected(result, *phrases)
+    assert "gufunc" not in str(result) and "not aligned" not in str(result)  # no raw NumPy message
+
+
+def dense_einsum(dy, x, W):
+    return np.einsum("no,io->ni", dy, W), np.einsum("ni,no->io", x, dy), np.einsum("no->o", dy)
+
+
+def dense_loops(dy, x, W):
+    dx, dW, db = np.zeros_like(x), np.zeros_like(W), np.zeros(W.shape[1])
+    for n in range(len(x)):
+        dx[n] = W @ dy[n]
+        dW += np.outer(x[n], dy[n])
+        db += dy[n]
+    return dx, dW, db
+
+
+def dense_float32_lists(dy, x, W):
+    """float32 arithmetic (rounding ~1e-6 here, accepted at float32's tolerance) and a list, not a tuple."""
+    dy32, x32, W32 = (a.astype(np.float32) for a in (dy, x, W))
+    return [dy32 @ W32.T, x32.T @ dy32, dy32.sum(axis=0)]
+
+
+@pytest.mark.parametrize("solution", [dense_backward_solution, dense_einsum, dense_loops, dense_float32_lists,
+                                      lambda dy, x, W: (np.dot(dy, W.T), np.dot(x.T, dy), np.sum(dy, axis=0)),
+                                      lambda dy, x, W: (dy @ W.T, (dy.T @ x).T, dy.sum(axis=0, keepdims=True)[0])],
+                         ids=["matmul", "einsum", "loops", "float32-list", "np.dot", "transposed-product"])
+def test_dense_backward_checker_accepts_every_correct_formulation(solution):
+    result = check_dense_backward(solution)
+    assert result, str(result)
 
 
 def softmax_ce_solution(z, labels):
@@ -470,13 +605,91 @@ def test_keras_translation_checker():
     assert_rejected(check_keras_translation(keras1_conv), "keyword-only", "Conv2D(32, (3, 3))")
     assert_rejected(check_keras_translation(channels_last), "channels-last", "channels first")
     assert_rejected(check_keras_translation(with_softmax), "applies softmax", "leave out the final")
-    assert_rejected(check_keras_translation(relu), "ReLU", "PReLU activations")
+    assert_rejected(check_keras_translation(relu), "layers 2 (ReLU), 5 (ReLU), 9 (ReLU)", "hp.layers.PReLU()",
+                    "not ReLU")
     assert_rejected(check_keras_translation(keep_probability), "dropout rates [0.3]")
     assert_rejected(check_keras_translation(plain_sgd), "'nesterov': False", "nesterov=True")
     assert_rejected(check_keras_translation(not_compiled), "not compiled")
-    assert_rejected(check_keras_translation(lambda: None), "not an hp.Sequential")
+    assert_rejected(check_keras_translation(lambda: None), "returned None", "return the model")
+    assert_rejected(check_keras_translation(lambda: [L.Conv2D(32, 3)]), "returned list, not an hp.Sequential")
     # the tutorial's own ConvNet: 2,784,775 parameters (chapter 5's lesson builds it)
     assert hp.architectures.patch_cnn(29, dense_units=2000, n_classes=135).count_params() == 2_784_775
+
+
+def keras_translation_graph_model():
+    """The same network written with the graph API (hp.Input / hp.Model): also correct."""
+    L = hp.layers
+    inputs = hp.Input((3, 25, 25))
+    x = L.MaxPool2D(2)(L.PReLU()(L.Conv2D(32, 3)(inputs)))
+    x = L.MaxPool2D(2)(L.PReLU()(L.Conv2D(64, 3)(x)))
+    x = L.Dropout(0.5)(L.PReLU()(L.Dense(256)(L.Flatten()(x))))
+    model = hp.Model(inputs, L.Dense(2)(x))
+    model.compile(loss=hp.losses.SoftmaxCrossEntropy(),
+                  optimizer=hp.optimizers.SGD(lr=0.01, momentum=0.9, nesterov=True))
+    return model
+
+
+def keras_translation_list():
+    """A list given to Sequential, input_shape on the model, the Keras names of the layers, a metric."""
+    L = hp.layers
+    model = hp.Sequential([L.Conv2D(32, (3, 3)), L.PReLU(shared=False), L.MaxPooling2D((2, 2)), L.Conv2D(64, 3),
+                           L.PReLU(alpha_init=0.25), L.MaxPool2D(pool_size=2, stride=2), L.Flatten(), L.Dense(256),
+                           L.PReLU(), L.Dropout(rate=0.5), L.Dense(2)], input_shape=(3, 25, 25), seed=3)
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  optimizer=hp.optimizers.SGD(lr=1e-2, momentum=0.9, nesterov=True))
+    return model
+
+
+def keras_translation_built_later():
+    """No input_shape on the layers: model.build((3, 25, 25)) before returning."""
+    model = keras_translation_solution()
+    fresh = hp.Sequential(model.layers[:0])
+    for layer in hp.architectures.patch_cnn(25, n_classes=2, filters=(32, 64), kernel_sizes=(3, 3), dense_units=256,
+                                            dropout=0.5).layers:
+        fresh.add(type(layer)(**layer.get_config()))
+    fresh.build((3, 25, 25))
+    fresh.compile(loss=hp.losses.SoftmaxCrossEntropy(), optimizer=hp.optimizers.SGD(0.01, 0.9, nesterov=True))
+    return fresh
+
+
+@pytest.mark.parametrize("build", [keras_translation_solution, keras_translation_graph_model, keras_translation_list,
+                                   keras_translation_built_later], ids=lambda f: f.__name__)
+def test_keras_translation_accepts_every_correct_formulation(build):
+    result = check_keras_translation(build)
+    assert result, str(result)
+    assert "282,658 parameters" in str(result)
+
+
+def test_keras_translation_names_the_activation_mistakes():
+    L = hp.layers
+
+    def fused():
+        model = hp.Sequential([L.Conv2D(32, 3, activation="relu"), L.MaxPool2D(2), L.Conv2D(64, 3, activation="relu"),
+                               L.MaxPool2D(2), L.Flatten(), L.Dense(256, activation="relu"), L.Dropout(0.5),
+                               L.Dense(2)], input_shape=(3, 25, 25))
+        return model
+
+    def leaky():
+        model = keras_translation_solution()
+        return hp.Sequential([L.LeakyReLU() if isinstance(la, L.PReLU) else type(la)(**la.get_config())
+                              for la in model.layers], input_shape=(3, 25, 25))
+
+    def graph_relu():
+        inputs = hp.Input((3, 25, 25))
+        x = L.MaxPool2D(2)(L.ReLU()(L.Conv2D(32, 3)(inputs)))
+        x = L.MaxPool2D(2)(L.PReLU()(L.Conv2D(64, 3)(x)))
+        x = L.Dropout(0.5)(L.PReLU()(L.Dense(256)(L.Flatten()(x))))
+        return hp.Model(inputs, L.Dense(2)(x))
+
+    def graph_wrong_input():
+        inputs = hp.Input((3, 29, 29))
+        return hp.Model(inputs, L.Dense(2)(L.Flatten()(inputs)))
+
+    assert_rejected(check_keras_translation(fused), "activation='relu'", "separate PReLU() layer")
+    assert_rejected(check_keras_translation(leaky), "layers 2 (LeakyReLU), 5 (LeakyReLU), 9 (LeakyReLU)",
+                    "not LeakyReLU")
+    assert_rejected(check_keras_translation(graph_relu), "layer 2 (ReLU)", "hp.layers.PReLU()")
+    assert_rejected(check_keras_translation(graph_wrong_input), "(3, 29, 29)", "input_shape=(3, 25, 25)")
 
 
 # -- chapter 6 -----------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from ..gradcheck import numeric_gradient
 from ..layers import Conv2D
 from ..model import Sequential
 from ..receptive_field import receptive_field as library_receptive_field
-from .result import CheckResult, StudentError, as_array, call_student, describe_difference, worst_entry
+from .result import CheckResult, StudentError, as_array, call_student, describe_difference, tolerance, worst_entry
 
 __all__ = ["check_output_size", "check_conv2d_backward", "check_receptive_field"]
 
@@ -176,7 +176,8 @@ def check_conv2d_backward(conv2d_backward):
             return CheckResult(name, False, findings + [f"{label}: {error}"])
         numeric = _numeric_backward(x, W, b, stride, dy)
         errors = {n: worst_entry(g, e)[0] for n, g, e in zip(("dx", "dW", "db"), (dx, dW, db), numeric)}
-        bad = [(n, g, e) for n, g, e in zip(("dx", "dW", "db"), (dx, dW, db), numeric) if not errors[n] < RTOL]
+        rtol = tolerance(RTOL, *out)
+        bad = [(n, g, e) for n, g, e in zip(("dx", "dW", "db"), (dx, dW, db), numeric) if not errors[n] < rtol]
         if not bad:
             findings.append(f"{label}: dx, dW and db match the numerical gradient "
                             f"(max relative error {max(errors.values()):.1e})")

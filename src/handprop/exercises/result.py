@@ -16,7 +16,8 @@ import traceback
 
 import numpy as np
 
-__all__ = ["CheckResult", "StudentError", "call_student", "rel_error", "worst_entry", "describe_difference"]
+__all__ = ["CheckResult", "StudentError", "call_student", "rel_error", "worst_entry", "describe_difference",
+           "tolerance"]
 
 
 class CheckResult:
@@ -89,6 +90,19 @@ def as_array(value, name, shape):
     if array.shape != tuple(shape):
         raise StudentError(f"{name} has shape {array.shape}, expected {tuple(shape)}")
     return array
+
+
+FLOAT32_RTOL = 1e-4
+"""The tolerance for answers computed in float32 (eps 1.2e-7; up to ~1e3 times that where an entry
+is a small difference of large terms): rounding, while the mistakes checkers name are >= 1e-3."""
+
+
+def tolerance(rtol, *values):
+    """``rtol``, or :data:`FLOAT32_RTOL` when any of the student's arrays ``values`` is float32 (a
+    correct answer computed in single precision differs from the float64 reference by rounding)."""
+    if any(getattr(value, "dtype", None) == np.float32 for value in values):
+        return max(rtol, FLOAT32_RTOL)
+    return rtol
 
 
 def rel_error(a, b, floor=1e-8):
