@@ -183,27 +183,27 @@ def check_conv2d_backward(conv2d_backward):
                             f"(max relative error {max(errors.values()):.1e})")
             continue
         failed = [f"{label}: " + describe_difference(n, g, e, "the numerical gradient's") for n, g, e in bad]
-        hint = _conv_hint(bad, x, W, b, dy, stride, first_case=not findings)
+        hint = _conv_hint(bad, x, W, b, dy, stride, first_case=not findings, rtol=rtol)
         return CheckResult(name, False, findings + failed, hint)
     return CheckResult(name, True, findings)
 
 
-def _conv_hint(bad, x, W, b, dy, stride, first_case):
+def _conv_hint(bad, x, W, b, dy, stride, first_case, rtol=RTOL):
     """The likely cause of the first wrong gradient."""
     got = {n: g for n, g, _ in bad}
     if "dW" in got:
         last = _library_backward(x[-1:], W, b, stride, dy[-1:])[1]
-        if worst_entry(got["dW"], last)[0] < RTOL:
+        if worst_entry(got["dW"], last)[0] < rtol:
             return ("dW is the last image's gradient only: did you forget to sum over the batch "
                     "(+= inside the loop over images, not =)?")
         full = _library_backward(x, W, b, stride, dy)[1]
-        if worst_entry(got["dW"] * len(x), full)[0] < RTOL:
+        if worst_entry(got["dW"] * len(x), full)[0] < rtol:
             return "dW is averaged over the batch; the loss here is a sum, so sum over the batch"
     if "db" in got:
         return "db[k] = dy[:, k].sum() over the batch and every output position"
     if "dx" in got:
         flipped = _library_backward(x, W[:, :, ::-1, ::-1].copy(), b, stride, dy)[0]
-        if worst_entry(got["dx"], flipped)[0] < RTOL:
+        if worst_entry(got["dx"], flipped)[0] < rtol:
             return ("dx uses the kernel flipped: each dy[n, k, i, j] goes back to the pixels its window read, "
                     "x[n, :, i s + r, j s + t], weighted by W[k, :, r, t] itself")
         if not first_case:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..callbacks import EarlyStopping
 from ..optimizers import SGD
-from .result import CheckResult, StudentError, as_array, call_student, describe_difference, worst_entry
+from .result import CheckResult, StudentError, as_array, call_student, describe_difference, tolerance, worst_entry
 
 __all__ = ["check_regularized_gradient", "check_early_stopping", "check_dropout"]
 
@@ -188,7 +188,8 @@ def check_early_stopping(early_stopping):
 
 # ------------------------------------------------------------------------------------- dropout
 def check_dropout(dropout_forward, rate=0.3):
-    """Grade ``dropout_forward(x, rate, training, rng) -> y`` (inverted dropout, as ``hp.layers.Dropout``).
+    """Grade ``dropout_forward(x, rate, training, rng) -> y`` (inverted dropout, as ``hp.layers.Dropout``);
+    CS231n's ``-> (y, cache)``, the convention of ``hp.layers.dropout_forward``, is accepted too.
 
     Expected: in training, each element is dropped (0) with probability ``rate`` and kept and
     scaled by ``1 / (1 - rate)`` otherwise, so that ``E[y] = x``; at inference (``training=False``)
@@ -199,9 +200,18 @@ def check_dropout(dropout_forward, rate=0.3):
     name = "inverted dropout"
     x = np.random.default_rng(1).uniform(0.5, 1.5, (200, 200))  # no zeros: a 0 in y means dropped
     findings = []
+    raw = []  # the student's outputs before conversion (their dtype sets the tolerance)
+
+    def output(value):
+        """y, also from CS231n's ``(y, cache)`` (the convention of ``hp.layers.dropout_forward``)."""
+        if isinstance(value, tuple) and len(value) == 2 and np.shape(value[0]) == x.shape:
+            value = value[0]
+        raw.append(value)
+        return value
+
     try:
-        y = as_array(call_student(dropout_forward, x.copy(), rate, False, np.random.default_rng(0),
-                                  what="dropout_forward"), "y at inference", x.shape)
+        y = as_array(output(call_student(dropout_forward, x.copy(), rate, False, np.random.default_rng(0),
+                                         what="dropout_forward")), "y at inference", x.shape)
     except StudentError as error:
         return CheckResult(name, False, [f"training=False: {error}"])
     if not np.allclose(y, x, rtol=1e-12, atol=0):
@@ -214,10 +224,10 @@ def check_dropout(dropout_forward, rate=0.3):
     findings.append("training=False: y = x (nothing dropped, nothing rescaled)")
     given = x.copy()
     try:
-        y = as_array(call_student(dropout_forward, given, rate, True, np.random.default_rng(0),
-                                  what="dropout_forward"), "y in training", x.shape)
-        y2 = as_array(call_student(dropout_forward, x.copy(), rate, True, np.random.default_rng(1),
-                                   what="dropout_forward"), "y in training", x.shape)
+        y = as_array(output(call_student(dropout_forward, given, rate, True, np.random.default_rng(0),
+                                         what="dropout_forward")), "y in training", x.shape)
+        y2 = as_array(output(call_student(dropout_forward, x.copy(), rate, True, np.random.default_rng(1),
+                                          what="dropout_forward")), "y in training", x.shape)
     except StudentError as error:
         return CheckResult(name, False, findings + [f"training=True: {error}"])
     if not np.array_equal(given, x):
@@ -236,7 +246,7 @@ def check_dropout(dropout_forward, rate=0.3):
         return CheckResult(name, False, findings + [f"training=True: {fraction:.3f} of the elements are 0, expected "
                                                     f"about rate = {rate}"],
                            "draw one uniform number per element and drop the element when it is below rate")
-    if not np.allclose(kept_ratio, 1 / (1 - rate), rtol=1e-9):
+    if not np.allclose(kept_ratio, 1 / (1 - rate), rtol=tolerance(1e-9, *raw)):
         if np.allclose(kept_ratio, 1.0):
             hint = ("the kept elements are not rescaled: inverted dropout divides them by 1 - rate so that the "
                     "expected output equals x (and inference needs no change)")

@@ -116,7 +116,7 @@ def check_dense_backward(dense_backward):
             findings.append(f"{label}: dx, dW and db match the numerical gradient")
             continue
         failed = [f"{label}: " + describe_difference(k, g, e, "the numerical gradient's") for k, g, e in bad]
-        return CheckResult(name, False, findings + failed, _dense_hint(bad, x, W, dy))
+        return CheckResult(name, False, findings + failed, _dense_hint(bad, x, W, dy, rtol))
     return CheckResult(name, True, findings)
 
 
@@ -182,12 +182,12 @@ def _dense_shape_error(name, findings, label, error, dense_backward, x, W, dy):
     return CheckResult(name, False, findings + [finding], hint)
 
 
-def _dense_hint(bad, x, W, dy):
+def _dense_hint(bad, x, W, dy, rtol=RTOL):
     n = len(x)
     for k, got, expected in bad:
-        if worst_entry(got * n, expected)[0] < RTOL:
+        if worst_entry(got * n, expected)[0] < rtol:
             return f"{k} is averaged over the batch; the loss here is a sum, so sum over the batch instead"
-        if worst_entry(-got, expected)[0] < RTOL:
+        if worst_entry(-got, expected)[0] < rtol:
             return f"{k} has the wrong sign"
     names = [k for k, _, _ in bad]
     if names == ["db"]:
@@ -259,8 +259,12 @@ def check_softmax_cross_entropy(softmax_cross_entropy):
         expected_dz = _numeric(lambda zc=zc, labels=labels: SoftmaxCrossEntropy().forward(zc, labels), [zc])[0]
         problems = []
         if not np.isfinite(loss) or not np.all(np.isfinite(dz)):
-            hint = ("exp of a logit of 1000 overflows to inf (and inf / inf = nan): subtract each row's maximum "
-                    "before exp, softmax(z - max z) = softmax(z)") if scale > 100 else None
+            if scale > 100 and not np.isfinite(loss) and np.all(np.isfinite(dz)):
+                hint = ("dz is fine but the loss is inf: a probability underflowed to 0 and log(0) = -inf; take the "
+                        "log of the softmax without forming it, log p = (z - max z) - log(sum(exp(z - max z)))")
+            else:
+                hint = ("exp of a logit of 1000 overflows to inf (and inf / inf = nan): subtract each row's maximum "
+                        "before exp, softmax(z - max z) = softmax(z)") if scale > 100 else None
             return CheckResult(name, False, findings + [f"{label}: the loss or dz is not finite (inf or nan)"], hint)
         rtol, dz_rtol = tolerance(RTOL, *out), tolerance(1e-5, *out)
         if abs(loss - expected_loss) > rtol * max(1.0, abs(expected_loss)):
@@ -272,7 +276,7 @@ def check_softmax_cross_entropy(softmax_cross_entropy):
             continue
         hint = None
         for text, (v_loss, v_dz) in _ce_variants(z, labels).items():
-            if abs(v_loss - loss) <= RTOL * max(1.0, abs(v_loss)) and worst_entry(dz, v_dz)[0] < 1e-5:
+            if abs(v_loss - loss) <= rtol * max(1.0, abs(v_loss)) and worst_entry(dz, v_dz)[0] < dz_rtol:
                 hint = text
                 break
         if hint is None and abs(loss - expected_loss) > rtol * max(1.0, abs(expected_loss)):
@@ -370,7 +374,7 @@ def check_network_backward(network_backward):
         hint = None
         for switches, text in _NETWORK_MISTAKES:
             variant = _network_variant(*arrays, **switches)
-            if all(worst_entry(got[k], variant[k])[0] < 1e-5 for k in keys):
+            if all(worst_entry(got[k], variant[k])[0] < rtol for k in keys):
                 hint = text
                 break
         if hint is None and set(bad) <= {"W1", "b1"}:
