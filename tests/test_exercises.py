@@ -1155,3 +1155,28 @@ def test_float32_answers_still_get_their_mistake_named():
     assert_rejected(check_dropout(lambda x, rate, training, rng: x.astype(np.float32)
                                   * (rng.random(x.shape) >= rate) * np.float32(1 - rate) if training else x),
                     "do not multiply")
+
+
+def network_dh_without_transpose(x, t, W1, b1, W2, b2):
+    h = 1 / (1 + np.exp(-(x @ W1 + b1)))
+    y = h @ W2 + b2
+    dy = 2 * (y - t) / y.size
+    dz = (dy @ W2) * h * (1 - h)
+    return {"W1": x.T @ dz, "b1": dz.sum(axis=0), "W2": h.T @ dy, "b2": dy.sum(axis=0)}
+
+
+def test_shape_errors_get_a_diagnosis_not_a_numpy_message():
+    result = check_network_backward(network_dh_without_transpose)
+    assert_rejected(result, "shapes do not fit", "`dz = (dy @ W2) * h * (1 - h)`", "W2 is (H, D_out) = (4, 2)",
+                    "dW2 and db2 are right", "dh = dy @ W2.T")
+
+    def labels_as_onehot(z, labels):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        p = e / e.sum(axis=1, keepdims=True)
+        return -np.log(p[np.arange(len(z)), labels]).mean(), (p - labels) / len(z)
+
+    result2 = check_softmax_cross_entropy(labels_as_onehot)
+    assert_rejected(result2, "shapes do not fit", "labels is (N,) = (5,)", "not one-hot rows",
+                    "np.eye(classes)[labels]")
+    for r in (result, result2):
+        assert "gufunc" not in str(r) and "operands could not be broadcast" not in str(r)

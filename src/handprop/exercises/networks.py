@@ -15,15 +15,23 @@ the likely cause.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from ..gradcheck import numeric_gradient
 from ..layers import Dense, Sigmoid
 from ..losses import MeanSquaredError, SoftmaxCrossEntropy
 from ..model import Sequential
-from .result import CheckResult, StudentError, as_array, call_student, describe_difference, tolerance, worst_entry
+from .result import (
+    CheckResult,
+    StudentError,
+    as_array,
+    call_student,
+    describe_difference,
+    is_shape_error,
+    shape_error_finding,
+    tolerance,
+    worst_entry,
+)
 
 __all__ = ["check_dense_backward", "check_softmax_cross_entropy", "check_network_backward"]
 
@@ -105,7 +113,7 @@ def check_dense_backward(dense_backward):
             dx, dW, db = (as_array(v, nm, s) for v, nm, s in zip(out, ("dx", "dW", "db"), (x.shape, W.shape, b.shape)))
             _unchanged(inputs, (dy, x, W), ("dy", "x", "W"), "dense_backward")
         except StudentError as error:
-            if _is_shape_error(error):
+            if is_shape_error(error):
                 return _dense_shape_error(name, findings, label, error, dense_backward, x, W, dy)
             return CheckResult(name, False, findings + [f"{label}: {error}"])
         numeric = _dense_numeric(x, W, b, dy)
@@ -118,21 +126,6 @@ def check_dense_backward(dense_backward):
         failed = [f"{label}: " + describe_difference(k, g, e, "the numerical gradient's") for k, g, e in bad]
         return CheckResult(name, False, findings + failed, _dense_hint(bad, x, W, dy, rtol))
     return CheckResult(name, True, findings)
-
-
-SHAPE_ERRORS = ("mismatch in its core dimension", "not aligned", "could not be broadcast", "shapes")
-
-
-def _is_shape_error(error):
-    """True when the student's code raised NumPy's error for arrays whose sizes do not fit."""
-    text = str(error)
-    return "raised ValueError" in text and any(phrase in text for phrase in SHAPE_ERRORS)
-
-
-def _where(error):
-    """The ``(line N: `code`)`` part of a StudentError, or ''."""
-    match = re.search(r"\(line \d+: `.*`\)$", str(error))
-    return " " + match.group(0) if match else ""
 
 
 def _products(a_name, a, b_name, b):
@@ -150,11 +143,8 @@ def _dense_shape_error(name, findings, label, error, dense_backward, x, W, dy):
     """The student's code multiplied arrays whose sizes do not fit (W is never square in the cases,
     so ``dy @ W`` raises): say so in words, then run the function on a square case (N = D_in =
     D_out, where every product fits) and name the product each wrong gradient computed."""
-    product = "could not be broadcast" not in str(error)
-    finding = (f"{label}: dense_backward combines arrays whose shapes do not fit{_where(error)}: dy is "
-               f"(N, D_out) = {dy.shape}, x is (N, D_in) = {x.shape}, W is (D_in, D_out) = {W.shape}; "
-               + ("in A @ B the columns of A must match the rows of B" if product else
-                  "an elementwise operation needs arrays of the same (or broadcastable) shapes"))
+    finding = f"{label}: " + shape_error_finding(error, "dense_backward", {
+        "dy": f"(N, D_out) = {dy.shape}", "x": f"(N, D_in) = {x.shape}", "W": f"(D_in, D_out) = {W.shape}"})
     hint = ("pick the product by shapes: dx (N, D_in) = dy (N, D_out) @ W.T (D_out, D_in); dW (D_in, D_out) = "
             "x.T (D_in, N) @ dy (N, D_out); db = dy.sum(axis=0)")
     rng = np.random.default_rng(7)
@@ -252,6 +242,12 @@ def check_softmax_cross_entropy(softmax_cross_entropy):
             dz = as_array(out[1], "dz", z.shape)
             _unchanged(inputs, (z, labels), ("z", "labels"), "softmax_cross_entropy")
         except StudentError as error:
+            if is_shape_error(error):
+                return CheckResult(name, False, findings + [f"{label}: " + shape_error_finding(
+                    error, "softmax_cross_entropy", {"z": f"(N, classes) = {z.shape}",
+                                                     "labels": f"(N,) = {labels.shape} (class indices)"})],
+                    "labels are class indices, not one-hot rows: subtract 1 at each sample's class, "
+                    "p[np.arange(N), labels] -= 1, or build onehot = np.eye(classes)[labels] first")
             return CheckResult(name, False, findings + [f"{label}: {error}"])
         reference = SoftmaxCrossEntropy()
         expected_loss = reference.forward(z, labels)
@@ -333,6 +329,37 @@ _NETWORK_MISTAKES = [
 ]
 
 
+def _network_shape_error(name, findings, label, error, network_backward, arrays):
+    """Say which shapes did not fit, then run the function on a square case (every size 3, where
+    every product fits) and name the gradients that come out wrong there."""
+    x, t, W1, b1, W2, b2 = arrays
+    finding = f"{label}: " + shape_error_finding(error, "network_backward", {
+        "x": f"(N, D_in) = {x.shape}", "W1": f"(D_in, H) = {W1.shape}", "h": f"(N, H) = {(len(x), W1.shape[1])}",
+        "W2": f"(H, D_out) = {W2.shape}", "dy": f"(N, D_out) = {t.shape}"})
+    hint = ("pick each product by its shapes: dW2 = h.T @ dy (H, D_out); dh = dy @ W2.T (N, H); "
+            "dz1 = dh * h * (1 - h); dW1 = x.T @ dz1 (D_in, H); db = the sum over the batch")
+    rng = np.random.default_rng(7)
+    square = tuple(rng.standard_normal(shape) for shape in ((3, 3), (3, 3), (3, 3), (3,), (3, 3), (3,)))
+    keys = ("W1", "b1", "W2", "b2")
+    try:
+        out = call_student(network_backward, *(a.copy() for a in square), what="network_backward")
+        got = {k: as_array(out[k], k, a.shape) for k, a in zip(keys, square[2:])}
+    except (StudentError, TypeError, ValueError, KeyError, IndexError):
+        return CheckResult(name, False, findings + [finding], hint)
+    numeric = _network_numeric(*square)
+    wrong = [k for k in keys if not worst_entry(got[k], numeric[k])[0] < 1e-5]
+    if wrong and set(wrong) <= {"W1", "b1"}:
+        return CheckResult(name, False, findings + [finding, "on a square case (every size 3, where every product "
+                                                             f"fits) dW2 and db2 are right, d{' and d'.join(wrong)} "
+                                                             "wrong"],
+                           "the step back through W2 is transposed: dh = dy @ W2.T (N, H), then "
+                           "dz1 = dh * h * (1 - h), dW1 = x.T @ dz1")
+    if wrong:
+        return CheckResult(name, False, findings + [finding, "on a square case (every size 3, where every product "
+                                                             f"fits) d{', d'.join(wrong)} come out wrong"], hint)
+    return CheckResult(name, False, findings + [finding], hint)
+
+
 def check_network_backward(network_backward):
     """Grade ``network_backward(x, t, W1, b1, W2, b2) -> {"W1", "b1", "W2", "b2"}``.
 
@@ -362,6 +389,8 @@ def check_network_backward(network_backward):
             got = {k: as_array(out[k], f"the gradient {k}", shapes[k]) for k in keys}
             _unchanged(inputs, arrays, ("x", "t", "W1", "b1", "W2", "b2"), "network_backward")
         except StudentError as error:
+            if is_shape_error(error):
+                return _network_shape_error(name, findings, label, error, network_backward, arrays)
             return CheckResult(name, False, findings + [f"{label}: {error}"])
         numeric = _network_numeric(*arrays)
         rtol = tolerance(1e-5, *out.values())

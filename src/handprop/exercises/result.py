@@ -12,12 +12,13 @@ also the ``repr``, so a checker as the last line of a cell shows its verdict in 
 from __future__ import annotations
 
 import html
+import re
 import traceback
 
 import numpy as np
 
 __all__ = ["CheckResult", "StudentError", "call_student", "rel_error", "worst_entry", "describe_difference",
-           "tolerance"]
+           "tolerance", "is_shape_error", "shape_error_finding"]
 
 
 class CheckResult:
@@ -80,6 +81,28 @@ def call_student(function, *args, what="your function", **kwargs):
         frames = traceback.extract_tb(error.__traceback__)
         where = f" (line {frames[-1].lineno}: `{frames[-1].line}`)" if frames and frames[-1].line else ""
         raise StudentError(f"{what} raised {type(error).__name__}: {error}{where}") from None
+
+
+SHAPE_ERRORS = ("mismatch in its core dimension", "not aligned", "could not be broadcast")
+
+
+def is_shape_error(error):
+    """True when the student's code raised NumPy's error for arrays whose sizes do not fit (``A @ B``
+    with A's columns != B's rows, or an elementwise operation on shapes that do not broadcast)."""
+    text = str(error)
+    return "raised ValueError" in text and any(phrase in text for phrase in SHAPE_ERRORS)
+
+
+def shape_error_finding(error, what, shapes):
+    """A sentence for a shape error in the student's ``what`` instead of NumPy's message: where it
+    happened (the line of code) and the shapes the student had, ``shapes`` = ``{"dy": "(N, D_out) =
+    (4, 3)", ...}``."""
+    match = re.search(r"\(line \d+: `.*`\)$", str(error))
+    where = " " + match.group(0) if match else ""
+    rule = ("an elementwise operation needs arrays of the same (or broadcastable) shapes"
+            if "could not be broadcast" in str(error) else "in A @ B the columns of A must match the rows of B")
+    listed = ", ".join(f"{name} is {shape}" for name, shape in shapes.items())
+    return f"{what} combines arrays whose shapes do not fit{where}: {listed}; {rule}"
 
 
 def as_array(value, name, shape):
