@@ -263,3 +263,41 @@ def test_pairs_are_exported_and_listed():
     for name in ("mean_squared_error", "softmax_cross_entropy", "binary_cross_entropy"):
         assert callable(getattr(hp.losses, f"{name}_backward"))
         assert f"``{name}_forward(" in losses_module.__doc__
+
+
+# ----------------------------------------------------------------------------- the LogSoftmax layer
+@pytest.mark.parametrize("shape, axis", [((4, 5), -1), ((2, 3, 4, 4), 1)])
+def test_log_softmax_layer_gradient_and_pair(shape, axis):
+    x = away_from_zero(shape) * 3
+    layer = L.LogSoftmax(axis=axis)
+    report = hp.gradcheck.check_layer(layer, x)
+    assert report.passed, report.table()
+    y = layer.forward(x)
+    y_pair, cache = hp.layers.log_softmax_forward(x, axis)
+    np.testing.assert_array_equal(y, y_pair)
+    np.testing.assert_allclose(np.exp(y).sum(axis=axis), 1.0)  # log-probabilities
+    with pytest.raises(ValueError, match="batch axis"):
+        L.LogSoftmax(axis=0)
+
+
+def test_log_softmax_layer_matches_pytorch(torch):
+    x = np.random.default_rng(0).standard_normal((3, 4, 2, 2)) * 50
+    dy = np.random.default_rng(1).standard_normal(x.shape)
+    layer = L.LogSoftmax(axis=1)
+    y, dx = layer.forward(x), None
+    dx = layer.backward(dy)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.nn.LogSoftmax(dim=1)(xt)
+    yt.backward(torch.tensor(dy))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_log_softmax_layer_saves_and_exports(tmp_path, torch):
+    model = hp.Sequential([L.Dense(3), L.LogSoftmax()], input_shape=(4,), seed=0)
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    model.save(tmp_path / "m.safetensors")
+    again = hp.load_model(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    module = hp.export.to_torch(model)
+    np.testing.assert_allclose(module(torch.tensor(x)).detach().numpy(), model.predict(x), rtol=1e-5, atol=1e-6)

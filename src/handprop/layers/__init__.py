@@ -28,6 +28,7 @@ from .activations import (
     Activation,
     LeakyReLU,
     Linear,
+    LogSoftmax,
     PReLU,
     ReLU,
     Sigmoid,
@@ -74,7 +75,7 @@ __all__ = [
     "Layer", "Dense", "Conv2D", "Conv2DTranspose", "Conv3D", "DepthwiseConv2D", "MaxPool2D", "AvgPool2D",
     "MaxPool3D", "AvgPool3D", "GlobalAvgPool2D", "UpSampling2D", "Concatenate", "Add", "Flatten", "Reshape",
     "Dropout", "BatchNorm", "BatchNormalization",
-    "Sigmoid", "Tanh", "Linear", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax", "Activation",
+    "Sigmoid", "Tanh", "Linear", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax", "LogSoftmax", "Activation",
     "Convolution2D", "MaxPooling2D", "AveragePooling2D", "MaxPooling3D", "AveragePooling3D",
     "register_layer", "get_layer_class",
     # the pure pairs (module docstring)

@@ -1,4 +1,4 @@
-"""Elementwise activations (any input shape: (N, F) or (N, C, H, W)), Softmax and log-softmax.
+"""Elementwise activations (any input shape: (N, F) or (N, C, H, W)), Softmax and LogSoftmax.
 
 Each activation is a pure pair of functions, CS231n style, that its layer calls::
 
@@ -20,7 +20,7 @@ LeakyReLU       x if x > 0 else αx  (α=0.01)     1 if x > 0 else α
 ELU             x if x > 0 else α(e^x - 1)       1 if x > 0 else y + α
 PReLU           x if x > 0 else a x  (a learnt)  1 if x > 0 else a;  da = Σ dy min(x,0)
 Softmax         e^x_i / Σ_j e^x_j                dx = y (dy - Σ_j dy_j y_j)
-(log-softmax)   x_i - log Σ_j e^x_j              dx = dy - e^y Σ_j dy_j
+LogSoftmax      x_i - log Σ_j e^x_j              dx = dy - e^y Σ_j dy_j
 ==============  ===============================  =====================================
 
 The pairs, ``hp.layers.<name>``:
@@ -35,11 +35,11 @@ LeakyReLU     ``leaky_relu_forward(x, alpha=0.01)``            ``leaky_relu_back
 ELU           ``elu_forward(x, alpha=1.0)``                    ``elu_backward(dy, cache)``
 PReLU         ``prelu_forward(x, alpha)``                      ``prelu_backward(dy, cache) -> (dx, dalpha)``
 Softmax       ``softmax_forward(x, axis=-1)``                  ``softmax_backward(dy, cache)``
-(none)        ``log_softmax_forward(x, axis=-1)``              ``log_softmax_backward(dy, cache)``
+LogSoftmax    ``log_softmax_forward(x, axis=-1)``              ``log_softmax_backward(dy, cache)``
 Dropout       ``dropout_forward(x, rate, training, rng)``      ``dropout_backward(dy, cache)``
 ============  ===============================================  ==========================
 
-(log-softmax has no layer: ``SoftmaxCrossEntropy`` calls its forward on the logits.) Dropout's
+(``SoftmaxCrossEntropy`` calls ``log_softmax_forward`` on the logits too.) Dropout's
 pair, ``dropout_forward / dropout_backward``, lives in :mod:`handprop.layers.dropout`; the
 losses' pairs in :mod:`handprop.losses`; convolution, pooling and upsampling pairs in
 :mod:`handprop.kernels.reference`.
@@ -407,6 +407,39 @@ class Softmax(Layer):
         cache = self._cached()
         check_dy(self, dy, cache[0].shape)
         return softmax_backward(dy, cache) if need_dx else None
+
+    def get_config(self):
+        return {"axis": self.axis, **super().get_config()}
+
+
+class LogSoftmax(Layer):
+    """``y_i = x_i - log Σ_j e^{x_j}`` over ``axis`` (default the last), computed shifted by the max
+    (exact for huge logits): log-probabilities, as PyTorch's ``LogSoftmax``. Backward
+    (:func:`log_softmax_forward`, :func:`log_softmax_backward`)::
+
+        dx = dy - softmax(x) Σ_j dy_j
+
+    ``SoftmaxCrossEntropy`` on its output gives the same loss as on the logits (log-softmax of
+    log-probabilities changes nothing), so it is a valid last layer before that loss.
+    """
+
+    _repr_defaults = {"axis": -1}
+
+    def __init__(self, axis=-1, name=None, input_shape=None):
+        super().__init__(name, input_shape)
+        self.axis = int(axis)
+        if self.axis == 0:
+            raise ValueError(f"{self.name}: axis 0 is the batch axis; use the class axis (-1 or 1)")
+
+    def forward(self, x, training=True):
+        x = self._ensure_built(x)
+        y, self._cache = log_softmax_forward(x, axis=self.axis)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        cache = self._cached()
+        check_dy(self, dy, cache[0].shape)
+        return log_softmax_backward(dy, cache) if need_dx else None
 
     def get_config(self):
         return {"axis": self.axis, **super().get_config()}
