@@ -1180,3 +1180,20 @@ def test_shape_errors_get_a_diagnosis_not_a_numpy_message():
                     "np.eye(classes)[labels]")
     for r in (result, result2):
         assert "gufunc" not in str(r) and "operands could not be broadcast" not in str(r)
+
+
+def test_conv_backward_shape_error_is_diagnosed():
+    def window_off_by_one(dy, x, W, stride):
+        dx, dW = np.zeros_like(x), np.zeros_like(W)
+        R, S = W.shape[2:]
+        for n in range(x.shape[0]):
+            for k in range(W.shape[0]):
+                for i in range(dy.shape[2]):
+                    for j in range(dy.shape[3]):
+                        window = x[n, :, i * stride:i * stride + R + 1, j * stride:j * stride + S]
+                        dW[k] += window * dy[n, k, i, j]
+        return dx, dW, dy.sum(axis=(0, 2, 3))
+
+    result = check_conv2d_backward(window_off_by_one)
+    assert_rejected(result, "shapes do not fit", "W is (K, C, R, S)", "i s + R")
+    assert "operands could not be broadcast" not in str(result)

@@ -21,7 +21,17 @@ from ..gradcheck import numeric_gradient
 from ..layers import Conv2D
 from ..model import Sequential
 from ..receptive_field import receptive_field as library_receptive_field
-from .result import CheckResult, StudentError, as_array, call_student, describe_difference, tolerance, worst_entry
+from .result import (
+    CheckResult,
+    StudentError,
+    as_array,
+    call_student,
+    describe_difference,
+    is_shape_error,
+    shape_error_finding,
+    tolerance,
+    worst_entry,
+)
 
 __all__ = ["check_output_size", "check_conv2d_backward", "check_receptive_field"]
 
@@ -173,6 +183,12 @@ def check_conv2d_backward(conv2d_backward):
                 if not np.array_equal(given, original):
                     raise StudentError(f"conv2d_backward changed its input {what}: compute new arrays instead")
         except StudentError as error:
+            if is_shape_error(error):
+                return CheckResult(name, False, findings + [f"{label}: " + shape_error_finding(
+                    error, "conv2d_backward", {"dy": f"(N, K, H_out, W_out) = {dy.shape}",
+                                               "x": f"(N, C, H, W) = {x.shape}", "W": f"(K, C, R, S) = {W.shape}"})],
+                    "a window of x is x[n, :, i s : i s + R, j s : j s + S], shape (C, R, S) like W[k]: "
+                    "dW[k] += dy[n, k, i, j] * window and dx[n, :, window rows, window cols] += dy[n, k, i, j] * W[k]")
             return CheckResult(name, False, findings + [f"{label}: {error}"])
         numeric = _numeric_backward(x, W, b, stride, dy)
         errors = {n: worst_entry(g, e)[0] for n, g, e in zip(("dx", "dW", "db"), (dx, dW, db), numeric)}
