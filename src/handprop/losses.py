@@ -230,22 +230,27 @@ def binary_cross_entropy_forward(pred, target, weight=None, from_logits=False, e
     if from_logits:
         z = pred
         losses = xp.maximum(z, 0) - z * target + xp.log1p(xp.exp(-xp.abs(z)))
-        p = z
+        kept = z  # the backward needs the logits
     else:
         if bool(xp.any((pred < 0) | (pred > 1))):
             raise ValueError("BinaryCrossEntropy: predictions must be probabilities in [0, 1]; "
                              "use from_logits=True for raw scores")
         p = xp.clip(pred, eps, 1 - eps)
         losses = -(target * xp.log(p) + (1 - target) * xp.log1p(-p))
+        kept = p  # the backward needs the clipped probabilities
     loss, mean = weighted_mean(losses, weight, "BinaryCrossEntropy", pred.dtype)
-    return loss, (p, target, from_logits, mean)
+    return loss, (kept, target, from_logits, mean)
 
 
 def binary_cross_entropy_backward(cache):
     """``dL/dp = (p - t) / (p (1 - p)) / n`` on probabilities (p clipped), ``(σ(z) - t) / n`` on
     logits (or weighted by ``w / Σ w``); pred's shape and dtype."""
-    p, target, from_logits, mean = cache
-    dl = sigmoid(p) - target if from_logits else (p - target) / (p * (1 - p))
+    kept, target, from_logits, mean = cache  # the logits z, or the clipped probabilities p
+    if from_logits:
+        dl = sigmoid(kept) - target
+    else:
+        p = kept
+        dl = (p - target) / (p * (1 - p))
     return weighted_mean_backward(dl, mean)
 
 
