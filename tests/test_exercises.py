@@ -1197,3 +1197,32 @@ def test_conv_backward_shape_error_is_diagnosed():
     result = check_conv2d_backward(window_off_by_one)
     assert_rejected(result, "shapes do not fit", "W is (K, C, R, S)", "i s + R")
     assert "operands could not be broadcast" not in str(result)
+
+
+def test_momentum_diagnosis_holds_in_every_case():
+    """With lr = 0.1 and momentum = 0.9, (1 - momentum) dw = lr dw: the first case alone would call
+    lr-twice 'dampened'; the hint must reproduce the student's path in both cases."""
+    def lr_twice(w, dw, state, lr, momentum):
+        state["v"] = momentum * state.get("v", 0.0) + lr * dw
+        return w - lr * state["v"]
+
+    result = check_momentum_step(lr_twice)
+    assert_rejected(result, "lr is applied twice")
+    assert "averaged" not in str(result)
+
+
+def test_early_stopping_plateau_and_regularization_half():
+    def ties_improve(val_losses, patience, min_delta):
+        best, best_epoch, wait = float("inf"), None, 0
+        for epoch, value in enumerate(val_losses):
+            if value <= best - min_delta:
+                best, best_epoch, wait = value, epoch, 0
+            else:
+                wait += 1
+                if wait >= patience:
+                    return epoch, best_epoch
+        return None, best_epoch
+
+    assert_rejected(check_early_stopping(ties_improve), "a plateau of equal losses", "an equal loss is no improvement")
+    assert_rejected(check_regularized_gradient(lambda w, dw, wd, l1: dw + wd / 2 * w + l1 * np.sign(w)),
+                    "the 1/2 cancels")

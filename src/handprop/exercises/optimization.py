@@ -77,10 +77,18 @@ def _compare_paths(student, expected, case):
     return []
 
 
-def _diagnose(student, variants, w0, grads, hyper):
-    """The hint of the first reference mistake whose path is the student's, else None."""
-    for step, hint in variants:
-        if _same_path(student, _walk_variant(step, w0, grads, hyper)):
+def _diagnose_all(step, cases, variants, what):
+    """The hint of the first reference mistake that reproduces the student's path in every case
+    (one case alone can mislead: with lr = 0.1 and momentum = 0.9, (1 - momentum) dw = lr dw)."""
+    paths = []
+    for _, w0, grads, hyper in cases:
+        try:
+            paths.append((_walk_student(step, w0, grads, hyper, what), w0, grads, hyper))
+        except StudentError:
+            continue
+    for variant, hint in variants:
+        if paths and all(_same_path(student, _walk_variant(variant, w0, grads, hyper))
+                         for student, w0, grads, hyper in paths):
             return hint
     return None
 
@@ -103,7 +111,7 @@ def _run_cases(name, step, cases, make_optimizer, variants, generic_hint, what, 
             findings.append(f"{label}: all {len(grads)} steps match {alternative}")
             continue
         if differences:
-            hint = _diagnose(student, variants, w0, grads, hyper)
+            hint = _diagnose_all(step, cases, variants, what)
             if hint is None and nonfinite_hint and not all(np.all(np.isfinite(w)) for w in student):
                 hint = nonfinite_hint
             hint = hint or generic_hint
@@ -216,6 +224,12 @@ def _momentum_nesterov(w, dw, state, lr, momentum):
     return w - lr * (dw + momentum * state["v"])
 
 
+def _momentum_lr_twice(w, dw, state, lr, momentum):
+    """lr inside the velocity and again in the step."""
+    state["v"] = momentum * state.get("v", 0.0) + lr * dw
+    return w - lr * state["v"]
+
+
 def _momentum_late(w, dw, state, lr, momentum):
     """Steps with the old velocity, updates it afterwards."""
     v = state.get("v", 0.0)
@@ -233,6 +247,8 @@ MOMENTUM_MISTAKES = [
                          "asks for the classical one, w <- w - lr * v"),
     (_momentum_late, "you stepped with the velocity of the previous call: update v first, then step with "
                      "the new v"),
+    (_momentum_lr_twice, "lr is applied twice, in the velocity and in the step: either v <- momentum * v + dw; "
+                         "w <- w - lr * v, or (Sutskever) v <- momentum * v - lr * dw; w <- w + v"),
 ]
 
 
