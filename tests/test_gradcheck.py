@@ -50,7 +50,7 @@ class BatchNormPerActivation(L.BatchNorm):
 
 
 class SigmoidSlightlyOff(L.Sigmoid):
-    def _df(self, dy, y):
+    def _backward(self, dy, y):
         return dy * y * (1 - y) * 1.001
 
 
@@ -58,7 +58,7 @@ class SoftmaxDiagonalOnly(L.Softmax):
     """The classic mistake: elementwise ``y (1 - y)`` instead of the full Jacobian."""
 
     def backward(self, dy, need_dx=True):
-        y = self._cache
+        y, _ = self._cache  # what Softmax.forward kept: (y, axis)
         return dy * y * (1 - y)
 
 
@@ -81,7 +81,7 @@ class DropoutNoMaskInBackward(L.Dropout):
 
 
 class ReLUWritesIntoDy(L.ReLU):
-    def _df(self, dy, mask):
+    def _backward(self, dy, mask):
         dy *= mask
         return dy
 

@@ -165,3 +165,14 @@ def test_inference_and_segmentation_are_attributes_of_the_package():
             "'inference' in dir(hp))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["to_fully_convolutional", "train_segmenter", "True"]
+
+
+def test_a_final_log_softmax_converts_over_the_channel_axis():
+    model = patch_classifier(softmax=False)
+    model.add(L.LogSoftmax())
+    fcn = to_fully_convolutional(model)
+    assert isinstance(fcn.layers[-1], L.LogSoftmax) and fcn.layers[-1].axis == 1
+    x = np.random.default_rng(1).standard_normal((1, 2, 18, 16)).astype(np.float32)
+    raw = fcn.predict(x)
+    for i, j in ((0, 0), (3, 1)):
+        np.testing.assert_allclose(raw[:, :, i, j], model.predict(x[:, :, i:i + 15, j:j + 15]), rtol=2e-5, atol=2e-5)

@@ -144,7 +144,7 @@ def test_every_layer_config_rebuilds_the_layer():
         L.MaxPool2D(3, stride=2, padding=1), L.AvgPool2D((2, 3)), L.GlobalAvgPool2D(), L.UpSampling2D((2, 3)),
         L.BatchNorm(momentum=0.3, eps=1e-3), L.Dropout(0.25, name="drop"), L.Flatten(), L.Concatenate(axis=-1),
         L.Add(), L.Sigmoid(), L.Tanh(), L.Linear(), L.ReLU(), L.LeakyReLU(0.3), L.ELU(0.5),
-        L.PReLU(shared=True, alpha_init=0.1), L.Softmax(), L.Softmax(axis=1),
+        L.PReLU(shared=True, alpha_init=0.1), L.Softmax(), L.Softmax(axis=1), L.LogSoftmax(), L.LogSoftmax(axis=1),
         L.MaxPool2D(2, stride=1, dilation=(2, 3)), L.AvgPool2D(3, padding=1, dilation=2, input_shape=(2, 9, 9)),
         L.Conv3D(3, (2, 3, 1), stride=(1, 2, 1), padding="same", dilation=(2, 1, 1), activation="elu", name="v"),
         L.Conv3D(2, 3, padding=(1, 0, 1), use_bias=False, kernel_init="he_normal"),

@@ -357,16 +357,17 @@ results.save()  # the full-mode build keeps these numbers for tests/test_claims.
 # ### Exercise 1 — the largest stable learning rate
 #
 # For plain gradient descent on $f(x, y) = x^2/20 + y^2$, what is the largest learning rate $\eta$
-# for which the walk still converges to the minimum? Work it out from the update of section 2,
-# then check it on the plot of section 2 by trying values just below and just above it.
+# for which the walk still converges to the minimum (to two decimals)? Work it out from the update
+# of section 2, then check it on the plot of section 2 by trying values just below and just above it.
 
 # %% tags=["exercise"]
 largest_stable_lr = None  # your answer: a number
 
 # %% tags=["solution"]
-# Along y a step multiplies y by (1 - 2 lr): the walk converges while |1 - 2 lr| < 1, i.e. lr < 1.
-# Along x the factor is (1 - lr / 10), fine up to lr = 20: the steep direction decides.
-largest_stable_lr = 1.0
+# Along y a step multiplies y by (1 - 2 lr): the walk converges while |1 - 2 lr| < 1, i.e. lr < 1
+# (strictly: at lr = 1 the factor is -1 and y flips sign forever). Along x the factor is
+# (1 - lr / 10), fine up to lr = 20: the steep direction decides.
+largest_stable_lr = 0.99
 
 # %% tags=["check"]
 hp.exercises.check_largest_stable_lr(largest_stable_lr)

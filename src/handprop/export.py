@@ -24,7 +24,7 @@ UpSampling2D               ``nn.Upsample(mode="nearest")``
 BatchNorm                  ``nn.BatchNorm1d`` / ``2d`` / ``3d`` with the running statistics
 Dropout                    ``nn.Dropout`` (same ``rate`` = drop probability)
 activations                ``nn.ReLU``, ``Sigmoid``, ``Tanh``, ``Identity``, ``LeakyReLU``,
-                           ``ELU``, ``PReLU`` (per channel), ``Softmax(dim=axis)``
+                           ``ELU``, ``PReLU`` (per channel), ``Softmax(dim=axis)``, ``LogSoftmax(dim=axis)``
 Flatten, Reshape           ``nn.Flatten`` (the same C-order); a reshape to ``(N, *target_shape)``
 Concatenate, Add           ``torch.cat`` / a sum over the inputs
 ``activation=`` argument   ``nn.Sequential(layer, activation)``
@@ -224,6 +224,8 @@ def _convert(layer, torch, dtype):
         module = nn.ELU(layer.alpha)
     elif isinstance(layer, L.Softmax):
         module = nn.Softmax(dim=layer.axis)
+    elif isinstance(layer, L.LogSoftmax):
+        module = nn.LogSoftmax(dim=layer.axis)
     else:
         simple = {L.ReLU: nn.ReLU, L.Sigmoid: nn.Sigmoid, L.Tanh: nn.Tanh, L.Linear: nn.Identity}
         cls = simple.get(type(layer))

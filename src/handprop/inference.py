@@ -111,8 +111,8 @@ def to_fully_convolutional(model, name=None):
                                name=layer.name)
                 kernel = W.T.reshape(layer.units, W.shape[0], 1, 1)
             _copy_weights(layer, new, W=kernel, **({"b": layer.params["b"]} if layer.use_bias else {}))
-        elif isinstance(layer, L.Softmax):
-            new = L.Softmax(axis=1, name=layer.name)  # class scores now lie along the channel axis
+        elif isinstance(layer, (L.Softmax, L.LogSoftmax)):
+            new = type(layer)(axis=1, name=layer.name)  # class scores now lie along the channel axis
         elif flat_shape is not None and isinstance(layer, (L.PReLU, L.BatchNorm)) and layer.params:
             raise ValueError(f"to_fully_convolutional: {layer.name} between Flatten and Dense has one weight per "
                              "flattened number, which no convolution reproduces")

@@ -117,6 +117,8 @@ def check_triplanar_patches(triplanar_patches):
         given = volume.copy()
         try:
             out = call_student(triplanar_patches, given, centre, size, what="triplanar_patches")
+            if isinstance(out, np.ndarray) and out.ndim == 4 and len(out) == 3:
+                out = tuple(out)  # the three patches stacked into one (3, C, size, size) array
             if not isinstance(out, (tuple, list)) or len(out) != 3:
                 raise StudentError(f"triplanar_patches returned {type(out).__name__}: return the three patches "
                                    "(axial, coronal, sagittal)")

@@ -21,7 +21,17 @@ from ..gradcheck import numeric_gradient
 from ..layers import Conv2D
 from ..model import Sequential
 from ..receptive_field import receptive_field as library_receptive_field
-from .result import CheckResult, StudentError, as_array, call_student, describe_difference, worst_entry
+from .result import (
+    CheckResult,
+    StudentError,
+    as_array,
+    call_student,
+    describe_difference,
+    is_shape_error,
+    shape_error_finding,
+    tolerance,
+    worst_entry,
+)
 
 __all__ = ["check_output_size", "check_conv2d_backward", "check_receptive_field"]
 
@@ -173,36 +183,43 @@ def check_conv2d_backward(conv2d_backward):
                 if not np.array_equal(given, original):
                     raise StudentError(f"conv2d_backward changed its input {what}: compute new arrays instead")
         except StudentError as error:
+            if is_shape_error(error):
+                return CheckResult(name, False, findings + [f"{label}: " + shape_error_finding(
+                    error, "conv2d_backward", {"dy": f"(N, K, H_out, W_out) = {dy.shape}",
+                                               "x": f"(N, C, H, W) = {x.shape}", "W": f"(K, C, R, S) = {W.shape}"})],
+                    "a window of x is x[n, :, i s : i s + R, j s : j s + S], shape (C, R, S) like W[k]: "
+                    "dW[k] += dy[n, k, i, j] * window and dx[n, :, window rows, window cols] += dy[n, k, i, j] * W[k]")
             return CheckResult(name, False, findings + [f"{label}: {error}"])
         numeric = _numeric_backward(x, W, b, stride, dy)
         errors = {n: worst_entry(g, e)[0] for n, g, e in zip(("dx", "dW", "db"), (dx, dW, db), numeric)}
-        bad = [(n, g, e) for n, g, e in zip(("dx", "dW", "db"), (dx, dW, db), numeric) if not errors[n] < RTOL]
+        rtol = tolerance(RTOL, *out)
+        bad = [(n, g, e) for n, g, e in zip(("dx", "dW", "db"), (dx, dW, db), numeric) if not errors[n] < rtol]
         if not bad:
             findings.append(f"{label}: dx, dW and db match the numerical gradient "
                             f"(max relative error {max(errors.values()):.1e})")
             continue
         failed = [f"{label}: " + describe_difference(n, g, e, "the numerical gradient's") for n, g, e in bad]
-        hint = _conv_hint(bad, x, W, b, dy, stride, first_case=not findings)
+        hint = _conv_hint(bad, x, W, b, dy, stride, first_case=not findings, rtol=rtol)
         return CheckResult(name, False, findings + failed, hint)
     return CheckResult(name, True, findings)
 
 
-def _conv_hint(bad, x, W, b, dy, stride, first_case):
+def _conv_hint(bad, x, W, b, dy, stride, first_case, rtol=RTOL):
     """The likely cause of the first wrong gradient."""
     got = {n: g for n, g, _ in bad}
     if "dW" in got:
         last = _library_backward(x[-1:], W, b, stride, dy[-1:])[1]
-        if worst_entry(got["dW"], last)[0] < RTOL:
+        if worst_entry(got["dW"], last)[0] < rtol:
             return ("dW is the last image's gradient only: did you forget to sum over the batch "
                     "(+= inside the loop over images, not =)?")
         full = _library_backward(x, W, b, stride, dy)[1]
-        if worst_entry(got["dW"] * len(x), full)[0] < RTOL:
+        if worst_entry(got["dW"] * len(x), full)[0] < rtol:
             return "dW is averaged over the batch; the loss here is a sum, so sum over the batch"
     if "db" in got:
         return "db[k] = dy[:, k].sum() over the batch and every output position"
     if "dx" in got:
         flipped = _library_backward(x, W[:, :, ::-1, ::-1].copy(), b, stride, dy)[0]
-        if worst_entry(got["dx"], flipped)[0] < RTOL:
+        if worst_entry(got["dx"], flipped)[0] < rtol:
             return ("dx uses the kernel flipped: each dy[n, k, i, j] goes back to the pixels its window read, "
                     "x[n, :, i s + r, j s + t], weighted by W[k, :, r, t] itself")
         if not first_case:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..callbacks import EarlyStopping
 from ..optimizers import SGD
-from .result import CheckResult, StudentError, as_array, call_student, describe_difference, worst_entry
+from .result import CheckResult, StudentError, as_array, call_student, describe_difference, tolerance, worst_entry
 
 __all__ = ["check_regularized_gradient", "check_early_stopping", "check_dropout"]
 
@@ -39,6 +39,9 @@ _REGULARIZATION_MISTAKES = [
      "the L1 penalty l1 |w| has the derivative l1 * sign(w) (+l1 or -l1, 0 at w = 0), not l1 * w"),
     (lambda w, dw, wd, l1: dw + 2 * wd * w + l1 * np.sign(w),
      "the L2 penalty is (weight_decay / 2) ||w||², whose gradient is weight_decay * w (the factor 2 cancels)"),
+    (lambda w, dw, wd, l1: dw + wd / 2 * w + l1 * np.sign(w),
+     "the L2 penalty (weight_decay / 2) ||w||² has the gradient weight_decay * w: the 1/2 cancels against the 2 "
+     "of the square"),
     (lambda w, dw, wd, l1: wd * w + l1 * np.sign(w),
      "the penalty's gradient is added to the loss's gradient dw, it does not replace it"),
     (lambda w, dw, wd, l1: dw - wd * w - l1 * np.sign(w),
@@ -118,11 +121,13 @@ def _library_early_stopping(val_losses, patience, min_delta):
     return callback.stopped_epoch, callback.best_epoch
 
 
-def _variant(val_losses, patience, min_delta, *, extra=0, reset=True, use_delta=True, best_last=False):
+def _variant(val_losses, patience, min_delta, *, extra=0, reset=True, use_delta=True, best_last=False,
+             ties_improve=False):
     """Early stopping with one of the typical mistakes switched on."""
     best, best_epoch, wait = np.inf, None, 0
     for epoch, value in enumerate(val_losses):
-        if value < best - (min_delta if use_delta else 0.0):
+        threshold = best - (min_delta if use_delta else 0.0)
+        if value < threshold or (ties_improve and value == threshold):
             best, best_epoch = value, epoch
             wait = 0 if reset else wait
         else:
@@ -139,6 +144,8 @@ _STOPPING_MISTAKES = [
     ({"reset": False}, "the counter of epochs without improvement must go back to 0 when the loss improves"),
     ({"use_delta": False}, "an improvement must beat the best loss by more than min_delta: value < best - min_delta"),
     ({"best_last": True}, "best_epoch is the epoch of the lowest validation loss, not the last one"),
+    ({"ties_improve": True}, "an equal loss is no improvement (a plateau counts towards patience): improve only when "
+                             "value < best - min_delta, strictly, as Keras"),
 ]
 
 STOPPING_CASES = [  # label, losses, patience, min_delta
@@ -147,7 +154,23 @@ STOPPING_CASES = [  # label, losses, patience, min_delta
     ("tiny improvements under min_delta=0.01 (patience 2)", [0.5, 0.4, 0.395, 0.392, 0.39, 0.3], 2, 0.01),
     ("never stops (patience 5)", [0.5, 0.45, 0.46, 0.44, 0.43], 5, 0.0),
     ("patience 1", [0.5, 0.4, 0.41, 0.3], 1, 0.0),
+    ("a plateau of equal losses (patience 2)", [0.5, 0.4, 0.4, 0.4, 0.3], 2, 0.0),
 ]
+
+
+def _stopping_hint(early_stopping):
+    """The first typical mistake that gives the student's answers in every case (one case alone can
+    mislead: on a plateau, stopping late and counting ties as improvements both never stop)."""
+    answers = []
+    for _, losses, patience, min_delta in STOPPING_CASES:
+        try:
+            got = call_student(early_stopping, list(losses), patience, min_delta, what="early_stopping")
+            answers.append((tuple(None if v is None else int(v) for v in got), losses, patience, min_delta))
+        except (StudentError, TypeError, ValueError):
+            continue
+    return next((text for switches, text in _STOPPING_MISTAKES
+                 if answers and all(_variant(losses, patience, min_delta, **switches) == got
+                                    for got, losses, patience, min_delta in answers)), None)
 
 
 def check_early_stopping(early_stopping):
@@ -177,8 +200,7 @@ def check_early_stopping(early_stopping):
             continue
         problem = (f"{label}: losses {losses}, patience={patience}, min_delta={min_delta}: you return "
                    f"(stop_epoch, best_epoch) = {got}, hp.callbacks.EarlyStopping gives {expected}")
-        hint = next((text for switches, text in _STOPPING_MISTAKES
-                     if _variant(losses, patience, min_delta, **switches) == got), None)
+        hint = _stopping_hint(early_stopping)
         if hint is None and got[0] is None and expected[0] is not None:
             hint = "training should stop here: count the epochs without improvement and stop when it reaches patience"
         return CheckResult(name, False, findings + [problem],
@@ -188,7 +210,8 @@ def check_early_stopping(early_stopping):
 
 # ------------------------------------------------------------------------------------- dropout
 def check_dropout(dropout_forward, rate=0.3):
-    """Grade ``dropout_forward(x, rate, training, rng) -> y`` (inverted dropout, as ``hp.layers.Dropout``).
+    """Grade ``dropout_forward(x, rate, training, rng) -> y`` (inverted dropout, as ``hp.layers.Dropout``);
+    CS231n's ``-> (y, cache)``, the convention of ``hp.layers.dropout_forward``, is accepted too.
 
     Expected: in training, each element is dropped (0) with probability ``rate`` and kept and
     scaled by ``1 / (1 - rate)`` otherwise, so that ``E[y] = x``; at inference (``training=False``)
@@ -199,9 +222,18 @@ def check_dropout(dropout_forward, rate=0.3):
     name = "inverted dropout"
     x = np.random.default_rng(1).uniform(0.5, 1.5, (200, 200))  # no zeros: a 0 in y means dropped
     findings = []
+    raw = []  # the student's outputs before conversion (their dtype sets the tolerance)
+
+    def output(value):
+        """y, also from CS231n's ``(y, cache)`` (the convention of ``hp.layers.dropout_forward``)."""
+        if isinstance(value, tuple) and len(value) == 2 and np.shape(value[0]) == x.shape:
+            value = value[0]
+        raw.append(value)
+        return value
+
     try:
-        y = as_array(call_student(dropout_forward, x.copy(), rate, False, np.random.default_rng(0),
-                                  what="dropout_forward"), "y at inference", x.shape)
+        y = as_array(output(call_student(dropout_forward, x.copy(), rate, False, np.random.default_rng(0),
+                                         what="dropout_forward")), "y at inference", x.shape)
     except StudentError as error:
         return CheckResult(name, False, [f"training=False: {error}"])
     if not np.allclose(y, x, rtol=1e-12, atol=0):
@@ -214,10 +246,10 @@ def check_dropout(dropout_forward, rate=0.3):
     findings.append("training=False: y = x (nothing dropped, nothing rescaled)")
     given = x.copy()
     try:
-        y = as_array(call_student(dropout_forward, given, rate, True, np.random.default_rng(0),
-                                  what="dropout_forward"), "y in training", x.shape)
-        y2 = as_array(call_student(dropout_forward, x.copy(), rate, True, np.random.default_rng(1),
-                                   what="dropout_forward"), "y in training", x.shape)
+        y = as_array(output(call_student(dropout_forward, given, rate, True, np.random.default_rng(0),
+                                         what="dropout_forward")), "y in training", x.shape)
+        y2 = as_array(output(call_student(dropout_forward, x.copy(), rate, True, np.random.default_rng(1),
+                                          what="dropout_forward")), "y in training", x.shape)
     except StudentError as error:
         return CheckResult(name, False, findings + [f"training=True: {error}"])
     if not np.array_equal(given, x):
@@ -236,7 +268,7 @@ def check_dropout(dropout_forward, rate=0.3):
         return CheckResult(name, False, findings + [f"training=True: {fraction:.3f} of the elements are 0, expected "
                                                     f"about rate = {rate}"],
                            "draw one uniform number per element and drop the element when it is below rate")
-    if not np.allclose(kept_ratio, 1 / (1 - rate), rtol=1e-9):
+    if not np.allclose(kept_ratio, 1 / (1 - rate), rtol=tolerance(1e-9, *raw)):
         if np.allclose(kept_ratio, 1.0):
             hint = ("the kept elements are not rescaled: inverted dropout divides them by 1 - rate so that the "
                     "expected output equals x (and inference needs no change)")

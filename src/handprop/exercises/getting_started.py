@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers import Conv2D, Dense, Dropout, PReLU, Softmax
+from ..layers.activations import activation_config
 from ..losses import SoftmaxCrossEntropy
 from ..optimizers import SGD
 from .result import CheckResult, StudentError, call_student
@@ -122,13 +123,40 @@ def _describe(layers):
     return " -> ".join(type(layer).__name__ for layer in layers)
 
 
+def _layer_hint(layers, expected):
+    """Name the first difference between the student's layers and the expected ones."""
+    fused = [f"{type(layer).__name__}(..., activation={activation_config(layer.activation)!r})" for layer in layers
+             if getattr(layer, "activation", None) is not None]
+    if fused:
+        return (f"{fused[0]} applies its activation inside the layer; the Keras code has a separate "
+                "PReLU() layer after each Conv2D and the hidden Dense (learned slopes): leave out activation= "
+                "and add hp.layers.PReLU()")
+    if len(layers) == len(expected):
+        swaps = [(i, type(got).__name__) for i, (got, want) in enumerate(zip(layers, expected))
+                 if type(got) is not type(want) and isinstance(want, PReLU)]
+        if swaps and all(type(got) is type(want) or isinstance(want, PReLU) for got, want in zip(layers, expected)):
+            used = " or ".join(sorted({cls for _, cls in swaps}))
+            where = ", ".join(f"{i + 1} ({cls})" for i, cls in swaps)
+            return (f"layer{'s' if len(swaps) > 1 else ''} {where}: the Keras code has PReLU() there, which is "
+                    f"hp.layers.PReLU() (a ReLU whose negative slope is learned, one per channel, starting at "
+                    f"0.25), not {used}")
+        for i, (got, want) in enumerate(zip(layers, expected)):
+            if type(got) is not type(want):
+                return (f"layer {i + 1} is {type(got).__name__} where the Keras code has {type(want).__name__}: "
+                        "compare layer by layer with the Keras code")
+        return "the layer types match but an output shape differs: check each layer's kernel and pool sizes"
+    if len(layers) < len(expected):
+        return "compare layer by layer with the Keras code: a layer is missing"
+    return "compare layer by layer with the Keras code: there is a layer too many"
+
+
 def check_keras_translation(build_vessel_convnet):
     """Grade ``build_vessel_convnet() -> model``: the Keras 1 code of :data:`KERAS_EXERCISE` written with
     handprop, compiled as the Keras code compiles it.
 
-    Expected: a ``Sequential`` on ``(3, 25, 25)`` patches (channels first), ``Conv2D(32, 3) -> PReLU
-    -> MaxPool2D(2) -> Conv2D(64, 3) -> PReLU -> MaxPool2D(2) -> Flatten -> Dense(256) -> PReLU ->
-    Dropout(0.5) -> Dense(2)`` (282,658 parameters; the softmax lives in the loss), compiled with
+    Expected: a ``Sequential`` (or an ``hp.Model`` chain) on ``(3, 25, 25)`` patches (channels first),
+    ``Conv2D(32, 3) -> PReLU -> MaxPool2D(2) -> Conv2D(64, 3) -> PReLU -> MaxPool2D(2) -> Flatten ->
+    Dense(256) -> PReLU -> Dropout(0.5) -> Dense(2)`` (282,658 parameters; the softmax lives in the loss), compiled with
     ``SoftmaxCrossEntropy`` (Keras' ``categorical_crossentropy``) and
     ``SGD(lr=0.01, momentum=0.9, nesterov=True)`` -- the layers of
     ``hp.architectures.patch_cnn(25, n_classes=2, filters=(32, 64), kernel_sizes=(3, 3), dense_units=256,
@@ -149,17 +177,29 @@ def check_keras_translation(build_vessel_convnet):
             hint = ("SoftmaxCrossEntropy (categorical_crossentropy) applies the softmax itself: leave out the "
                     "final Activation('softmax')")
         return CheckResult(name, False, [text], hint)
-    from ..model import Sequential
+    from ..graph import Model
+    from ..model import BaseModel
 
-    if not isinstance(model, Sequential):
+    if model is None:
+        return CheckResult(name, False, ["build_vessel_convnet returned None"],
+                           "return the model at the end of the function (return model)")
+    if not isinstance(model, BaseModel):
         return CheckResult(name, False, [f"build_vessel_convnet returned {type(model).__name__}, not an "
-                                         "hp.Sequential"], "return the model at the end of the function")
+                                         "hp.Sequential (or hp.Model)"],
+                           "build the model from layers, hp.Sequential([...]) or model.add(...), and return it")
     findings = []
-    if not model.built:
+    if isinstance(model, Model):
+        if len(model.inputs) != 1:
+            return CheckResult(name, False, [f"the model has {len(model.inputs)} inputs"],
+                               "the Keras code has one input: the (3, 25, 25) patches")
+        input_shape = tuple(model.inputs[0].shape)
+    elif not model.built:
         return CheckResult(name, False, ["the model is not built: its input shape is unknown"],
                            "give the first layer input_shape=(3, 25, 25), as the Keras code does")
-    if tuple(model.input_shape) != (3, 25, 25):
-        return CheckResult(name, False, [f"the model takes inputs of shape {tuple(model.input_shape)}"],
+    else:
+        input_shape = tuple(model.input_shape)
+    if input_shape != (3, 25, 25):
+        return CheckResult(name, False, [f"the model takes inputs of shape {input_shape}"],
                            "the patches are 25 x 25 with 3 channels, channels first: input_shape=(3, 25, 25)")
     reference = _reference()
     layers, expected = model.layers, reference.layers
@@ -171,14 +211,7 @@ def check_keras_translation(build_vessel_convnet):
     if [type(layer) for layer in layers] != [type(layer) for layer in expected] or shapes != want:
         problem = [f"your layers: {_describe(layers)}, output shapes {shapes}",
                    f"expected:    {_describe(expected)}, output shapes {want}"]
-        types = [type(layer) for layer in layers]
-        if PReLU not in types and len(layers) == len(expected):
-            hint = "the Keras code uses PReLU activations (hp.layers.PReLU(): one learned slope per channel)"
-        elif len(layers) < len(expected):
-            hint = "compare layer by layer with the Keras code: a layer is missing"
-        else:
-            hint = "compare layer by layer with the Keras code"
-        return CheckResult(name, False, problem, hint)
+        return CheckResult(name, False, problem, _layer_hint(layers, expected))
     count, expected_count = model.count_params(), reference.count_params()
     if count != expected_count:
         return CheckResult(name, False, [f"{count:,} parameters, expected {expected_count:,}"],

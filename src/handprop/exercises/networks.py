@@ -21,7 +21,17 @@ from ..gradcheck import numeric_gradient
 from ..layers import Dense, Sigmoid
 from ..losses import MeanSquaredError, SoftmaxCrossEntropy
 from ..model import Sequential
-from .result import CheckResult, StudentError, as_array, call_student, describe_difference, worst_entry
+from .result import (
+    CheckResult,
+    StudentError,
+    as_array,
+    call_student,
+    describe_difference,
+    is_shape_error,
+    shape_error_finding,
+    tolerance,
+    worst_entry,
+)
 
 __all__ = ["check_dense_backward", "check_softmax_cross_entropy", "check_network_backward"]
 
@@ -103,27 +113,72 @@ def check_dense_backward(dense_backward):
             dx, dW, db = (as_array(v, nm, s) for v, nm, s in zip(out, ("dx", "dW", "db"), (x.shape, W.shape, b.shape)))
             _unchanged(inputs, (dy, x, W), ("dy", "x", "W"), "dense_backward")
         except StudentError as error:
+            if is_shape_error(error):
+                return _dense_shape_error(name, findings, label, error, dense_backward, x, W, dy)
             return CheckResult(name, False, findings + [f"{label}: {error}"])
         numeric = _dense_numeric(x, W, b, dy)
         got = {"dx": dx, "dW": dW, "db": db}
-        bad = [(k, got[k], e) for k, e in zip(("dx", "dW", "db"), numeric) if not worst_entry(got[k], e)[0] < RTOL]
+        rtol = tolerance(RTOL, *out)
+        bad = [(k, got[k], e) for k, e in zip(("dx", "dW", "db"), numeric) if not worst_entry(got[k], e)[0] < rtol]
         if not bad:
             findings.append(f"{label}: dx, dW and db match the numerical gradient")
             continue
         failed = [f"{label}: " + describe_difference(k, g, e, "the numerical gradient's") for k, g, e in bad]
-        return CheckResult(name, False, findings + failed, _dense_hint(bad, x, W, dy))
+        return CheckResult(name, False, findings + failed, _dense_hint(bad, x, W, dy, rtol))
     return CheckResult(name, True, findings)
 
 
-def _dense_hint(bad, x, W, dy):
+def _products(a_name, a, b_name, b):
+    """Every matrix product of a or a.T with b or b.T, in both orders, that the shapes allow."""
+    terms = {a_name: a, f"{a_name}.T": a.T, b_name: b, f"{b_name}.T": b.T}
+    out = {}
+    for left in (a_name, f"{a_name}.T", b_name, f"{b_name}.T"):
+        for right in (b_name, f"{b_name}.T") if left.startswith(a_name) else (a_name, f"{a_name}.T"):
+            if terms[left].shape[1] == terms[right].shape[0]:
+                out[f"{left} @ {right}"] = terms[left] @ terms[right]
+    return out
+
+
+def _dense_shape_error(name, findings, label, error, dense_backward, x, W, dy):
+    """The student's code multiplied arrays whose sizes do not fit (W is never square in the cases,
+    so ``dy @ W`` raises): say so in words, then run the function on a square case (N = D_in =
+    D_out, where every product fits) and name the product each wrong gradient computed."""
+    finding = f"{label}: " + shape_error_finding(error, "dense_backward", {
+        "dy": f"(N, D_out) = {dy.shape}", "x": f"(N, D_in) = {x.shape}", "W": f"(D_in, D_out) = {W.shape}"})
+    hint = ("pick the product by shapes: dx (N, D_in) = dy (N, D_out) @ W.T (D_out, D_in); dW (D_in, D_out) = "
+            "x.T (D_in, N) @ dy (N, D_out); db = dy.sum(axis=0)")
+    rng = np.random.default_rng(7)
+    xs, Ws, bs, dys = (rng.standard_normal(shape) for shape in ((3, 3), (3, 3), (3,), (3, 3)))
+    try:
+        out = call_student(dense_backward, dys.copy(), xs.copy(), Ws.copy(), what="dense_backward")
+        got = dict(zip(("dx", "dW", "db"), (as_array(v, k, s) for v, k, s in zip(
+            out, ("dx", "dW", "db"), ((3, 3), (3, 3), (3,))))))
+    except (StudentError, TypeError, ValueError):
+        return CheckResult(name, False, findings + [finding], hint)
+    numeric = dict(zip(("dx", "dW", "db"), _dense_numeric(xs, Ws, bs, dys)))
+    candidates = {"dx": _products("dy", dys, "W", Ws), "dW": _products("x", xs, "dy", dys)}
+    right = {"dx": "dy @ W.T", "dW": "x.T @ dy"}
+    named = []
+    for key in ("dx", "dW"):
+        if worst_entry(got[key], numeric[key])[0] < RTOL:
+            continue
+        formula = next((f for f, value in candidates[key].items() if worst_entry(got[key], value)[0] < RTOL), None)
+        if formula:
+            named.append(f"your {key} is {formula}; it must be {right[key]}")
+    if named:
+        return CheckResult(name, False, findings + [finding, "on a square case (N = D_in = D_out = 3, where "
+                                                             "every product fits): " + "; ".join(named)],
+                           "; ".join(named) + f" ({hint.split(': ', 1)[1]})")
+    return CheckResult(name, False, findings + [finding], hint)
+
+
+def _dense_hint(bad, x, W, dy, rtol=RTOL):
     n = len(x)
     for k, got, expected in bad:
-        if worst_entry(got * n, expected)[0] < RTOL:
+        if worst_entry(got * n, expected)[0] < rtol:
             return f"{k} is averaged over the batch; the loss here is a sum, so sum over the batch instead"
-        if worst_entry(-got, expected)[0] < RTOL:
+        if worst_entry(-got, expected)[0] < rtol:
             return f"{k} has the wrong sign"
-        if k == "dx" and W.shape[0] == W.shape[1] and worst_entry(got, dy @ W)[0] < RTOL:
-            return "dx = dy @ W.T (the transpose of W), not dy @ W"
     names = [k for k, _, _ in bad]
     if names == ["db"]:
         return "db = dy.sum(axis=0): every output unit's bias gets the sum of its dy over the batch"
@@ -187,6 +242,12 @@ def check_softmax_cross_entropy(softmax_cross_entropy):
             dz = as_array(out[1], "dz", z.shape)
             _unchanged(inputs, (z, labels), ("z", "labels"), "softmax_cross_entropy")
         except StudentError as error:
+            if is_shape_error(error):
+                return CheckResult(name, False, findings + [f"{label}: " + shape_error_finding(
+                    error, "softmax_cross_entropy", {"z": f"(N, classes) = {z.shape}",
+                                                     "labels": f"(N,) = {labels.shape} (class indices)"})],
+                    "labels are class indices, not one-hot rows: subtract 1 at each sample's class, "
+                    "p[np.arange(N), labels] -= 1, or build onehot = np.eye(classes)[labels] first")
             return CheckResult(name, False, findings + [f"{label}: {error}"])
         reference = SoftmaxCrossEntropy()
         expected_loss = reference.forward(z, labels)
@@ -194,22 +255,27 @@ def check_softmax_cross_entropy(softmax_cross_entropy):
         expected_dz = _numeric(lambda zc=zc, labels=labels: SoftmaxCrossEntropy().forward(zc, labels), [zc])[0]
         problems = []
         if not np.isfinite(loss) or not np.all(np.isfinite(dz)):
-            hint = ("exp of a logit of 1000 overflows to inf (and inf / inf = nan): subtract each row's maximum "
-                    "before exp, softmax(z - max z) = softmax(z)") if scale > 100 else None
+            if scale > 100 and not np.isfinite(loss) and np.all(np.isfinite(dz)):
+                hint = ("dz is fine but the loss is inf: a probability underflowed to 0 and log(0) = -inf; take the "
+                        "log of the softmax without forming it, log p = (z - max z) - log(sum(exp(z - max z)))")
+            else:
+                hint = ("exp of a logit of 1000 overflows to inf (and inf / inf = nan): subtract each row's maximum "
+                        "before exp, softmax(z - max z) = softmax(z)") if scale > 100 else None
             return CheckResult(name, False, findings + [f"{label}: the loss or dz is not finite (inf or nan)"], hint)
-        if abs(loss - expected_loss) > RTOL * max(1.0, abs(expected_loss)):
+        rtol, dz_rtol = tolerance(RTOL, *out), tolerance(1e-5, *out)
+        if abs(loss - expected_loss) > rtol * max(1.0, abs(expected_loss)):
             problems.append(f"{label}: loss {loss:.6g}, SoftmaxCrossEntropy gives {expected_loss:.6g}")
-        if not worst_entry(dz, expected_dz)[0] < 1e-5:
+        if not worst_entry(dz, expected_dz)[0] < dz_rtol:
             problems.append(f"{label}: " + describe_difference("dz", dz, expected_dz, "the numerical gradient's"))
         if not problems:
             findings.append(f"{label}: loss and dz agree with SoftmaxCrossEntropy and its numerical gradient")
             continue
         hint = None
         for text, (v_loss, v_dz) in _ce_variants(z, labels).items():
-            if abs(v_loss - loss) <= RTOL * max(1.0, abs(v_loss)) and worst_entry(dz, v_dz)[0] < 1e-5:
+            if abs(v_loss - loss) <= rtol * max(1.0, abs(v_loss)) and worst_entry(dz, v_dz)[0] < dz_rtol:
                 hint = text
                 break
-        if hint is None and abs(loss - expected_loss) > RTOL * max(1.0, abs(expected_loss)):
+        if hint is None and abs(loss - expected_loss) > rtol * max(1.0, abs(expected_loss)):
             hint = "loss = mean over the batch of -log(softmax(z)[n, labels[n]]), softmax taken along each row"
         return CheckResult(name, False, findings + problems, hint or "dz = (softmax(z) - onehot(labels)) / N")
     return CheckResult(name, True, findings)
@@ -263,6 +329,37 @@ _NETWORK_MISTAKES = [
 ]
 
 
+def _network_shape_error(name, findings, label, error, network_backward, arrays):
+    """Say which shapes did not fit, then run the function on a square case (every size 3, where
+    every product fits) and name the gradients that come out wrong there."""
+    x, t, W1, b1, W2, b2 = arrays
+    finding = f"{label}: " + shape_error_finding(error, "network_backward", {
+        "x": f"(N, D_in) = {x.shape}", "W1": f"(D_in, H) = {W1.shape}", "h": f"(N, H) = {(len(x), W1.shape[1])}",
+        "W2": f"(H, D_out) = {W2.shape}", "dy": f"(N, D_out) = {t.shape}"})
+    hint = ("pick each product by its shapes: dW2 = h.T @ dy (H, D_out); dh = dy @ W2.T (N, H); "
+            "dz1 = dh * h * (1 - h); dW1 = x.T @ dz1 (D_in, H); db = the sum over the batch")
+    rng = np.random.default_rng(7)
+    square = tuple(rng.standard_normal(shape) for shape in ((3, 3), (3, 3), (3, 3), (3,), (3, 3), (3,)))
+    keys = ("W1", "b1", "W2", "b2")
+    try:
+        out = call_student(network_backward, *(a.copy() for a in square), what="network_backward")
+        got = {k: as_array(out[k], k, a.shape) for k, a in zip(keys, square[2:])}
+    except (StudentError, TypeError, ValueError, KeyError, IndexError):
+        return CheckResult(name, False, findings + [finding], hint)
+    numeric = _network_numeric(*square)
+    wrong = [k for k in keys if not worst_entry(got[k], numeric[k])[0] < 1e-5]
+    if wrong and set(wrong) <= {"W1", "b1"}:
+        return CheckResult(name, False, findings + [finding, "on a square case (every size 3, where every product "
+                                                             f"fits) dW2 and db2 are right, d{' and d'.join(wrong)} "
+                                                             "wrong"],
+                           "the step back through W2 is transposed: dh = dy @ W2.T (N, H), then "
+                           "dz1 = dh * h * (1 - h), dW1 = x.T @ dz1")
+    if wrong:
+        return CheckResult(name, False, findings + [finding, "on a square case (every size 3, where every product "
+                                                             f"fits) d{', d'.join(wrong)} come out wrong"], hint)
+    return CheckResult(name, False, findings + [finding], hint)
+
+
 def check_network_backward(network_backward):
     """Grade ``network_backward(x, t, W1, b1, W2, b2) -> {"W1", "b1", "W2", "b2"}``.
 
@@ -292,9 +389,12 @@ def check_network_backward(network_backward):
             got = {k: as_array(out[k], f"the gradient {k}", shapes[k]) for k in keys}
             _unchanged(inputs, arrays, ("x", "t", "W1", "b1", "W2", "b2"), "network_backward")
         except StudentError as error:
+            if is_shape_error(error):
+                return _network_shape_error(name, findings, label, error, network_backward, arrays)
             return CheckResult(name, False, findings + [f"{label}: {error}"])
         numeric = _network_numeric(*arrays)
-        bad = [k for k in keys if not worst_entry(got[k], numeric[k])[0] < 1e-5]
+        rtol = tolerance(1e-5, *out.values())
+        bad = [k for k in keys if not worst_entry(got[k], numeric[k])[0] < rtol]
         if not bad:
             findings.append(f"{label}: dW1, db1, dW2, db2 match the numerical gradient of handprop's model")
             continue
@@ -303,7 +403,7 @@ def check_network_backward(network_backward):
         hint = None
         for switches, text in _NETWORK_MISTAKES:
             variant = _network_variant(*arrays, **switches)
-            if all(worst_entry(got[k], variant[k])[0] < 1e-5 for k in keys):
+            if all(worst_entry(got[k], variant[k])[0] < rtol for k in keys):
                 hint = text
                 break
         if hint is None and set(bad) <= {"W1", "b1"}:

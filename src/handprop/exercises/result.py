@@ -12,11 +12,13 @@ also the ``repr``, so a checker as the last line of a cell shows its verdict in 
 from __future__ import annotations
 
 import html
+import re
 import traceback
 
 import numpy as np
 
-__all__ = ["CheckResult", "StudentError", "call_student", "rel_error", "worst_entry", "describe_difference"]
+__all__ = ["CheckResult", "StudentError", "call_student", "rel_error", "worst_entry", "describe_difference",
+           "tolerance", "is_shape_error", "shape_error_finding"]
 
 
 class CheckResult:
@@ -81,6 +83,28 @@ def call_student(function, *args, what="your function", **kwargs):
         raise StudentError(f"{what} raised {type(error).__name__}: {error}{where}") from None
 
 
+SHAPE_ERRORS = ("mismatch in its core dimension", "not aligned", "could not be broadcast")
+
+
+def is_shape_error(error):
+    """True when the student's code raised NumPy's error for arrays whose sizes do not fit (``A @ B``
+    with A's columns != B's rows, or an elementwise operation on shapes that do not broadcast)."""
+    text = str(error)
+    return "raised ValueError" in text and any(phrase in text for phrase in SHAPE_ERRORS)
+
+
+def shape_error_finding(error, what, shapes):
+    """A sentence for a shape error in the student's ``what`` instead of NumPy's message: where it
+    happened (the line of code) and the shapes the student had, ``shapes`` = ``{"dy": "(N, D_out) =
+    (4, 3)", ...}``."""
+    match = re.search(r"\(line \d+: `.*`\)$", str(error))
+    where = " " + match.group(0) if match else ""
+    rule = ("an elementwise operation needs arrays of the same (or broadcastable) shapes"
+            if "could not be broadcast" in str(error) else "in A @ B the columns of A must match the rows of B")
+    listed = ", ".join(f"{name} is {shape}" for name, shape in shapes.items())
+    return f"{what} combines arrays whose shapes do not fit{where}: {listed}; {rule}"
+
+
 def as_array(value, name, shape):
     """``value`` as a float64 array of ``shape``, or a :class:`StudentError` naming ``name``."""
     if value is None:
@@ -89,6 +113,19 @@ def as_array(value, name, shape):
     if array.shape != tuple(shape):
         raise StudentError(f"{name} has shape {array.shape}, expected {tuple(shape)}")
     return array
+
+
+FLOAT32_RTOL = 1e-4
+"""The tolerance for answers computed in float32 (eps 1.2e-7; up to ~1e3 times that where an entry
+is a small difference of large terms): rounding, while the mistakes checkers name are >= 1e-3."""
+
+
+def tolerance(rtol, *values):
+    """``rtol``, or :data:`FLOAT32_RTOL` when any of the student's arrays ``values`` is float32 (a
+    correct answer computed in single precision differs from the float64 reference by rounding)."""
+    if any(getattr(value, "dtype", None) == np.float32 for value in values):
+        return max(rtol, FLOAT32_RTOL)
+    return rtol
 
 
 def rel_error(a, b, floor=1e-8):

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import metrics
 from ..layers import Conv2D, Dense
-from .result import CheckResult, StudentError, as_array, call_student, worst_entry
+from .result import CheckResult, StudentError, as_array, call_student, tolerance, worst_entry
 
 __all__ = ["check_segmentation_scores", "check_dense_to_conv"]
 
@@ -124,7 +124,7 @@ DENSE_CONV_CASES = [  # label, seed, (C, h, w), units
 ]
 
 
-def _dense_conv_hint(W, shape, kernel):
+def _dense_conv_hint(W, shape, kernel, rtol=1e-9):
     C, h, w = shape
     units = W.shape[1]
     candidates = {
@@ -136,7 +136,7 @@ def _dense_conv_hint(W, shape, kernel):
             W.T.reshape(units, C, w, h).transpose(0, 1, 3, 2),
     }
     for text, candidate in candidates.items():
-        if candidate is not None and candidate.shape == kernel.shape and worst_entry(kernel, candidate)[0] < 1e-9:
+        if candidate is not None and candidate.shape == kernel.shape and worst_entry(kernel, candidate)[0] < rtol:
             return text
     return "kernel[k, c, i, j] = W[(c h + i) w + j, k]: W.T.reshape(units, C, h, w)"
 
@@ -165,6 +165,7 @@ def check_dense_to_conv(dense_to_conv):
                         "handprop's kernels are channels first: (units, C, h, w), not (units, h, w, C)")
                 return CheckResult(name, False, findings + [f"{label}: the kernel has shape {np.shape(kernel)}, "
                                                             f"expected {(units, C, h, w)}"], hint)
+            rtol = tolerance(1e-9, kernel)  # a float32 kernel holds W's entries rounded to float32
             kernel = as_array(kernel, "the kernel", (units, C, h, w))
         except StudentError as error:
             return CheckResult(name, False, findings + [f"{label}: {error}"])
@@ -178,12 +179,12 @@ def check_dense_to_conv(dense_to_conv):
         conv.params["W"] = np.ascontiguousarray(kernel)
         y_dense = dense.forward(x.reshape(2, -1), training=False)
         y_conv = conv.forward(x, training=False).reshape(2, units)
-        if worst_entry(kernel, expected)[0] < 1e-9:
+        if worst_entry(kernel, expected)[0] < rtol:
             error = worst_entry(y_conv, y_dense)[0]
             findings.append(f"{label}: the kernel equals to_fully_convolutional's; Conv2D with it gives the Dense "
                             f"outputs (max relative difference {error:.1e})")
             continue
         return CheckResult(name, False, findings + [
             f"{label}: Conv2D with your kernel gives outputs that differ from the Dense layer's (max relative "
-            f"difference {worst_entry(y_conv, y_dense)[0]:.2g})"], _dense_conv_hint(W, shape, kernel))
+            f"difference {worst_entry(y_conv, y_dense)[0]:.2g})"], _dense_conv_hint(W, shape, kernel, rtol))
     return CheckResult(name, True, findings)
