@@ -438,7 +438,7 @@ def training_from_config(config, model, compile=True):
     loss = optimizer = None
     steps, metrics = {}, config.get("metrics", [])
     if compile and config.get("loss") is not None:
-        loss = _saved_instance(losses_module, losses_module.Loss, "_elements", config["loss"], "loss")
+        loss = _saved_instance(losses_module, losses_module.Loss, "_forward", config["loss"], "loss")
         if config.get("optimizer") is not None:
             spec = config["optimizer"]
             optimizer = _saved_instance(optimizers_module, optimizers_module.Optimizer, "_update", spec, "optimizer")
