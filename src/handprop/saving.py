@@ -52,6 +52,7 @@ from . import init as init_module
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
+from . import safetensors_io
 from ._version import __version__
 from .backend import to_numpy
 from .errors import HandpropWarning
@@ -292,19 +293,15 @@ def _atomic_write(path, data: bytes):
 
 
 def _write(path, tensors, metadata):
-    import safetensors.numpy
-
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), **metadata}
     metadata["handprop_version"] = __version__
-    data = safetensors.numpy.save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=metadata)
+    data = safetensors_io.save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=metadata)
     _atomic_write(path, data)
 
 
 def read_file(path, what="load"):
     """``(metadata, tensors)`` of a handprop file, or a clear error: FileNotFoundError for a missing
     file, ValueError for a truncated, foreign or newer-format one."""
-    import safetensors.numpy
-
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"{what}: path must be a file name, got {type(path).__name__}")
     path = os.fspath(path)
@@ -346,8 +343,8 @@ def read_file(path, what="load"):
         raise ValueError(f"{what}: {path!r} is truncated: its tensors need {max(ends)} bytes after the header, "
                          f"the file has {body}")
     try:
-        tensors = safetensors.numpy.load(data)
-    except Exception as e:  # safetensors' own error type: a corrupt file
+        tensors = safetensors_io.load(data)
+    except Exception as e:  # a corrupt file (safetensors_io says where)
         raise ValueError(f"{what}: {path!r} is corrupt ({e})") from None
     return meta, tensors
 
