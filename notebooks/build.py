@@ -17,6 +17,12 @@ Each source gives two notebooks:
   exercise section (from the cell tagged ``exercises`` to the end) with each ``exercise`` cell
   (the student's placeholder) replaced by the ``solution`` cell that follows it.
 
+Both start with two generated cells (:func:`opening_cells`), so that a notebook opens anywhere: an
+"Open in Colab" badge, and an install cell that installs handprop only where it is missing (a
+no-op in the repository's environment). The repository and the release they point at come from
+``[project.urls]`` in ``pyproject.toml`` (``Repository`` and ``Release``), the one place to change
+when the repository is published or a release is tagged.
+
 Tags and what the checks require of an executed notebook (:func:`check_outputs`):
 
 * ``figure``: the cell shows at least one ``image/png``. A cell whose last statement is a bare
@@ -95,6 +101,68 @@ def parse_source(path):
     return cells
 
 
+# --------------------------------------------------------------------------------- opening cells
+PYPROJECT = HERE.parent / "pyproject.toml"
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+
+
+def _project_urls(text):
+    """The ``[project.urls]`` table of pyproject.toml (tomllib from Python 3.11; before it, its
+    ``Key = "value"`` lines, which is all that table holds)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        section = re.search(r"^\[project\.urls\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
+        return dict(re.findall(r'^\s*([\w.-]+)\s*=\s*"([^"]*)"', section[1] if section else "", re.M))
+    return tomllib.loads(text)["project"]["urls"]
+
+
+def release():
+    """``(owner/name on GitHub, release tag)`` from ``[project.urls]`` in pyproject.toml: ``Repository``
+    is ``https://github.com/OWNER/NAME``, ``Release`` is ``.../tree/TAG``."""
+    urls = _project_urls(PYPROJECT.read_text())
+    match = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+?)(?:\.git)?/?", urls["Repository"])
+    if match is None:
+        raise ValueError(f"{PYPROJECT.name}: [project.urls] Repository must be https://github.com/OWNER/NAME "
+                         f"(the Colab badges open notebooks from GitHub), got {urls['Repository']!r}")
+    tag = re.fullmatch(rf"{re.escape(urls['Repository'].rstrip('/'))}/tree/([\w.\-/]+)", urls["Release"])
+    if tag is None:
+        raise ValueError(f"{PYPROJECT.name}: [project.urls] Release must be {urls['Repository']}/tree/TAG, "
+                         f"got {urls['Release']!r}")
+    return match[1], tag[1]
+
+
+def install_requirement():
+    """What the install cell gives to pip: this release of handprop, from its git tag."""
+    repository, tag = release()
+    return f"handprop @ git+https://github.com/{repository}@{tag}"
+
+
+def opening_cells(notebook_path):
+    """The two cells every notebook starts with: an "Open in Colab" badge (Markdown), and a code cell
+    that installs handprop where it is missing -- Colab, a fresh Jupyter -- and does nothing where it
+    is installed (this repository's ``.venv``). Plain Python (no ``%pip`` magic), so that a grader
+    or linter that reads the cells as a script can run it too."""
+    repository, tag = release()
+    where = Path(notebook_path).resolve().relative_to(HERE.parent).as_posix()
+    badge = nbformat.v4.new_markdown_cell(
+        f"[![Open In Colab]({COLAB_BADGE})](https://colab.research.google.com/github/{repository}/blob/{tag}/{where})"
+        "  \nIn Colab or a Jupyter without handprop, the next cell installs it first (nothing happens "
+        "where it is installed already).")
+    install = nbformat.v4.new_code_cell(
+        "# Install handprop where it is missing (Colab, a fresh Jupyter); a no-op where it is installed.\n"
+        "import importlib.util\n"
+        "import subprocess\n"
+        "import sys\n"
+        "\n"
+        "if importlib.util.find_spec(\"handprop\") is None:\n"
+        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"--quiet\", \"{install_requirement()}\"], "
+        "check=True)")
+    badge.metadata["tags"] = ["open-anywhere"]
+    install.metadata["tags"] = ["open-anywhere"]
+    return [badge, install]
+
+
 def _tags(cell):
     return set(cell.metadata.get("tags", []))
 
@@ -108,11 +176,13 @@ def _notebook(cells):
     return nb
 
 
-def lesson_notebook(cells):
-    return _notebook([c for c in cells if "solution" not in _tags(c)])
+def lesson_notebook(cells, path=None):
+    """The lesson: every cell but the solutions (after the opening cells when ``path`` is given)."""
+    opening = opening_cells(path) if path is not None else []
+    return _notebook([*opening, *(c for c in cells if "solution" not in _tags(c))])
 
 
-def solutions_notebook(cells, source_name):
+def solutions_notebook(cells, source_name, path=None):
     start = next((i for i, c in enumerate(cells) if "exercises" in _tags(c)), None)
     if start is None:
         raise ValueError(f"{source_name}: no cell tagged 'exercises' (where the exercise section starts)")
@@ -122,7 +192,8 @@ def solutions_notebook(cells, source_name):
         "each placeholder; every checker below should say **PASSED**. Try them yourself first!")
     body = [c for c in cells[:start] if "setup" in _tags(c)]
     body += [c for c in cells[start:] if "exercise" not in _tags(c)]
-    return _notebook([head, *body])
+    opening = opening_cells(path) if path is not None else []
+    return _notebook([*opening, head, *body])
 
 
 def targets(source):
@@ -134,7 +205,7 @@ def build(source):
     """The two notebooks of one source, unexecuted: ``{path: notebook}``."""
     cells = parse_source(source)
     lesson, solutions = targets(source)
-    return {lesson: lesson_notebook(cells), solutions: solutions_notebook(cells, source.stem)}
+    return {lesson: lesson_notebook(cells, lesson), solutions: solutions_notebook(cells, source.stem, solutions)}
 
 
 def sources(pattern=None):
