@@ -8,15 +8,18 @@ What the site is made of:
   page per module of :data:`API_MODULES`, written into ``_generated/api/`` before the build; at the
   end, :func:`check_contract` fails the build if a name of the public contract (/shared/DESIGN.md,
   :data:`CONTRACT`) has no entry;
-* copied from the repository into ``_generated/`` before the build: the chapter notebooks, rendered
-  from their committed outputs (nothing is executed), notebooks/README.md, benchmarks/README.md and
-  its tables, CHANGELOG.md; and ``experiments/``, ``gallery/`` as they are in this folder.
+* copied into ``_generated/`` before the build (:func:`copy_sources`), links to files outside the
+  site turned into links to the repository (``[project.urls] Repository``): the chapter notebooks
+  and their solutions, rendered from their committed outputs (nothing is executed),
+  notebooks/README.md, benchmarks/README.md and its tables, ``experiments/`` of this folder and
+  CHANGELOG.md; ``gallery/`` is read where it is.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -34,7 +37,7 @@ copyright = "the handprop authors, MIT licence"
 release = version = handprop.__version__
 
 extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.mathjax", "sphinx.ext.viewcode"]
-exclude_patterns = ["_build", "demo", "experiments/seed1", "**/.ipynb_checkpoints"]
+exclude_patterns = ["_build", "demo", "experiments", "**/.ipynb_checkpoints"]  # experiments: copied
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 html_theme = "alabaster"
 html_title = f"handprop {release}"
@@ -46,7 +49,6 @@ nb_merge_streams = True
 autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": True}
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"  # the docstrings say the types and shapes in words
-mathjax_path = "mathjax-not-loaded-offline.js"  # no CDN: formulas stay as TeX where MathJax is missing
 
 # ------------------------------------------------------------------------------ the API reference
 API_MODULES = {
@@ -64,7 +66,6 @@ API_MODULES = {
     "handprop.export": "export to PyTorch",
     "handprop.gradcheck": "gradient checks in float64",
     "handprop.init": "weight initializers",
-    "handprop.receptive_field": "receptive fields",
     "handprop.backend": "array modules and engines",
     "handprop.threads": "threads of the numba engine and BLAS",
     "handprop.errors": "handprop's warnings and errors",
@@ -146,26 +147,63 @@ def write_api_pages(out):
 
 # ------------------------------------------------------------------------ copies of other folders
 GENERATED = DOCS / "_generated"
+_LINK = re.compile(r"(\]\()([^)\s#]+)(#[^)\s]*)?(\))")
+
+
+def repository_url():
+    """``[project.urls] Repository`` of pyproject.toml: where links to files outside the site point."""
+    text = (ROOT / "pyproject.toml").read_text()
+    return re.search(r'^Repository\s*=\s*"([^"]+)"', text, re.M)[1].rstrip("/")
+
+
+def _copies():
+    """``{file in the repository: its copy in _generated/}``: what the site shows from other folders."""
+    notebooks = ROOT / "notebooks"
+    copies = {path: GENERATED / "notebooks" / path.name for path in sorted(notebooks.glob("[0-9]*.ipynb"))}
+    copies.update({path: GENERATED / "notebooks" / "solutions" / path.name
+                   for path in sorted((notebooks / "solutions").glob("*.ipynb"))})
+    copies.update({path: GENERATED / "notebooks" / "thumbnails" / path.name
+                   for path in sorted((notebooks / "thumbnails").glob("*.png"))})
+    copies[notebooks / "README.md"] = GENERATED / "notebooks" / "index.md"
+    copies[ROOT / "benchmarks" / "README.md"] = GENERATED / "benchmarks" / "index.md"
+    copies[ROOT / "benchmarks" / "results.md"] = GENERATED / "benchmarks" / "results.md"
+    copies.update({path: GENERATED / "experiments" / path.relative_to(DOCS / "experiments")
+                   for path in sorted((DOCS / "experiments").rglob("*")) if path.suffix in (".md", ".png")})
+    copies[ROOT / "CHANGELOG.md"] = GENERATED / "changelog.md"
+    return copies
+
+
+def _relink(text, source, copies, repo):
+    """Links of a copied Markdown file: to another copied file, relative between the copies; to any
+    other file of the repository, the repository's web page of it (the site has no copy)."""
+    def fix(match):
+        target = match[2]
+        if re.match(r"^[a-z]+:", target) or target.startswith("/"):
+            return match[0]
+        original = (source.parent / target).resolve()
+        if original in copies:
+            new = os.path.relpath(copies[original], copies[source].parent)
+        elif original.exists():
+            kind = "tree" if original.is_dir() else "blob"
+            new = f"{repo}/{kind}/main/{original.relative_to(ROOT).as_posix()}"
+        else:
+            return match[0]
+        return f"{match[1]}{new}{match[3] or ''}{match[4]}"
+    return _LINK.sub(fix, text)
 
 
 def copy_sources():
-    """The notebooks (lessons, with their outputs), their README, the benchmark tables and the
-    changelog into ``_generated/``, where Sphinx reads them."""
+    """The notebooks (with their outputs), notebooks/README.md, the experiments, the benchmark tables
+    and the changelog into ``_generated/``, where Sphinx reads them; then the API pages."""
     if GENERATED.exists():
         shutil.rmtree(GENERATED)
-    notebooks = GENERATED / "notebooks"
-    notebooks.mkdir(parents=True)
-    for path in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
-        shutil.copy2(path, notebooks / path.name)
-    shutil.copytree(ROOT / "notebooks" / "thumbnails", notebooks / "thumbnails")
-    readme = (ROOT / "notebooks" / "README.md").read_text()
-    (notebooks / "index.md").write_text(readme + "\n\n```{toctree}\n:maxdepth: 1\n:hidden:\n\n"
-                                        + "\n".join(p.stem for p in sorted(notebooks.glob("*.ipynb"))) + "\n```\n")
-    bench = GENERATED / "benchmarks"
-    bench.mkdir()
-    for name in ("README.md", "results.md"):
-        shutil.copy2(ROOT / "benchmarks" / name, bench / ("index.md" if name == "README.md" else name))
-    shutil.copy2(ROOT / "CHANGELOG.md", GENERATED / "changelog.md")
+    copies, repo = _copies(), repository_url()
+    for source, copy in copies.items():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        if source.suffix == ".md":
+            copy.write_text(_relink(source.read_text(encoding="utf-8"), source, copies, repo), encoding="utf-8")
+        else:
+            shutil.copy2(source, copy)
     write_api_pages(GENERATED / "api")
 
 
@@ -185,6 +223,57 @@ def check_contract(app, exception):
             logging.getLogger(__name__).warning(f"the API reference has no entry for {name} (DESIGN.md's contract)")
 
 
+# ----------------------------------------------------------------- the docstrings' NumPy-like sections
+_SECTIONS = {"Parameters", "Returns", "Yields", "Raises", "Attributes", "Other Parameters", "Notes", "Examples",
+             "See Also", "References", "Shapes"}
+_LISTS = {"Parameters", "Returns", "Yields", "Raises", "Attributes", "Other Parameters"}
+_ENTRY = re.compile(r"^[\w*]+(?:, [\w*]+)*(?: *(?::|--|\u2014)(?: |$)|$)")
+
+
+def numpy_sections(app, what, name, obj, options, lines):
+    """The docstrings write NumPy-style sections loosely (``name : type -- text`` on one line, prose
+    after the entries; napoleon garbles them): each ``Parameters`` / ``Returns`` / ... heading becomes
+    a rubric and each of its entries a bullet, with the entry's indented lines as its text."""
+    out, i, in_list, shift = [], 0, False, 0
+    while i < len(lines):
+        line, following = lines[i], lines[i + 1] if i + 1 < len(lines) else ""
+        if (line.strip() in _SECTIONS and not line.startswith(" ") and len(following.strip()) >= 3
+                and set(following.strip()) == {"-"}):
+            if out and out[-1].strip():
+                out.append("")
+            out += [f".. rubric:: {line.strip()}", ""]
+            in_list, i = line.strip() in _LISTS, i + 2
+            while i < len(lines) and not lines[i].strip():
+                i += 1
+            continue
+        if in_list and not line.strip():
+            rest = next((t for t in lines[i + 1:] if t.strip()), None)
+            if rest is not None and not rest.startswith(" ") and not _ENTRY.match(rest):
+                in_list = False  # prose after the entries
+            out.append("")
+        elif in_list and not line.startswith(" "):
+            out.append(f"* {line}")
+            shift = None
+        elif in_list:
+            indent = len(line) - len(line.lstrip())
+            shift = indent - 2 if shift is None else shift
+            out.append(" " * max(2, indent - shift) + line.lstrip())
+        else:
+            out.append(line)
+        i += 1
+    lines[:] = out
+
+
+def skip_foreign_members(app, what, name, obj, skip, options):
+    """Leave out what a class inherits from another library (matplotlib's ``Figure.set``)."""
+    module = getattr(obj, "__module__", None)
+    if what == "class" and isinstance(module, str) and not module.startswith("handprop"):
+        return True
+    return None
+
+
 def setup(app):
+    app.connect("autodoc-process-docstring", numpy_sections)
+    app.connect("autodoc-skip-member", skip_foreign_members)
     app.connect("build-finished", check_contract)
     return {"parallel_read_safe": True}
