@@ -216,3 +216,11 @@ def test_the_install_cell_is_a_no_op_here_and_installs_where_handprop_is_missing
     assert json.loads(nb.cells[5].outputs[0]["text"]) == [
         [sys.executable, "-m", "pip", "install", "--quiet", build.install_requirement()]]
     assert not build.check_outputs(nb, solutions=False)
+
+
+def test_the_readme_colab_link_is_the_release_of_pyproject():
+    repository, tag = build.release()
+    readme = (ROOT / "README.md").read_text()
+    assert f"https://colab.research.google.com/github/{repository}/blob/{tag}/notebooks/01_neural_networks.ipynb" \
+        in readme
+    assert f'"{build.install_requirement()}"' in readme
