@@ -39,7 +39,7 @@ experiments: $(STAMP)   ## the tutorial's comparisons: tables and figures in doc
 	$(BIN)/python -m handprop.experiments all
 
 # ---- packaging and documentation (issue 22)
-.PHONY: docs wheel
+.PHONY: docs wheel lite
 DOCS_STAMP := $(VENV)/.docs
 RELEASE_STAMP := $(VENV)/.release
 
@@ -59,6 +59,19 @@ wheel: $(RELEASE_STAMP) ## dist/: the sdist and the pure-Python wheel, checked b
 	rm -rf dist
 	$(BIN)/python -m build --outdir dist .
 	$(BIN)/twine check --strict dist/*
+
+LITE_STAMP := $(VENV)/.lite
+
+$(LITE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[lite]"
+	touch $(LITE_STAMP)
+
+lite: wheel $(LITE_STAMP) ## a JupyterLite site of the course (the browser loads Pyodide from its CDN): docs/_build/lite
+	rm -rf docs/_build/lite docs/_build/lite-contents docs/_build/.jupyterlite.doit.db
+	$(BIN)/python notebooks/build.py --jupyterlite docs/_build/lite-contents
+	WHEEL=$$(ls $(CURDIR)/dist/handprop-*-py3-none-any.whl) && cd docs/_build && \
+	    $(abspath $(BIN))/jupyter lite build --contents lite-contents --output-dir lite --piplite-wheels $$WHEEL
+	@echo "lite: docs/_build/lite/index.html (serve the folder over HTTP)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks notebooks/build.py

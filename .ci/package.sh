@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI, packaging (issue 22): the wheel, installed in a fresh venv outside the checkout, runs the demos
 # and the notebooks' imports; the same venv without Numba runs the core tests; the documentation
-# builds with zero warnings. Run from the repository root after `make test` (it reuses .venv).
+# builds with zero warnings; a JupyterLite site of the notebooks builds. Run from the repository root after `make test` (it reuses .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -46,3 +46,8 @@ step "core tests in the venv without Numba (the installed wheel)"
 make docs
 test -s docs/_build/html/index.html
 step "documentation site (make docs, zero warnings)"
+
+make lite > "$WORK/lite.log" 2>&1 || { tail -60 "$WORK/lite.log"; exit 1; }
+test -s docs/_build/lite/index.html && ls docs/_build/lite/pypi/handprop-*-py3-none-any.whl
+test "$(ls docs/_build/lite/files/*.ipynb | wc -l)" -ge 7
+step "JupyterLite site of the notebooks (make lite; offline build, Pyodide from its CDN in the browser)"

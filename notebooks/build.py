@@ -39,6 +39,7 @@ Usage (``make notebooks`` runs the first)::
     python notebooks/build.py               # build and execute every notebook in place (full mode)
     python notebooks/build.py --quick 02    # a trial run in quick mode (HANDPROP_QUICK=1), not saved
     python notebooks/build.py --check       # only compare the committed notebooks with their sources
+    python notebooks/build.py --jupyterlite DIR   # the notebooks for a JupyterLite site (make lite)
 """
 
 from __future__ import annotations
@@ -161,6 +162,35 @@ def opening_cells(notebook_path):
     badge.metadata["tags"] = ["open-anywhere"]
     install.metadata["tags"] = ["open-anywhere"]
     return [badge, install]
+
+
+def jupyterlite_notebook(nb):
+    """A copy of a notebook for a JupyterLite site (Pyodide in the browser): its opening cells
+    replaced by one that installs handprop with ``%pip`` where it is missing -- JupyterLite's kernel
+    turns that into ``piplite``, which installs the wheel the site was built with (``make lite``).
+    Pyodide has no subprocess and no Numba: handprop runs there on the numpy engine."""
+    lite = nbformat.from_dict(json.loads(nbformat.writes(nb)))
+    lite.cells = [c for c in lite.cells if "open-anywhere" not in _tags(c)]
+    install = nbformat.v4.new_code_cell(
+        "# JupyterLite: install handprop from this site's wheel where it is missing (numpy engine, no Numba).\n"
+        "import importlib.util\n"
+        "\n"
+        "if importlib.util.find_spec(\"handprop\") is None:\n"
+        "    %pip install -q handprop")
+    install.metadata["tags"] = ["open-anywhere"]
+    install["id"] = "jupyterlite-install"
+    lite.cells.insert(0, install)
+    return lite
+
+
+def write_jupyterlite_contents(folder):
+    """The lessons and their solutions, as committed (with outputs), for ``jupyter lite build --contents``."""
+    folder = Path(folder)
+    for path in all_notebooks():
+        target = folder / path.relative_to(HERE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(jupyterlite_notebook(nbformat.read(path, as_version=4)), target)
+        print(f"{target}: for JupyterLite")
 
 
 def _tags(cell):
@@ -377,7 +407,12 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="HANDPROP_QUICK=1 (smaller runs, as the tests); a trial run, nothing is saved")
     parser.add_argument("--check", action="store_true", help="only check that the committed notebooks match")
+    parser.add_argument("--jupyterlite", metavar="DIR",
+                        help="write the committed notebooks, with JupyterLite's install cell, into DIR (make lite)")
     args = parser.parse_args(argv)
+    if args.jupyterlite:
+        write_jupyterlite_contents(args.jupyterlite)
+        return 0
     failed = False
     for source in sources(args.pattern):
         for path, nb in build(source).items():

@@ -224,3 +224,15 @@ def test_the_readme_colab_link_is_the_release_of_pyproject():
     assert f"https://colab.research.google.com/github/{repository}/blob/{tag}/notebooks/01_neural_networks.ipynb" \
         in readme
     assert f'"{build.install_requirement()}"' in readme
+
+
+def test_the_jupyterlite_copy_installs_with_piplite_and_keeps_the_lesson():
+    source = build.sources("01")[0]
+    lesson_path, _ = build.targets(source)
+    nb = build.build(source)[lesson_path]
+    lite = build.jupyterlite_notebook(nb)
+    install = [c for c in lite.cells if "open-anywhere" in build._tags(c)]
+    assert len(install) == 1 and lite.cells[0] is install[0]
+    assert "%pip install -q handprop" in install[0].source and "subprocess" not in install[0].source
+    assert [c.source for c in lite.cells[1:]] == [c.source for c in nb.cells if "open-anywhere" not in build._tags(c)]
+    assert sum("open-anywhere" in build._tags(c) for c in nb.cells) == 2  # the original is unchanged
