@@ -169,7 +169,7 @@ def jupyterlite_notebook(nb):
     replaced by one that installs handprop with ``%pip`` where it is missing -- JupyterLite's kernel
     turns that into ``piplite``, which installs the wheel the site was built with (``make lite``).
     Pyodide has no subprocess and no Numba: handprop runs there on the numpy engine."""
-    lite = nbformat.from_dict(json.loads(nbformat.writes(nb)))
+    lite = nbformat.reads(nbformat.writes(nb), as_version=4)  # a deep copy
     lite.cells = [c for c in lite.cells if "open-anywhere" not in _tags(c)]
     install = nbformat.v4.new_code_cell(
         "# JupyterLite: install handprop from this site's wheel where it is missing (numpy engine, no Numba).\n"
