@@ -17,6 +17,12 @@ Each source gives two notebooks:
   exercise section (from the cell tagged ``exercises`` to the end) with each ``exercise`` cell
   (the student's placeholder) replaced by the ``solution`` cell that follows it.
 
+Both start with two generated cells (:func:`opening_cells`), so that a notebook opens anywhere: an
+"Open in Colab" badge, and an install cell that installs handprop only where it is missing (a
+no-op in the repository's environment). The repository and the release they point at come from
+``[project.urls]`` in ``pyproject.toml`` (``Repository`` and ``Release``), the one place to change
+when the repository is published or a release is tagged.
+
 Tags and what the checks require of an executed notebook (:func:`check_outputs`):
 
 * ``figure``: the cell shows at least one ``image/png``. A cell whose last statement is a bare
@@ -43,6 +49,7 @@ Usage (``make notebooks`` runs the first)::
     python notebooks/build.py --quick 02    # a trial run in quick mode (HANDPROP_QUICK=1), not saved
     python notebooks/build.py --check       # only compare the committed notebooks with their sources
     python notebooks/build.py --student student   # the release without solutions
+    python notebooks/build.py --jupyterlite DIR   # the notebooks for a JupyterLite site (make lite)
 """
 
 from __future__ import annotations
@@ -107,6 +114,97 @@ def parse_source(path):
     return cells
 
 
+# --------------------------------------------------------------------------------- opening cells
+PYPROJECT = HERE.parent / "pyproject.toml"
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+
+
+def _project_urls(text):
+    """The ``[project.urls]`` table of pyproject.toml (tomllib from Python 3.11; before it, its
+    ``Key = "value"`` lines, which is all that table holds)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        section = re.search(r"^\[project\.urls\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
+        return dict(re.findall(r'^\s*([\w.-]+)\s*=\s*"([^"]*)"', section[1] if section else "", re.M))
+    return tomllib.loads(text)["project"]["urls"]
+
+
+def release():
+    """``(owner/name on GitHub, release tag)`` from ``[project.urls]`` in pyproject.toml: ``Repository``
+    is ``https://github.com/OWNER/NAME``, ``Release`` is ``.../tree/TAG``."""
+    urls = _project_urls(PYPROJECT.read_text())
+    match = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+?)(?:\.git)?/?", urls["Repository"])
+    if match is None:
+        raise ValueError(f"{PYPROJECT.name}: [project.urls] Repository must be https://github.com/OWNER/NAME "
+                         f"(the Colab badges open notebooks from GitHub), got {urls['Repository']!r}")
+    tag = re.fullmatch(rf"{re.escape(urls['Repository'].rstrip('/'))}/tree/([\w.\-/]+)", urls["Release"])
+    if tag is None:
+        raise ValueError(f"{PYPROJECT.name}: [project.urls] Release must be {urls['Repository']}/tree/TAG, "
+                         f"got {urls['Release']!r}")
+    return match[1], tag[1]
+
+
+def install_requirement():
+    """What the install cell gives to pip: this release of handprop, from its git tag."""
+    repository, tag = release()
+    return f"handprop @ git+https://github.com/{repository}@{tag}"
+
+
+def opening_cells(notebook_path):
+    """The two cells every notebook starts with: an "Open in Colab" badge (Markdown), and a code cell
+    that installs handprop where it is missing -- Colab, a fresh Jupyter -- and does nothing where it
+    is installed (this repository's ``.venv``). Plain Python (no ``%pip`` magic), so that a grader
+    or linter that reads the cells as a script can run it too."""
+    repository, tag = release()
+    where = Path(notebook_path).resolve().relative_to(HERE.parent).as_posix()
+    badge = nbformat.v4.new_markdown_cell(
+        f"[![Open In Colab]({COLAB_BADGE})](https://colab.research.google.com/github/{repository}/blob/{tag}/{where})"
+        "  \nIn Colab or a Jupyter without handprop, the next cell installs it first (nothing happens "
+        "where it is installed already).")
+    install = nbformat.v4.new_code_cell(
+        "# Install handprop where it is missing (Colab, a fresh Jupyter); a no-op where it is installed.\n"
+        "import importlib.util\n"
+        "import subprocess\n"
+        "import sys\n"
+        "\n"
+        "if importlib.util.find_spec(\"handprop\") is None:\n"
+        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"--quiet\", \"{install_requirement()}\"], "
+        "check=True)")
+    badge.metadata["tags"] = ["open-anywhere"]
+    install.metadata["tags"] = ["open-anywhere"]
+    return [badge, install]
+
+
+def jupyterlite_notebook(nb):
+    """A copy of a notebook for a JupyterLite site (Pyodide in the browser): its opening cells
+    replaced by one that installs handprop with ``%pip`` where it is missing -- JupyterLite's kernel
+    turns that into ``piplite``, which installs the wheel the site was built with (``make lite``).
+    Pyodide has no subprocess and no Numba: handprop runs there on the numpy engine."""
+    lite = nbformat.reads(nbformat.writes(nb), as_version=4)  # a deep copy
+    lite.cells = [c for c in lite.cells if "open-anywhere" not in _tags(c)]
+    install = nbformat.v4.new_code_cell(
+        "# JupyterLite: install handprop from this site's wheel where it is missing (numpy engine, no Numba).\n"
+        "import importlib.util\n"
+        "\n"
+        "if importlib.util.find_spec(\"handprop\") is None:\n"
+        "    %pip install -q handprop")
+    install.metadata["tags"] = ["open-anywhere"]
+    install["id"] = "jupyterlite-install"
+    lite.cells.insert(0, install)
+    return lite
+
+
+def write_jupyterlite_contents(folder):
+    """The lessons and their solutions, as committed (with outputs), for ``jupyter lite build --contents``."""
+    folder = Path(folder)
+    for path in all_notebooks():
+        target = folder / path.relative_to(HERE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(jupyterlite_notebook(nbformat.read(path, as_version=4)), target)
+        print(f"{target}: for JupyterLite")
+
+
 def _tags(cell):
     return set(cell.metadata.get("tags", []))
 
@@ -122,11 +220,13 @@ def _notebook(cells, notebook_id=None):
     return nb
 
 
-def lesson_notebook(cells, notebook_id=None):
-    return _notebook([c for c in cells if "solution" not in _tags(c)], notebook_id)
+def lesson_notebook(cells, notebook_id=None, path=None):
+    """The lesson: every cell but the solutions (after the opening cells when ``path`` is given)."""
+    opening = opening_cells(path) if path is not None else []
+    return _notebook([*opening, *(c for c in cells if "solution" not in _tags(c))], notebook_id)
 
 
-def solutions_notebook(cells, source_name):
+def solutions_notebook(cells, source_name, path=None):
     start = next((i for i, c in enumerate(cells) if "exercises" in _tags(c)), None)
     if start is None:
         raise ValueError(f"{source_name}: no cell tagged 'exercises' (where the exercise section starts)")
@@ -136,7 +236,8 @@ def solutions_notebook(cells, source_name):
         "each placeholder; every checker below should say **PASSED**. Try them yourself first!")
     body = [c for c in cells[:start] if "setup" in _tags(c)]
     body += [c for c in cells[start:] if "exercise" not in _tags(c)]
-    return _notebook([head, *body], source_name)
+    opening = opening_cells(path) if path is not None else []
+    return _notebook([*opening, head, *body], source_name)
 
 
 def is_assignment(source):
@@ -153,7 +254,8 @@ def build(source):
     """The two notebooks of one source, unexecuted: ``{path: notebook}``."""
     cells = parse_source(source)
     lesson, solutions = targets(source)
-    return {lesson: lesson_notebook(cells, source.stem), solutions: solutions_notebook(cells, source.stem)}
+    return {lesson: lesson_notebook(cells, source.stem, lesson),
+            solutions: solutions_notebook(cells, source.stem, solutions)}
 
 
 def sources(pattern=None):
@@ -363,11 +465,16 @@ def main(argv=None):
                         help="HANDPROP_QUICK=1 (smaller runs, as the tests); a trial run, nothing is saved")
     parser.add_argument("--check", action="store_true", help="only check that the committed notebooks match")
     parser.add_argument("--student", metavar="DIR", help="write the student release (no solutions) to DIR")
+    parser.add_argument("--jupyterlite", metavar="DIR",
+                        help="write the committed notebooks, with JupyterLite's install cell, into DIR (make lite)")
     args = parser.parse_args(argv)
     if args.student:
         written = write_student_release(args.student)
         print(f"{args.student}: {len(written)} notebooks without solutions "
               f"({', '.join(str(p.relative_to(args.student)) for p in written)})")
+        return 0
+    if args.jupyterlite:
+        write_jupyterlite_contents(args.jupyterlite)
         return 0
     failed = False
     for source in sources(args.pattern):

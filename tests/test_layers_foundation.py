@@ -14,6 +14,7 @@ import pytest
 
 from conftest import assert_close
 from handprop import layers as L
+from handprop.backend import numba_available
 from handprop.gradcheck import check_layer
 
 BATCH = 5
@@ -435,6 +436,7 @@ def test_check_layer_refuses_merge_layers_in_words():
         hp.gradcheck.check_layer(hp.layers.Concatenate(), [np.ones((2, 3)), np.ones((2, 3))])
 
 
+@pytest.mark.skipif(not numba_available(), reason="needs numba")
 @pytest.mark.parametrize("layer_class", ["ReLU", "PReLU"])
 def test_float16_activations_run_their_own_numpy_lines(layer_class):
     """The numba engine's one-pass loops exist for float32/float64 only; a float16 network (say,

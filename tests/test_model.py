@@ -431,6 +431,7 @@ def test_training_skips_the_input_gradient_of_the_first_layer():
     assert a.backward(np.ones((16, 3), np.float32), input_grad=False) is None
 
 
+@pytest.mark.skipif(not hp.backend.numba_available(), reason="needs numba")
 @pytest.mark.parametrize("shape", [(4, 5), (4, 3, 5, 5)])
 def test_prelu_numpy_and_numba_paths_agree(shape):
     rng = np.random.default_rng(0)

@@ -15,6 +15,7 @@ Run only these with ``pytest -m notebooks``; skip them with ``-m "not notebooks"
 """
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -162,3 +163,76 @@ def test_tqdm_auto_is_a_widget_without_warnings_in_a_kernel():
     outputs = nb.cells[0].outputs
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), outputs
     assert [o["text"].strip() for o in outputs if o["output_type"] == "stream"] == ["True []"]
+
+
+def test_every_notebook_opens_with_the_colab_badge_and_the_guarded_install():
+    """Issue 22: each built notebook, lesson or solutions, starts with the badge and the install cell,
+    both pointing at the repository and release tag of [project.urls] in pyproject.toml."""
+    repository, tag = build.release()
+    assert repository and tag
+    built = {path: nb for source in build.sources() for path, nb in build.build(source).items()}
+    assert len(built) >= 4
+    for path, nb in built.items():
+        badge, install = nb.cells[0], nb.cells[1]
+        where = path.relative_to(ROOT).as_posix()
+        assert badge.cell_type == "markdown" and build.COLAB_BADGE in badge.source, _name(path)
+        assert f"https://colab.research.google.com/github/{repository}/blob/{tag}/{where})" in badge.source
+        assert install.cell_type == "code", _name(path)
+        assert 'if importlib.util.find_spec("handprop") is None:' in install.source
+        assert f'"{build.install_requirement()}"' in install.source and f"@{tag}" in install.source
+        assert build.cell_kind(install) is None
+        assert sum(build.COLAB_BADGE in c.source for c in nb.cells) == 1, _name(path)
+
+
+def test_release_reads_project_urls(tmp_path, monkeypatch):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "x"\n[project.urls]\nRepository = "https://github.com/someone/course"\n'
+                         'Release = "https://github.com/someone/course/tree/v2.0"\n[tool.x]\na = 1\n')
+    monkeypatch.setattr(build, "PYPROJECT", pyproject)
+    assert build.release() == ("someone/course", "v2.0")
+    assert build.install_requirement() == "handprop @ git+https://github.com/someone/course@v2.0"
+    pyproject.write_text('[project.urls]\nRepository = "https://gitlab.com/a/b"\nRelease = "x"\n')
+    with pytest.raises(ValueError, match="Repository must be https://github.com/OWNER/NAME"):
+        build.release()
+
+
+def test_the_install_cell_is_a_no_op_here_and_installs_where_handprop_is_missing():
+    """In this environment's kernel the install cell runs nothing and prints nothing; in a kernel
+    where handprop cannot be found, it runs pip on the release of pyproject.toml (pip itself is
+    replaced by a recorder: the test installs nothing)."""
+    install = build.opening_cells(build.HERE / "01_x.ipynb")[1]
+    record = nbformat.v4.new_code_cell(
+        "import importlib.util, json, subprocess\n"
+        "calls = []\n"
+        "subprocess.run = lambda *args, **kwargs: calls.append(args[0])")
+    missing = nbformat.v4.new_code_cell(
+        "real_find_spec = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda name, *a: None if name == 'handprop' else real_find_spec(name, *a)")
+    cells = [record, install.source, "print(json.dumps(calls))", missing, install.source, "print(json.dumps(calls))"]
+    nb = nbformat.v4.new_notebook(cells=[c if not isinstance(c, str) else nbformat.v4.new_code_cell(c) for c in cells])
+    build.execute(nb, quick=True)
+    assert nb.cells[1].outputs == []  # the install cell in this environment: silent
+    assert json.loads(nb.cells[2].outputs[0]["text"]) == []
+    assert json.loads(nb.cells[5].outputs[0]["text"]) == [
+        [sys.executable, "-m", "pip", "install", "--quiet", build.install_requirement()]]
+    assert not build.check_outputs(nb, solutions=False)
+
+
+def test_the_readme_colab_link_is_the_release_of_pyproject():
+    repository, tag = build.release()
+    readme = (ROOT / "README.md").read_text()
+    assert f"https://colab.research.google.com/github/{repository}/blob/{tag}/notebooks/01_neural_networks.ipynb" \
+        in readme
+    assert f'"{build.install_requirement()}"' in readme
+
+
+def test_the_jupyterlite_copy_installs_with_piplite_and_keeps_the_lesson():
+    source = build.sources("01")[0]
+    lesson_path, _ = build.targets(source)
+    nb = build.build(source)[lesson_path]
+    lite = build.jupyterlite_notebook(nb)
+    install = [c for c in lite.cells if "open-anywhere" in build._tags(c)]
+    assert len(install) == 1 and lite.cells[0] is install[0]
+    assert "%pip install -q handprop" in install[0].source and "subprocess" not in install[0].source
+    assert [c.source for c in lite.cells[1:]] == [c.source for c in nb.cells if "open-anywhere" not in build._tags(c)]
+    assert sum("open-anywhere" in build._tags(c) for c in nb.cells) == 2  # the original is unchanged

@@ -4,6 +4,11 @@
 >>> model = hp.Sequential([hp.layers.Dense(32), hp.layers.ReLU(), hp.layers.Dense(10)], seed=0)
 >>> model.compile(loss=hp.losses.SoftmaxCrossEntropy(), optimizer=hp.optimizers.SGD(lr=0.1),
 ...               metrics=["accuracy"])
+Sequential([
+    Dense(units=32, use_bias=True),
+    ReLU(),
+    Dense(units=10, use_bias=True),
+])
 
 ``dir(hp)`` lists the public names, including the subpackages loaded on first use (``hp.data``,
 ``hp.viz``, ...). Modules the library uses internally (``checks``, ``batches``, ``threads``, ...)

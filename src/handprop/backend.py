@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import sys
 
 import numpy as np
 
@@ -54,7 +55,11 @@ def gpu_available() -> bool:
 
 
 def numba_available() -> bool:
-    return importlib.util.find_spec("numba") is not None
+    """Is Numba installed (and not blocked)? Looked up without importing it (importing takes ~0.5 s)."""
+    try:
+        return importlib.util.find_spec("numba") is not None
+    except (ImportError, ValueError):  # an import hook that refuses it; sys.modules["numba"] = None
+        return False
 
 
 def is_gpu_array(x) -> bool:
@@ -93,6 +98,16 @@ def to_device(x, device: str):
 def default_engine() -> str:
     """The CPU default: ``numba`` when Numba is installed, else ``numpy``."""
     return "numba" if numba_available() else "numpy"
+
+
+NO_NUMBA_NOTICE = ("handprop: Numba is not installed here, so the default engine is 'numpy' (the same results to "
+                   "rounding, slower convolutions); `pip install numba` where it is available gives the 'numba' engine")
+"""The one line on stderr, once per process (on importing handprop), where Numba is missing: a
+line and not a warning, because nothing is wrong (JupyterLite has no Numba) and a test suite that
+turns warnings into errors must still run there."""
+
+if not numba_available():
+    print(NO_NUMBA_NOTICE, file=sys.stderr, flush=True)
 
 
 _engine = None

@@ -1,4 +1,6 @@
-"""handprop's own warning and error classes, so that a test or a notebook can catch or silence exactly them::
+"""handprop's own warning and error classes.
+
+A test or a notebook can catch or silence exactly them::
 
     with pytest.warns(hp.DivergenceWarning): model.fit(...)
     warnings.simplefilter("ignore", hp.HandpropWarning)      # all of handprop's warnings

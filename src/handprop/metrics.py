@@ -11,14 +11,14 @@
   ``> threshold``. NaN scores (inside the mask) and a NaN threshold are refused: every metric of
   them would be a made-up number.
 
-  ==============  ====================================================================
-  ``roc_auc``     area under the ROC curve, threshold-free, exact with ties (rank formula)
-  ``roc_curve``   (false positive rate, true positive rate, thresholds), as scikit-learn
-  ``dice``/``f1`` 2 TP / (2 TP + FP + FN); 1.0 when ground truth and prediction are both empty
-  ``accuracy``    (TP + TN) / all (``pixel_accuracy`` for a single (H, W) map without mask)
-  ``sensitivity`` TP / (TP + FN), the true positive rate (recall)
-  ``specificity`` TN / (TN + FP), the true negative rate
-  ==============  ====================================================================
+  =================  ====================================================================
+  ``roc_auc``        area under the ROC curve, threshold-free, exact with ties (rank formula)
+  ``roc_curve``      (false positive rate, true positive rate, thresholds), as scikit-learn
+  ``dice``/``f1``    2 TP / (2 TP + FP + FN); 1.0 when ground truth and prediction are both empty
+  ``accuracy``       (TP + TN) / all (``pixel_accuracy`` for a single (H, W) map without mask)
+  ``sensitivity``    TP / (TP + FN), the true positive rate (recall)
+  ``specificity``    TN / (TN + FP), the true negative rate
+  =================  ====================================================================
 
   ``segmentation_report`` gives all five per image and their mean.
 """

@@ -72,9 +72,8 @@ def receptive_field(model):
     Returns a list with one entry per layer call, in forward order (a layer used twice -- shared
     weights -- has two entries, one per use; otherwise the layers of ``model.layers_list()``): an
     int when the field is square (a cube), a pair ``(rows, cols)`` (a triple for volumes)
-    otherwise. Works for
-    ``Sequential`` and graph ``Model``s (the largest field among a node's inputs), on images and
-    on volumes (a model with a 3-D layer).
+    otherwise. Works for ``Sequential`` and graph ``Model`` models (the largest field among a
+    node's inputs), on images and on volumes (a model with a 3-D layer).
     """
     nodes = getattr(model, "layer_nodes", None)
     ones = (1,) * _dims(model.layers_list())

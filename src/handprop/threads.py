@@ -34,7 +34,10 @@ _cores = None  # the cores this process may run on, counted on first use
 
 
 def _have(module):
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # an import hook that refuses it; sys.modules[module] = None
+        return False
 
 
 def max_engine_threads() -> int:

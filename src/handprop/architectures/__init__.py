@@ -8,20 +8,20 @@
     model.compile(loss=hp.losses.BinaryCrossEntropy(from_logits=True), optimizer="adam")
     model.summary()
 
-==============================  =================================================================
-builder                         what the tutorial uses it for
-==============================  =================================================================
-:func:`patch_cnn`               the ConvNet of the tutorial: classify a pixel from a patch
-:func:`multiscale_patch_net`    small and large patches around one pixel, one branch each
-:func:`dilated_context_net`     the receptive-field table: dilations 1, 1, 2, 4, 8, 16, 32, 1
-:func:`unet`                    encoder-decoder with skip connections, whole images
-:func:`triplanar_net`           three orthogonal 2-D patches of a 3-D volume (2.5-D)
-:func:`cnn3d`                   the same task with 3-D convolutions
-:func:`conv_autoencoder`        unsupervised pre-training; :func:`classifier_from_encoder` reuses it
-:func:`parameter_reduction_net` the "reducing parameters" slide: factorized, dilated, shared,
-                                depthwise-separable versions of one 7 x 7 context block
-:func:`gan`, :func:`train_gan`  a small GAN trained with the public model API only
-==============================  =================================================================
+================================  =================================================================
+builder                           what the tutorial uses it for
+================================  =================================================================
+:func:`patch_cnn`                 the ConvNet of the tutorial: classify a pixel from a patch
+:func:`multiscale_patch_net`      small and large patches around one pixel, one branch each
+:func:`dilated_context_net`       the receptive-field table: dilations 1, 1, 2, 4, 8, 16, 32, 1
+:func:`unet`                      encoder-decoder with skip connections, whole images
+:func:`triplanar_net`             three orthogonal 2-D patches of a 3-D volume (2.5-D)
+:func:`cnn3d`                     the same task with 3-D convolutions
+:func:`conv_autoencoder`          unsupervised pre-training; :func:`classifier_from_encoder` reuses it
+:func:`parameter_reduction_net`   the "reducing parameters" slide: factorized, dilated, shared,
+                                  depthwise-separable versions of one 7 x 7 context block
+:func:`gan`, :func:`train_gan`    a small GAN trained with the public model API only
+================================  =================================================================
 
 Every builder takes ``seed`` (the same seed, the same initial weights). Classifiers output
 logits (pair them with ``SoftmaxCrossEntropy`` or ``BinaryCrossEntropy(from_logits=True)``).

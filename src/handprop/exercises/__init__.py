@@ -6,6 +6,9 @@ truthy on success; printed (or shown in Jupyter) it says what passed, where the 
 the most likely mistake::
 
     >>> import handprop as hp
+    >>> def momentum_step(w, dw, state, lr, momentum):   # the student's answer
+    ...     state["v"] = momentum * state.get("v", 0.0) + dw
+    ...     return w - lr * state["v"]
     >>> result = hp.exercises.check_momentum_step(momentum_step)
     >>> bool(result)
     True

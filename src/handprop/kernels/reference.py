@@ -266,7 +266,9 @@ def maxpool2d_forward(x, geometry, training=True):
 
 
 def maxpool2d_backward(dy, cache):
-    """dL/dx of max pooling: each output's gradient goes to the pixel that won its window::
+    """dL/dx of max pooling.
+
+    Each output's gradient goes to the pixel that won its window::
 
         dx[n, c, argmax[n, c, i, j]] += dy[n, c, i, j]
     """
@@ -336,7 +338,9 @@ def _flat(coords, sizes):
 
 
 def conv_nd(x, W, b, geometry):
-    """Convolution over any number of spatial axes. x (N, C, *sizes), W (K, C, *kernel) -> y (N, K, *out)::
+    """Convolution over any number of spatial axes.
+
+    ``x (N, C, *sizes), W (K, C, *kernel) -> y (N, K, *out)``::
 
         y[n, k, o] = b[k] + sum_{c, t} W[k, c, t] * xpad[n, c, o * stride + t * dilation]
     """
@@ -476,7 +480,9 @@ def upsample2d_forward(x, size, training=True):
 
 
 def upsample2d_backward(dy, cache):
-    """dL/dx of nearest upsampling: each pixel fed ``sh sw`` outputs, so their gradients add up::
+    """dL/dx of nearest upsampling.
+
+    Each pixel fed ``sh sw`` outputs, so their gradients add up::
 
         dx[n, c, h, w] = sum_{a, b} dy[n, c, h sh + a, w sw + b]
     """

@@ -97,7 +97,9 @@ class MaxPool2D(_Pool):
     kernels = ("maxpool2d_forward", "maxpool2d_backward")
 
     def backward(self, dy, need_dx=True):
-        """Each output's gradient goes to the pixel that won its window; shared winners add up::
+        """dL/dx of max pooling.
+
+        Each output's gradient goes to the pixel that won its window; shared winners add up::
 
             dx[n, c, h, w] = sum over outputs (i, j) whose window's maximum was (h, w) of dy[n, c, i, j]
         """
@@ -114,7 +116,9 @@ class AvgPool2D(_Pool):
     kernels = ("avgpool2d_forward", "avgpool2d_backward")
 
     def backward(self, dy, need_dx=True):
-        """Each pixel of a window receives an equal share::
+        """dL/dx of average pooling.
+
+        Each pixel of a window receives an equal share::
 
             dxpad[n, c, i sh + r dh, j sw + s dw] += dy[n, c, i, j] / (R S)      for every tap (r, s)
         """

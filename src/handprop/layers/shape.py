@@ -47,7 +47,7 @@ class Flatten(Layer):
 
 
 class Reshape(Layer):
-    """(N, d1, d2, ...) -> (N, *target_shape), C-order, the number of values unchanged (Keras'
+    """``(N, d1, d2, ...) -> (N, *target_shape)``, C-order, the number of values unchanged (Keras'
     ``Reshape``). One entry of ``target_shape`` may be -1: it is inferred. Backward reshapes
     ``dy`` back. E.g. a generator's ``Dense(16 * 4 * 4)`` -> ``Reshape((16, 4, 4))`` -> convolutions.
     ``input_shape``: as every layer's (on a Sequential's first layer, builds the model at once).
