@@ -27,7 +27,7 @@ MODULES = _modules_with_examples()
 
 
 def test_there_are_examples_to_run():
-    assert "handprop" in MODULES and "handprop.saving" in MODULES
+    assert "handprop" in MODULES and "handprop.optimizers" in MODULES
 
 
 @pytest.mark.parametrize("name", MODULES)
