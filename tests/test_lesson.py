@@ -23,6 +23,9 @@ def test_claim_picks_the_sentence_the_numbers_support(capsys):
     assert not results.claim("helps", 0.90 > 0.91, "It helps ({a})", "It does not help ({a})", a=1)
     assert capsys.readouterr().out.strip() == "It does not help (1)"
     assert results.claims == {"helps": False}
+    results.claim("other", True, "a = {a}", "no", a=np.float32(2.0))  # the same keyword in another claim
+    assert results.claim_values == {"helps": {"a": 1}, "other": {"a": 2.0}}
+    assert results.values["a"] == 2.0  # the flat record keeps the last
 
 
 def test_nan_is_refused():
@@ -38,7 +41,8 @@ def test_save_writes_only_where_the_environment_names_a_folder(tmp_path, monkeyp
     monkeypatch.setenv(hp.lesson.RESULTS_ENV, str(tmp_path))
     path = results.save()
     saved = json.loads(path.read_text())
-    assert saved == {"chapter": "99_test", "values": {"a": [0, 1, 2], "b": {"c": 2.5}}, "claims": {}}
+    assert saved == {"chapter": "99_test", "values": {"a": [0, 1, 2], "b": {"c": 2.5}}, "claims": {},
+                     "claim_values": {}}
     assert hp.lesson.load_results("99_test", tmp_path) == saved
     with pytest.raises(FileNotFoundError, match="make notebooks"):
         hp.lesson.load_results("98_missing", tmp_path)

@@ -117,6 +117,7 @@ class Results:
         self.chapter = chapter
         self.values = {}
         self.claims = {}
+        self.claim_values = {}
 
     def record(self, **values):
         """Keep ``values`` for the results file without showing anything."""
@@ -137,10 +138,13 @@ class Results:
         """Show the sentence the numbers support (``if_true`` when ``holds``) and record the claim.
 
         ``name`` is the claim's key in the results file (``claims[name]`` is ``True`` or
-        ``False``), the name a test in ``tests/test_claims.py`` refers to. Returns ``bool(holds)``.
+        ``False``), the name a test in ``tests/test_claims.py`` refers to; the values the sentence
+        states are also kept under the claim (``claim_values[name]``), so that two claims may use
+        the same keyword names. Returns ``bool(holds)``.
         """
         holds = bool(holds)
         self.claims[name] = holds
+        self.claim_values[name] = {key: _plain(value) for key, value in values.items()}
         self.say(if_true if holds else if_false, **values)
         return holds
 
@@ -151,7 +155,8 @@ class Results:
             return None
         path = Path(folder) / f"{self.chapter}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"chapter": self.chapter, "values": self.values, "claims": self.claims}
+        payload = {"chapter": self.chapter, "values": self.values, "claims": self.claims,
+                   "claim_values": self.claim_values}
         path.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
         return path
 
