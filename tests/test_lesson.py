@@ -56,3 +56,15 @@ def test_lecture_style_sets_projectable_fonts():
     assert hp.lesson.model_color("U-Net") == "tab:red"
     with pytest.raises(KeyError, match="known"):
         hp.lesson.model_color("VGG")
+
+
+def test_effect_says_helps_hurts_or_no_clear_effect(capsys):
+    results = hp.lesson.Results("99_test")
+    texts = ("helps by {change:.2f}", "hurts by {change:.2f}", "no clear effect ({change:+.2f}, margin {margin})")
+    assert results.effect("a", 0.05, 0.02, *texts) == "helps"
+    assert results.effect("b", -0.03, 0.02, *texts) == "hurts"
+    assert results.effect("c", 0.01, 0.02, *texts, extra=1) == "no clear effect"
+    assert capsys.readouterr().out.split("\n")[:3] == ["helps by 0.05", "hurts by -0.03",
+                                                         "no clear effect (+0.01, margin 0.02)"]
+    assert results.claims == {"a": "helps", "b": "hurts", "c": "no clear effect"}
+    assert results.claim_values["c"] == {"extra": 1, "change": 0.01, "margin": 0.02}

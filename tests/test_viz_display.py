@@ -84,3 +84,16 @@ def test_no_viz_module_builds_a_bare_matplotlib_figure():
         assert not re.search(r"from matplotlib\.figure import .*\bFigure\b", text), path.name
         assert "matplotlib.figure.Figure(" not in text and "plt.figure(" not in text and "plt.subplots(" not in text, \
             path.name
+
+
+def test_figure_png_is_stored_with_a_palette():
+    """Lecture-sized figures at 100 dpi stay small in the committed notebooks: an adaptive palette."""
+    import io
+
+    from PIL import Image
+
+    fig = hp.viz.plot_trajectories({"SGD": SGD(lr=0.05), "Adam": Adam(lr=0.05)}, "rosenbrock", (-1.5, 2.0), 100)
+    compact, full = figure_png(fig), figure_png(fig, colors=None)
+    with Image.open(io.BytesIO(compact)) as a, Image.open(io.BytesIO(full)) as b:
+        assert a.mode == "P" and b.mode == "RGBA" and a.size == b.size
+    assert len(compact) < 0.6 * len(full)

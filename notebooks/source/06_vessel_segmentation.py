@@ -62,13 +62,15 @@ train, val, test = data[train_ids], data[val_ids], data[test_ids]
 x_train, x_val, x_test = (seg.normalize_images(d) for d in (train, val, test))
 print("training:", train.ids, "\nvalidation:", val.ids, "\ntest:", test.ids)
 print(f"vessel pixels inside the FOV: {train.vessels[train.fov].mean():.1%}")
-hp.viz.plot_segmentation(train.images[0], train.vessels[0], fov=train.fov[0], title=f"training patient {train.ids[0]}",
-                         figsize=(9, 4.8))
 
 
 def inside_fov(probabilities, fov):
     """Probability maps (n, H, W) with everything outside the field of view set to 0 (background)."""
     return np.where(fov, probabilities, 0.0).astype(np.float32)
+
+
+hp.viz.plot_segmentation(train.images[0], train.vessels[0], fov=train.fov[0], title=f"training patient {train.ids[0]}",
+                         figsize=(9, 4.8))
 
 # %% [markdown]
 # ## 2. Patch classifiers: 5×5 versus 11×11

@@ -80,11 +80,14 @@ for name, model, pick in (("9×9 only", single, lambda x: x[0]), ("9×9 + 27×27
 # %%
 single_name, multi_name = "9×9 only", "9×9 + 27×27"
 gain = scores[multi_name][0] - scores[single_name][0]
-results.claim("context_branch_helps", gain > 0.005,
+results.effect("context_branch", gain, 0.02,
               "The context branch helps here: validation accuracy {multi:.3f} against {single:.3f} ({gain:+.1f} "
               "points; AUC {multi_auc:.3f} against {single_auc:.3f}) on balanced patches: a dark line that continues "
               "is a vessel, a dark spot or the rim of the optic disc, which look alike from up close, is not.",
-              "The context branch does not help at this size and training budget: validation accuracy {multi:.3f} "
+              "The context branch hurts at this size and training budget: validation accuracy {multi:.3f} against "
+              "{single:.3f} for the 9×9 network alone ({gain:+.1f} points; AUC {multi_auc:.3f} against "
+              "{single_auc:.3f}). The larger network has more to learn in the same few epochs.",
+              "The context branch makes no clear difference at this size and training budget: validation accuracy {multi:.3f} "
               "against {single:.3f} for the 9×9 network alone ({gain:+.1f} points; AUC {multi_auc:.3f} against "
               "{single_auc:.3f}). The larger network has more to learn in the same few epochs; context pays off on "
               "images where a dark line and a dark spot look alike from up close, and with longer training.",
@@ -205,18 +208,22 @@ for name, (model, x, x_val3) in models.items():
 # %%
 acc3d = {name: value[2] for name, value in results_3d.items()}
 best_2d = max(acc3d["triplanar"], acc3d["triplanar, shared weights"])
-results.claim("cnn3d_not_better_than_triplanar", acc3d["3-D CNN"] <= best_2d + 0.01,
+results.effect("cnn3d_vs_triplanar", acc3d["3-D CNN"] - best_2d, 0.02,
+              "The 3-D CNN is better here (validation accuracy {cnn3d:.3f} against {best2d:.3f} for the better "
+              "triplanar network), and it took {slower:.0f} times longer to train.",
+              "On these tubes the 3-D CNN is worse than the triplanar networks (validation accuracy {cnn3d:.3f} "
+              "against {best2d:.3f}), and it took {slower:.0f} times longer to train.",
               "On these tubes all three do well, and the 3-D CNN is **not** better here (validation accuracy "
               "{cnn3d:.3f} against {best2d:.3f} for the better triplanar network), while it took {slower:.0f} times "
               "longer to train: it convolves every voxel of the cube (3,375 numbers against the planes' 675).",
-              "The 3-D CNN is better here (validation accuracy {cnn3d:.3f} against {best2d:.3f} for the better "
-              "triplanar network), and it took {slower:.0f} times longer to train.",
               cnn3d=acc3d["3-D CNN"], best2d=best_2d,
               slower=results_3d["3-D CNN"][1] / max(results_3d["triplanar"][1], 1e-9))
-results.claim("shared_weights_do_no_harm", acc3d["triplanar, shared weights"] >= acc3d["triplanar"] - 0.01,
+results.effect("shared_plane_weights", acc3d["triplanar, shared weights"] - acc3d["triplanar"], 0.02,
+              "Sharing the weights between the planes cuts the convolution weights by three (the planes of an "
+              "isotropic volume look alike) and even helped: {shared:.3f} against {separate:.3f}.",
+              "Sharing the weights between the planes cost accuracy here: {shared:.3f} against {separate:.3f}.",
               "Sharing the weights between the planes cuts the convolution weights by three (the planes of an "
               "isotropic volume look alike) and did no harm: {shared:.3f} against {separate:.3f}.",
-              "Sharing the weights between the planes cost accuracy here: {shared:.3f} against {separate:.3f}.",
               shared=acc3d["triplanar, shared weights"], separate=acc3d["triplanar"])
 chosen_3d = max(acc3d, key=acc3d.get)
 chosen_x = cubes_test if chosen_3d == "3-D CNN" else planes_test
@@ -295,14 +302,16 @@ for name, accuracies in pretraining.items():
 
 # %%
 frozen, tuned, scratch_acc = (float(np.mean(pretraining[k])) for k in pretraining)
-results.claim("digit_pretraining_pays", frozen > scratch_acc,
+results.effect("digit_pretraining", frozen - scratch_acc, 0.02,
               "Here pre-training pays: with the encoder frozen the classifier reaches {frozen:.3f} on the validation "
               "digits against {scratch:.3f} from scratch ({gain:+.1f} points).",
-              "Here pre-training does not pay: frozen {frozen:.3f} against {scratch:.3f} from scratch.",
+              "Here pre-training hurts: frozen {frozen:.3f} against {scratch:.3f} from scratch.",
+              "Here pre-training makes no clear difference: frozen {frozen:.3f} against {scratch:.3f} from scratch.",
               frozen=frozen, scratch=scratch_acc, gain=100 * (frozen - scratch_acc))
-results.claim("fine_tuning_adds", tuned > frozen,
+results.effect("fine_tuning", tuned - frozen, 0.02,
               "Fine-tuning adds {more:.1f} points more ({tuned:.3f}).",
-              "Fine-tuning adds nothing here ({tuned:.3f} against {frozen:.3f} frozen).",
+              "Fine-tuning loses {more:.1f} points here ({tuned:.3f} against {frozen:.3f} frozen).",
+              "Fine-tuning adds nothing clear here ({tuned:.3f} against {frozen:.3f} frozen).",
               more=100 * (tuned - frozen), tuned=tuned, frozen=frozen)
 
 # %% [markdown]
