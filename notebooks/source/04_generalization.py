@@ -131,9 +131,9 @@ results.effect("leaky_split_flatters", leak["random patches"] - leak["by patient
                "recognize them. A leaky split flatters the model.",
                "The random split looks *worse* here, by {points:.1f} points ({leaky:.3f} against {honest:.3f}).",
                "Here the leak does not show: {leaky:.3f} with the random split against {honest:.3f} by patient "
-               "({points:+.1f} points, within the noise). The synthetic patients differ less from each other than "
-               "real ones do; the size of the gap depends on how different patients are, but a random split can "
-               "only flatter a model, never judge it more fairly.",
+               "({points:+.1f} points, within the noise). The size of the gap depends on how different the patients "
+               "are; a random split can only flatter a model, never judge it more fairly, so the split stays by "
+               "patient.",
                points=100 * (leak["random patches"] - leak["by patient"]), leaky=leak["random patches"],
                honest=leak["by patient"])
 

@@ -113,8 +113,8 @@ results.claim("bigger_patch_needs_more_weights", weights[11] > 5 * weights[5],
 
 # %% tags=["figure"]
 raw_show, y_show = hp.data.extract_patches(val.images, val.vessels, val.fov, 11, 8, balance=0.5, seed=3)
-hp.viz.plot_patches(raw_show, y_show, n=16, box=5,
-                    title="11×11 validation patches (photograph colours); the 5×5 classifier sees the yellow box")
+hp.viz.plot_patches(raw_show, y_show, n=16, box=5, channel=1,
+                    title="11×11 validation patches (the photograph's green channel); a 5×5 classifier sees the box")
 
 # %% [markdown]
 # ## 3. From a patch classifier to a fully convolutional network
@@ -143,6 +143,7 @@ for layer in fcns[11].layers:
         print(f"  {type(layer).__name__:10s} {str(size):9s} dilation {layer.dilation}")
 
 region = x_val[:1] if not QUICK else x_val[:1, :, 100:196, 100:196]  # quick mode: a 96x96 crop
+speedup, difference = {}, {}
 for P in sizes:
     inference.sliding_window_predict(patch_models[P], region[:, :, :16, :16])  # warm-up: compile, allocate
     inference.predict_dense(fcns[P], region[:, :, :16, :16], P)
@@ -152,12 +153,17 @@ for P in sizes:
     start = time.perf_counter()
     fast = inference.predict_dense(fcns[P], region, P)
     t_fast = time.perf_counter() - start
+    speedup[P], difference[P] = t_slow / t_fast, float(np.abs(slow - fast).max())
     print(f"{P}x{P}: {region.shape[2]}x{region.shape[3]} pixels, sliding window {t_slow:.2f} s, fully convolutional "
-          f"{t_fast:.2f} s ({t_slow / t_fast:.0f}x faster), max |difference| {np.abs(slow - fast).max():.1e}")
+          f"{t_fast:.2f} s ({speedup[P]:.0f}x faster), max |difference| {difference[P]:.1e}")
 
-# %% [markdown]
-# The outputs are equal to float32 rounding. The speed-up grows with the patch: the sliding window
-# repeats every convolution for each of the $P^2$ patches a pixel falls into.
+# %%
+results.claim("fully_convolutional_is_exact", max(difference.values()) < 1e-4,
+              "The outputs are equal to float32 rounding (largest difference {diff:.1e}), and one pass is {s5:.0f}x "
+              "(5×5) and {s11:.0f}x (11×11) faster here than the sliding window, which repeats every convolution "
+              "for each of the $P^2$ patches a pixel falls into. (Timings depend on the machine and its load.)",
+              "The outputs differ by up to {diff:.1e}: more than float32 rounding (speed-ups {s5:.0f}x and "
+              "{s11:.0f}x).", diff=max(difference.values()), s5=speedup[5], s11=speedup[11])
 #
 # The vessel probability of every pixel of a validation image, from both classifiers (the softmax
 # of the two outputs, class 1; 0 outside the FOV):
@@ -225,11 +231,18 @@ print(f"U-Net: {unet.count_params():,} weights, trained in {time.perf_counter() 
 validation_probabilities["U-Net"] = inside_fov(seg.predict_probabilities(unet, x_val), val.fov)
 hp.viz.plot_history(unet_history, title="U-Net: training loss; AUC and Dice on the validation patients")
 
-# %% [markdown]
-# The validation Dice (at the default threshold 0.5) stays at 0 for the first epochs: the network
-# starts by calling every pixel background, the majority class, and only later do its vessel
-# probabilities climb above 0.5 — while the AUC, which needs no threshold, improves from the start.
-# The curves were still rising when training stopped: this U-Net is under-trained.
+# %%
+val_dice, val_auc = unet_history.history["val_dice"], unet_history.history["val_auc"]
+results.say("The validation Dice (at the default threshold 0.5) is {dice0:.2f} after the first epoch and {dice_end:.2f} "
+            "after the last; the AUC, which needs no threshold, goes from {auc0:.3f} to {auc_end:.3f}. A network "
+            "starts by calling every pixel background, the majority class, and only later do its vessel "
+            "probabilities climb above 0.5.", dice0=val_dice[0], dice_end=val_dice[-1], auc0=val_auc[0],
+            auc_end=val_auc[-1])
+results.claim("unet_best_epoch_is_the_last", unet.best_epoch == len(val_auc) - 1,
+              "The best validation AUC came in the last epoch: the U-Net was still improving when training stopped, "
+              "it is under-trained.",
+              "The best validation AUC came in epoch {best} of {n}: training had levelled off before it stopped.",
+              best=unet.best_epoch + 1, n=len(val_auc))
 #
 # ## 5. Metrics inside the field of view, and ROC curves
 #
@@ -243,9 +256,9 @@ hp.viz.plot_history(unet_history, title="U-Net: training loss; AUC and Dice on t
 #
 # All four need a **threshold** on the probability; each model gets the one with the best Dice on
 # the *validation* patients. (The patch classifiers learned from balanced patches, half of them
-# vessels, while only about 7 % of the FOV is vessel: their probabilities are too high for real
-# images, and their best threshold comes out high, near 0.9. The U-Net learned from real
-# proportions.) The **ROC curve** plots sensitivity against 1 − specificity for every
+# vessels, while only a few per cent of the FOV is vessel: their probabilities run high on real
+# images, so their best threshold should come out higher than the U-Net's, which learned from real
+# proportions; the next cell says whether it did.) The **ROC curve** plots sensitivity against 1 − specificity for every
 # threshold, and its area (AUC) is the probability that a random vessel pixel scores above a
 # random background pixel: threshold-free. The baseline is the green channel alone, inverted
 # (vessels are dark). Two ways to summarize an AUC over several images: the mean of the per-image
@@ -258,6 +271,13 @@ probabilities = {f"{P}×{P} patches": patch_probabilities(P, x_test, test.fov) f
 probabilities["U-Net"] = inside_fov(seg.predict_probabilities(unet, x_test), test.fov)
 green_auc, _ = seg.green_channel_auc(test)
 green_pooled = metrics.roc_auc(-test.images[:, 1], test.vessels, test.fov)
+results.claim("patch_thresholds_above_unet", min(thresholds["5×5 patches"], thresholds["11×11 patches"])
+              > thresholds["U-Net"],
+              "Best validation thresholds: {t5:.2f} (5×5), {t11:.2f} (11×11), {tu:.2f} (U-Net): the patch "
+              "classifiers, trained on balanced patches, need the higher ones.",
+              "Best validation thresholds: {t5:.2f} (5×5), {t11:.2f} (11×11), {tu:.2f} (U-Net): here the balanced "
+              "training did not push the patch classifiers' thresholds above the U-Net's.",
+              t5=thresholds["5×5 patches"], t11=thresholds["11×11 patches"], tu=thresholds["U-Net"])
 print(f"green channel alone: in-FOV AUC {green_auc:.3f} (mean over images), {green_pooled:.3f} (pixels pooled)\n")
 reports = {}
 for name, p in probabilities.items():
@@ -303,14 +323,18 @@ pooled = {name: metrics.roc_auc(p, test.vessels, test.fov) for name, p in probab
 auc = {name: reports[name]["mean"]["auc"] for name in reports}
 dice = {name: reports[name]["mean"]["dice"] for name in reports}
 results.record(pooled_auc=pooled, green_auc_mean=green_auc, green_auc_pooled=green_pooled)
-results.claim("five_by_five_beats_unet_at_this_budget", auc["5×5 patches"] > auc["U-Net"],
-              "At this size and training budget the small 5×5 patch classifier is hard to beat: mean AUC {a5:.3f} "
-              "and Dice {d5:.2f}, against {au:.3f} and {du:.2f} for the U-Net and {a11:.3f} and {d11:.2f} for the "
-              "11×11 classifier. Balanced patches give it a strong learning signal from the first step, and most "
-              "vessels here are one to three pixels wide, which a 5×5 window sees whole; the U-Net learns from every "
-              "pixel of a tile but mostly from background, so it needs many more steps.",
-              "The U-Net beats the 5×5 patch classifier even at this budget: mean AUC {au:.3f} and Dice {du:.2f} "
-              "against {a5:.3f} and {d5:.2f} (11×11: {a11:.3f}, {d11:.2f}).",
+results.effect("unet_vs_5x5", auc["U-Net"] - auc["5×5 patches"], 0.01,
+               "The U-Net beats the 5×5 patch classifier even at this budget: mean AUC {au:.3f} and Dice {du:.2f} "
+               "against {a5:.3f} and {d5:.2f} (11×11: {a11:.3f}, {d11:.2f}).",
+               "At this size and training budget the small 5×5 patch classifier is hard to beat: mean AUC {a5:.3f} "
+               "and Dice {d5:.2f}, against {au:.3f} and {du:.2f} for the U-Net (11×11: {a11:.3f}, {d11:.2f}). "
+               "Balanced patches give it a strong learning signal from the first step; the U-Net learns from every "
+               "pixel of a tile but mostly from background, so it needs many more steps.",
+               "At this size and training budget the three end close: mean AUC {au:.3f} and Dice {du:.2f} for the "
+               "U-Net, {a5:.3f} and {d5:.2f} for the 5×5 classifier, {a11:.3f} and {d11:.2f} for the 11×11 one "
+               "(differences in AUC under the margin of {margin}). The U-Net learns from every pixel of a tile but "
+               "mostly from background, so it needs many steps; balanced patches give the patch classifiers a strong "
+               "signal from the first step.",
               a5=auc["5×5 patches"], d5=dice["5×5 patches"], au=auc["U-Net"], du=dice["U-Net"],
               a11=auc["11×11 patches"], d11=dice["11×11 patches"])
 results.claim("every_model_beats_the_green_channel", min(pooled.values()) > green_pooled + 0.05,
@@ -365,9 +389,8 @@ for ax in axes:
 plt.show()
 
 # %% [markdown]
-# Trained only on synthetic retinas, the 5×5 classifier finds the main vessel tree of a real eye
-# and many of its small branches; the less-trained U-Net finds the large vessels and fewer
-# branches. Both raise false alarms where the generator does not draw like a real eye (the texture
+# Trained only on synthetic retinas, both networks find the main vessel tree of a real eye; look
+# at the maps for how many of the small branches each finds. Both raise false alarms where the generator does not draw like a real eye (the texture
 # of a real fundus, the macula, the disc's rim, the edge of the field of view). Training on real annotated images (DRIVE) is the next
 # step: `hp.data.load_drive` loads them into the same structure, and `handprop demo --drive
 # PATH` runs this chapter's U-Net pipeline on them.
