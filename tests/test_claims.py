@@ -204,6 +204,16 @@ def test_ch7_fine_tuning_adds_nothing_clear():
     assert_effect("07_beyond", "fine_tuning", "no clear effect")
 
 
+def test_ch7_a_3x3x3_mean_makes_the_tubes_stand_out():
+    holds, values = claim("07_beyond", "mean_filter_separates_tubes")
+    assert holds and values["smooth"] > values["raw"] + 0.01
+
+
+def test_ch7_gan_players_end_balanced():
+    holds, values = claim("07_beyond", "gan_players_balanced")
+    assert holds and abs(values["d"] - math.log(2)) < 0.15
+
+
 # ------------------------------------------------------------------------------------- all of them
 def test_every_claim_a_chapter_states_has_a_test_here():
     """A new claim in a notebook needs its check in this file (named by its key)."""

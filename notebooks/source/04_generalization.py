@@ -600,12 +600,10 @@ results.effect("pretraining", pretrained_best - mean("from scratch"), MARGIN,
 # The reconstructions show why pre-training can fail: an
 # autoencoder trained with the squared error spends its code on what dominates the error — the
 # overall brightness and the broad shading of the patch — and the encoder's two poolings blur
-# away the one-to-two-pixel vessels that the classifier needs. Frozen, those features are worse
-# than what 48 labels teach a fresh network; fine-tuning recovers only a little of the gap. Pre-training
-# pays off when the unlabeled data is much larger than the labelled data *and* the pretext task
-# rewards the right features (a denoising or a contrastive objective, or supervised pre-training
-# on a related labelled task); chapter 7 shows an autoencoder on the digits, where the code does
-# carry the class.
+# away the one-to-two-pixel vessels that the classifier needs. Pre-training pays off when the
+# unlabeled data is much larger than the labelled data *and* the pretext task rewards the right
+# features (a denoising or a contrastive objective, or supervised pre-training on a related
+# labelled task); chapter 7 tries an autoencoder on the digits.
 #
 # ## 10. Summary
 #
