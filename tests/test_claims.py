@@ -206,7 +206,7 @@ def test_ch7_fine_tuning_adds_nothing_clear():
 
 def test_ch7_a_3x3x3_mean_makes_the_tubes_stand_out():
     holds, values = claim("07_beyond", "mean_filter_separates_tubes")
-    assert holds and values["smooth"] > values["raw"] + 0.01
+    assert holds and 1 - values["smooth"] < 0.7 * (1 - values["raw"]), "the mean should cut the AUC's shortfall"
 
 
 def test_ch7_gan_players_end_balanced():
