@@ -73,7 +73,7 @@ fig, axes = plt.subplots(1, 3, figsize=(9, 3))
 for ax, array, title in zip(axes, [image, kernel, y], ["image x (6×6)", "kernel w (3×3)", "output y (4×4)"]):
     ax.imshow(array, cmap="gray")
     for (r, c), value in np.ndenumerate(array):
-        ax.text(c, r, f"{value:g}", ha="center", va="center", color="tab:red", fontsize=9)
+        ax.text(c, r, f"{value:g}", ha="center", va="center", color="tab:red", fontsize=12)
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
