@@ -47,6 +47,7 @@ Usage (``make notebooks`` runs the first)::
 
     python notebooks/build.py               # build and execute every notebook in place (full mode)
     python notebooks/build.py --quick 02    # a trial run in quick mode (HANDPROP_QUICK=1), not saved
+    python notebooks/build.py 01 04         # build and execute only chapters 1 and 4 (full mode)
     python notebooks/build.py --check       # only compare the committed notebooks with their sources
     python notebooks/build.py --student student   # the release without solutions
     python notebooks/build.py --jupyterlite DIR   # the notebooks for a JupyterLite site (make lite)
@@ -460,7 +461,7 @@ def write_thumbnail(nb, lesson_path, width=360):
 # ------------------------------------------------------------------------------------------ main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("pattern", nargs="?", help="only sources whose name contains this, e.g. 02")
+    parser.add_argument("pattern", nargs="*", help="only sources whose name contains one of these, e.g. 02 04")
     parser.add_argument("--quick", action="store_true",
                         help="HANDPROP_QUICK=1 (smaller runs, as the tests); a trial run, nothing is saved")
     parser.add_argument("--check", action="store_true", help="only check that the committed notebooks match")
@@ -477,7 +478,8 @@ def main(argv=None):
         write_jupyterlite_contents(args.jupyterlite)
         return 0
     failed = False
-    for source in sources(args.pattern):
+    chosen = [s for s in sources() if not args.pattern or any(p in s.stem for p in args.pattern)]
+    for source in chosen:
         for path, nb in build(source).items():
             name = path.relative_to(HERE)
             if args.check:

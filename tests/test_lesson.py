@@ -23,6 +23,9 @@ def test_claim_picks_the_sentence_the_numbers_support(capsys):
     assert not results.claim("helps", 0.90 > 0.91, "It helps ({a})", "It does not help ({a})", a=1)
     assert capsys.readouterr().out.strip() == "It does not help (1)"
     assert results.claims == {"helps": False}
+    results.claim("other", True, "a = {a}", "no", a=np.float32(2.0))  # the same keyword in another claim
+    assert results.claim_values == {"helps": {"a": 1}, "other": {"a": 2.0}}
+    assert results.values["a"] == 2.0  # the flat record keeps the last
 
 
 def test_nan_is_refused():
@@ -38,7 +41,8 @@ def test_save_writes_only_where_the_environment_names_a_folder(tmp_path, monkeyp
     monkeypatch.setenv(hp.lesson.RESULTS_ENV, str(tmp_path))
     path = results.save()
     saved = json.loads(path.read_text())
-    assert saved == {"chapter": "99_test", "values": {"a": [0, 1, 2], "b": {"c": 2.5}}, "claims": {}}
+    assert saved == {"chapter": "99_test", "values": {"a": [0, 1, 2], "b": {"c": 2.5}}, "claims": {},
+                     "claim_values": {}}
     assert hp.lesson.load_results("99_test", tmp_path) == saved
     with pytest.raises(FileNotFoundError, match="make notebooks"):
         hp.lesson.load_results("98_missing", tmp_path)
@@ -52,3 +56,15 @@ def test_lecture_style_sets_projectable_fonts():
     assert hp.lesson.model_color("U-Net") == "tab:red"
     with pytest.raises(KeyError, match="known"):
         hp.lesson.model_color("VGG")
+
+
+def test_effect_says_helps_hurts_or_no_clear_effect(capsys):
+    results = hp.lesson.Results("99_test")
+    texts = ("helps by {change:.2f}", "hurts by {change:.2f}", "no clear effect ({change:+.2f}, margin {margin})")
+    assert results.effect("a", 0.05, 0.02, *texts) == "helps"
+    assert results.effect("b", -0.03, 0.02, *texts) == "hurts"
+    assert results.effect("c", 0.01, 0.02, *texts, extra=1) == "no clear effect"
+    assert capsys.readouterr().out.split("\n")[:3] == ["helps by 0.05", "hurts by -0.03",
+                                                         "no clear effect (+0.01, margin 0.02)"]
+    assert results.claims == {"a": "helps", "b": "hurts", "c": "no clear effect"}
+    assert results.claim_values["c"] == {"extra": 1, "change": 0.01, "margin": 0.02}

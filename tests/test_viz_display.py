@@ -45,7 +45,7 @@ def test_every_viz_figure_has_a_png_repr():
 
 
 def test_png_is_the_inline_backends_picture():
-    """Tight bounding box (0.1 in padding) at the figure's dpi: a 4.5 x 3.5 in figure at 100 dpi is ~450 x 350 px."""
+    """Tight bounding box (0.1 in padding) at the figure's dpi: an 8 x 4 in figure at 100 dpi is ~800 x 400 px."""
     fig = hp.viz.plot_history({"loss": [2.0, 1.0]})
     import io
 
@@ -53,7 +53,7 @@ def test_png_is_the_inline_backends_picture():
 
     with Image.open(io.BytesIO(fig._repr_png_())) as image:
         width, height = image.size
-    assert fig.dpi == 100 and abs(width - 450) < 40 and abs(height - 350) < 40, (width, height)
+    assert fig.dpi == 100 and abs(width - 800) < 40 and abs(height - 400) < 40, (width, height)
     assert figure_png(Figure()) is None  # an empty figure shows its text repr, not a blank image
 
 
@@ -84,3 +84,16 @@ def test_no_viz_module_builds_a_bare_matplotlib_figure():
         assert not re.search(r"from matplotlib\.figure import .*\bFigure\b", text), path.name
         assert "matplotlib.figure.Figure(" not in text and "plt.figure(" not in text and "plt.subplots(" not in text, \
             path.name
+
+
+def test_figure_png_is_stored_with_a_palette():
+    """Lecture-sized figures at 100 dpi stay small in the committed notebooks: an adaptive palette."""
+    import io
+
+    from PIL import Image
+
+    fig = hp.viz.plot_trajectories({"SGD": SGD(lr=0.05), "Adam": Adam(lr=0.05)}, "rosenbrock", (-1.5, 2.0), 100)
+    compact, full = figure_png(fig), figure_png(fig, colors=None)
+    with Image.open(io.BytesIO(compact)) as a, Image.open(io.BytesIO(full)) as b:
+        assert a.mode == "P" and b.mode == "RGBA" and a.size == b.size
+    assert len(compact) < 0.6 * len(full)

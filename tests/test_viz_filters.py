@@ -23,7 +23,11 @@ def test_plot_feature_maps():
     model = hp.Sequential([L.Conv2D(5, 3, padding="same"), L.ReLU(), L.Flatten()], input_shape=(1, 10, 10))
     x = np.random.default_rng(0).random((2, 1, 10, 10))
     fig = hp.viz.plot_feature_maps(model, x, layer=1)
-    assert len(fig.axes) == 5
+    assert len(fig.axes) == 6  # five maps and their shared colorbar
+    assert fig.axes[-1].get_ylabel() == "activation"
+    assert [ax.get_title() for ax in fig.axes[:5]] == [f"map {i}" for i in range(5)]
     assert "5 channels of 10×10" in fig._suptitle.get_text()
+    named = hp.viz.plot_feature_maps(model, x, layer=1, names=list("abcde"))
+    assert [ax.get_title() for ax in named.axes[:5]] == list("abcde")
     with pytest.raises(ValueError, match="layer output"):
         hp.viz.plot_feature_maps(model, x, layer=2)

@@ -35,12 +35,13 @@ def test_plot_segmentation(data):
     images, vessels, fov, _ = data
     prob = np.clip(vessels[0] * 0.8 + 0.1, 0, 1).astype(np.float32)
     fig = hp.viz.plot_segmentation(images[0], vessels[0], prob[None], fov[0], title="synthetic_000")
-    assert len(fig.axes) == 4
-    assert [ax.get_title() for ax in fig.axes][-1].startswith("errors")
+    assert len(fig.axes) == 5  # image, truth, probability (with its colorbar), errors
+    assert fig.axes[-1].get_label() == "<colorbar>"
+    assert fig.axes[3].get_title().startswith("errors")
     assert "Dice 1.000" in fig._suptitle.get_text() and "in the FOV" in fig._suptitle.get_text()
     _renders(fig)
     assert len(hp.viz.plot_segmentation(images[0]).axes) == 1
-    assert len(hp.viz.plot_segmentation(images[0], probabilities=prob).axes) == 2
+    assert len(hp.viz.plot_segmentation(images[0], probabilities=prob).axes) == 3  # with the colorbar
     with pytest.raises(ValueError, match="vessels must be"):
         hp.viz.plot_segmentation(images[0], vessels)
 

@@ -109,6 +109,15 @@ def test_plot_trajectories_on_the_saddle_uses_symlog():
     render(fig)
 
 
+def test_every_run_on_the_saddle_says_when_it_left_the_view():
+    """Not only the runs that blew up: a slow optimizer that walks out of the picture escaped too."""
+    fig = plot_trajectories({"SGD": SGD(lr=0.05), "RMSprop": RMSprop(lr=0.05), "tiny": SGD(lr=1e-6)},
+                            "saddle", (-1.5, 0.01), 80)
+    labels = [label for label in legend_labels(fig.axes[0]) if label.startswith(("SGD", "RMSprop", "tiny"))]
+    assert labels[0].startswith("SGD (escaped at step ") and labels[1].startswith("RMSprop (escaped at step ")
+    assert labels[2] == "tiny (still in view)"
+
+
 def test_plot_trajectories_wants_a_dict():
     with pytest.raises(TypeError, match="dict"):
         plot_trajectories([SGD()])

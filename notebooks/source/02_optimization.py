@@ -52,7 +52,9 @@ print("quick mode" if QUICK else "full mode")
 # steps. An **epoch** is one pass over the training set in a shuffled order, cut into batches.
 #
 # We use the handwritten digits that ship with handprop (8×8 images, 10 classes) and a small
-# multilayer perceptron.
+# multilayer perceptron. Its training images are split once more: a fifth of them become the
+# **validation** set, which we watch during training and use for every choice; the **test** set
+# is looked at once, at the end of the chapter.
 
 # %% [markdown]
 # The slide says that computing the gradient on all data is infeasible. Precisely, full-batch
@@ -62,8 +64,12 @@ print("quick mode" if QUICK else "full mode")
 # data, and the noise helps to leave flat regions and saddles.
 
 # %%
-(x_train, y_train), (x_test, y_test) = hp.data.load_digits()
-print("training set:", x_train.shape, " test set:", x_test.shape)
+(x_fit, y_fit), (x_test, y_test) = hp.data.load_digits()
+shuffle = np.random.default_rng(0).permutation(len(x_fit))
+n_val = len(x_fit) // 5
+x_val, y_val = x_fit[shuffle[:n_val]], y_fit[shuffle[:n_val]]
+x_train, y_train = x_fit[shuffle[n_val:]], y_fit[shuffle[n_val:]]
+print("training set:", x_train.shape, " validation set:", x_val.shape, " test set:", x_test.shape)
 
 
 def make_mlp(seed=0):
@@ -97,7 +103,7 @@ print(f"loss on the same batch after it:   {model.loss.forward(model.forward(x_t
 # How good is the minibatch estimate? Below, at the initial weights, we compare the gradient of
 # many random batches with the full gradient (cosine similarity 1 = same direction). Larger
 # batches point closer to the true direction, but each costs more to compute: with batches of
-# 32 an epoch makes 45 steps, with the full batch one.
+# 32 an epoch of our training set makes $\lceil n / 32 \rceil$ steps, with the full batch one.
 
 # %%
 def flat_gradient(model, x, y):
@@ -119,7 +125,7 @@ for size in batch_sizes:
         cosines.append(g @ full / (np.linalg.norm(g) * np.linalg.norm(full)))
     similarity.append(cosines)
 
-fig, ax = plt.subplots(figsize=(5, 3))
+fig, ax = plt.subplots(figsize=(8, 4))
 ax.boxplot(similarity, tick_labels=[str(s) for s in batch_sizes])
 ax.set_xlabel("batch size")
 ax.set_ylabel("cosine(batch gradient, full gradient)")
@@ -135,16 +141,22 @@ plt.show()
 
 # %%
 epochs = 5 if QUICK else 20
-curves = {}
+curves, final_loss = {}, {}
 for batch_size in [8, 32, 256, len(x_train)]:
     model = make_mlp()
     model.compile(loss=hp.losses.SoftmaxCrossEntropy(), optimizer=SGD(lr=0.1), metrics=["accuracy"])
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0)
     curves[f"loss (batch {batch_size})"] = history.history["loss"]
     steps = -(-len(x_train) // batch_size)
-    print(f"batch {batch_size:4d}: {steps:3d} steps per epoch, final training loss {history.history['loss'][-1]:.3f}")
-
-hp.viz.plot_history(curves, figsize=(7, 3.5), title="SGD, lr = 0.1: training loss for four batch sizes")
+    final_loss[batch_size] = history.history["loss"][-1]
+    print(f"batch {batch_size:4d}: {steps:3d} steps per epoch, final training loss {final_loss[batch_size]:.3f}")
+results.claim("small_batches_get_further_per_epoch", final_loss[8] < final_loss[len(x_train)],
+              "After {epochs} epochs the batches of 8 reach a training loss of {small:.3f}, the full batch "
+              "({n} examples, one step per epoch) only {full:.3f}.",
+              "After {epochs} epochs the batches of 8 reach a training loss of {small:.3f}, no lower than the full "
+              "batch's {full:.3f}: here the extra steps did not pay.",
+              epochs=epochs, small=final_loss[8], full=final_loss[len(x_train)], n=len(x_train))
+hp.viz.plot_history(curves, figsize=(9, 4), title="SGD, lr = 0.1: training loss for four batch sizes")
 
 # %% [markdown]
 # ## 2. The learning rate
@@ -176,15 +188,22 @@ hp.viz.plot_trajectories({"lr = 0.1 (slow)": SGD(lr=0.1), "lr = 0.9 (oscillates 
 # or the loss overflows to `nan`.
 
 # %%
-curves = {}
+curves, by_lr = {}, {}
 for lr in [0.01, 0.3, 3.0]:
     model = make_mlp()
     model.compile(loss=hp.losses.SoftmaxCrossEntropy(), optimizer=SGD(lr=lr), metrics=["accuracy"])
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=32, verbose=0)
     curves[f"loss (lr = {lr})"] = history.history["loss"]
+    by_lr[lr] = history.history["loss"][-1]
     print(f"lr = {lr:5}: final training loss {history.history['loss'][-1]:.3f}, "
           f"accuracy {history.history['accuracy'][-1]:.3f}")
-hp.viz.plot_history(curves, figsize=(7, 3.5), title="SGD with batches of 32: training loss for three learning rates")
+results.claim("too_large_learning_rate_fails", not np.isfinite(by_lr[3.0]) or by_lr[3.0] > 0.8 * np.log(10),
+              "With lr = 3 the training loss ends at {big:.2f}, near chance level (ln 10 = {chance:.2f}); lr = 0.3 "
+              "reaches {good:.3f} and lr = 0.01 {small:.3f}.",
+              "With lr = 3 the training loss ends at {big:.2f}, below chance level (ln 10 = {chance:.2f}): this time "
+              "the large rate got going (lr = 0.3: {good:.3f}, lr = 0.01: {small:.3f}).",
+              big=by_lr[3.0], chance=np.log(10), good=by_lr[0.3], small=by_lr[0.01])
+hp.viz.plot_history(curves, figsize=(9, 4), title="SGD with batches of 32: training loss for three learning rates")
 
 # %% [markdown]
 # ## 3. Momentum
@@ -300,7 +319,7 @@ hp.viz.plot_trajectories(seven(), "rosenbrock", (-1.5, 2.0), 200 if QUICK else 5
 hp.viz.animate_trajectories({"SGD": SGD(lr=1e-3), "momentum 0.9": SGD(lr=1e-3, momentum=0.9),
                              "RMSprop": RMSprop(lr=0.01), "Adam": Adam(lr=0.1)},
                             "rosenbrock", (-1.5, 2.0), steps=300, frames=8 if QUICK else 20,
-                            figsize=(7, 3), dpi=72)
+                            figsize=(9, 3.8), dpi=80)
 
 # %% [markdown]
 # **Saddle points.** In many dimensions, points where the gradient vanishes are far more often
@@ -317,7 +336,7 @@ hp.viz.plot_trajectories({"SGD lr=0.05": SGD(lr=0.05), "momentum 0.9": SGD(lr=0.
 # ## 6. On a real network
 #
 # Back to the digits. Each optimizer trains the same network from the same initial weights, with
-# its customary learning rate; we record the loss on the held-out test images after every epoch
+# its customary learning rate; we record the loss on the validation images after every epoch
 # (`validation_data`). `verbose=0` keeps the output short; `verbose=1` shows a progress bar per
 # epoch and `verbose=2` one line per epoch.
 
@@ -327,23 +346,53 @@ optimizers = {
     "RMSprop": RMSprop(lr=0.001), "AdaDelta": AdaDelta(lr=1.0), "Adam": Adam(lr=0.001),
 }
 epochs = 6 if QUICK else 25
-curves, accuracy = {}, {}
+curves, accuracy, first_loss, trained = {}, {}, {}, {}
 for name, optimizer in optimizers.items():
     model = make_mlp()
     model.compile(loss=hp.losses.SoftmaxCrossEntropy(), optimizer=optimizer, metrics=["accuracy"])
-    history = model.fit(x_train, y_train, epochs=epochs, batch_size=32, validation_data=(x_test, y_test), verbose=0)
+    history = model.fit(x_train, y_train, epochs=epochs, batch_size=32, validation_data=(x_val, y_val), verbose=0)
     curves[f"val_loss ({name})"] = history.history["val_loss"]
     accuracy[name] = history.history["val_accuracy"][-1]
+    first_loss[name] = history.history["val_loss"][0]
+    trained[name] = model
 
 for name, acc in sorted(accuracy.items(), key=lambda item: -item[1]):
-    print(f"{name:9s} test accuracy after {epochs} epochs: {acc:.3f}")
-hp.viz.plot_history(curves, figsize=(7, 3.5), title="Test loss per epoch, same network and initial weights")
+    print(f"{name:9s} validation accuracy after {epochs} epochs: {acc:.3f}")
+hp.viz.plot_history(curves, figsize=(9, 4.5), title="Validation loss per epoch, same network and initial weights")
+
+# %%
+best_name, worst_name = max(accuracy, key=accuracy.get), min(accuracy, key=accuracy.get)
+spread = accuracy[best_name] - accuracy[worst_name]
+results.claim("optimizers_differ_little", spread < 0.03,
+              "There is no clear winner: the six end within {points:.1f} points of each other on the validation set "
+              "({best} best with {best_acc:.3f}, {worst} last with {worst_acc:.3f}).",
+              "Here the choice matters: {points:.1f} points of accuracy separate {best} ({best_acc:.3f}) from {worst} "
+              "({worst_acc:.3f}) "
+              "on the validation set.",
+              points=100 * spread, best=best_name, best_acc=accuracy[best_name], worst=worst_name,
+              worst_acc=accuracy[worst_name])
+others = np.median([v for k, v in first_loss.items() if k != "Adam"])
+results.claim("adam_default_starts_slower", first_loss["Adam"] > others,
+              "Adam at its default `lr=0.001` starts slower than the others (validation loss after one epoch "
+              "{adam:.2f}, the median of the others {others:.2f}), but it is a good default that rarely needs tuning.",
+              "Adam at its default `lr=0.001` starts no slower than the others (validation loss after one epoch "
+              "{adam:.2f}, the median of the others {others:.2f}).",
+              adam=first_loss["Adam"], others=others)
 
 # %% [markdown]
-# There is no single winner, and on this small problem the differences are small. They depend
-# more on the learning rate than on the method: Adam at its default `lr=0.001` starts slower than
-# the others here, but it is a good default that rarely needs tuning; with a well-chosen learning
-# rate, SGD with momentum is hard to beat.
+# How well each method does depends on its learning rate as much as on the method: the rates here
+# are customary defaults, not tuned (tuning them on the validation set is exercise material).
+#
+# ## 7. The test set, once
+#
+# The choice is made on the validation set: the optimizer with the best validation accuracy. Only
+# now do we look at the test images, once, with that one network:
+
+# %%
+test_accuracy = trained[best_name].evaluate(x_test, y_test)[1]
+results.say("The network trained with {name} (chosen on validation accuracy, {val:.3f}) classifies {acc:.1%} of "
+            "the {n} test digits correctly.", name=best_name, val=accuracy[best_name], acc=test_accuracy,
+            n=len(x_test))
 
 # %%
 results.save()  # the full-mode build keeps these numbers for tests/test_claims.py

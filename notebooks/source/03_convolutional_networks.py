@@ -73,7 +73,7 @@ fig, axes = plt.subplots(1, 3, figsize=(9, 3))
 for ax, array, title in zip(axes, [image, kernel, y], ["image x (6×6)", "kernel w (3×3)", "output y (4×4)"]):
     ax.imshow(array, cmap="gray")
     for (r, c), value in np.ndenumerate(array):
-        ax.text(c, r, f"{value:g}", ha="center", va="center", color="tab:red", fontsize=9)
+        ax.text(c, r, f"{value:g}", ha="center", va="center", color="tab:red", fontsize=12)
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -229,25 +229,32 @@ edges = hp.Sequential([hp.layers.Conv2D(4, 3, padding="same", use_bias=False)], 
 edges.build((1, 64, 64))
 edges.layers_list()[0].params["W"] = filters  # (K=4, C=1, 3, 3)
 
-fig, ax = plt.subplots(figsize=(3, 3))
+fig, ax = plt.subplots(figsize=(5, 5))
 ax.imshow(picture, cmap="gray")
 ax.set_title("the input picture")
 ax.axis("off")
 plt.show()
-hp.viz.plot_filters(edges.layers_list()[0], title="four hand-made 3×3 filters")
+filter_names = ["vertical edges", "horizontal edges", "dark line", "blur"]
+hp.viz.plot_filters(edges.layers_list()[0], title="four hand-made 3×3 filters", names=filter_names)
 
 # %% tags=["figure"]
-hp.viz.plot_feature_maps(edges, picture[None, None], 0)
+hp.viz.plot_feature_maps(edges, picture[None, None], 0, names=filter_names)
 
 # %% [markdown]
 # Each feature map lights up where its pattern occurs: the edge filters on either side of every
 # line (with opposite signs), the line detector on the lines themselves. The frame around the edge
 # maps is an artefact of `padding="same"` (section 4): the zeros outside the picture make an edge of
-# their own. A trained network finds its own filters. Here a small ConvNet learns to read the 8×8 digits; its first layer's eight 3×3
-# filters and their feature maps for one digit:
+# their own. A trained network finds its own filters. Here a small ConvNet learns to read the 8×8
+# digits; its first layer's eight 3×3 filters and their feature maps for one digit. As in every
+# chapter, the data come in three parts: training images set the weights, validation images are
+# watched during training, and the test images are used once, to report the final network.
 
 # %%
-(x_train, y_train), (x_test, y_test) = hp.data.load_digits(flatten=False)  # (N, 1, 8, 8)
+(x_fit, y_fit), (x_test, y_test) = hp.data.load_digits(flatten=False)  # (N, 1, 8, 8)
+shuffle = np.random.default_rng(0).permutation(len(x_fit))
+n_val = len(x_fit) // 5
+x_val, y_val = x_fit[shuffle[:n_val]], y_fit[shuffle[:n_val]]
+x_train, y_train = x_fit[shuffle[n_val:]], y_fit[shuffle[n_val:]]
 convnet = hp.Sequential([
     hp.layers.Conv2D(8, 3), hp.layers.ReLU(),   # 8×8 -> 6×6
     hp.layers.MaxPool2D(2),                     # 6×6 -> 3×3
@@ -255,16 +262,19 @@ convnet = hp.Sequential([
     hp.layers.Flatten(), hp.layers.Dense(10),
 ], seed=0)
 convnet.compile(loss=hp.losses.SoftmaxCrossEntropy(), optimizer=hp.optimizers.Adam(lr=0.01), metrics=["accuracy"])
-history = convnet.fit(x_train, y_train, epochs=3 if QUICK else 15, batch_size=32, verbose=0)
-loss, accuracy = convnet.evaluate(x_test, y_test)
-print(f"test accuracy: {accuracy:.3f}")
+history = convnet.fit(x_train, y_train, epochs=3 if QUICK else 15, batch_size=32, validation_data=(x_val, y_val),
+                      verbose=0)
 convnet.summary();
+loss, accuracy = convnet.evaluate(x_test, y_test)  # the test images, once: the network is final
+results.say("With {weights:,} weights, the ConvNet reaches a validation accuracy of {val:.3f}; on the {n} test "
+            "digits, looked at once, {acc:.3f}.", weights=convnet.count_params(),
+            val=history.history["val_accuracy"][-1], n=len(x_test), acc=accuracy)
 
 # %% tags=["figure"]
 hp.viz.plot_filters(convnet.layers_list()[0], title="learned first-layer filters")
 
 # %% tags=["figure"]
-hp.viz.plot_feature_maps(convnet, x_test[:1], 1)  # after the ReLU (layer 1)
+hp.viz.plot_feature_maps(convnet, x_val[:1], 1)  # after the ReLU (layer 1), for a validation digit
 
 # %% [markdown]
 # ## 6. Pooling
@@ -346,7 +356,7 @@ print(f"{'layer':>5} {'kernel':>7} {'dilation':>9} {'field (dilated)':>16} {'fie
 for i, (k, layer, r_dilated, r_plain) in enumerate(zip(kernels, dilated.layers_list(), hp.receptive_field(dilated),
                                                          hp.receptive_field(plain)), start=1):
     print(f"{i:>5} {k:>7} {layer.dilation[0]:>9} {r_dilated:>16} {r_plain:>14}")
-print("weights per layer: 9 (3×3) in both networks")
+print("weights per layer, both networks:", [layer.count_params() for layer in plain.layers_list()])
 
 # %% [markdown]
 # The slide says, in its table of the dilated network, that the kernel widths are 3, 3, 3, 3, 3, 3,
@@ -359,9 +369,12 @@ print("weights per layer: 9 (3×3) in both networks")
 # 129, 131, 133, 133.
 
 # %% tags=["figure", "thumbnail"]
-fig, axes = plt.subplots(1, 2, figsize=(8, 4.4), layout="constrained")
-for ax, model, name in [(axes[0], plain, "ten plain 3×3 layers"), (axes[1], dilated, "dilations 1, 1, 2, ..., 32, 1")]:
+fig, axes = plt.subplots(1, 2, figsize=(10, 5.4), layout="constrained")
+measured = {}
+for ax, model, name in [(axes[0], plain, "eight 3×3 + two 1×1 layers, no dilation"),
+                        (axes[1], dilated, "the same, dilations 1, 1, 2, ..., 32, 1")]:
     field = measured_field(model, 141)
+    measured[model is dilated] = int(np.ptp(np.nonzero(field)[0]) + 1)
     ax.imshow(np.log1p(field), cmap="magma")
     rows, cols = np.nonzero(field)
     ax.set_title(f"{name}\nreceptive field {rows.max() - rows.min() + 1}×{cols.max() - cols.min() + 1}")
@@ -369,9 +382,18 @@ for ax, model, name in [(axes[0], plain, "ten plain 3×3 layers"), (axes[1], dil
 fig.suptitle("which input pixels reach the centre output pixel (log of the number of paths)")
 plt.show()
 
+# %%
+weights = dilated.count_params()
+results.claim("dilation_grows_the_field_at_no_cost", measured[True] >= 5 * measured[False]
+              and weights == plain.count_params(),
+              "The dilated network sees {dilated}×{dilated} pixels, the plain one {plain}×{plain}, with the same "
+              "{weights} weights (eight 3×3 kernels and two 1×1).",
+              "The dilated network sees {dilated}×{dilated} pixels, the plain one {plain}×{plain} ({weights} weights "
+              "each): not the large gain dilation promises.",
+              dilated=measured[True], plain=measured[False], weights=weights)
+
 # %% [markdown]
-# The dilated network sees 131×131 pixels with the weights of ten 3×3 layers; the plain one sees
-# 17×17. The pattern of the dilated field is not uniform: some pixels are reached by many paths,
+# The pattern of the dilated field is not uniform: some pixels are reached by many paths,
 # some by few (the "gridding" of dilated convolutions).
 
 # %%

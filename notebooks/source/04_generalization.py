@@ -18,8 +18,9 @@
 # The setting is deliberately small — a few hundred training patches, so that overfitting shows —
 # and every number below is measured, not quoted. Small experiments are noisy: where it matters we
 # repeat a run with several seeds (different initial weights and batch orders) and report the mean.
-# At this size some tools help a lot, some a little, and one does not help at all; the text says
-# which.
+# The text says which tools help at this size and which show no clear effect, from the numbers of
+# this run. Every technique is compared on the **validation patients**; the
+# test patients are used once, at the end, for the recipe the validation patients chose.
 #
 # > **Quick mode.** `QUICK` (next cell) shortens every run (fewer epochs and seeds) so that the
 # > automated tests run this notebook quickly. It is `False` unless the environment sets
@@ -59,7 +60,7 @@ print("quick mode" if QUICK else "full mode")
 
 # %%
 data = hp.data.synthetic_retina(12, size=(256, 256), seed=0)
-train_ids, val_ids, test_ids = hp.data.split_patients(data, (0.5, 0.17, 0.33), seed=0)
+train_ids, val_ids, test_ids = hp.data.split_patients(data, (0.5, 0.25, 0.25), seed=0)
 print("training patients:  ", train_ids, "\nvalidation patients:", val_ids, "\ntest patients:      ", test_ids)
 
 P = 9  # patch size
@@ -74,14 +75,15 @@ def patches(ids, per_image, seed):
 
 
 x_train, y_train = patches(train_ids, 100, seed=0)   # a small training set: 600 patches
-x_val, y_val = patches(val_ids, 1000, seed=1)
-x_test, y_test = patches(test_ids, 500, seed=2)
+x_val, y_val = patches(val_ids, 600, seed=1)
+x_test, y_test = patches(test_ids, 600, seed=2)  # used once, in section 11
 print("training", x_train.shape, " validation", x_val.shape, " test", x_test.shape)
 
 # %% [markdown]
-# What does splitting by patch instead of by patient do? We draw 300 patches from every one of the
-# 12 images and train the same network twice on two-thirds of them: once with a **random** split of
-# the patches (every image contributes to both sides), once with the **test patients held out**.
+# What does splitting by patch instead of by patient do? We draw 300 patches from every image of
+# the training and validation patients (the test patients stay out of this) and train the same
+# network twice on two-thirds of them: once with a **random** split of the patches (every image
+# contributes to both sides), once with the **validation patients held out**.
 
 # %%
 def make_mlp(seed=0, hidden=256, dropout=0.0, init="glorot_uniform"):
@@ -99,25 +101,45 @@ def compiled(model, optimizer=None):
     return model
 
 
-x_all, y_all, centres = hp.data.extract_patches(data.images, data.vessels, data.fov, P, 300, balance=0.5,
-                                                seed=5, return_centres=True)
+known = np.concatenate([train_ids, val_ids])  # the patients we may look at
+x_all, y_all, centres = hp.data.extract_patches(data.images[known], data.vessels[known], data.fov[known], P, 300,
+                                                balance=0.5, seed=5, return_centres=True)
 x_all = standardizer.transform(x_all)
+held_out = np.isin(known[centres[:, 0]], val_ids)
 shuffled = np.random.default_rng(0).permutation(len(x_all))
-splits = {"random patches": (shuffled[:2400], shuffled[2400:]),
-          "by patient": (np.flatnonzero(~np.isin(centres[:, 0], test_ids)), np.flatnonzero(np.isin(centres[:, 0], test_ids)))}
+n_fit = int((~held_out).sum())
+splits = {"random patches": (shuffled[:n_fit], shuffled[n_fit:]),
+          "by patient": (np.flatnonzero(~held_out), np.flatnonzero(held_out))}
 leak = {}
-for name, (fit_part, test_part) in splits.items():
+for name, (fit_part, judge_part) in splits.items():
     model = compiled(make_mlp())
     model.fit(x_all[fit_part], y_all[fit_part], epochs=10 if QUICK else 30, batch_size=64, verbose=0)
-    leak[name] = model.evaluate(x_all[test_part], y_all[test_part])[1]
-    print(f"{name:15s}: {len(fit_part)} training patches, test accuracy {leak[name]:.3f}")
+    leak[name] = model.evaluate(x_all[judge_part], y_all[judge_part])[1]
+    print(f"{name:15s}: {len(fit_part)} training patches, accuracy on the held-out patches {leak[name]:.3f}")
 
 # %% [markdown]
-# The random split looks better, by about a point here: the synthetic patients differ mostly in
-# illumination and vessel layout, which a patch-based model sees only a little of. The size of the
-# gap depends on how different patients are; its sign does not: a leaky split flatters the
-# model. From here on, every score is on the **test patients**, and every choice is made on the
-# **validation patients**.
+# A word on noise before the verdicts: one run of these small networks, judged on a few hundred
+# patches, moves by a point or so with the seed. Below, a difference counts as an effect only when
+# it is larger than a stated margin (2 points for most comparisons); smaller ones are reported as
+# "no clear effect at this size".
+
+# %%
+MARGIN = 0.02  # the smallest difference in accuracy that this chapter calls an effect
+results.effect("leaky_split_flatters", leak["random patches"] - leak["by patient"], MARGIN,
+               "The random split looks better, by {points:.1f} points here ({leaky:.3f} against {honest:.3f}): "
+               "patches of one image share its illumination and vessel layout, and a random split lets the network "
+               "recognize them. A leaky split flatters the model.",
+               "The random split looks *worse* here, by {points:.1f} points ({leaky:.3f} against {honest:.3f}).",
+               "Here the leak does not show: {leaky:.3f} with the random split against {honest:.3f} by patient "
+               "({points:+.1f} points, within the noise). The size of the gap depends on how different the patients "
+               "are; a random split can only flatter a model, never judge it more fairly, so the split stays by "
+               "patient.",
+               points=100 * (leak["random patches"] - leak["by patient"]), leaky=leak["random patches"],
+               honest=leak["by patient"])
+
+# %% [markdown]
+# From here on, every choice is made, and every technique compared, on the **validation
+# patients**; the test patients wait for section 10.
 #
 # ## 2. Overfitting, and early stopping
 #
@@ -127,27 +149,34 @@ for name, (fit_part, test_part) in splits.items():
 # %%
 epochs = 30 if QUICK else 60
 seeds = [0] if QUICK else [0, 1, 2]
-results = {}  # technique -> test accuracies over the seeds
+scores = {}  # technique -> validation accuracies over the seeds
+recipes = {}  # technique -> (its first seed's model, how to rebuild it): section 10 tests the chosen one
 
 
-def test_accuracy(model):
-    return model.evaluate(x_test, y_test)[1]
+def val_accuracy(model):
+    return model.evaluate(x_val, y_val)[1]
 
 
 def run(name, make, optimizer=lambda: hp.optimizers.Adam(1e-3), epochs=epochs, callbacks=lambda: None):
-    """Train make(seed) for every seed, store the test accuracies under name; return the first history."""
-    results[name], first = [], None
+    """Train make(seed) for every seed, store the validation accuracies under name; return the first history."""
+    scores[name], first = [], None
     for seed in seeds:
         model = compiled(make(seed), optimizer())
         history = model.fit(x_train, y_train, epochs=epochs, batch_size=32, validation_data=(x_val, y_val),
                             verbose=0, callbacks=callbacks())
-        results[name].append(test_accuracy(model))
+        scores[name].append(val_accuracy(model))
         first = first or (model, history)
-    print(f"{name}: test accuracy {np.mean(results[name]):.3f} (seeds: {np.round(results[name], 3).tolist()})")
+    recipes[name] = first[0]
+    print(f"{name}: validation accuracy {np.mean(scores[name]):.3f} (seeds: {np.round(scores[name], 3).tolist()})")
     return first
 
 
+def mean(name):
+    return float(np.mean(scores[name]))
+
+
 baseline, history = run("baseline", lambda seed: make_mlp(seed))
+history_baseline = history
 hp.viz.plot_history(history, title="Baseline: the training loss falls to 0, the validation loss turns up")
 
 # %% [markdown]
@@ -160,7 +189,8 @@ hp.viz.plot_history(history, title="Baseline: the training loss falls to 0, the 
 # epochs; with `restore_best_weights=True` it puts back the weights of the best epoch. Its
 # hyper-parameters: `patience` trades noise against waiting (the validation curves of a small
 # network wobble from epoch to epoch), and `monitor`, *what* to watch. We try both the validation
-# loss and the validation accuracy.
+# loss and the validation accuracy. (Early stopping chooses its epoch on the validation patients
+# and is then scored on them too, which flatters it a little.)
 
 # %% [markdown]
 # The slide says to stop at the point where the validation loss is minimal. Precisely, that point
@@ -172,6 +202,7 @@ hp.viz.plot_history(history, title="Baseline: the training loss falls to 0, the 
 # last epoch, `patience` epochs past the minimum.
 
 # %%
+stops = {}
 for monitor in ("val_loss", "val_accuracy"):
     def early_stopping(monitor=monitor):
         return [hp.callbacks.EarlyStopping(monitor=monitor, patience=10, restore_best_weights=True)]
@@ -179,45 +210,48 @@ for monitor in ("val_loss", "val_accuracy"):
     model, history = run(f"early stopping on {monitor}", lambda seed: make_mlp(seed), callbacks=early_stopping)
     values = history.history[monitor]
     best = int(np.argmin(values) if monitor == "val_loss" else np.argmax(values))
+    stops[monitor] = (len(history.epoch), best + 1)
     print(f"   (the first seed stopped after epoch {len(history.epoch)} of {epochs}, kept the weights of epoch "
           f"{best + 1})")
 
+# %%
+stopping = max(("val_loss", "val_accuracy"), key=lambda m: mean(f"early stopping on {m}"))
+change = mean(f"early stopping on {stopping}") - mean("baseline")
+results.effect("early_stopping", change, MARGIN,
+               "Early stopping helped here: watching {monitor}, the first seed stopped after epoch {stopped} of "
+               "{epochs} and went back to epoch {kept}, and the validation accuracy rose by {points:.1f} points "
+               "({es:.3f} against {base:.3f} for the baseline).",
+               "**Here early stopping hurt**: watching {monitor}, the first seed stopped after epoch {stopped} of "
+               "{epochs} and went back to epoch {kept}, and the validation accuracy fell by {points:.1f} points "
+               "({es:.3f} against {base:.3f}).",
+               "**Here early stopping made no clear difference**, whichever curve it watched: the better of the two "
+               "({monitor}) stopped the first seed after epoch {stopped} of {epochs} and went back to epoch {kept}, "
+               "and the validation accuracy changed by {points:+.1f} points ({es:.3f} against {base:.3f} for the "
+               "baseline). It still saved {saved} epochs of training.",
+               monitor=stopping, saved=epochs - stops[stopping][0], stopped=stops[stopping][0], kept=stops[stopping][1], epochs=epochs,
+              points=100 * change, es=mean(f"early stopping on {stopping}"), base=mean("baseline"))
+
 # %% [markdown]
-# **Here early stopping made things worse**, whichever curve it watched: it stopped around epoch 20
-# and went back to epoch 10, and the test accuracy fell by about seven points. Why? For this one
-# figure only we peek at the test patients after every epoch (a callback that adds
-# `test_accuracy` to the logs; never choose anything with it):
+# Why it can go wrong: the baseline's validation curves, epoch by epoch.
 
 # %% tags=["figure"]
-class TestAccuracy(hp.callbacks.Callback):
-    """Adds the accuracy on the test patients to the logs after every epoch (for a figure only)."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs["test_accuracy"] = self.model.evaluate(x_test, y_test)[1]
-
-
-model = compiled(make_mlp(0))
-peek = model.fit(x_train, y_train, epochs=epochs, batch_size=32, validation_data=(x_val, y_val), verbose=0,
-                 callbacks=[TestAccuracy()]).history
-fig, ax = plt.subplots(figsize=(6, 3))
-ax.plot(range(1, epochs + 1), peek["val_accuracy"], label=f"validation patients ({len(val_ids)})")
-ax.plot(range(1, epochs + 1), peek["test_accuracy"], label=f"test patients ({len(test_ids)})")
-ax.set_xlabel("epoch")
-ax.set_ylabel("accuracy")
-ax.legend(fontsize=8)
-ax.set_title("The validation set is a small, noisy judge", fontsize=10)
+fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+for ax, key, label in ((axes[0], "val_loss", "validation loss"), (axes[1], "val_accuracy", "validation accuracy")):
+    ax.plot(range(1, epochs + 1), history_baseline.history[key], color=hp.lesson.model_color("validation"))
+    ax.axvline(stops[key][1], color="grey", linestyle=":", label=f"best epoch ({stops[key][1]})")
+    ax.axvline(stops[key][0], color="black", linestyle="--", label=f"stopped ({stops[key][0]})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(label)
+    ax.legend()
+fig.suptitle(f"Baseline, first seed: the curves early stopping listens to ({len(val_ids)} validation patients)")
 plt.show()
 
 # %% [markdown]
-# Both curves jump by several points from one epoch to the next: 600 training patches and Adam's
-# steps make each epoch's weights a noisy draw, and two validation patients make a noisy judge.
-# Early stopping kept an early spike of the validation curve (epoch 10, when the test patients
-# were at about 0.78) and, with a patience of 10 epochs, never reached the calmer and better epochs
-# after 40, where training has converged. (The validation *loss* has its minimum early too: it
-# punishes the growing over-confidence of later epochs more than the accuracy does.) Early stopping
-# is only as good as the curve it listens to: more validation patients, a larger patience or a
-# smaller learning rate would all make it more reliable. It is cheap and usually helps; here it is
-# a warning about small, noisy validation sets.
+# Both curves jump from one epoch to the next: 600 training patches and Adam's steps make each
+# epoch's weights a noisy draw, and a few validation patients make a noisy judge. The validation
+# *loss* reaches its minimum early: it punishes the growing over-confidence of later epochs more
+# than the accuracy does. Early stopping is only as good as the curve it listens to: more
+# validation patients, a larger patience or a smaller learning rate all make it more reliable.
 #
 # ## 3. Ensembles
 #
@@ -239,17 +273,24 @@ probabilities, member_accuracy = [], []
 for seed in range(members):
     model = compiled(make_mlp(seed))
     model.fit(x_train, y_train, epochs=epochs, batch_size=32, verbose=0)  # as the baseline
-    probabilities.append(hp.layers.activations.softmax(model.predict(x_test)))
-    member_accuracy.append(test_accuracy(model))
-ensemble_accuracy = float((np.mean(probabilities, axis=0).argmax(axis=1) == y_test).mean())
-results["ensemble"] = [ensemble_accuracy]
+    probabilities.append(hp.layers.activations.softmax(model.predict(x_val)))
+    member_accuracy.append(val_accuracy(model))
+ensemble_accuracy = float((np.mean(probabilities, axis=0).argmax(axis=1) == y_val).mean())
+scores["ensemble"] = [ensemble_accuracy]
 print("members:", np.round(member_accuracy, 3).tolist(), f" mean {np.mean(member_accuracy):.3f}")
 print(f"ensemble of {members} (averaged probabilities): {ensemble_accuracy:.3f}")
 
-# %% [markdown]
-# The ensemble beats its average member, but only by about half a point here: its members were
-# trained on the same 600 patches with the same recipe and make mostly the same mistakes. Ensembles
-# of more different members (other architectures, other subsets of the data) gain more.
+# %%
+gain = ensemble_accuracy - max(member_accuracy)
+results.effect("ensemble", gain, MARGIN,
+               "The ensemble reaches {ens:.3f}, {gain:.1f} points above its best member ({best:.3f}; average member "
+               "{mean:.3f}).",
+               "The ensemble reaches {ens:.3f}, below its best member ({best:.3f}, {gain:+.1f} points).",
+               "The ensemble reaches {ens:.3f}, against {mean:.3f} for its average member and {best:.3f} for its best "
+               "({gain:+.1f} points): no clear gain at this size. Its members were trained on the same 600 patches "
+               "with the same recipe and make mostly the same mistakes; ensembles of more different members (other "
+               "architectures, other subsets of the data) gain more.",
+               ens=ensemble_accuracy, mean=np.mean(member_accuracy), best=max(member_accuracy), gain=100 * gain)
 #
 # ## 4. Dropout
 #
@@ -274,7 +315,13 @@ print(f"ensemble of {members} (averaged probabilities): {ensemble_accuracy:.3f}"
 
 # %%
 model, history = run("dropout 0.5", lambda seed: make_mlp(seed, dropout=0.5))
-hp.viz.plot_history(history, title="With dropout 0.5: the validation loss stays down")
+results.effect("dropout", mean("dropout 0.5") - mean("baseline"), MARGIN,
+               "Dropout 0.5 raises the validation accuracy from {base:.3f} to {drop:.3f} (mean of {n} seeds).",
+               "Dropout 0.5 lowers the validation accuracy from {base:.3f} to {drop:.3f} (mean of {n} seeds).",
+               "Dropout 0.5 makes no clear difference to the accuracy here: {drop:.3f} against {base:.3f} for the "
+               "baseline (mean of {n} seeds).",
+               base=mean("baseline"), drop=mean("dropout 0.5"), n=len(seeds))
+hp.viz.plot_history(history, title="With dropout 0.5 (first seed)")
 
 # %% [markdown]
 # ## 5. Weight decay (L2) and L1
@@ -306,21 +353,31 @@ l2_model, _ = run("weight decay 1e-2", lambda seed: make_mlp(seed),
 l1_model, _ = run("L1 1e-3", lambda seed: make_mlp(seed), optimizer=lambda: hp.optimizers.Adam(1e-3, l1=1e-3))
 
 # %% tags=["figure"]
-fig, ax = plt.subplots(figsize=(6, 3))
+fig, ax = plt.subplots(figsize=(9, 4.5))
 for name, model in (("no penalty", baseline), ("L2 (weight decay 1e-2)", l2_model), ("L1 (1e-3)", l1_model)):
     w = model.layers[1].params["W"].ravel()
     ax.hist(w, bins=np.linspace(-0.25, 0.25, 101), histtype="step", linewidth=1.5,
             label=f"{name}: {np.mean(np.abs(w) < 1e-3):.0%} of |w| < 0.001")
 ax.set_xlabel("weights of the first layer")
 ax.set_yscale("log")
-ax.legend(fontsize=8)
+ax.legend()
 ax.set_title("L2 shrinks the weights, L1 sets many of them to ~0")
 plt.show()
 
+# %%
+for name, key in (("L1", "L1 1e-3"), ("L2", "weight decay 1e-2")):
+    better = int(np.sum(np.array(scores[key]) > np.array(scores["baseline"])))
+    results.effect(name.lower(), mean(key) - mean("baseline"), MARGIN,
+                   "{method} ({key}) helps on the validation patients: {acc:.3f} against {base:.3f}, better than the "
+                   "baseline in {better} of {n} seeds.",
+                   "{method} ({key}) hurts on the validation patients: {acc:.3f} against {base:.3f} (better in "
+                   "{better} of {n} seeds). Its strength is a hyper-parameter to choose on the validation set.",
+                   "{method} ({key}) makes no clear difference: {acc:.3f} against {base:.3f} for the baseline (better "
+                   "in {better} of {n} seeds). Its strength is a hyper-parameter to choose on the validation set.",
+                   method=name, key=key, acc=mean(key), base=mean("baseline"), better=better, n=len(seeds))
+
 # %% [markdown]
-# On the test patients, L1 helped in every seed here; L2 at this strength helped two seeds out of
-# three and hurt the third badly, so on average it did not help: its strength is a hyper-parameter
-# to choose on the validation set, like dropout's rate. (L1's weights hover *around* zero rather than exactly at it: a plain gradient step overshoots
+# (L1's weights hover *around* zero rather than exactly at it: a plain gradient step overshoots
 # zero by up to $\eta\lambda_1$; proximal methods would clip them to exactly 0.)
 #
 # ## 6. Initialization
@@ -374,13 +431,13 @@ def activation_spread(model, x):
     return spread
 
 # %% tags=["figure"]
-fig, ax = plt.subplots(figsize=(5.5, 3))
+fig, ax = plt.subplots(figsize=(8, 4))
 for name, init in inits.items():
     ax.plot(range(1, 7), activation_spread(make_deep(init=init), x_train[:256]), marker="o", label=name)
 ax.set_yscale("log")
 ax.set_xlabel("tanh layer")
 ax.set_ylabel("std of its outputs")
-ax.legend(fontsize=8)
+ax.legend()
 ax.set_title("Signals at initialization")
 plt.show()
 
@@ -397,10 +454,10 @@ for name, init in inits.items():
     model = compiled(make_deep(init=init), hp.optimizers.SGD(0.05, momentum=0.9))
     h = model.fit(x_train, y_train, epochs=deep_epochs, batch_size=32, verbose=0)
     deep_curves[f"loss ({name})"] = h.history["loss"]
-    accuracy = results[f"6 tanh layers, {name}"] = [test_accuracy(model)]
+    accuracy = scores[f"6 tanh layers, {name}"] = [val_accuracy(model)]
     print(f"{name:15s}: training loss after {deep_epochs} epochs {h.history['loss'][-1]:.3f}, "
-          f"test accuracy {accuracy[0]:.3f}")
-hp.viz.plot_history(deep_curves, figsize=(6, 3), title="Six tanh layers: training loss for three initializations")
+          f"validation accuracy {accuracy[0]:.3f}")
+hp.viz.plot_history(deep_curves, figsize=(9, 4.5), title="Six tanh layers: training loss for three initializations")
 
 # %% [markdown]
 # ## 7. Batch normalization
@@ -411,7 +468,7 @@ hp.viz.plot_history(deep_curves, figsize=(6, 3), title="Six tanh layers: trainin
 # $$\hat z = \frac{z - \mu_\text{batch}}{\sqrt{\sigma^2_\text{batch} + \epsilon}}, \qquad y = \gamma\,\hat z + \beta .$$
 #
 # Whatever the weights do to the scale of the signal, the next layer sees values of spread
-# $\gamma$: the bad initializations above become harmless. At inference it uses running averages
+# $\gamma$: the bad initializations above should matter much less. At inference it uses running averages
 # of $\mu$ and $\sigma^2$ collected during training. (A layer followed by batch norm needs no bias:
 # $\beta$ replaces it.)
 
@@ -429,11 +486,35 @@ for name, init in inits.items():
     model = compiled(make_deep(init=init, batchnorm=True), hp.optimizers.SGD(0.05, momentum=0.9))
     h = model.fit(x_train, y_train, epochs=deep_epochs, batch_size=32, verbose=0)
     deep_curves[f"loss ({name} + BN)"] = h.history["loss"]
-    accuracy = results[f"6 tanh layers, {name} + BN"] = [test_accuracy(model)]
+    accuracy = scores[f"6 tanh layers, {name} + BN"] = [val_accuracy(model)]
     print(f"{name:15s} + batch norm: training loss after {deep_epochs} epochs {h.history['loss'][-1]:.3f}, "
-          f"test accuracy {accuracy[0]:.3f}")
-hp.viz.plot_history({k: v for k, v in deep_curves.items() if "+ BN" in k}, figsize=(6, 3),
+          f"validation accuracy {accuracy[0]:.3f}")
+hp.viz.plot_history({k: v for k, v in deep_curves.items() if "+ BN" in k}, figsize=(9, 4.5),
                     title="The same networks with batch normalization")
+
+# %%
+plain_acc = {name: scores[f"6 tanh layers, {name}"][0] for name in inits}
+bn_acc = {name: scores[f"6 tanh layers, {name} + BN"][0] for name in inits}
+bad = [name for name in inits if name != "Glorot uniform"]
+results.claim("bad_init_fails_without_batchnorm", plain_acc["Glorot uniform"] - min(plain_acc[n] for n in bad) > 0.1,
+              "Without batch norm the initialization decides: Glorot reaches {glorot:.3f}, {worst} only {worst_acc:.3f}.",
+              "Without batch norm the initializations end close: Glorot {glorot:.3f}, {worst} {worst_acc:.3f}.",
+              glorot=plain_acc["Glorot uniform"], worst=min(bad, key=plain_acc.get),
+              worst_acc=min(plain_acc[n] for n in bad))
+results.claim("batchnorm_rescues_bad_inits", all(bn_acc[n] > plain_acc[n] + 0.1 for n in bad),
+              "Batch normalization rescues both bad starts: {a} {a_plain:.3f} → {a_bn:.3f}, {b} {b_plain:.3f} → "
+              "{b_bn:.3f}.",
+              "Batch normalization does not rescue both bad starts: {a} {a_plain:.3f} → {a_bn:.3f}, {b} "
+              "{b_plain:.3f} → {b_bn:.3f}.",
+              a=bad[0], a_plain=plain_acc[bad[0]], a_bn=bn_acc[bad[0]], b=bad[1], b_plain=plain_acc[bad[1]],
+              b_bn=bn_acc[bad[1]])
+bn_spread = max(bn_acc.values()) - min(bn_acc.values())
+results.claim("batchnorm_makes_init_harmless", bn_spread < 0.05,
+              "With batch norm the three initializations end within {spread:.1f} points of each other (Glorot: "
+              "{glorot_bn:.3f}): here the bad starts became harmless.",
+              "Even with batch norm the initializations end {spread:.1f} points apart (Glorot: {glorot_bn:.3f}, worst "
+              "{worst:.3f}): batch norm helps, but it does not make a bad start harmless.",
+              spread=100 * bn_spread, glorot_bn=bn_acc["Glorot uniform"], worst=min(bn_acc.values()))
 
 # %% [markdown]
 # ## 8. Data augmentation
@@ -442,13 +523,14 @@ hp.viz.plot_history({k: v for k, v in deep_curves.items() if "+ BN" in k}, figsi
 # orientation, we can show the network such variations during training: transform each training
 # image **and its masks together**, randomly, every time it is used. `hp.data.Augmenter` chains
 # transforms (flips, 90° rotations, any rotation and zoom, elastic deformation, intensity), and
-# `hp.viz.plot_augmentations` shows what they do:
+# `hp.viz.plot_augmentations` shows what they do. Below: exactly the augmenter the experiment
+# trains with — flips, 90° rotations and intensity changes — applied to a training image:
 
 # %%
 augmenter = hp.data.Augmenter([hp.data.Flip(), hp.data.Rotate90(),
                                hp.data.Intensity(brightness=0.1, contrast=0.2, gamma=0.3)])
-hp.viz.plot_augmentations(data.images[0], data.vessels[0], data.fov[0], hp.data.default_augmenter(), n=4,
-                          title="default_augmenter(): image and masks transformed together")
+hp.viz.plot_augmentations(data.images[train_ids[0]], data.vessels[train_ids[0]], data.fov[train_ids[0]], augmenter,
+                          n=4, title="The training augmenter: flips, 90° rotations, intensity")
 
 # %% [markdown]
 # The experiment: train on only **two** patients, with a `PatchSampler` that cuts 600 fresh patches
@@ -468,20 +550,28 @@ def make_cnn(seed=0):
 
 
 for name, augment in (("2 patients", None), ("2 patients, augmented", augmenter)):
-    results[name] = []
+    scores[name] = []
     for seed in seeds[:2]:  # two seeds (one in quick mode)
         sampler = hp.data.PatchSampler(data.images[two], data.vessels[two], data.fov[two], P, batch_size=32,
                                        patches_per_epoch=600, augment=augment, standardizer=standardizer, seed=seed)
         model = compiled(make_cnn(seed))
         model.fit(sampler, epochs=aug_epochs, verbose=0)
-        results[name].append(test_accuracy(model))
-    print(f"{name:22s}: test accuracy {np.mean(results[name]):.3f} (seeds: {np.round(results[name], 3).tolist()})")
+        scores[name].append(val_accuracy(model))
+    print(f"{name:22s}: validation accuracy {mean(name):.3f} (seeds: {np.round(scores[name], 3).tolist()})")
 
-# %% [markdown]
-# Here augmentation is the largest effect of the chapter: two patients show the network only two
-# illuminations and contrasts, and the random intensity changes cover the range of the test
-# patients much better. (The standardizer is fitted on all six training patients; augmentation
-# does its work before it.)
+# %%
+results.effect("augmentation", mean("2 patients, augmented") - mean("2 patients"), MARGIN,
+               "Augmentation raises the validation accuracy from {plain:.3f} to {aug:.3f} ({gain:+.1f} points): two "
+               "patients show the network only two illuminations and contrasts, and the random intensity changes "
+               "cover the range of other patients much better. (The standardizer is fitted on all the training "
+               "patients; augmentation does its work before it.)",
+               "Augmentation lowers the validation accuracy from {plain:.3f} to {aug:.3f} ({gain:+.1f} points).",
+               "Augmentation changes the validation accuracy from {plain:.3f} to {aug:.3f} ({gain:+.1f} points, seeds "
+               "{seeds_plain} and {seeds_aug}): no clear effect at this size; the two seeds differ more than the "
+               "two recipes.", seeds_plain=np.round(scores["2 patients"], 3).tolist(),
+               seeds_aug=np.round(scores["2 patients, augmented"], 3).tolist(),
+              plain=mean("2 patients"), aug=mean("2 patients, augmented"),
+              gain=100 * (mean("2 patients, augmented") - mean("2 patients")))
 #
 # ## 9. Pre-training and fine-tuning
 #
@@ -501,9 +591,9 @@ x_unlabeled, _ = hp.data.extract_patches(data.images[train_ids], data.vessels[tr
                                          S, 400, balance=0.5, seed=3)
 x_few, y_few = hp.data.extract_patches(data.images[train_ids], data.vessels[train_ids], data.fov[train_ids],
                                        S, 8, balance=0.5, seed=4)
-x_test12, y_test12 = hp.data.extract_patches(data.images[test_ids], data.vessels[test_ids], data.fov[test_ids],
-                                             S, 500, balance=0.5, seed=2)
-x_unlabeled, x_few, x_test12 = (standardizer.transform(x) for x in (x_unlabeled, x_few, x_test12))
+x_val12, y_val12 = hp.data.extract_patches(data.images[val_ids], data.vessels[val_ids], data.fov[val_ids],
+                                           S, 600, balance=0.5, seed=2)
+x_unlabeled, x_few, x_val12 = (standardizer.transform(x) for x in (x_unlabeled, x_few, x_val12))
 
 autoencoder, encoder = arch.conv_autoencoder(in_channels=3, filters=(8, 16), seed=0)
 autoencoder.compile(loss="mse", optimizer=hp.optimizers.Adam(2e-3))
@@ -512,82 +602,104 @@ print("autoencoder reconstruction error per epoch:", np.round(ae_history.history
 pretrained = encoder.get_weights()
 
 # %% tags=["figure"]
-reconstructed = autoencoder.predict(x_test12[:6])
-fig, axes = plt.subplots(2, 6, figsize=(7, 2.6))
+reconstructed = autoencoder.predict(x_val12[:6])
+fig, axes = plt.subplots(2, 6, figsize=(10, 4))
 for k in range(6):
-    for row, picture in enumerate((x_test12[k], reconstructed[k])):
+    for row, picture in enumerate((x_val12[k], reconstructed[k])):
         g = picture[1]  # the green channel
-        axes[row, k].imshow(g, cmap="gray", vmin=x_test12[k, 1].min(), vmax=x_test12[k, 1].max())
+        axes[row, k].imshow(g, cmap="gray", vmin=x_val12[k, 1].min(), vmax=x_val12[k, 1].max())
         axes[row, k].set_xticks([])
         axes[row, k].set_yticks([])
-axes[0, 0].set_ylabel("patch", fontsize=8)
-axes[1, 0].set_ylabel("decoded", fontsize=8)
-fig.suptitle("The autoencoder's reconstructions of test patches (green channel)", fontsize=10)
+axes[0, 0].set_ylabel("patch")
+axes[1, 0].set_ylabel("decoded")
+fig.suptitle("The autoencoder's reconstructions of validation patches (green channel)")
 plt.show()
 
 # %%
 def classify(model, lr, epochs):
     model.compile(loss=hp.losses.SoftmaxCrossEntropy(), optimizer=hp.optimizers.Adam(lr), metrics=["accuracy"])
     model.fit(x_few, y_few, epochs=epochs, batch_size=16, verbose=0)
-    return model.evaluate(x_test12, y_test12)[1]
+    return model.evaluate(x_val12, y_val12)[1]
 
 
 for name in ("pre-trained, frozen", "pre-trained, fine-tuned", "from scratch"):
-    results[name] = []
+    scores[name] = []
 for seed in seeds:
     encoder.set_weights(pretrained)  # every seed starts from the same pre-trained encoder
     clf = arch.classifier_from_encoder(encoder, n_classes=2, dense_units=64, input_shape=(3, S, S), seed=seed)
-    results["pre-trained, frozen"].append(classify(clf, 1e-3, 40))
+    scores["pre-trained, frozen"].append(classify(clf, 1e-3, 40))
     encoder.trainable = True  # unfreeze: fine-tune everything, gently
-    results["pre-trained, fine-tuned"].append(classify(clf, 3e-4, 20))
+    scores["pre-trained, fine-tuned"].append(classify(clf, 3e-4, 20))
     _, fresh = arch.conv_autoencoder(in_channels=3, filters=(8, 16), seed=100 + seed)  # random weights
     scratch = arch.classifier_from_encoder(fresh, n_classes=2, dense_units=64, freeze=False, input_shape=(3, S, S),
                                            seed=seed)
-    results["from scratch"].append(classify(scratch, 1e-3, 60))
+    scores["from scratch"].append(classify(scratch, 1e-3, 60))
 for name in ("pre-trained, frozen", "pre-trained, fine-tuned", "from scratch"):
-    print(f"{name:24s}: test accuracy {np.mean(results[name]):.3f} (seeds: {np.round(results[name], 3).tolist()})")
+    print(f"{name:24s}: validation accuracy {mean(name):.3f} (seeds: {np.round(scores[name], 3).tolist()})")
+
+# %%
+pretrained_best = max(mean("pre-trained, frozen"), mean("pre-trained, fine-tuned"))
+results.effect("pretraining", pretrained_best - mean("from scratch"), MARGIN,
+               "Pre-training helps here: {best:.3f} (frozen {frozen:.3f}, fine-tuned {tuned:.3f}) against "
+               "{scratch:.3f} from scratch.",
+               "**At this size pre-training does not help; it hurts**: frozen {frozen:.3f}, fine-tuned {tuned:.3f}, "
+               "from scratch {scratch:.3f}.",
+               "Pre-training makes no clear difference here: frozen {frozen:.3f}, fine-tuned {tuned:.3f}, from "
+               "scratch {scratch:.3f}.",
+              best=pretrained_best, frozen=mean("pre-trained, frozen"), tuned=mean("pre-trained, fine-tuned"),
+              scratch=mean("from scratch"))
 
 # %% [markdown]
-# **At this size pre-training does not help; it hurts.** The reconstructions show why: an
+# The reconstructions show why pre-training can fail: an
 # autoencoder trained with the squared error spends its code on what dominates the error — the
 # overall brightness and the broad shading of the patch — and the encoder's two poolings blur
-# away the one-to-two-pixel vessels that the classifier needs. Frozen, those features are worse
-# than what 48 labels teach a fresh network; fine-tuning recovers only a little of the gap. Pre-training
-# pays off when the unlabeled data is much larger than the labelled data *and* the pretext task
-# rewards the right features (a denoising or a contrastive objective, or supervised pre-training
-# on a related labelled task); chapter 7 shows an autoencoder on the digits, where the code does
-# carry the class.
+# away the one-to-two-pixel vessels that the classifier needs. Pre-training pays off when the
+# unlabeled data is much larger than the labelled data *and* the pretext task rewards the right
+# features (a denoising or a contrastive objective, or supervised pre-training on a related
+# labelled task); chapter 7 tries an autoencoder on the digits.
 #
 # ## 10. Summary
 #
-# Every test accuracy of this chapter, on the same test patients (the mean over seeds where there
-# were several; the pre-training rows use 12×12 patches and 48 labels, the augmentation rows two
-# training patients, so compare rows within a section):
+# Every validation accuracy of this chapter, on the same validation patients (the mean over seeds
+# where there were several; the pre-training rows use 12×12 patches and 48 labels, the augmentation
+# rows two training patients, so compare rows within a section):
 
 # %% tags=["figure", "thumbnail"]
-names = list(results)
-means = [np.mean(results[n]) for n in names]
-fig, ax = plt.subplots(figsize=(7, 0.32 * len(names) + 0.8))
+names = list(scores)
+means = [mean(n) for n in names]
+fig, ax = plt.subplots(figsize=(10, 0.42 * len(names) + 1.2))
 bars = ax.barh(range(len(names)), means, color=["grey" if n == "baseline" else "tab:blue" for n in names])
-ax.axvline(np.mean(results["baseline"]), color="grey", linestyle=":", linewidth=1)
+ax.axvline(mean("baseline"), color="grey", linestyle=":", linewidth=1)
 for k, (n, value) in enumerate(zip(names, means)):
-    ax.text(value + 0.003, k, f"{value:.3f}", va="center", fontsize=8)
-ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.text(value + 0.003, k, f"{value:.3f}", va="center", fontsize=12)
+ax.set_yticks(range(len(names)), names, fontsize=12)
 ax.invert_yaxis()
 ax.set_xlim(0.45, 1.0)
-ax.set_xlabel("accuracy on the test patients")
-ax.set_title("What each technique did here (dotted: the baseline MLP)", fontsize=10)
+ax.set_xlabel("accuracy on the validation patients")
+ax.set_title("What each technique did here (dotted: the baseline MLP)")
 plt.show()
 
 # %% [markdown]
 # Read it with the noise in mind: one seed of these small networks moves the accuracy by a point
-# or more, so differences of that size mean little. What held up here: split by patient (a leaky
-# split flatters); make the training data as varied as the test data (augmentation, by far the
-# largest gain); regularize (L1 and dropout helped every seed); initialize with Glorot/He, or add
-# batch normalization, so that a deep network trains at all. What did not, at this size: early
-# stopping with two validation patients, a small ensemble of near-identical members, and
-# autoencoder pre-training. Each of those depends on something this small setting lacks — a
-# larger validation set, more diverse members, a pretext task that rewards vessel features.
+# or more, so differences of that size mean little. Each verdict above (helps / does not help) is
+# stated from this run's numbers and checked by a named test (`tests/test_claims.py`), which fails
+# if a rebuild changes its sign.
+#
+# ## 11. The test patients, once
+#
+# The validation patients chose: among the MLP recipes trained on the same 600 patches (sections
+# 2–5), the one with the best mean validation accuracy. Only now, and only for that one network
+# (its first seed), do we look at the test patients:
+
+# %%
+mlp_recipes = ["baseline", "early stopping on val_loss", "early stopping on val_accuracy", "dropout 0.5",
+               "weight decay 1e-2", "L1 1e-3"]
+chosen = max(mlp_recipes, key=mean)
+test_accuracy = recipes[chosen].evaluate(x_test, y_test)[1]
+results.say("The chosen recipe, **{name}** (validation accuracy {val:.3f}), classifies {acc:.1%} of the balanced "
+            "patches of the {n} test patients correctly.", name=chosen, val=mean(chosen), acc=test_accuracy,
+            n=len(test_ids))
+results.record(validation_accuracy={name: mean(name) for name in scores})
 
 # %%
 results.save()  # the full-mode build keeps these numbers for tests/test_claims.py

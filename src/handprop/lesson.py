@@ -13,7 +13,8 @@ A sentence that states a result is never typed by hand: it is a template filled 
 
 ``say`` shows Markdown (plain text outside Jupyter) and records the values; ``claim`` picks the
 sentence that the numbers support, so the prose can never contradict its own output, and records
-whether the claim held. ``save`` writes the recorded values only where the environment names a
+whether the claim held. ``effect`` does the same for a change that may help, hurt or be too small to tell from the
+noise. ``save`` writes the recorded values only where the environment names a
 folder (``HANDPROP_RESULTS_DIR``; ``notebooks/build.py`` sets it for the committed full-mode run),
 so a student's run never overwrites the committed results. The claim tests assert on those files:
 they fail when the sign or the size of an effect changes after a rebuild.
@@ -62,11 +63,41 @@ MODEL_COLORS = {
 }
 
 
-def lecture_style():
-    """Apply :data:`LECTURE_STYLE` to matplotlib's defaults (call once, in a notebook's setup cell)."""
+def lecture_style(compact_png=True):
+    """Apply :data:`LECTURE_STYLE` to matplotlib's defaults (call once, in a notebook's setup cell).
+
+    In an IPython kernel, ``compact_png`` also makes every matplotlib figure (``plt.show()``'s
+    included) display as :func:`handprop.viz.figure.figure_png` draws it: the inline backend's
+    picture stored with an adaptive palette, about a fifth of the bytes at 100 dpi, so that the
+    committed notebooks stay small.
+    """
     import matplotlib
 
     matplotlib.rcParams.update(LECTURE_STYLE)
+    if compact_png:
+        _compact_png_in_ipython()
+
+
+def _compact_png_in_ipython():
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is there wherever notebooks run
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    from .viz.figure import figure_png
+
+    if "inline" in str(matplotlib.get_backend()):
+        # the inline backend registers its own PNG printer when its module is first imported (at
+        # the first figure): import it now, so that ours, registered next, is the one that stays
+        import matplotlib.pyplot as plt
+
+        plt.switch_backend(matplotlib.get_backend())
+    shell.display_formatter.formatters["image/png"].for_type(Figure, figure_png)
 
 
 def model_color(name):
@@ -117,6 +148,7 @@ class Results:
         self.chapter = chapter
         self.values = {}
         self.claims = {}
+        self.claim_values = {}
 
     def record(self, **values):
         """Keep ``values`` for the results file without showing anything."""
@@ -137,12 +169,32 @@ class Results:
         """Show the sentence the numbers support (``if_true`` when ``holds``) and record the claim.
 
         ``name`` is the claim's key in the results file (``claims[name]`` is ``True`` or
-        ``False``), the name a test in ``tests/test_claims.py`` refers to. Returns ``bool(holds)``.
+        ``False``), the name a test in ``tests/test_claims.py`` refers to; the values the sentence
+        states are also kept under the claim (``claim_values[name]``), so that two claims may use
+        the same keyword names. Returns ``bool(holds)``.
         """
         holds = bool(holds)
         self.claims[name] = holds
+        self.claim_values[name] = {key: _plain(value) for key, value in values.items()}
         self.say(if_true if holds else if_false, **values)
         return holds
+
+    def effect(self, name, change, margin, helps, hurts, no_effect, **values):
+        """State the verdict the numbers support on a change ``change`` (new minus reference).
+
+        ``"helps"`` if ``change > margin``, ``"hurts"`` if ``change < -margin``, else ``"no clear
+        effect"``; the matching sentence (``helps``, ``hurts`` or ``no_effect``) is shown, formatted
+        with ``values`` plus ``change`` and ``margin``. ``margin`` is the size an effect must have
+        to count, given the noise of the experiment (seeds, a few hundred patches): a difference
+        smaller than that is reported as no clear effect. The verdict is recorded as
+        ``claims[name]`` (a string); returns it.
+        """
+        verdict = "helps" if change > margin else "hurts" if change < -margin else "no clear effect"
+        values = dict(values, change=change, margin=margin)
+        self.claims[name] = verdict
+        self.claim_values[name] = {key: _plain(value) for key, value in values.items()}
+        self.say({"helps": helps, "hurts": hurts, "no clear effect": no_effect}[verdict], **values)
+        return verdict
 
     def save(self):
         """Write ``<chapter>.json`` into ``$HANDPROP_RESULTS_DIR`` if set; return the path or None."""
@@ -151,7 +203,8 @@ class Results:
             return None
         path = Path(folder) / f"{self.chapter}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"chapter": self.chapter, "values": self.values, "claims": self.claims}
+        payload = {"chapter": self.chapter, "values": self.values, "claims": self.claims,
+                   "claim_values": self.claim_values}
         path.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
         return path
 

@@ -26,13 +26,14 @@ def _normalize(a):
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 
 
-def plot_filters(layer_or_weights, channel=0, max_filters=64, title=None):
+def plot_filters(layer_or_weights, channel=0, max_filters=64, title=None, names=None):
     """One panel per filter (up to ``max_filters``). Returns a matplotlib Figure.
 
     ``layer_or_weights``: a built Conv2D (its ``params["W"]``) or an array (K, C, R, S).
     Filters with 3 input channels are drawn in colour (each filter scaled to [0, 1] on its
     own); otherwise input channel ``channel`` is drawn in grey with a shared symmetric
     colour scale, so positive and negative weights can be compared across filters.
+    ``names``: one title per filter (default "filter 0", "filter 1", ...).
     """
     W = getattr(layer_or_weights, "params", {}).get("W") if hasattr(layer_or_weights, "params") else layer_or_weights
     if W is None:
@@ -42,7 +43,7 @@ def plot_filters(layer_or_weights, channel=0, max_filters=64, title=None):
         raise ValueError(f"plot_filters: expects conv weights (K, C, R, S), got shape {W.shape}")
     k = min(W.shape[0], max_filters)
     rows, cols = _grid(k)
-    fig = Figure(figsize=(1.2 * cols + 0.6, 1.2 * rows + 0.6))
+    fig = Figure(figsize=(max(1.9 * cols + 0.6, 7.6), 1.9 * rows + 0.8))
     colour = W.shape[1] == 3
     vmax = float(np.abs(W[:k, channel]).max()) or 1.0
     for i in range(k):
@@ -53,7 +54,7 @@ def plot_filters(layer_or_weights, channel=0, max_filters=64, title=None):
             ax.imshow(W[i, channel], cmap="gray", vmin=-vmax, vmax=vmax, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(str(i), fontsize=7)
+        ax.set_title(names[i] if names is not None else f"filter {i}", fontsize=12)
     fig.suptitle(title or f"{W.shape[0]} filters of {W.shape[2]}×{W.shape[3]}"
                  + ("" if colour else f" (input channel {channel})"))
     fig.tight_layout()
@@ -73,22 +74,26 @@ def feature_maps(model, x, layer):
     return to_numpy(h)
 
 
-def plot_feature_maps(model, x, layer, max_maps=32, cmap="viridis"):
-    """Every channel of ``layer``'s output for the first image of ``x``. Returns a Figure."""
+def plot_feature_maps(model, x, layer, max_maps=32, cmap="viridis", names=None):
+    """Every channel of ``layer``'s output for the first image of ``x``, on one shared colour scale
+    with its colorbar. ``names``: one title per channel (default "map 0", "map 1", ...). Returns a Figure."""
     maps = feature_maps(model, x[:1], layer)
     if maps.ndim != 4:
         raise ValueError(f"plot_feature_maps: layer output has shape {maps.shape}; pick a layer with "
                          "(N, C, H, W) output")
     n = min(maps.shape[1], max_maps)
     rows, cols = _grid(n)
-    fig = Figure(figsize=(1.5 * cols + 0.6, 1.5 * rows + 0.6))
+    fig = Figure(figsize=(max(2.0 * cols + 1.4, 7.6), 2.0 * rows + 0.8), layout="constrained")
+    lo, hi = float(maps[0, :n].min()), float(maps[0, :n].max())
+    axes = []
     for i in range(n):
         ax = fig.add_subplot(rows, cols, i + 1)
-        ax.imshow(maps[0, i], cmap=cmap, interpolation="nearest")
+        image = ax.imshow(maps[0, i], cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(str(i), fontsize=7)
+        ax.set_title(names[i] if names is not None else f"map {i}", fontsize=12)
+        axes.append(ax)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="activation")
     name = layer if isinstance(layer, int) else layer.name
     fig.suptitle(f"feature maps of layer {name}: {maps.shape[1]} channels of {maps.shape[2]}×{maps.shape[3]}")
-    fig.tight_layout()
     return fig

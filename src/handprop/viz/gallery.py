@@ -46,7 +46,7 @@ def _side_by_side(surface, start, steps, panels, suptitle, with_losses=True):
         all_colors += colors
     if with_losses:
         draw_losses(axes[-1], surface, all_runs, steps, colors=all_colors)
-        axes[-1].legend(fontsize=8)
+        axes[-1].legend()
     fig.suptitle(suptitle)
     return fig
 

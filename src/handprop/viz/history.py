@@ -59,7 +59,7 @@ def plot_history(history, *, figsize=None, title=None):
         raise ValueError("plot_history: the history is empty; train with model.fit(...) first")
     keys = list(curves)
     panels = _panels(keys)
-    fig = Figure(figsize=figsize or (4.5 * len(panels), 3.5), layout="constrained")
+    fig = Figure(figsize=figsize or (max(5.0 * len(panels), 8.0), 4.0), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (name, panel_keys) in zip(axes, panels, strict=True):
         for key in panel_keys:
@@ -76,9 +76,9 @@ def plot_history(history, *, figsize=None, title=None):
         ax.set_ylabel(name)
         if name == "lr":
             ax.set_yscale("log")
-        ax.set_title(name, fontsize=10)
+        ax.set_title(name)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend()
     if title:
         fig.suptitle(title)
     return fig

@@ -108,16 +108,18 @@ def plot_segmentation(image, vessels=None, probabilities=None, fov=None, *, thre
     fig = Figure(figsize=figsize or (3.2 * len(panels), 3.6), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (name, picture, style) in zip(axes, panels):
-        ax.imshow(picture, interpolation="nearest", **style)
-        ax.set_title(name, fontsize=9)
+        shown = ax.imshow(picture, interpolation="nearest", **style)
+        if name == "vessel probability":
+            fig.colorbar(shown, ax=ax, shrink=0.8)
+        ax.set_title(name)
         ax.set_xticks([])
         ax.set_yticks([])
     if title or summary:
-        fig.suptitle(" — ".join(t for t in (title, summary) if t), fontsize=10)
+        fig.suptitle(" — ".join(t for t in (title, summary) if t))
     return fig
 
 
-def plot_roc_curves(curves, *, title=None, figsize=(4.8, 4.4), max_points=2000, xlim=(0.0, 1.0)):
+def plot_roc_curves(curves, *, title=None, figsize=(7.6, 5.4), max_points=2000, xlim=(0.0, 1.0)):
     """ROC curves of several models on one axes, with their AUCs in the legend.
 
     ``curves``: a dict ``name -> (scores, vessels)`` or ``name -> (scores, vessels, fov)``: arrays of
@@ -147,13 +149,13 @@ def plot_roc_curves(curves, *, title=None, figsize=(4.8, 4.4), max_points=2000, 
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("false positive rate (1 - specificity)")
     ax.set_ylabel("true positive rate (sensitivity)")
-    ax.set_title(title or "ROC curves", fontsize=10)
+    ax.set_title(title or "ROC curves")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(loc="lower right")
     return fig
 
 
-def plot_patches(patches, labels=None, *, n=32, cols=8, channel=None, seed=None, title=None):
+def plot_patches(patches, labels=None, *, n=32, cols=8, channel=None, seed=None, title=None, box=None):
     """A grid of patches (N, C, s, s), the centre pixel marked.
 
     Each patch is stretched to its own [min, max] (all channels together, so colours are kept).
@@ -161,7 +163,8 @@ def plot_patches(patches, labels=None, *, n=32, cols=8, channel=None, seed=None,
 
     ``labels`` (N,) {0, 1}: each title says "vessel" or "background" (and the frame is coloured).
     ``n`` patches are shown: the first ``n``, or a random ``n`` with ``seed``. ``channel``: draw that
-    channel in grey (default: colour for 3 channels, grey for one).
+    channel in grey (default: colour for 3 channels, grey for one). ``box``: the side of a centred
+    square to outline in every patch (e.g. ``box=5``: what a 5×5 classifier sees of an 11×11 patch).
     """
     patches = to_numpy(patches)
     if patches.ndim != 4:
@@ -172,7 +175,7 @@ def plot_patches(patches, labels=None, *, n=32, cols=8, channel=None, seed=None,
     index = index[:n]
     rows = max(1, math.ceil(len(index) / cols))
     used_cols = min(cols, max(len(index), 1))
-    fig = Figure(figsize=(1.25 * used_cols + 0.3, 1.35 * rows + 0.5), layout="constrained")
+    fig = Figure(figsize=(max(1.7 * used_cols + 0.3, 7.6), 1.8 * rows + 0.6), layout="constrained")
     s = patches.shape[-1]
     for k, i in enumerate(index):
         ax = fig.add_subplot(rows, used_cols, k + 1)
@@ -186,16 +189,21 @@ def plot_patches(patches, labels=None, *, n=32, cols=8, channel=None, seed=None,
             lo, hi = float(picture.min()), float(picture.max())
             ax.imshow((picture - lo) / (hi - lo) if hi > lo else np.zeros_like(picture), interpolation="nearest")
         ax.plot([s // 2], [patches.shape[-2] // 2], "+", color="yellow", markersize=5, markeredgewidth=0.8)
+        if box is not None:
+            corner = (s // 2 - box // 2 - 0.5, patches.shape[-2] // 2 - box // 2 - 0.5)
+            from matplotlib.patches import Rectangle
+
+            ax.add_patch(Rectangle(corner, box, box, fill=False, edgecolor="yellow", linewidth=1.5))
         ax.set_xticks([])
         ax.set_yticks([])
         if labels is not None:
             vessel = bool(to_numpy(labels)[i])
             colour = ERROR_COLOURS["false_positive"] if vessel else ERROR_COLOURS["false_negative"]
-            ax.set_title("vessel" if vessel else "background", fontsize=7, color=colour)
+            ax.set_title("vessel" if vessel else "background", fontsize=12, color=colour)
             for spine in ax.spines.values():
                 spine.set_color(colour)
                 spine.set_linewidth(2)
-    fig.suptitle(title or f"{len(index)} patches of {patches.shape[-2]}×{s}", fontsize=10)
+    fig.suptitle(title or f"{len(index)} patches of {patches.shape[-2]}×{s}")
     return fig
 
 
@@ -210,11 +218,11 @@ def plot_augmentations(image, vessels, fov, augmenter, *, n=5, seed=0, title=Non
     samples = [("original", image, to_numpy(vessels), to_numpy(fov))]
     for k in range(n):
         samples.append((f"augmented {k + 1}", *augmenter(image, to_numpy(vessels), to_numpy(fov), rng)))
-    fig = Figure(figsize=(2.3 * len(samples), 4.8), layout="constrained")
+    fig = Figure(figsize=(max(2.3 * len(samples), 7.6), 4.8), layout="constrained")
     axes = fig.subplots(2, len(samples), squeeze=False)
     for col, (name, img, ves, mask) in enumerate(samples):
         axes[0, col].imshow(_rgb(img), interpolation="nearest")
-        axes[0, col].set_title(name, fontsize=9)
+        axes[0, col].set_title(name)
         axes[1, col].imshow(ves, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         if mask is not None and np.any(mask) and not np.all(mask):
             axes[1, col].contour(np.asarray(mask, np.float32), levels=[0.5], colors=[ERROR_COLOURS["false_positive"]],
@@ -222,6 +230,6 @@ def plot_augmentations(image, vessels, fov, augmenter, *, n=5, seed=0, title=Non
         for row in range(2):
             axes[row, col].set_xticks([])
             axes[row, col].set_yticks([])
-    axes[1, 0].set_ylabel("vessels (FOV outlined)", fontsize=8)
-    fig.suptitle(title or "augmentation: image and masks transformed together", fontsize=10)
+    axes[1, 0].set_ylabel("vessels (FOV outlined)")
+    fig.suptitle(title or "augmentation: image and masks transformed together")
     return fig

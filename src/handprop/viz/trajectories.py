@@ -104,10 +104,25 @@ def _run_all(optimizers, surface, start, steps):
     return [(str(label), *_simulate(optimizer, surface, start, steps)) for label, optimizer in optimizers.items()]
 
 
-def _legend_label(label, diverged, surface):
+def _left_view(path, surface):
+    """The first step at which ``path`` is outside the plotted box (``xlim`` x ``ylim``), or None."""
+    finite = np.isfinite(path).all(axis=1)
+    outside = ~((surface.xlim[0] <= path[:, 0]) & (path[:, 0] <= surface.xlim[1])
+                & (surface.ylim[0] <= path[:, 1]) & (path[:, 1] <= surface.ylim[1]))
+    steps = np.flatnonzero(outside & finite)
+    return int(steps[0]) if len(steps) else None
+
+
+def _legend_label(label, diverged, surface, path=None):
+    if not surface.minima and path is not None:
+        # on a surface without a minimum (the saddle), running off to f = -inf is the right thing
+        # to do: every run says when it left the plotted view, or that it did not
+        left = _left_view(path, surface)
+        if left is None and diverged is not None:
+            left = diverged
+        return f"{label} (escaped at step {left})" if left is not None else f"{label} (still in view)"
     if diverged is None:
         return label
-    # on a surface without a minimum (the saddle), running off to f = -inf is the right thing to do
     return f"{label} ({'diverged' if surface.minima else 'escaped'} at step {diverged})"
 
 
@@ -132,7 +147,7 @@ def draw_paths(ax, surface, runs, start, title=None, colors=None):
     lines = []
     for (label, path, _, diverged), color in zip(runs, colors, strict=True):
         (line,) = ax.plot(path[:, 0], path[:, 1], "-o", color=color, markersize=2, linewidth=1.2,
-                          label=_legend_label(label, diverged, surface))
+                          label=_legend_label(label, diverged, surface, path))
         lines.append(line)
     # markers are scatter collections, not lines, so ax.lines holds exactly the paths
     ax.scatter([start[0]], [start[1]], marker="o", s=50, facecolors="white", edgecolors="black", zorder=5,
@@ -147,8 +162,8 @@ def draw_paths(ax, surface, runs, start, title=None, colors=None):
     ax.set_ylim(*surface.ylim)
     ax.set_xlabel("x")
     ax.set_ylabel("y")
-    ax.set_title(f"{surface.name}: f = {surface.formula}" if title is None else title, fontsize=10)
-    ax.legend(fontsize=8, loc="best")
+    ax.set_title(f"{surface.name}: f = {surface.formula}" if title is None else title)
+    ax.legend(loc="best")
     return lines
 
 
@@ -156,9 +171,9 @@ def draw_losses(ax, surface, runs, steps, colors=None):
     """f against the step for each run (log scale; symlog where f can be negative); returns the lines."""
     colors = colors or [f"C{i}" for i in range(len(runs))]
     lines = []
-    for (label, _, losses, diverged), color in zip(runs, colors, strict=True):
+    for (label, path, losses, diverged), color in zip(runs, colors, strict=True):
         (line,) = ax.plot(np.arange(len(losses)), losses, color=color, linewidth=1.2,
-                          label=_legend_label(label, diverged, surface))
+                          label=_legend_label(label, diverged, surface, path))
         lines.append(line)
     ax.set_xlabel("step")
     ax.set_ylabel("f(x, y)")
@@ -173,7 +188,7 @@ def draw_losses(ax, surface, runs, steps, colors=None):
     else:
         ax.set_yscale("symlog", linthresh=1e-2)  # f goes negative on the saddle
         ax.axhline(0.0, color="grey", linewidth=0.6)
-    ax.set_title("loss against step", fontsize=10)
+    ax.set_title("loss against step")
     ax.grid(True, which="major", alpha=0.3)
     return lines
 
