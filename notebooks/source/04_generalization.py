@@ -536,6 +536,72 @@ plt.show()
 # autoencoder pre-training. Each of those depends on something this small setting lacks — a
 # larger validation set, more diverse members, a pretext task that rewards vessel features.
 
+# %% [markdown]
+# ## Two habits: overfit one batch first, and never tune on the test set
+#
+# **Overfit one batch first.** Before a long training run, train the network on a single small
+# batch for a few hundred steps. A correct model, loss and optimizer drive the loss on that batch
+# to nearly zero: the network has far more weights than the batch has numbers to memorize. If the
+# loss does not fall, something is broken (labels shuffled against the inputs, a learning rate far
+# off, a layer that does not pass gradients, a loss fed probabilities instead of logits) — and a
+# full run would only have hidden it behind a slowly falling curve. Below, the chapter's MLP on 32
+# training patches, once as it should be, and once with a learning rate a thousand times too small
+# (a slip of the exponent): the same batch, the same steps.
+
+# %%
+pick = np.random.default_rng(1).choice(len(x_train), 32, replace=False)  # 32 patches, both classes
+batch_x, batch_y = x_train[pick], y_train[pick]
+one_batch = {}
+for name, lr in (("learning rate 1e-3", 1e-3), ("learning rate 1e-6 (a bug)", 1e-6)):
+    model = compiled(make_mlp(seed=0), hp.optimizers.Adam(lr))
+    one_batch[name] = [model.train_on_batch(batch_x, batch_y) for _ in range(60 if QUICK else 150)]  # loss before each step
+    print(f"{name:27s}: loss {one_batch[name][0]:.3f} at the first step, {one_batch[name][-1]:.4f} after "
+          f"{len(one_batch[name])} steps")
+
+# %% tags=["figure"]
+fig, ax = plt.subplots(figsize=(8, 4))
+for name, losses in one_batch.items():
+    ax.semilogy(np.arange(1, len(losses) + 1), losses, label=name)
+ax.set_xlabel("step (the same 32 patches every time)")
+ax.set_ylabel("training loss on the batch")
+ax.set_title("overfit one batch: the loss must go to nearly zero")
+ax.legend()
+plt.show()
+good, bug = one_batch["learning rate 1e-3"], one_batch["learning rate 1e-6 (a bug)"]
+results.claim("one_batch_overfits", good[-1] < 0.01 and bug[-1] > 0.5 * bug[0],
+              "The working setup drives the loss on the batch from {first:.2f} to {last:.4f} in {n} steps; the "
+              "one with the bug is still at {wrong:.3f} after the same steps. A few seconds, and the bug shows.",
+              "The check does not separate the two here: {last:.4f} against {wrong:.3f} after {n} steps (from "
+              "{first:.2f}).",
+              first=good[0], last=good[-1], n=len(good), wrong=bug[-1]);
+
+# %% [markdown]
+# **Never tune on the test set.** Every choice made by looking at a set's score — the epoch to stop
+# at, the dropout rate, the architecture — fits that set a little. Do it on the test set and the
+# reported number is no longer a measurement of new patients but the best of many tries. To see
+# the size of the effect, a pure-chance experiment: 20 "configurations" that are all the same
+# network with different seeds (so none is truly better), each scored on the validation patients
+# and on the test patients. Picking the best by its **test** score reports the luckiest draw; picking
+# by **validation** and then reporting its test score once is honest.
+
+# %%
+tries = []
+for seed in range(6 if QUICK else 20):
+    model = compiled(make_mlp(seed=100 + seed, hidden=64))
+    model.fit(x_train, y_train, epochs=5 if QUICK else 15, batch_size=32, verbose=0)
+    tries.append((model.evaluate(x_val, y_val)[1], model.evaluate(x_test, y_test)[1]))
+tries = np.array(tries)
+honest = tries[np.argmax(tries[:, 0]), 1]  # chosen on validation, its test score reported once
+tuned_on_test = tries[:, 1].max()  # chosen on test: the maximum of the test scores
+results.claim("tuning_on_test_flatters", tuned_on_test - tries[:, 1].mean() > 0.005,
+              "Chosen on the test patients, the \"best\" of {n} identical networks reports test accuracy "
+              "{tuned:.3f}, {gap:.1f} points above their mean ({mean:.3f}): luck, selected. Chosen on validation, "
+              "the same procedure reports {honest:.3f}, an honest draw.",
+              "Choosing on the test patients reports {tuned:.3f}, hardly above the mean of the {n} networks "
+              "({mean:.3f}); chosen on validation: {honest:.3f}.",
+              n=len(tries), tuned=tuned_on_test, honest=honest, mean=tries[:, 1].mean(),
+              gap=100 * (tuned_on_test - tries[:, 1].mean()));
+
 # %%
 results.save()  # the full-mode build keeps these numbers for tests/test_claims.py
 
