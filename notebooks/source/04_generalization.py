@@ -537,6 +537,127 @@ plt.show()
 # larger validation set, more diverse members, a pretext task that rewards vessel features.
 
 # %% [markdown]
+# ## Transfer learning from other data
+#
+# Section 9 pre-trained on the same patients without labels. The other way the tutorial describes
+# is **transfer**: train a network on *different* labelled data that is plentiful, then reuse it
+# where labels are scarce — either **fine-tune** all its weights on the new data, or keep its
+# convolutional layers **frozen** as a feature extractor and train only a new head.
+#
+# Here the plentiful data comes from another "hospital": six synthetic retinas photographed at
+# twice the resolution (512×512 pixels, so every vessel is twice as wide in pixels), standardized
+# with their own statistics. The scarce data: only **two** of our training patients, 50 patches
+# each. A small CNN, trained on the 100 patches from scratch, against the same CNN pre-trained on
+# the other hospital and then frozen or fine-tuned. Choices are fixed in advance; the test
+# patients score each once.
+
+# %%
+other = hp.data.synthetic_retina(4 if QUICK else 6, size=(512, 512), seed=100)
+other_standardizer = hp.data.Standardizer().fit(other.images, other.fov)
+x_other, y_other = hp.data.extract_patches(other.images, other.vessels, other.fov, P, 500,
+                                           balance=0.5, seed=7)
+x_other = other_standardizer.transform(x_other)
+x_few, y_few = patches(train_ids[:2], 50, seed=8)
+print(f"other hospital: {len(x_other)} patches; ours: {len(x_few)} patches from patients {train_ids[:2].tolist()}")
+
+
+def small_cnn(seed):
+    return hp.Sequential([hp.layers.Conv2D(16, 3, padding="same"), hp.layers.ReLU(),
+                          hp.layers.Conv2D(32, 3, padding="same"), hp.layers.ReLU(), hp.layers.MaxPool2D(2),
+                          hp.layers.Flatten(), hp.layers.Dense(64), hp.layers.ReLU(), hp.layers.Dense(2)],
+                         seed=seed, input_shape=(3, P, P))
+
+
+transfer = {"from scratch (100 patches)": [], "other hospital only": [], "pre-trained, frozen + new head": [],
+            "pre-trained, fine-tuned": []}
+few_epochs = 15 if QUICK else 40
+for seed in [0] if QUICK else [0, 1, 2]:
+    scratch = compiled(small_cnn(seed))
+    scratch.fit(x_few, y_few, epochs=few_epochs, batch_size=16, verbose=0)
+    transfer["from scratch (100 patches)"].append(test_accuracy(scratch))
+    source = compiled(small_cnn(seed))
+    source.fit(x_other, y_other, epochs=3 if QUICK else 6, batch_size=32, verbose=0)
+    transfer["other hospital only"].append(test_accuracy(source))
+    pretrained_weights = source.get_weights()
+    frozen = compiled(small_cnn(10 + seed))  # a fresh network: its head is new...
+    for layer, trained in zip(frozen.layers_list()[:4], source.layers_list()[:4]):
+        layer.params.update({k: v.copy() for k, v in trained.params.items()})  # ...its convolutions transferred
+        layer.trainable = False  # and frozen
+    frozen.fit(x_few, y_few, epochs=few_epochs, batch_size=16, verbose=0)
+    transfer["pre-trained, frozen + new head"].append(test_accuracy(frozen))
+    tuned = compiled(small_cnn(seed), hp.optimizers.Adam(3e-4))  # a smaller step: keep what was learned
+    tuned.set_weights(pretrained_weights)
+    tuned.fit(x_few, y_few, epochs=few_epochs, batch_size=16, verbose=0)
+    transfer["pre-trained, fine-tuned"].append(test_accuracy(tuned))
+for name, accuracies in transfer.items():
+    print(f"{name:32s}: test accuracy {np.mean(accuracies):.3f} (seeds: {np.round(accuracies, 3).tolist()})")
+
+# %% tags=["figure"]
+fig, ax = plt.subplots(figsize=(8, 3.6))
+names_t = list(transfer)
+ax.barh(range(len(names_t)), [np.mean(transfer[n]) for n in names_t], color="tab:blue")
+for k, n in enumerate(names_t):
+    ax.plot(transfer[n], [k] * len(transfer[n]), "k.", markersize=10)
+    ax.text(np.mean(transfer[n]) + 0.005, k + 0.3, f"{np.mean(transfer[n]):.3f}")
+ax.set_yticks(range(len(names_t)), names_t)
+ax.invert_yaxis()
+ax.set_xlim(0.5, 1.0)
+ax.set_xlabel("accuracy on the test patients (bars: mean, dots: seeds)")
+ax.set_title("100 labelled patches: from scratch or transferred")
+plt.show()
+scratch_acc, tuned_acc = np.mean(transfer["from scratch (100 patches)"]), np.mean(transfer["pre-trained, fine-tuned"])
+results.claim("transfer_beats_scratch", tuned_acc > scratch_acc + 0.01,
+              "Pre-training on the other hospital and fine-tuning on our 100 patches reaches test accuracy "
+              "{tuned:.3f}, against {scratch:.3f} from scratch; the other hospital's network alone scores "
+              "{source:.3f}, and frozen features with a new head {frozen:.3f}.",
+              "Transfer does not clearly help here: fine-tuned {tuned:.3f} against {scratch:.3f} from scratch "
+              "(the other hospital's network alone {source:.3f}, frozen features with a new head {frozen:.3f}).",
+              tuned=tuned_acc, scratch=scratch_acc, source=np.mean(transfer["other hospital only"]),
+              frozen=np.mean(transfer["pre-trained, frozen + new head"]));
+
+# %% [markdown]
+# ## Reducing the number of parameters
+#
+# Convolutions already share their weights across positions. Further savings the tutorial lists
+# include dilated kernels (chapter 3), shared weights across layers or branches (chapter 7) and
+# **separable** kernels. A depthwise-separable convolution splits a $k \times k$ convolution from
+# $C$ to $K$ channels ($K C k^2$ weights) into a per-channel $k \times k$ filter (`DepthwiseConv2D`,
+# $C k^2$) followed by a 1×1 convolution that mixes the channels ($K C$). The small CNN above,
+# both ways, on the 600 training patches:
+
+# %%
+def separable_cnn(seed):
+    return hp.Sequential([hp.layers.Conv2D(16, 3, padding="same"), hp.layers.ReLU(),
+                          hp.layers.DepthwiseConv2D(3, padding="same"), hp.layers.Conv2D(32, 1), hp.layers.ReLU(),
+                          hp.layers.MaxPool2D(2), hp.layers.Flatten(), hp.layers.Dense(64), hp.layers.ReLU(),
+                          hp.layers.Dense(2)], seed=seed, input_shape=(3, P, P))
+
+
+reduced = {"plain 3×3": [], "depthwise-separable": []}
+reduced_params = {}
+for seed in [0] if QUICK else [0, 1, 2]:
+    for name, make in (("plain 3×3", small_cnn), ("depthwise-separable", separable_cnn)):
+        model = compiled(make(seed))
+        model.fit(x_train, y_train, epochs=5 if QUICK else 20, batch_size=32, verbose=0)
+        reduced[name].append(test_accuracy(model))
+        conv = [layer for layer in model.layers_list()[2:5] if layer.params]
+        reduced_params[name] = sum(layer.count_params() for layer in conv)
+for name, accuracies in reduced.items():
+    print(f"{name:20s}: second layer {reduced_params[name]:,} weights, test accuracy {np.mean(accuracies):.3f} "
+          f"(seeds: {np.round(accuracies, 3).tolist()})")
+plain_acc, separable_acc = np.mean(reduced["plain 3×3"]), np.mean(reduced["depthwise-separable"])
+spread = max(np.ptp(reduced[name]) for name in reduced)  # how far the seeds of one model spread
+results.claim("separable_keeps_most_accuracy", separable_acc >= plain_acc - 0.03,
+              "The separable layer has {ps:,} weights instead of {pp:,} ({pct:.0f} %) and keeps most of the accuracy: "
+              "{sa:.3f} against {pa:.3f} on the test patients ({d:.1f} points; the seeds of one model spread over "
+              "{spread:.1f}).",
+              "The separable layer has {ps:,} weights instead of {pp:,} ({pct:.0f} %) and loses {d:.1f} points of "
+              "accuracy: {sa:.3f} against {pa:.3f} on the test patients (seed spread {spread:.1f} points).",
+              ps=reduced_params["depthwise-separable"], pp=reduced_params["plain 3×3"],
+              pct=100 * reduced_params["depthwise-separable"] / reduced_params["plain 3×3"], sa=separable_acc,
+              pa=plain_acc, d=100 * (plain_acc - separable_acc), spread=100 * spread);
+
+# %% [markdown]
 # ## Two habits: overfit one batch first, and never tune on the test set
 #
 # **Overfit one batch first.** Before a long training run, train the network on a single small
