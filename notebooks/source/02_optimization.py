@@ -375,18 +375,27 @@ for name, (loss, jitter, acc) in decay_summary.items():
 constant = decay_summary["constant 0.5"]
 decayed = [v for k, v in decay_summary.items() if k != "constant 0.5"]
 results.claim("lr_decay_steadies_validation_loss", max(d[1] for d in decayed) < constant[1] / 2,
-              "With decay the validation loss settles: its epoch-to-epoch jitter is {jd:.4f} (step) and {je:.4f} "
-              "(exponential) against {jc:.4f} with the constant rate.",
-              "Decay does not steady the validation loss here: jitter {jd:.4f} (step) and {je:.4f} (exponential) "
-              "against {jc:.4f} with the constant rate.",
-              jd=decayed[0][1], je=decayed[1][1], jc=constant[1])
+              "With decay the validation loss settles: its epoch-to-epoch jitter is {decay_jitter_step:.4f} (step) "
+              "and {decay_jitter_exponential:.4f} "
+              "(exponential) against {decay_jitter_constant:.4f} with the constant rate.",
+              "Decay does not steady the validation loss here: jitter {decay_jitter_step:.4f} (step) and "
+              "{decay_jitter_exponential:.4f} (exponential) "
+              "against {decay_jitter_constant:.4f} with the constant rate.",
+              decay_jitter_step=decayed[0][1], decay_jitter_exponential=decayed[1][1],
+              decay_jitter_constant=constant[1])
 results.claim("lr_decay_lowers_validation_loss", max(d[0] for d in decayed) < constant[0],
-              "It also ends lower: validation loss {ld:.3f} and {le:.3f} against {lc:.3f}, while the accuracy "
-              "hardly moves ({ad:.3f} and {ae:.3f} against {ac:.3f}): the constant rate keeps jumping around "
+              "It also ends lower: validation loss {decay_val_loss_step:.3f} and {decay_val_loss_exponential:.3f} "
+              "against {decay_val_loss_constant:.3f}, while the accuracy "
+              "hardly moves ({decay_val_acc_step:.3f} and {decay_val_acc_exponential:.3f} against "
+              "{decay_val_acc_constant:.3f}): the constant rate keeps jumping around "
               "the minimum, the decayed ones settle into it.",
-              "It does not end lower: validation loss {ld:.3f} and {le:.3f} against {lc:.3f} (accuracy {ad:.3f} "
-              "and {ae:.3f} against {ac:.3f}).",
-              ld=decayed[0][0], le=decayed[1][0], lc=constant[0], ad=decayed[0][2], ae=decayed[1][2], ac=constant[2]);
+              "It does not end lower: validation loss {decay_val_loss_step:.3f} and "
+              "{decay_val_loss_exponential:.3f} against {decay_val_loss_constant:.3f} (accuracy "
+              "{decay_val_acc_step:.3f} "
+              "and {decay_val_acc_exponential:.3f} against {decay_val_acc_constant:.3f}).",
+              decay_val_loss_step=decayed[0][0], decay_val_loss_exponential=decayed[1][0],
+              decay_val_loss_constant=constant[0], decay_val_acc_step=decayed[0][2],
+              decay_val_acc_exponential=decayed[1][2], decay_val_acc_constant=constant[2]);
 
 # %%
 results.save()  # the full-mode build keeps these numbers for tests/test_claims.py

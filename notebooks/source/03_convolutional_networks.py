@@ -434,20 +434,27 @@ for seed in [0] if QUICK else [0, 1, 2]:
         stack_scores[name].append(net.evaluate(x_test, y_test)[1])
         stack_params[name] = net.count_params()
 for name, accuracies in stack_scores.items():
-    print(f"{name}: {stack_params[name]:,} weights, test accuracy {np.mean(accuracies):.3f} (seeds {np.round(accuracies, 3)})")
+    print(f"{name}: {stack_params[name]:,} weights, test accuracy {np.mean(accuracies):.3f} "
+          f"(seeds {np.round(accuracies, 3)})")
 
 # %%
 results.say("Two 3×3 layers see the same 5×5 window as one 5×5 layer; between 16 channels they need "
-            "{w33:,} weights instead of {w5:,} ({pct:.0f} %).",
-            w33=int(stack_rows[1, 4]), w5=int(stack_rows[1, 2]), pct=100 * stack_rows[1, 4] / stack_rows[1, 2])
+            "{stack_weights_two_3x3:,} weights instead of {stack_weights_one_5x5:,} ({stack_weights_pct:.0f} %).",
+            stack_weights_two_3x3=int(stack_rows[1, 4]), stack_weights_one_5x5=int(stack_rows[1, 2]),
+            stack_weights_pct=100 * stack_rows[1, 4] / stack_rows[1, 2])
 acc5, acc33 = np.mean(stack_scores["one 5×5"]), np.mean(stack_scores["two 3×3"])
 results.claim("two_3x3_as_good_as_5x5", acc33 >= acc5 - 0.01,
-              "On the digits the two 3×3 layers ({p33:,} weights in all) do as well as the single 5×5 layer "
-              "({p5:,}), within a point: test accuracy {acc33:.3f} against {acc5:.3f} ({n}).",
-              "On the digits the two 3×3 layers ({p33:,} weights in all) do worse than the single 5×5 layer "
-              "({p5:,}): test accuracy {acc33:.3f} against {acc5:.3f} ({n}).",
-              acc33=acc33, acc5=acc5, n="one seed" if QUICK else "mean of 3 seeds", p33=stack_params["two 3×3"],
-              p5=stack_params["one 5×5"]);
+              "On the digits the two 3×3 layers ({stack_params_two_3x3:,} weights in all) do as well as the single "
+              "5×5 layer "
+              "({stack_params_one_5x5:,}), within a point: test accuracy {stack_acc_two_3x3:.3f} against "
+              "{stack_acc_one_5x5:.3f} ({stack_seeds}).",
+              "On the digits the two 3×3 layers ({stack_params_two_3x3:,} weights in all) do worse than the single "
+              "5×5 layer "
+              "({stack_params_one_5x5:,}): test accuracy {stack_acc_two_3x3:.3f} against {stack_acc_one_5x5:.3f} "
+              "({stack_seeds}).",
+              stack_acc_two_3x3=acc33, stack_acc_one_5x5=acc5, stack_seeds="one seed" if QUICK else "mean of 3 seeds",
+              stack_params_two_3x3=stack_params["two 3×3"],
+              stack_params_one_5x5=stack_params["one 5×5"]);
 
 # %% [markdown]
 # ## 9. What pooling saves, and what it costs
@@ -463,17 +470,20 @@ results.claim("two_3x3_as_good_as_5x5", acc33 >= acc5 - 0.01,
 first = lambda: hp.layers.Conv2D(40, 3, use_bias=False)
 without_pooling = hp.Sequential([first(), hp.layers.ReLU(), hp.layers.Conv2D(4, 7, use_bias=False)],
                                 seed=0, input_shape=(1, 32, 32))
-with_pooling = hp.Sequential([first(), hp.layers.ReLU(), hp.layers.MaxPool2D(2), hp.layers.Conv2D(4, 3, use_bias=False)],
-                             seed=0, input_shape=(1, 32, 32))
+with_pooling = hp.Sequential([first(), hp.layers.ReLU(), hp.layers.MaxPool2D(2),
+                              hp.layers.Conv2D(4, 3, use_bias=False)], seed=0, input_shape=(1, 32, 32))
 for name, model in (("without pooling", without_pooling), ("with 2×2 pooling", with_pooling)):
     print(f"{name:17s}: {model.count_params():5,} convolution weights, receptive field "
           f"{hp.receptive_field(model)[-1]}×{hp.receptive_field(model)[-1]}")
-results.say("Without pooling the two layers have {a:,} weights; with 2×2 max pooling between them, {b:,}: "
-            "the slide's two counts, for receptive fields of {ra} and {rb} pixels across: {pct:.0f} % of the "
+results.say("Without pooling the two layers have {pool_weights_without:,} weights; with 2×2 max pooling between "
+            "them, {pool_weights_with:,}: "
+            "the slide's two counts, for receptive fields of {pool_field_without} and {pool_field_with} pixels "
+            "across: {pool_weights_pct:.0f} % of the "
             "weights for nearly the same view.",
-            a=without_pooling.count_params(), b=with_pooling.count_params(),
-            ra=hp.receptive_field(without_pooling)[-1], rb=hp.receptive_field(with_pooling)[-1],
-            pct=100 * with_pooling.count_params() / without_pooling.count_params());
+            pool_weights_without=without_pooling.count_params(), pool_weights_with=with_pooling.count_params(),
+            pool_field_without=hp.receptive_field(without_pooling)[-1],
+            pool_field_with=hp.receptive_field(with_pooling)[-1],
+            pool_weights_pct=100 * with_pooling.count_params() / without_pooling.count_params());
 
 # %% [markdown]
 # The price: max pooling forgets *where* inside its window the strongest response was. That is
@@ -486,7 +496,7 @@ results.say("Without pooling the two layers have {a:,} weights; with 2×2 max po
 # %%
 detector = hp.Sequential([hp.layers.Conv2D(1, 3, padding="same", use_bias=False), hp.layers.ReLU()], seed=0,
                          input_shape=(1, 16, 16))
-detector.layers_list()[0].params["W"] = filters[2:3]  # section 5's line detector: responds to a dark pixel among bright ones
+detector.layers_list()[0].params["W"] = filters[2:3]  # section 5's line detector: a dark pixel among bright ones
 pooler = hp.layers.MaxPool2D(4)
 shift_features = {"feature map (no pooling)": [], "after 4×4 max pooling": []}
 for shift in range(8):
@@ -507,10 +517,12 @@ ax.set_ylabel("change of the features\n(relative to no shift)")
 ax.set_title("max pooling ignores small shifts")
 ax.legend()
 plt.show()
-results.say("Of the 7 one-pixel moves, {pooled} leave the pooled features exactly unchanged and {plain} leave "
+results.say("Of the 7 one-pixel moves, {shift_unchanged_pooled} leave the pooled features exactly unchanged and "
+            "{shift_unchanged_plain} leave "
             "the unpooled feature map unchanged: after pooling the network cannot tell those positions apart. "
             "Good for *what*, bad for *where*; chapter 6's U-Net brings the position back with skip connections.",
-            pooled=sum(unchanged["after 4×4 max pooling"]), plain=sum(unchanged["feature map (no pooling)"]));
+            shift_unchanged_pooled=sum(unchanged["after 4×4 max pooling"]),
+            shift_unchanged_plain=sum(unchanged["feature map (no pooling)"]));
 
 # %%
 results.save()  # the full-mode build keeps these numbers for tests/test_claims.py

@@ -608,12 +608,16 @@ plt.show()
 scratch_acc, tuned_acc = np.mean(transfer["from scratch (100 patches)"]), np.mean(transfer["pre-trained, fine-tuned"])
 results.claim("transfer_beats_scratch", tuned_acc > scratch_acc + 0.01,
               "Pre-training on the other hospital and fine-tuning on our 100 patches reaches test accuracy "
-              "{tuned:.3f}, against {scratch:.3f} from scratch; the other hospital's network alone scores "
-              "{source:.3f}, and frozen features with a new head {frozen:.3f}.",
-              "Transfer does not clearly help here: fine-tuned {tuned:.3f} against {scratch:.3f} from scratch "
-              "(the other hospital's network alone {source:.3f}, frozen features with a new head {frozen:.3f}).",
-              tuned=tuned_acc, scratch=scratch_acc, source=np.mean(transfer["other hospital only"]),
-              frozen=np.mean(transfer["pre-trained, frozen + new head"]));
+              "{transfer_finetuned:.3f}, against {transfer_scratch:.3f} from scratch; the other hospital's network "
+              "alone scores "
+              "{transfer_source_only:.3f}, and frozen features with a new head {transfer_frozen:.3f}.",
+              "Transfer does not clearly help here: fine-tuned {transfer_finetuned:.3f} against "
+              "{transfer_scratch:.3f} from scratch "
+              "(the other hospital's network alone {transfer_source_only:.3f}, frozen features with a new head "
+              "{transfer_frozen:.3f}).",
+              transfer_finetuned=tuned_acc, transfer_scratch=scratch_acc,
+              transfer_source_only=np.mean(transfer["other hospital only"]),
+              transfer_frozen=np.mean(transfer["pre-trained, frozen + new head"]));
 
 # %% [markdown]
 # ## Reducing the number of parameters
@@ -648,14 +652,20 @@ for name, accuracies in reduced.items():
 plain_acc, separable_acc = np.mean(reduced["plain 3×3"]), np.mean(reduced["depthwise-separable"])
 spread = max(np.ptp(reduced[name]) for name in reduced)  # how far the seeds of one model spread
 results.claim("separable_keeps_most_accuracy", separable_acc >= plain_acc - 0.03,
-              "The separable layer has {ps:,} weights instead of {pp:,} ({pct:.0f} %) and keeps most of the accuracy: "
-              "{sa:.3f} against {pa:.3f} on the test patients ({d:.1f} points; the seeds of one model spread over "
-              "{spread:.1f}).",
-              "The separable layer has {ps:,} weights instead of {pp:,} ({pct:.0f} %) and loses {d:.1f} points of "
-              "accuracy: {sa:.3f} against {pa:.3f} on the test patients (seed spread {spread:.1f} points).",
-              ps=reduced_params["depthwise-separable"], pp=reduced_params["plain 3×3"],
-              pct=100 * reduced_params["depthwise-separable"] / reduced_params["plain 3×3"], sa=separable_acc,
-              pa=plain_acc, d=100 * (plain_acc - separable_acc), spread=100 * spread);
+              "The separable layer has {separable_weights:,} weights instead of {plain_weights:,} "
+              "({separable_weights_pct:.0f} %) and keeps most of the accuracy: "
+              "{separable_acc:.3f} against {plain_acc:.3f} on the test patients ({separable_loss_points:.1f} "
+              "points; the seeds of one model spread over "
+              "{seed_spread_points:.1f}).",
+              "The separable layer has {separable_weights:,} weights instead of {plain_weights:,} "
+              "({separable_weights_pct:.0f} %) and loses {separable_loss_points:.1f} points of "
+              "accuracy: {separable_acc:.3f} against {plain_acc:.3f} on the test patients (seed spread "
+              "{seed_spread_points:.1f} points).",
+              separable_weights=reduced_params["depthwise-separable"], plain_weights=reduced_params["plain 3×3"],
+              separable_weights_pct=100 * reduced_params["depthwise-separable"] / reduced_params["plain 3×3"],
+              separable_acc=separable_acc,
+              plain_acc=plain_acc, separable_loss_points=100 * (plain_acc - separable_acc),
+              seed_spread_points=100 * spread);
 
 # %% [markdown]
 # ## Two habits: overfit one batch first, and never tune on the test set
@@ -675,7 +685,8 @@ batch_x, batch_y = x_train[pick], y_train[pick]
 one_batch = {}
 for name, lr in (("learning rate 1e-3", 1e-3), ("learning rate 1e-6 (a bug)", 1e-6)):
     model = compiled(make_mlp(seed=0), hp.optimizers.Adam(lr))
-    one_batch[name] = [model.train_on_batch(batch_x, batch_y) for _ in range(60 if QUICK else 150)]  # loss before each step
+    one_batch[name] = [model.train_on_batch(batch_x, batch_y)  # the loss before each step
+                       for _ in range(60 if QUICK else 150)]
     print(f"{name:27s}: loss {one_batch[name][0]:.3f} at the first step, {one_batch[name][-1]:.4f} after "
           f"{len(one_batch[name])} steps")
 
@@ -690,11 +701,14 @@ ax.legend()
 plt.show()
 good, bug = one_batch["learning rate 1e-3"], one_batch["learning rate 1e-6 (a bug)"]
 results.claim("one_batch_overfits", good[-1] < 0.01 and bug[-1] > 0.5 * bug[0],
-              "The working setup drives the loss on the batch from {first:.2f} to {last:.4f} in {n} steps; the "
-              "one with the bug is still at {wrong:.3f} after the same steps. A few seconds, and the bug shows.",
-              "The check does not separate the two here: {last:.4f} against {wrong:.3f} after {n} steps (from "
-              "{first:.2f}).",
-              first=good[0], last=good[-1], n=len(good), wrong=bug[-1]);
+              "The working setup drives the loss on the batch from {batch_loss_first:.2f} to {batch_loss_last:.4f} "
+              "in {batch_steps} steps; the "
+              "one with the bug is still at {batch_loss_bug:.3f} after the same steps. A few seconds, and the bug "
+              "shows.",
+              "The check does not separate the two here: {batch_loss_last:.4f} against {batch_loss_bug:.3f} after "
+              "{batch_steps} steps (from "
+              "{batch_loss_first:.2f}).",
+              batch_loss_first=good[0], batch_loss_last=good[-1], batch_steps=len(good), batch_loss_bug=bug[-1]);
 
 # %% [markdown]
 # **Never tune on the test set.** Every choice made by looking at a set's score — the epoch to stop
@@ -715,13 +729,15 @@ tries = np.array(tries)
 honest = tries[np.argmax(tries[:, 0]), 1]  # chosen on validation, its test score reported once
 tuned_on_test = tries[:, 1].max()  # chosen on test: the maximum of the test scores
 results.claim("tuning_on_test_flatters", tuned_on_test - tries[:, 1].mean() > 0.005,
-              "Chosen on the test patients, the \"best\" of {n} identical networks reports test accuracy "
-              "{tuned:.3f}, {gap:.1f} points above their mean ({mean:.3f}): luck, selected. Chosen on validation, "
-              "the same procedure reports {honest:.3f}, an honest draw.",
-              "Choosing on the test patients reports {tuned:.3f}, hardly above the mean of the {n} networks "
-              "({mean:.3f}); chosen on validation: {honest:.3f}.",
-              n=len(tries), tuned=tuned_on_test, honest=honest, mean=tries[:, 1].mean(),
-              gap=100 * (tuned_on_test - tries[:, 1].mean()));
+              "Chosen on the test patients, the \"best\" of {tries_n} identical networks reports test accuracy "
+              "{tries_tuned_on_test:.3f}, {tries_gap_points:.1f} points above their mean ({tries_mean:.3f}): luck, "
+              "selected. Chosen on validation, "
+              "the same procedure reports {tries_honest:.3f}, an honest draw.",
+              "Choosing on the test patients reports {tries_tuned_on_test:.3f}, hardly above the mean of the "
+              "{tries_n} networks "
+              "({tries_mean:.3f}); chosen on validation: {tries_honest:.3f}.",
+              tries_n=len(tries), tries_tuned_on_test=tuned_on_test, tries_honest=honest, tries_mean=tries[:, 1].mean(),
+              tries_gap_points=100 * (tuned_on_test - tries[:, 1].mean()));
 
 # %%
 results.save()  # the full-mode build keeps these numbers for tests/test_claims.py

@@ -175,13 +175,16 @@ for name, (model, x, x_test3) in models.items():
 # %%
 tube_gap = results_3d["3-D CNN"][2] - max(results_3d["triplanar"][2], results_3d["triplanar, shared weights"][2])
 results.claim("tubes_3d_not_better", tube_gap < 0.01,
-              "On these tubes the 3-D CNN is not better than the triplanar networks (accuracy {cnn:.3f} vs "
-              "{tri:.3f} and {shared:.3f} shared), while it took {ratio:.0f} times as long to train.",
-              "On these tubes the 3-D CNN beats the triplanar networks by {gap:.3f} in accuracy ({cnn:.3f} vs "
-              "{tri:.3f} and {shared:.3f} shared), and took {ratio:.0f} times as long to train.",
-              cnn=results_3d["3-D CNN"][2], tri=results_3d["triplanar"][2],
-              shared=results_3d["triplanar, shared weights"][2], gap=tube_gap,
-              ratio=results_3d["3-D CNN"][1] / results_3d["triplanar"][1]);
+              "On these tubes the 3-D CNN is not better than the triplanar networks (accuracy {tube_acc_3d:.3f} vs "
+              "{tube_acc_triplanar:.3f} and {tube_acc_shared:.3f} shared), while it took {tube_time_ratio:.0f} "
+              "times as long to train.",
+              "On these tubes the 3-D CNN beats the triplanar networks by {tube_acc_gap:.3f} in accuracy "
+              "({tube_acc_3d:.3f} vs "
+              "{tube_acc_triplanar:.3f} and {tube_acc_shared:.3f} shared), and took {tube_time_ratio:.0f} times as "
+              "long to train.",
+              tube_acc_3d=results_3d["3-D CNN"][2], tube_acc_triplanar=results_3d["triplanar"][2],
+              tube_acc_shared=results_3d["triplanar, shared weights"][2], tube_acc_gap=tube_gap,
+              tube_time_ratio=results_3d["3-D CNN"][1] / results_3d["triplanar"][1]);
 
 # %% [markdown]
 # The 3-D CNN convolves every voxel of the cube (3,375 numbers against the planes' 675). Its
@@ -343,20 +346,27 @@ auc_tri, auc_3d = brain_scores["triplanar"], brain_scores["3-D CNN"]
 best_baseline = max(brain_scores["intensity"], brain_scores["3×3×3 mean"])
 results.claim("mni_networks_beat_intensity", min(auc_tri, auc_3d) > best_baseline + 0.02,
               "On the test slab of the other scan, both networks beat the voxel's own intensity (AUC "
-              "{intensity:.3f}) and its fixed 3×3×3 average ({mean:.3f}): triplanar {tri:.3f}, 3-D CNN {cnn:.3f}. "
+              "{mni_auc_intensity:.3f}) and its fixed 3×3×3 average ({mni_auc_mean3:.3f}): triplanar "
+              "{mni_auc_triplanar:.3f}, 3-D CNN {mni_auc_3d:.3f}. "
               "Filters learned over an 11-voxel neighbourhood tell grey from white where the noisy intensity "
               "cannot.",
-              "On the test slab the networks do not clearly beat the voxel's intensity (AUC {intensity:.3f}) "
-              "and its 3×3×3 mean ({mean:.3f}): triplanar {tri:.3f}, 3-D CNN {cnn:.3f}.",
-              intensity=brain_scores["intensity"], mean=brain_scores["3×3×3 mean"], tri=auc_tri, cnn=auc_3d)
+              "On the test slab the networks do not clearly beat the voxel's intensity (AUC {mni_auc_intensity:.3f}) "
+              "and its 3×3×3 mean ({mni_auc_mean3:.3f}): triplanar {mni_auc_triplanar:.3f}, "
+              "3-D CNN {mni_auc_3d:.3f}.",
+              mni_auc_intensity=brain_scores["intensity"], mni_auc_mean3=brain_scores["3×3×3 mean"],
+              mni_auc_triplanar=auc_tri, mni_auc_3d=auc_3d)
 results.claim("mni_3d_no_clear_gain", abs(auc_3d - auc_tri) < 0.02,
-              "The 3-D CNN and the triplanar network end within {gap:.3f} AUC of each other, while the 3-D CNN "
-              "took {ratio:.1f} times as long to train ({t3d:.0f} s vs {ttri:.0f} s): on this anatomy three "
+              "The 3-D CNN and the triplanar network end within {mni_auc_gap:.3f} AUC of each other, while the 3-D CNN "
+              "took {mni_time_ratio:.1f} times as long to train ({mni_seconds_3d:.0f} s vs "
+              "{mni_seconds_triplanar:.0f} s): on this anatomy three "
               "planes carry nearly all that the cube does.",
-              "The 3-D CNN and the triplanar network differ by {gap:.3f} AUC (3-D {cnn:.3f}, triplanar {tri:.3f}); "
-              "the 3-D CNN took {ratio:.1f} times as long to train ({t3d:.0f} s vs {ttri:.0f} s).",
-              gap=abs(auc_3d - auc_tri), cnn=auc_3d, tri=auc_tri, ratio=brain_seconds["3-D CNN"] / brain_seconds["triplanar"],
-              t3d=brain_seconds["3-D CNN"], ttri=brain_seconds["triplanar"]);
+              "The 3-D CNN and the triplanar network differ by {mni_auc_gap:.3f} AUC (3-D {mni_auc_3d:.3f}, "
+              "triplanar {mni_auc_triplanar:.3f}); "
+              "the 3-D CNN took {mni_time_ratio:.1f} times as long to train ({mni_seconds_3d:.0f} s vs "
+              "{mni_seconds_triplanar:.0f} s).",
+              mni_auc_gap=abs(auc_3d - auc_tri), mni_auc_3d=auc_3d, mni_auc_triplanar=auc_tri,
+              mni_time_ratio=brain_seconds["3-D CNN"] / brain_seconds["triplanar"],
+              mni_seconds_3d=brain_seconds["3-D CNN"], mni_seconds_triplanar=brain_seconds["triplanar"]);
 results.record(mni_params_triplanar=brain_models["triplanar"].count_params(),
                mni_params_3d=brain_models["3-D CNN"].count_params(),
                mni_accuracy_triplanar=brain_accuracy["triplanar"], mni_accuracy_3d=brain_accuracy["3-D CNN"])
