@@ -334,6 +334,7 @@ hp.viz.plot_history(curves, figsize=(7, 3.5), title="Test loss per epoch, same n
 # held out as a **validation** set, and its loss after every epoch shows whether training settles.
 
 # %%
+hp.set_num_threads(1)  # a small network trains fastest on one thread (and a shared machine stays responsive)
 (x_digits, y_digits), _ = hp.data.load_digits()  # the test digits are not used here
 n_val = len(x_digits) // 5
 x_fit, y_fit, x_val, y_val = x_digits[n_val:], y_digits[n_val:], x_digits[:n_val], y_digits[:n_val]

@@ -256,7 +256,7 @@ for r, (row_name, array, cmap, vmax) in enumerate(rows):
             axes[r, c].set_title(view_name)
     axes[r, 0].set_ylabel(row_name)
     fig.colorbar(shown, ax=axes[r, :], shrink=0.8)
-fig.suptitle("MNI152 crop: three planes through one voxel (bottom rows: inferior)")
+fig.suptitle("MNI152 crop: three planes through one voxel (coronal and sagittal: superior up)")
 plt.show()
 
 # %% [markdown]
