@@ -548,8 +548,9 @@ plt.show()
 # twice the resolution (512×512 pixels, so every vessel is twice as wide in pixels), standardized
 # with their own statistics. The scarce data: only **two** of our training patients, 50 patches
 # each. A small CNN, trained on the 100 patches from scratch, against the same CNN pre-trained on
-# the other hospital and then frozen or fine-tuned. Choices are fixed in advance; the test
-# patients score each once.
+# the other hospital: used as it is, frozen with a new head trained on our patches, or fine-tuned
+# (all weights, a small learning rate, 15 epochs). Choices are fixed in advance; the test patients
+# score each once.
 
 # %%
 other = hp.data.synthetic_retina(4 if QUICK else 6, size=(512, 512), seed=100)
@@ -585,9 +586,9 @@ for seed in [0] if QUICK else [0, 1, 2]:
         layer.trainable = False  # and frozen
     frozen.fit(x_few, y_few, epochs=few_epochs, batch_size=16, verbose=0)
     transfer["pre-trained, frozen + new head"].append(test_accuracy(frozen))
-    tuned = compiled(small_cnn(seed), hp.optimizers.Adam(3e-4))  # a smaller step: keep what was learned
+    tuned = compiled(small_cnn(seed), hp.optimizers.Adam(1e-4))  # small, few steps: keep what was learned
     tuned.set_weights(pretrained_weights)
-    tuned.fit(x_few, y_few, epochs=few_epochs, batch_size=16, verbose=0)
+    tuned.fit(x_few, y_few, epochs=15, batch_size=16, verbose=0)
     transfer["pre-trained, fine-tuned"].append(test_accuracy(tuned))
 for name, accuracies in transfer.items():
     print(f"{name:32s}: test accuracy {np.mean(accuracies):.3f} (seeds: {np.round(accuracies, 3).tolist()})")
@@ -606,18 +607,26 @@ ax.set_xlabel("accuracy on the test patients (bars: mean, dots: seeds)")
 ax.set_title("100 labelled patches: from scratch or transferred")
 plt.show()
 scratch_acc, tuned_acc = np.mean(transfer["from scratch (100 patches)"]), np.mean(transfer["pre-trained, fine-tuned"])
-results.claim("transfer_beats_scratch", tuned_acc > scratch_acc + 0.01,
-              "Pre-training on the other hospital and fine-tuning on our 100 patches reaches test accuracy "
-              "{transfer_finetuned:.3f}, against {transfer_scratch:.3f} from scratch; the other hospital's network "
-              "alone scores "
-              "{transfer_source_only:.3f}, and frozen features with a new head {transfer_frozen:.3f}.",
-              "Transfer does not clearly help here: fine-tuned {transfer_finetuned:.3f} against "
-              "{transfer_scratch:.3f} from scratch "
-              "(the other hospital's network alone {transfer_source_only:.3f}, frozen features with a new head "
+source_acc = np.mean(transfer["other hospital only"])
+results.claim("transfer_beats_scratch", min(tuned_acc, source_acc) > scratch_acc + 0.01,
+              "Trained on the other hospital's data, the network does better on our test patients than one "
+              "trained on our 100 patches: {transfer_source_only:.3f} used as it is, {transfer_finetuned:.3f} "
+              "fine-tuned, against {transfer_scratch:.3f} from scratch (frozen features with a new head: "
               "{transfer_frozen:.3f}).",
-              transfer_finetuned=tuned_acc, transfer_scratch=scratch_acc,
-              transfer_source_only=np.mean(transfer["other hospital only"]),
-              transfer_frozen=np.mean(transfer["pre-trained, frozen + new head"]));
+              "Transfer does not clearly beat training from scratch here: {transfer_source_only:.3f} used as it "
+              "is, {transfer_finetuned:.3f} fine-tuned, against {transfer_scratch:.3f} from scratch (frozen features "
+              "with a new head: {transfer_frozen:.3f}).",
+              transfer_finetuned=tuned_acc, transfer_scratch=scratch_acc, transfer_source_only=source_acc,
+              transfer_frozen=np.mean(transfer["pre-trained, frozen + new head"]))
+results.claim("finetuning_no_better_than_source", tuned_acc <= source_acc + 0.01,
+              "Fine-tuning on our 100 patches does not improve on the other hospital's network used as it is "
+              "({transfer_finetuned:.3f} against {transfer_source_only:.3f}): with domains this close, the network "
+              "from the large data set is already good, and 100 patches of two patients pull it towards those two "
+              "patients as much as they teach it. With a larger gap between the domains, or more labels, "
+              "fine-tuning usually pays.",
+              "Fine-tuning on our 100 patches improves on the other hospital's network used as it is "
+              "({transfer_finetuned:.3f} against {transfer_source_only:.3f}).",
+              transfer_finetuned=tuned_acc, transfer_source_only=source_acc);
 
 # %% [markdown]
 # ## Reducing the number of parameters
