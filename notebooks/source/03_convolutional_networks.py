@@ -396,6 +396,167 @@ results.claim("dilation_grows_the_field_at_no_cost", measured[True] >= 5 * measu
 # The pattern of the dilated field is not uniform: some pixels are reached by many paths,
 # some by few (the "gridding" of dilated convolutions).
 
+# %% [markdown]
+# ## 8. Deep stacks of small kernels
+#
+# Stack two 3×3 convolutions and each output pixel depends on a 5×5 window of the input, just like
+# one 5×5 convolution. Three 3×3 layers see 7×7, $n$ of them $(2n+1) \times (2n+1)$. With $C$
+# channels in and out, one $k \times k$ layer has $C^2 k^2$ weights (plus $C$ biases), so
+#
+# * two 3×3 layers: $2 \cdot 9\,C^2 = 18\,C^2$ weights against $25\,C^2$ for one 5×5;
+# * three 3×3 layers: $27\,C^2$ against $49\,C^2$ for one 7×7;
+#
+# and each extra layer adds a non-linearity, so the stack can combine the features of the layer
+# below into new ones (edges into corners and line endings, those into shapes): the **feature
+# hierarchy** of a deep network. That is why modern networks are built almost entirely from 3×3
+# kernels. `count_params` and `hp.receptive_field` check the arithmetic for $C = 16$:
+
+# %%
+C = 16
+stack_rows = []
+for n in range(1, 6):
+    one_big = hp.Sequential([hp.layers.Conv2D(C, 2 * n + 1)], seed=0, input_shape=(C, 32, 32))
+    small_stack = hp.Sequential([layer for _ in range(n) for layer in (hp.layers.Conv2D(C, 3), hp.layers.ReLU())],
+                                seed=0, input_shape=(C, 32, 32))
+    stack_rows.append((n, hp.receptive_field(one_big)[-1], one_big.count_params(),
+                       hp.receptive_field(small_stack)[-1], small_stack.count_params()))
+    print(f"one {2 * n + 1}×{2 * n + 1} layer: field {stack_rows[-1][1]:>2}, {stack_rows[-1][2]:6,} weights   |   "
+          f"{n} × 3×3 layers: field {stack_rows[-1][3]:>2}, {stack_rows[-1][4]:6,} weights")
+
+# %% tags=["figure"]
+stack_rows = np.array(stack_rows)
+fig, ax = plt.subplots(figsize=(8, 4.5))
+ax.plot(stack_rows[:, 1], stack_rows[:, 2], "o-", label="one large kernel")
+ax.plot(stack_rows[:, 3], stack_rows[:, 4], "s-", label="a stack of 3×3 layers")
+ax.set_xlabel("receptive field (pixels across)")
+ax.set_ylabel("weights (16 channels in and out)")
+ax.set_xticks(stack_rows[:, 1])
+ax.set_title("the same receptive field, fewer weights")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# Fewer weights is only half the argument; the stack must also learn as well. On the digits: a
+# first 3×3 layer with 16 channels, then either one 5×5 layer or two 3×3 layers with a ReLU between
+# them (16 channels each), then the same 2×2 max pooling and dense layer, trained the same way.
+# A fifth of the training digits are held out as validation and watched during training; the test
+# digits are scored once, at the end.
+
+# %%
+hp.set_num_threads(1)  # small networks train fastest on one thread (and a shared machine stays responsive)
+n_val = len(x_train) // 5
+x_fit, y_fit, x_val, y_val = x_train[n_val:], y_train[n_val:], x_train[:n_val], y_train[:n_val]
+
+
+def digit_net(middle_layers, seed):
+    return hp.Sequential([hp.layers.Conv2D(16, 3, padding="same"), hp.layers.ReLU()] + middle_layers
+                         + [hp.layers.ReLU(), hp.layers.MaxPool2D(2), hp.layers.Flatten(), hp.layers.Dense(10)],
+                         seed=seed, input_shape=(1, 8, 8))
+
+
+stack_nets = {"one 5×5": lambda: [hp.layers.Conv2D(16, 5, padding="same")],
+              "two 3×3": lambda: [hp.layers.Conv2D(16, 3, padding="same"), hp.layers.ReLU(),
+                                  hp.layers.Conv2D(16, 3, padding="same")]}
+stack_scores = {name: [] for name in stack_nets}
+stack_params = {}
+for seed in [0] if QUICK else [0, 1, 2]:
+    for name, middle_layers in stack_nets.items():
+        net = digit_net(middle_layers(), seed)
+        net.compile(loss=hp.losses.SoftmaxCrossEntropy(), optimizer=hp.optimizers.Adam(3e-3), metrics=["accuracy"])
+        net.fit(x_fit, y_fit, epochs=3 if QUICK else 10, batch_size=32, verbose=0, validation_data=(x_val, y_val))
+        stack_scores[name].append(net.evaluate(x_test, y_test)[1])
+        stack_params[name] = net.count_params()
+for name, accuracies in stack_scores.items():
+    print(f"{name}: {stack_params[name]:,} weights, test accuracy {np.mean(accuracies):.3f} "
+          f"(seeds {np.round(accuracies, 3)})")
+
+# %%
+results.say("Two 3×3 layers see the same 5×5 window as one 5×5 layer; between 16 channels they need "
+            "{stack_weights_two_3x3:,} weights instead of {stack_weights_one_5x5:,} ({stack_weights_pct:.0f} %).",
+            stack_weights_two_3x3=int(stack_rows[1, 4]), stack_weights_one_5x5=int(stack_rows[1, 2]),
+            stack_weights_pct=100 * stack_rows[1, 4] / stack_rows[1, 2])
+acc5, acc33 = np.mean(stack_scores["one 5×5"]), np.mean(stack_scores["two 3×3"])
+results.claim("two_3x3_as_good_as_5x5", acc33 >= acc5 - 0.01,
+              "On the digits the two 3×3 layers ({stack_params_two_3x3:,} weights in all) do as well as the single "
+              "5×5 layer "
+              "({stack_params_one_5x5:,}), within a point: test accuracy {stack_acc_two_3x3:.3f} against "
+              "{stack_acc_one_5x5:.3f} ({stack_seeds}).",
+              "On the digits the two 3×3 layers ({stack_params_two_3x3:,} weights in all) do worse than the single "
+              "5×5 layer "
+              "({stack_params_one_5x5:,}): test accuracy {stack_acc_two_3x3:.3f} against {stack_acc_one_5x5:.3f} "
+              "({stack_seeds}).",
+              stack_acc_two_3x3=acc33, stack_acc_one_5x5=acc5, stack_seeds="one seed" if QUICK else "mean of 3 seeds",
+              stack_params_two_3x3=stack_params["two 3×3"],
+              stack_params_one_5x5=stack_params["one 5×5"]);
+
+# %% [markdown]
+# ## 9. What pooling saves, and what it costs
+#
+# Pooling has no weights, but it saves weights in the layers after it: once the feature maps are
+# halved, a 3×3 kernel covers about as much of the picture as a 7×7 kernel did before. Take 40
+# feature maps from a first 3×3 layer, and a second layer with 4 filters that should look at a
+# neighbourhood about 8 pixels across. Without pooling it needs 7×7 kernels; after 2×2 max pooling,
+# 3×3 kernels do (convolution weights only, no biases). This is one configuration that gives the
+# slide's two counts; the point holds for any.
+
+# %%
+first = lambda: hp.layers.Conv2D(40, 3, use_bias=False)
+without_pooling = hp.Sequential([first(), hp.layers.ReLU(), hp.layers.Conv2D(4, 7, use_bias=False)],
+                                seed=0, input_shape=(1, 32, 32))
+with_pooling = hp.Sequential([first(), hp.layers.ReLU(), hp.layers.MaxPool2D(2),
+                              hp.layers.Conv2D(4, 3, use_bias=False)], seed=0, input_shape=(1, 32, 32))
+for name, model in (("without pooling", without_pooling), ("with 2×2 pooling", with_pooling)):
+    print(f"{name:17s}: {model.count_params():5,} convolution weights, receptive field "
+          f"{hp.receptive_field(model)[-1]}×{hp.receptive_field(model)[-1]}")
+results.say("Without pooling the two layers have {pool_weights_without:,} weights; with 2×2 max pooling between "
+            "them, {pool_weights_with:,}: "
+            "the slide's two counts, for receptive fields of {pool_field_without} and {pool_field_with} pixels "
+            "across: {pool_weights_pct:.0f} % of the "
+            "weights for nearly the same view.",
+            pool_weights_without=without_pooling.count_params(), pool_weights_with=with_pooling.count_params(),
+            pool_field_without=hp.receptive_field(without_pooling)[-1],
+            pool_field_with=hp.receptive_field(with_pooling)[-1],
+            pool_weights_pct=100 * with_pooling.count_params() / without_pooling.count_params());
+
+# %% [markdown]
+# The price: max pooling forgets *where* inside its window the strongest response was. That is
+# what makes a network answer "**what** is in this picture?" the same way when the object moves by
+# a pixel — and what makes "**where** exactly is the edge of this vessel?" hard, because
+# neighbouring pixels can end up with identical pooled features. Below, a short dark bar moves
+# across a small picture one pixel at a time; we compare the features of each shifted picture
+# with those of the first, with the line detector of section 5, before and after a 4×4 max pooling.
+
+# %%
+detector = hp.Sequential([hp.layers.Conv2D(1, 3, padding="same", use_bias=False), hp.layers.ReLU()], seed=0,
+                         input_shape=(1, 16, 16))
+detector.layers_list()[0].params["W"] = filters[2:3]  # section 5's line detector: a dark pixel among bright ones
+pooler = hp.layers.MaxPool2D(4)
+shift_features = {"feature map (no pooling)": [], "after 4×4 max pooling": []}
+for shift in range(8):
+    bar = np.ones((1, 1, 16, 16), dtype=np.float32)
+    bar[0, 0, 6:10, 4 + shift] = 0.0  # a dark vertical bar, 4 pixels long, at column 4 + shift
+    fmap = detector.predict(bar)
+    shift_features["feature map (no pooling)"].append(fmap.ravel())
+    shift_features["after 4×4 max pooling"].append(pooler.forward(fmap).ravel())
+unchanged = {name: [bool(np.allclose(f[k], f[k - 1])) for k in range(1, 8)] for name, f in shift_features.items()}
+
+# %% tags=["figure"]
+fig, ax = plt.subplots(figsize=(8, 4.2))
+for name, features in shift_features.items():
+    change = [np.abs(f - features[0]).sum() / np.abs(features[0]).sum() for f in features]
+    ax.plot(range(8), change, "o-", label=name)
+ax.set_xlabel("shift of the bar (pixels)")
+ax.set_ylabel("change of the features\n(relative to no shift)")
+ax.set_title("max pooling ignores small shifts")
+ax.legend()
+plt.show()
+results.say("Of the 7 one-pixel moves, {shift_unchanged_pooled} leave the pooled features exactly unchanged and "
+            "{shift_unchanged_plain} leave "
+            "the unpooled feature map unchanged: after pooling the network cannot tell those positions apart. "
+            "Good for *what*, bad for *where*; chapter 6's U-Net brings the position back with skip connections.",
+            shift_unchanged_pooled=sum(unchanged["after 4×4 max pooling"]),
+            shift_unchanged_plain=sum(unchanged["feature map (no pooling)"]));
+
 # %%
 results.save()  # the full-mode build keeps these numbers for tests/test_claims.py
 

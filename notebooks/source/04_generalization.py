@@ -701,6 +701,218 @@ results.say("The chosen recipe, **{name}** (validation accuracy {val:.3f}), clas
             n=len(test_ids))
 results.record(validation_accuracy={name: mean(name) for name in scores})
 
+# %% [markdown]
+# ## Transfer learning from other data
+#
+# Section 9 pre-trained on the same patients without labels. The other way the tutorial describes
+# is **transfer**: train a network on *different* labelled data that is plentiful, then reuse it
+# where labels are scarce — either **fine-tune** all its weights on the new data, or keep its
+# convolutional layers **frozen** as a feature extractor and train only a new head.
+#
+# Here the plentiful data comes from another "hospital": six synthetic retinas photographed at
+# twice the resolution (512×512 pixels, so every vessel is twice as wide in pixels), standardized
+# with their own statistics. The scarce data: only **two** of our training patients, 50 patches
+# each. A small CNN, trained on the 100 patches from scratch, against the same CNN pre-trained on
+# the other hospital: used as it is, frozen with a new head trained on our patches, or fine-tuned
+# (all weights, a small learning rate, 15 epochs). Choices are fixed in advance; the test patients
+# score each once.
+
+# %%
+other = hp.data.synthetic_retina(4 if QUICK else 6, size=(512, 512), seed=100)
+other_standardizer = hp.data.Standardizer().fit(other.images, other.fov)
+x_other, y_other = hp.data.extract_patches(other.images, other.vessels, other.fov, P, 500,
+                                           balance=0.5, seed=7)
+x_other = other_standardizer.transform(x_other)
+x_few, y_few = patches(train_ids[:2], 50, seed=8)
+print(f"other hospital: {len(x_other)} patches; ours: {len(x_few)} patches from patients {train_ids[:2].tolist()}")
+
+
+def small_cnn(seed):
+    return hp.Sequential([hp.layers.Conv2D(16, 3, padding="same"), hp.layers.ReLU(),
+                          hp.layers.Conv2D(32, 3, padding="same"), hp.layers.ReLU(), hp.layers.MaxPool2D(2),
+                          hp.layers.Flatten(), hp.layers.Dense(64), hp.layers.ReLU(), hp.layers.Dense(2)],
+                         seed=seed, input_shape=(3, P, P))
+
+
+transfer = {"from scratch (100 patches)": [], "other hospital only": [], "pre-trained, frozen + new head": [],
+            "pre-trained, fine-tuned": []}
+few_epochs = 15 if QUICK else 40
+for seed in [0] if QUICK else [0, 1, 2]:
+    scratch = compiled(small_cnn(seed))
+    scratch.fit(x_few, y_few, epochs=few_epochs, batch_size=16, verbose=0)
+    transfer["from scratch (100 patches)"].append(test_accuracy(scratch))
+    source = compiled(small_cnn(seed))
+    source.fit(x_other, y_other, epochs=3 if QUICK else 6, batch_size=32, verbose=0)
+    transfer["other hospital only"].append(test_accuracy(source))
+    pretrained_weights = source.get_weights()
+    frozen = compiled(small_cnn(10 + seed))  # a fresh network: its head is new...
+    for layer, trained in zip(frozen.layers_list()[:4], source.layers_list()[:4]):
+        layer.params.update({k: v.copy() for k, v in trained.params.items()})  # ...its convolutions transferred
+        layer.trainable = False  # and frozen
+    frozen.fit(x_few, y_few, epochs=few_epochs, batch_size=16, verbose=0)
+    transfer["pre-trained, frozen + new head"].append(test_accuracy(frozen))
+    tuned = compiled(small_cnn(seed), hp.optimizers.Adam(1e-4))  # small, few steps: keep what was learned
+    tuned.set_weights(pretrained_weights)
+    tuned.fit(x_few, y_few, epochs=15, batch_size=16, verbose=0)
+    transfer["pre-trained, fine-tuned"].append(test_accuracy(tuned))
+for name, accuracies in transfer.items():
+    print(f"{name:32s}: test accuracy {np.mean(accuracies):.3f} (seeds: {np.round(accuracies, 3).tolist()})")
+
+# %% tags=["figure"]
+fig, ax = plt.subplots(figsize=(8, 3.6))
+names_t = list(transfer)
+ax.barh(range(len(names_t)), [np.mean(transfer[n]) for n in names_t], color="tab:blue")
+for k, n in enumerate(names_t):
+    ax.plot(transfer[n], [k] * len(transfer[n]), "k.", markersize=10)
+    ax.text(np.mean(transfer[n]) + 0.005, k + 0.3, f"{np.mean(transfer[n]):.3f}")
+ax.set_yticks(range(len(names_t)), names_t)
+ax.invert_yaxis()
+ax.set_xlim(0.5, 1.0)
+ax.set_xlabel("accuracy on the test patients (bars: mean, dots: seeds)")
+ax.set_title("100 labelled patches: from scratch or transferred")
+plt.show()
+scratch_acc, tuned_acc = np.mean(transfer["from scratch (100 patches)"]), np.mean(transfer["pre-trained, fine-tuned"])
+source_acc = np.mean(transfer["other hospital only"])
+results.claim("transfer_beats_scratch", min(tuned_acc, source_acc) > scratch_acc + 0.01,
+              "Trained on the other hospital's data, the network does better on our test patients than one "
+              "trained on our 100 patches: {transfer_source_only:.3f} used as it is, {transfer_finetuned:.3f} "
+              "fine-tuned, against {transfer_scratch:.3f} from scratch (frozen features with a new head: "
+              "{transfer_frozen:.3f}).",
+              "Transfer does not clearly beat training from scratch here: {transfer_source_only:.3f} used as it "
+              "is, {transfer_finetuned:.3f} fine-tuned, against {transfer_scratch:.3f} from scratch (frozen features "
+              "with a new head: {transfer_frozen:.3f}).",
+              transfer_finetuned=tuned_acc, transfer_scratch=scratch_acc, transfer_source_only=source_acc,
+              transfer_frozen=np.mean(transfer["pre-trained, frozen + new head"]))
+results.claim("finetuning_no_better_than_source", tuned_acc <= source_acc + 0.01,
+              "Fine-tuning on our 100 patches does not improve on the other hospital's network used as it is "
+              "({transfer_finetuned:.3f} against {transfer_source_only:.3f}): with domains this close, the network "
+              "from the large data set is already good, and 100 patches of two patients pull it towards those two "
+              "patients as much as they teach it. With a larger gap between the domains, or more labels, "
+              "fine-tuning usually pays.",
+              "Fine-tuning on our 100 patches improves on the other hospital's network used as it is "
+              "({transfer_finetuned:.3f} against {transfer_source_only:.3f}).",
+              transfer_finetuned=tuned_acc, transfer_source_only=source_acc);
+
+# %% [markdown]
+# ## Reducing the number of parameters
+#
+# Convolutions already share their weights across positions. Further savings the tutorial lists
+# include dilated kernels (chapter 3), shared weights across layers or branches (chapter 7) and
+# **separable** kernels. A depthwise-separable convolution splits a $k \times k$ convolution from
+# $C$ to $K$ channels ($K C k^2$ weights) into a per-channel $k \times k$ filter (`DepthwiseConv2D`,
+# $C k^2$) followed by a 1×1 convolution that mixes the channels ($K C$). The small CNN above,
+# both ways, on the 600 training patches:
+
+# %%
+def separable_cnn(seed):
+    return hp.Sequential([hp.layers.Conv2D(16, 3, padding="same"), hp.layers.ReLU(),
+                          hp.layers.DepthwiseConv2D(3, padding="same"), hp.layers.Conv2D(32, 1), hp.layers.ReLU(),
+                          hp.layers.MaxPool2D(2), hp.layers.Flatten(), hp.layers.Dense(64), hp.layers.ReLU(),
+                          hp.layers.Dense(2)], seed=seed, input_shape=(3, P, P))
+
+
+reduced = {"plain 3×3": [], "depthwise-separable": []}
+reduced_params = {}
+for seed in [0] if QUICK else [0, 1, 2]:
+    for name, make in (("plain 3×3", small_cnn), ("depthwise-separable", separable_cnn)):
+        model = compiled(make(seed))
+        model.fit(x_train, y_train, epochs=5 if QUICK else 20, batch_size=32, verbose=0)
+        reduced[name].append(test_accuracy(model))
+        conv = [layer for layer in model.layers_list()[2:5] if layer.params]
+        reduced_params[name] = sum(layer.count_params() for layer in conv)
+for name, accuracies in reduced.items():
+    print(f"{name:20s}: second layer {reduced_params[name]:,} weights, test accuracy {np.mean(accuracies):.3f} "
+          f"(seeds: {np.round(accuracies, 3).tolist()})")
+plain_acc, separable_acc = np.mean(reduced["plain 3×3"]), np.mean(reduced["depthwise-separable"])
+spread = max(np.ptp(reduced[name]) for name in reduced)  # how far the seeds of one model spread
+results.claim("separable_keeps_most_accuracy", separable_acc >= plain_acc - 0.03,
+              "The separable layer has {separable_weights:,} weights instead of {plain_weights:,} "
+              "({separable_weights_pct:.0f} %) and keeps most of the accuracy: "
+              "{separable_acc:.3f} against {plain_acc:.3f} on the test patients ({separable_loss_points:.1f} "
+              "points; the seeds of one model spread over "
+              "{seed_spread_points:.1f}).",
+              "The separable layer has {separable_weights:,} weights instead of {plain_weights:,} "
+              "({separable_weights_pct:.0f} %) and loses {separable_loss_points:.1f} points of "
+              "accuracy: {separable_acc:.3f} against {plain_acc:.3f} on the test patients (seed spread "
+              "{seed_spread_points:.1f} points).",
+              separable_weights=reduced_params["depthwise-separable"], plain_weights=reduced_params["plain 3×3"],
+              separable_weights_pct=100 * reduced_params["depthwise-separable"] / reduced_params["plain 3×3"],
+              separable_acc=separable_acc,
+              plain_acc=plain_acc, separable_loss_points=100 * (plain_acc - separable_acc),
+              seed_spread_points=100 * spread);
+
+# %% [markdown]
+# ## Two habits: overfit one batch first, and never tune on the test set
+#
+# **Overfit one batch first.** Before a long training run, train the network on a single small
+# batch for a few hundred steps. A correct model, loss and optimizer drive the loss on that batch
+# to nearly zero: the network has far more weights than the batch has numbers to memorize. If the
+# loss does not fall, something is broken (labels shuffled against the inputs, a learning rate far
+# off, a layer that does not pass gradients, a loss fed probabilities instead of logits) — and a
+# full run would only have hidden it behind a slowly falling curve. Below, the chapter's MLP on 32
+# training patches, once as it should be, and once with a learning rate a thousand times too small
+# (a slip of the exponent): the same batch, the same steps.
+
+# %%
+pick = np.random.default_rng(1).choice(len(x_train), 32, replace=False)  # 32 patches, both classes
+batch_x, batch_y = x_train[pick], y_train[pick]
+one_batch = {}
+for name, lr in (("learning rate 1e-3", 1e-3), ("learning rate 1e-6 (a bug)", 1e-6)):
+    model = compiled(make_mlp(seed=0), hp.optimizers.Adam(lr))
+    one_batch[name] = [model.train_on_batch(batch_x, batch_y)  # the loss before each step
+                       for _ in range(60 if QUICK else 150)]
+    print(f"{name:27s}: loss {one_batch[name][0]:.3f} at the first step, {one_batch[name][-1]:.4f} after "
+          f"{len(one_batch[name])} steps")
+
+# %% tags=["figure"]
+fig, ax = plt.subplots(figsize=(8, 4))
+for name, losses in one_batch.items():
+    ax.semilogy(np.arange(1, len(losses) + 1), losses, label=name)
+ax.set_xlabel("step (the same 32 patches every time)")
+ax.set_ylabel("training loss on the batch")
+ax.set_title("overfit one batch: the loss must go to nearly zero")
+ax.legend()
+plt.show()
+good, bug = one_batch["learning rate 1e-3"], one_batch["learning rate 1e-6 (a bug)"]
+results.claim("one_batch_overfits", good[-1] < 0.01 and bug[-1] > 0.5 * bug[0],
+              "The working setup drives the loss on the batch from {batch_loss_first:.2f} to {batch_loss_last:.4f} "
+              "in {batch_steps} steps; the "
+              "one with the bug is still at {batch_loss_bug:.3f} after the same steps. A few seconds, and the bug "
+              "shows.",
+              "The check does not separate the two here: {batch_loss_last:.4f} against {batch_loss_bug:.3f} after "
+              "{batch_steps} steps (from "
+              "{batch_loss_first:.2f}).",
+              batch_loss_first=good[0], batch_loss_last=good[-1], batch_steps=len(good), batch_loss_bug=bug[-1]);
+
+# %% [markdown]
+# **Never tune on the test set.** Every choice made by looking at a set's score — the epoch to stop
+# at, the dropout rate, the architecture — fits that set a little. Do it on the test set and the
+# reported number is no longer a measurement of new patients but the best of many tries. To see
+# the size of the effect, a pure-chance experiment: 20 "configurations" that are all the same
+# network with different seeds (so none is truly better), each scored on the validation patients
+# and on the test patients. Picking the best by its **test** score reports the luckiest draw; picking
+# by **validation** and then reporting its test score once is honest.
+
+# %%
+tries = []
+for seed in range(6 if QUICK else 20):
+    model = compiled(make_mlp(seed=100 + seed, hidden=64))
+    model.fit(x_train, y_train, epochs=5 if QUICK else 15, batch_size=32, verbose=0)
+    tries.append((model.evaluate(x_val, y_val)[1], model.evaluate(x_test, y_test)[1]))
+tries = np.array(tries)
+honest = tries[np.argmax(tries[:, 0]), 1]  # chosen on validation, its test score reported once
+tuned_on_test = tries[:, 1].max()  # chosen on test: the maximum of the test scores
+results.claim("tuning_on_test_flatters", tuned_on_test - tries[:, 1].mean() > 0.005,
+              "Chosen on the test patients, the \"best\" of {tries_n} identical networks reports test accuracy "
+              "{tries_tuned_on_test:.3f}, {tries_gap_points:.1f} points above their mean ({tries_mean:.3f}): luck, "
+              "selected. Chosen on validation, "
+              "the same procedure reports {tries_honest:.3f}, an honest draw.",
+              "Choosing on the test patients reports {tries_tuned_on_test:.3f}, hardly above the mean of the "
+              "{tries_n} networks "
+              "({tries_mean:.3f}); chosen on validation: {tries_honest:.3f}.",
+              tries_n=len(tries), tries_tuned_on_test=tuned_on_test, tries_honest=honest, tries_mean=tries[:, 1].mean(),
+              tries_gap_points=100 * (tuned_on_test - tries[:, 1].mean()));
+
 # %%
 results.save()  # the full-mode build keeps these numbers for tests/test_claims.py
 

@@ -21,7 +21,9 @@ The tutorial's task, retinal vessel segmentation:
 ==========================  =====================================================================
 
 And for the 3-D lessons: ``synthetic_vessel_volume`` (tubes through noise), ``sample_voxel_centres``,
-``extract_triplanar_patches`` (three orthogonal patches) and ``extract_cubes``.
+``extract_triplanar_patches`` (three orthogonal patches) and ``extract_cubes``; ``mni_brain``, a
+real anatomy: a 1 mm crop of the MNI152 template (T1, grey- and white-matter maps; licence notice
+in ``MNI_BRAIN_LICENSE.md``), with optional simulated scanner noise and bias field.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def load_digits(test_fraction=0.2, seed=0, flatten=True):
 
 
 from .augment import Affine, Augmenter, Elastic, Flip, Intensity, Rotate90, default_augmenter  # noqa: E402
+from .brain import MNIBrain, mni_brain  # noqa: E402
 from .dataset import RetinaData  # noqa: E402
 from .drive import load_drive, save_drive_layout  # noqa: E402
 from .fundus import estimate_fov, load_fundus_photo  # noqa: E402
@@ -66,4 +69,5 @@ __all__ = [
     "extract_patches", "extract_tiles", "sample_centres", "PatchSampler", "TileSampler",
     "Augmenter", "Flip", "Rotate90", "Affine", "Elastic", "Intensity", "default_augmenter",
     "synthetic_vessel_volume", "sample_voxel_centres", "extract_triplanar_patches", "extract_cubes",
+    "MNIBrain", "mni_brain",
 ]
