@@ -16,8 +16,9 @@ import numpy as np
 
 from .. import architectures as arch
 from .. import losses, optimizers
-from ..data import PatchSampler
+from ..data import PatchSampler, TileSampler
 from ..receptive_field import receptive_field
+from ..training import recalibrate_batchnorm
 from .common import (
     SMOKE_WHOLE,
     WHOLE,
@@ -77,6 +78,11 @@ def run(out, smoke=False, seed=0, verbose=1):
                     size, batch = budget["tile"], 8
                 train_fcn(model, split.train, steps=budget["tile_steps"], epochs=budget["tile_epochs"], tile=size,
                           batch_size=batch, seed=seed)
+                if kind == "dilated":  # batches of two tiles: the moving averages are too noisy to infer with
+                    recalibrate_batchnorm(model, TileSampler(split.train.x, split.train.vessels, split.train.fov,
+                                                             size, batch_size=batch,
+                                                             tiles_per_epoch=budget["tile_steps"] * batch,
+                                                             seed=seed + 1))
                 training = f"{budget['tile_epochs']} x {budget['tile_steps']} batches of {batch} tiles {size}x{size}"
         train_seconds, load = clock.seconds, clock.load
         with Clock() as clock:
@@ -106,7 +112,9 @@ def run(out, smoke=False, seed=0, verbose=1):
              "the same number of fresh balanced patches for each, run on whole images via `to_fully_convolutional`. "
              "Dilated: `arch.dilated_context_net(3, width=8, batchnorm=True)` (dilations 1, 1, 2, 4, 8, 16, 32, 1; "
              "without batch norm, and on tiles smaller than its 131-px field, it trained far slower: see the "
-             "experiments README). "
+             "experiments README); after training, its BatchNorm statistics are recomputed as the mean over "
+             "40 fresh training batches (`hp.training.recalibrate_batchnorm`): the moving averages of batches "
+             "of two tiles gave AUC 0.948 / 0.902 at seeds 0 / 1, the recomputed ones 0.959 / 0.930. "
              "U-Net: `arch.unet(3, depth=2, width=8)`. Both: BCE on logits masked by the FOV, Adam 2e-3. "
              "No augmentation, no regularization.",
              f"Machine: {machine()}. Times are wall-clock seconds on a shared machine; 'load' is its 1-minute "
