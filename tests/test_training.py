@@ -254,3 +254,25 @@ def test_the_design_contract_names_resolve():
         for part in dotted.split("."):
             obj = getattr(obj, part)
         assert callable(obj), dotted
+
+
+def test_recalibrate_batchnorm_sets_the_mean_of_the_batch_statistics():
+    model = hp.Sequential([hp.layers.Conv2D(4, 3, padding="same"), hp.layers.BatchNorm(momentum=0.3)], seed=0)
+    model.build((2, 8, 8), dtype=np.float64)
+    rng = np.random.default_rng(0)
+    batches = [(rng.normal(size=(3, 2, 8, 8)) * (k + 1), None) for k in range(4)]
+    weights = {k: v.copy() for k, v in model.layers[0].params.items()}
+    assert hp.training.recalibrate_batchnorm(model, batches) == 4
+    z = [model.layers[0].forward(x, training=False) for x, _ in batches]
+    m = 3 * 8 * 8
+    mean = np.mean([zk.mean(axis=(0, 2, 3)) for zk in z], axis=0)
+    var = np.mean([zk.var(axis=(0, 2, 3)) * m / (m - 1) for zk in z], axis=0)
+    bn = model.layers[1]
+    np.testing.assert_allclose(bn.state["running_mean"], mean, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bn.state["running_var"], var, rtol=1e-12)
+    assert bn.momentum == 0.3
+    for k, v in model.layers[0].params.items():
+        np.testing.assert_array_equal(weights[k], v)
+    assert hp.training.recalibrate_batchnorm(model, iter(batches), max_batches=2) == 2
+    with pytest.raises(ValueError, match="no BatchNorm layer"):
+        hp.training.recalibrate_batchnorm(hp.Sequential([hp.layers.Dense(2)], input_shape=(3,)), batches)

@@ -120,6 +120,55 @@ def train_epoch(model, batches, class_weight=None, callbacks=(), check=False):
     return totals
 
 
+def recalibrate_batchnorm(model, batches, max_batches=None):
+    """Replace every BatchNorm layer's running statistics by their average over ``batches``.
+
+    During training each BatchNorm keeps an exponential moving average of its batch statistics
+    (``running = (1 - momentum) running + momentum batch``), dominated by the last few batches of
+    weights that were still moving. With small batches (two 192-px tiles, as the dilated context
+    net trains on) that average is noisy, and inference on its constants differs from what the
+    net saw in training. This pass ("precise BatchNorm", Wu & Johnson, 2021) runs the trained,
+    now fixed, network forward in training mode over ``batches`` (arrays ``x`` or ``(x, y, ...)``
+    tuples, e.g. a :class:`~handprop.data.TileSampler`; at most ``max_batches``) and sets::
+
+        running_mean = mean_k mean_B(x)        running_var = mean_k var_B(x) * m / (m - 1)
+
+    per feature, the average over the K batches of each batch's statistics (``m`` values per
+    feature in a batch, the unbiased correction the layer uses). Weights do not change. Returns
+    the number of batches used.
+    """
+    from .layers import BatchNorm
+
+    norms = [layer for layer in _all_layers(model) if isinstance(layer, BatchNorm)]
+    if not norms:
+        raise ValueError(f"recalibrate_batchnorm: {type(model).__name__} has no BatchNorm layer")
+    momenta = [layer.momentum for layer in norms]
+    k = 0
+    try:
+        for k, batch in enumerate(batches, 1):
+            x = batch[0] if isinstance(batch, tuple) else batch
+            for layer in norms:
+                layer.momentum = 1.0 / k  # running = the mean of the k batches' statistics so far
+            x = model._prepare(x)
+            model.ensure_built(x)
+            model.forward(x, training=True)
+            if max_batches is not None and k >= max_batches:
+                break
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+    if k == 0:
+        raise ValueError("recalibrate_batchnorm: batches gave no batch")
+    return k
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):  # a model used as a layer
+            yield from _all_layers(layer)
+
+
 def _training_data(model, x, y, sample_weight, validation_data, validation_split):
     """``(x, y, sample_weight, validation_data)`` checked, with the validation split held out;
     the model built from the first sample."""
@@ -257,4 +306,4 @@ def train_on_batch(model, x, y, sample_weight=None):
 
 
 __all__ = ["fit", "train_epoch", "split_validation", "validate", "evaluate", "predict", "predict_classes",
-           "train_on_batch"]
+           "train_on_batch", "recalibrate_batchnorm"]
