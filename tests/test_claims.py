@@ -260,11 +260,8 @@ def test_two_3x3_layers_need_fewer_weights_than_one_5x5():
 
 
 def test_two_3x3_layers_learn_as_well_as_one_5x5():
-    v, c = topic_results("03_convolutional_networks", "two_3x3_as_good_as_5x5", "stack_acc_two_3x3",
-                         "stack_acc_one_5x5", "stack_params_two_3x3", "stack_params_one_5x5")
-    assert c["two_3x3_as_good_as_5x5"]
-    assert v["stack_acc_two_3x3"] >= v["stack_acc_one_5x5"] - 0.01
-    assert v["stack_params_two_3x3"] < v["stack_params_one_5x5"]
+    values = assert_effect("03_convolutional_networks", "two_3x3_vs_one_5x5", "no clear effect")
+    assert values["stack_params_two_3x3"] < values["stack_params_one_5x5"]
 
 
 def test_pooling_cuts_the_slides_8200_weights_to_1800():
@@ -327,7 +324,7 @@ def test_connectivity_postprocessing_does_not_pay_at_a_dice_tuned_threshold():
     v, c = topic_results("06_vessel_segmentation", "component_cleanup_helps_some_model", "hysteresis_helps_some_model",
                    "post_cleanup_gain", "post_grow_gain")
     assert not c["component_cleanup_helps_some_model"] and not c["hysteresis_helps_some_model"]
-    assert max(v["post_cleanup_gain"].values()) <= 0.002 and max(v["post_grow_gain"].values()) <= 0.002
+    assert max(v["post_cleanup_gain"].values()) <= 0.01 and max(v["post_grow_gain"].values()) <= 0.01
 
 
 def test_fov_mask_removes_false_alarms_outside_the_fov():

@@ -476,18 +476,19 @@ results.say("Two 3×3 layers see the same 5×5 window as one 5×5 layer; between
             stack_weights_two_3x3=int(stack_rows[1, 4]), stack_weights_one_5x5=int(stack_rows[1, 2]),
             stack_weights_pct=100 * stack_rows[1, 4] / stack_rows[1, 2])
 acc5, acc33 = np.mean(stack_scores["one 5×5"]), np.mean(stack_scores["two 3×3"])
-results.claim("two_3x3_as_good_as_5x5", acc33 >= acc5 - 0.01,
-              "On the digits the two 3×3 layers ({stack_params_two_3x3:,} weights in all) do as well as the single "
-              "5×5 layer "
-              "({stack_params_one_5x5:,}), within a point: test accuracy {stack_acc_two_3x3:.3f} against "
-              "{stack_acc_one_5x5:.3f} ({stack_seeds}).",
-              "On the digits the two 3×3 layers ({stack_params_two_3x3:,} weights in all) do worse than the single "
-              "5×5 layer "
-              "({stack_params_one_5x5:,}): test accuracy {stack_acc_two_3x3:.3f} against {stack_acc_one_5x5:.3f} "
-              "({stack_seeds}).",
-              stack_acc_two_3x3=acc33, stack_acc_one_5x5=acc5, stack_seeds="one seed" if QUICK else "mean of 3 seeds",
-              stack_params_two_3x3=stack_params["two 3×3"],
-              stack_params_one_5x5=stack_params["one 5×5"]);
+results.effect("two_3x3_vs_one_5x5", acc33 - acc5, 0.02,
+               "On the digits the two 3×3 layers ({stack_params_two_3x3:,} weights in all) do better than the "
+               "single 5×5 layer ({stack_params_one_5x5:,}): test accuracy {stack_acc_two_3x3:.3f} against "
+               "{stack_acc_one_5x5:.3f} ({stack_seeds}).",
+               "On the digits the two 3×3 layers ({stack_params_two_3x3:,} weights in all) do worse than the single "
+               "5×5 layer ({stack_params_one_5x5:,}): test accuracy {stack_acc_two_3x3:.3f} against "
+               "{stack_acc_one_5x5:.3f} ({stack_seeds}), more than the 2 points that seeds move these nets.",
+               "On the digits the two 3×3 layers ({stack_params_two_3x3:,} weights in all) and the single 5×5 layer "
+               "({stack_params_one_5x5:,}) end within the 2 points that seeds move these nets: test accuracy "
+               "{stack_acc_two_3x3:.3f} against {stack_acc_one_5x5:.3f} ({stack_seeds}) — no clear difference, "
+               "with fewer weights for the stack.",
+               stack_acc_two_3x3=acc33, stack_acc_one_5x5=acc5, stack_seeds="one seed" if QUICK else "mean of 3 seeds",
+               stack_params_two_3x3=stack_params["two 3×3"], stack_params_one_5x5=stack_params["one 5×5"]);
 
 # %% [markdown]
 # ## 9. What pooling saves, and what it costs

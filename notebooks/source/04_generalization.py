@@ -714,8 +714,8 @@ results.record(validation_accuracy={name: mean(name) for name in scores})
 # with their own statistics. The scarce data: only **two** of our training patients, 50 patches
 # each. A small CNN, trained on the 100 patches from scratch, against the same CNN pre-trained on
 # the other hospital: used as it is, frozen with a new head trained on our patches, or fine-tuned
-# (all weights, a small learning rate, 15 epochs). Choices are fixed in advance; the test patients
-# score each once.
+# (all weights, a small learning rate, 15 epochs). Choices are fixed in advance; the validation
+# patients score each (the test patients stay out of this comparison).
 
 # %%
 other = hp.data.synthetic_retina(4 if QUICK else 6, size=(512, 512), seed=100)
@@ -725,6 +725,11 @@ x_other, y_other = hp.data.extract_patches(other.images, other.vessels, other.fo
 x_other = other_standardizer.transform(x_other)
 x_few, y_few = patches(train_ids[:2], 50, seed=8)
 print(f"other hospital: {len(x_other)} patches; ours: {len(x_few)} patches from patients {train_ids[:2].tolist()}")
+
+
+def val_accuracy(model):
+    """Accuracy on the validation patients: comparisons are made there, never on the test patients."""
+    return model.evaluate(x_val, y_val)[1]
 
 
 def small_cnn(seed):
@@ -740,23 +745,23 @@ few_epochs = 15 if QUICK else 40
 for seed in [0] if QUICK else [0, 1, 2]:
     scratch = compiled(small_cnn(seed))
     scratch.fit(x_few, y_few, epochs=few_epochs, batch_size=16, verbose=0)
-    transfer["from scratch (100 patches)"].append(test_accuracy(scratch))
+    transfer["from scratch (100 patches)"].append(val_accuracy(scratch))
     source = compiled(small_cnn(seed))
     source.fit(x_other, y_other, epochs=3 if QUICK else 6, batch_size=32, verbose=0)
-    transfer["other hospital only"].append(test_accuracy(source))
+    transfer["other hospital only"].append(val_accuracy(source))
     pretrained_weights = source.get_weights()
     frozen = compiled(small_cnn(10 + seed))  # a fresh network: its head is new...
     for layer, trained in zip(frozen.layers_list()[:4], source.layers_list()[:4]):
         layer.params.update({k: v.copy() for k, v in trained.params.items()})  # ...its convolutions transferred
         layer.trainable = False  # and frozen
     frozen.fit(x_few, y_few, epochs=few_epochs, batch_size=16, verbose=0)
-    transfer["pre-trained, frozen + new head"].append(test_accuracy(frozen))
+    transfer["pre-trained, frozen + new head"].append(val_accuracy(frozen))
     tuned = compiled(small_cnn(seed), hp.optimizers.Adam(1e-4))  # small, few steps: keep what was learned
     tuned.set_weights(pretrained_weights)
     tuned.fit(x_few, y_few, epochs=15, batch_size=16, verbose=0)
-    transfer["pre-trained, fine-tuned"].append(test_accuracy(tuned))
+    transfer["pre-trained, fine-tuned"].append(val_accuracy(tuned))
 for name, accuracies in transfer.items():
-    print(f"{name:32s}: test accuracy {np.mean(accuracies):.3f} (seeds: {np.round(accuracies, 3).tolist()})")
+    print(f"{name:32s}: validation accuracy {np.mean(accuracies):.3f} (seeds: {np.round(accuracies, 3).tolist()})")
 
 # %% tags=["figure"]
 fig, ax = plt.subplots(figsize=(8, 3.6))
@@ -768,13 +773,13 @@ for k, n in enumerate(names_t):
 ax.set_yticks(range(len(names_t)), names_t)
 ax.invert_yaxis()
 ax.set_xlim(0.5, 1.0)
-ax.set_xlabel("accuracy on the test patients (bars: mean, dots: seeds)")
+ax.set_xlabel("accuracy on the validation patients (bars: mean, dots: seeds)")
 ax.set_title("100 labelled patches: from scratch or transferred")
 plt.show()
 scratch_acc, tuned_acc = np.mean(transfer["from scratch (100 patches)"]), np.mean(transfer["pre-trained, fine-tuned"])
 source_acc = np.mean(transfer["other hospital only"])
 results.claim("transfer_beats_scratch", min(tuned_acc, source_acc) > scratch_acc + 0.01,
-              "Trained on the other hospital's data, the network does better on our test patients than one "
+              "Trained on the other hospital's data, the network does better on our validation patients than one "
               "trained on our 100 patches: {transfer_source_only:.3f} used as it is, {transfer_finetuned:.3f} "
               "fine-tuned, against {transfer_scratch:.3f} from scratch (frozen features with a new head: "
               "{transfer_frozen:.3f}).",
@@ -817,23 +822,23 @@ for seed in [0] if QUICK else [0, 1, 2]:
     for name, make in (("plain 3×3", small_cnn), ("depthwise-separable", separable_cnn)):
         model = compiled(make(seed))
         model.fit(x_train, y_train, epochs=5 if QUICK else 20, batch_size=32, verbose=0)
-        reduced[name].append(test_accuracy(model))
+        reduced[name].append(val_accuracy(model))
         conv = [layer for layer in model.layers_list()[2:5] if layer.params]
         reduced_params[name] = sum(layer.count_params() for layer in conv)
 for name, accuracies in reduced.items():
-    print(f"{name:20s}: second layer {reduced_params[name]:,} weights, test accuracy {np.mean(accuracies):.3f} "
+    print(f"{name:20s}: second layer {reduced_params[name]:,} weights, validation accuracy {np.mean(accuracies):.3f} "
           f"(seeds: {np.round(accuracies, 3).tolist()})")
 plain_acc, separable_acc = np.mean(reduced["plain 3×3"]), np.mean(reduced["depthwise-separable"])
 spread = max(np.ptp(reduced[name]) for name in reduced)  # how far the seeds of one model spread
 results.claim("separable_keeps_most_accuracy", separable_acc >= plain_acc - 0.03,
               "The separable layer has {separable_weights:,} weights instead of {plain_weights:,} "
               "({separable_weights_pct:.0f} %) and keeps most of the accuracy: "
-              "{separable_acc:.3f} against {plain_acc:.3f} on the test patients ({separable_loss_points:.1f} "
+              "{separable_acc:.3f} against {plain_acc:.3f} on the validation patients ({separable_loss_points:.1f} "
               "points; the seeds of one model spread over "
               "{seed_spread_points:.1f}).",
               "The separable layer has {separable_weights:,} weights instead of {plain_weights:,} "
               "({separable_weights_pct:.0f} %) and loses {separable_loss_points:.1f} points of "
-              "accuracy: {separable_acc:.3f} against {plain_acc:.3f} on the test patients (seed spread "
+              "accuracy: {separable_acc:.3f} against {plain_acc:.3f} on the validation patients (seed spread "
               "{seed_spread_points:.1f} points).",
               separable_weights=reduced_params["depthwise-separable"], plain_weights=reduced_params["plain 3×3"],
               separable_weights_pct=100 * reduced_params["depthwise-separable"] / reduced_params["plain 3×3"],
