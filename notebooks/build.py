@@ -61,7 +61,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -74,7 +73,6 @@ ASSIGNMENT_SOURCES = SOURCES / "assignments"
 ASSIGNMENTS = HERE / "assignments"
 THUMBNAILS = HERE / "thumbnails"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-KERNEL_NAME = "handprop-notebook-tests"  # the spec execute() writes for this interpreter
 _HEADER = re.compile(r"^# %%(?P<markdown> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
 
 
@@ -313,13 +311,10 @@ def execute(nb, cwd=HERE, quick=False, timeout=600):
 
     The kernel gets ``HANDPROP_QUICK=1`` in quick mode and no ``MPLBACKEND`` (so matplotlib picks
     the inline backend, as in a user's Jupyter). Raises ``nbclient.exceptions.CellExecutionError``
-    on the first error.
+    on the first error. The kernel runner is the autograder's
+    (:func:`handprop.exercises.autograder.run_notebook`).
     """
-    from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import AsyncKernelManager
-    from nbclient import NotebookClient
-    from traitlets import default
-    from traitlets.config import Config
+    from handprop.exercises.autograder import run_notebook
 
     env = dict(os.environ)
     env.pop("MPLBACKEND", None)
@@ -329,32 +324,7 @@ def execute(nb, cwd=HERE, quick=False, timeout=600):
     env.pop("HANDPROP_RESULTS_DIR", None)
     if not quick:
         env["HANDPROP_RESULTS_DIR"] = str(HERE / "results")
-    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # silences a debugger notice on stderr
-    with tempfile.TemporaryDirectory() as tmp:
-        # A kernel spec of our own that runs this very interpreter: a "python3" spec in the user's
-        # Jupyter folders could point at another Python, without handprop or with another version.
-        spec = Path(tmp, "kernels", KERNEL_NAME)
-        spec.mkdir(parents=True)
-        spec.joinpath("kernel.json").write_text(json.dumps({
-            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "handprop notebook tests", "language": "python"}))
-        # Local sockets (ipc) instead of TCP ports: nothing listens on the network, and the kernel does
-        # not warn about unencrypted TCP on stderr.
-        config = Config()
-        if os.name == "posix":
-            config.KernelManager.transport = "ipc"
-            config.KernelManager.ip = os.path.join(tmp, "kernel")
-
-        class ThisPythonKernelManager(AsyncKernelManager):
-            @default("kernel_spec_manager")
-            def _only_our_spec(self):
-                return KernelSpecManager(kernel_dirs=[str(spec.parent)])
-
-        client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME, config=config,
-                                kernel_manager_class=ThisPythonKernelManager,
-                                resources={"metadata": {"path": str(cwd)}}, record_timing=False,
-                                store_widget_state=False)
-        client.execute(env=env)  # starts a kernel, runs every cell, shuts the kernel down
+    run_notebook(nb, cwd, env, timeout)
     nb.metadata["kernelspec"] = dict(KERNELSPEC)  # what a reader's Jupyter should use
     nb.metadata.pop("widgets", None)
     return nb

@@ -56,23 +56,37 @@ def find_notebooks(target):
 def execute(nb, cwd, timeout=600, env_extra=None):
     """Run ``nb`` in a fresh kernel of this Python; errors are kept as outputs and a cell past
     ``timeout`` seconds is interrupted. Returns the notebook with outputs."""
+    env = dict(os.environ)
+    env.pop("MPLBACKEND", None)
+    env.pop("HANDPROP_GRADE_SEED", None)  # the hidden seed reaches the checker only, never the student's cells
+    env.update(env_extra or {})
+    return run_notebook(nb, cwd, env, timeout, allow_errors=True)
+
+
+def run_notebook(nb, cwd, env, timeout=600, allow_errors=False):
+    """Run ``nb`` top to bottom in a fresh kernel of this very Python (``sys.executable``) with the
+    environment ``env``, in the folder ``cwd``; returns it with outputs. ``allow_errors=False``:
+    raise ``nbclient.exceptions.CellExecutionError`` at the first error (and at a cell past
+    ``timeout`` seconds, which is interrupted); ``True``: keep errors as outputs and go on.
+
+    The kernel spec is our own, written to a temporary folder: a "python3" spec in the user's
+    Jupyter folders could point at another Python, without handprop or with another version. Local
+    sockets (ipc) instead of TCP ports: nothing listens on the network, and the kernel does not warn
+    about unencrypted TCP on stderr. The grader and ``notebooks/build.py`` both run notebooks here.
+    """
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
     from traitlets import default
     from traitlets.config import Config
 
-    env = dict(os.environ)
-    env.pop("MPLBACKEND", None)
-    env.pop("HANDPROP_GRADE_SEED", None)  # the hidden seed reaches the checker only, never the student's cells
-    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
-    env.update(env_extra or {})
+    env = {**env, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}  # silences a debugger notice on stderr
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp, "kernels", KERNEL_NAME)
         spec.mkdir(parents=True)
         spec.joinpath("kernel.json").write_text(json.dumps({
             "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "handprop grader", "language": "python"}))
+            "display_name": "handprop (this Python)", "language": "python"}))
         config = Config()
         if os.name == "posix":
             config.KernelManager.transport = "ipc"
@@ -84,10 +98,10 @@ def execute(nb, cwd, timeout=600, env_extra=None):
                 return KernelSpecManager(kernel_dirs=[str(spec.parent)])
 
         client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME, config=config,
-                                kernel_manager_class=ThisPythonKernelManager, allow_errors=True,
+                                kernel_manager_class=ThisPythonKernelManager, allow_errors=allow_errors,
                                 interrupt_on_timeout=True, resources={"metadata": {"path": str(cwd)}},
                                 record_timing=False, store_widget_state=False)
-        client.execute(env=env)
+        client.execute(env=env)  # starts a kernel, runs every cell, shuts the kernel down
     return nb
 
 
