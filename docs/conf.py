@@ -87,7 +87,7 @@ not import (``handprop.keras1`` before it exists) is left out."""
 # members that the page of their own module documents, and that a package re-exports
 _OWN_PAGE = {"handprop": ["Sequential", "Model", "Input", "load_model", "receptive_field", "receptive_field_table",
                           "set_engine", "get_engine", "engine", "set_num_threads", "get_num_threads", "thread_settings",
-                          "DataError", "DataNotFoundError", "DivergenceWarning", "HandpropWarning"]}
+                          "DataError", "DataNotFoundError", "ModelFileError", "DivergenceWarning", "HandpropWarning"]}
 
 CONTRACT = [
     "handprop.Sequential", "handprop.Model", "handprop.Input", "handprop.load_model", "handprop.set_engine",

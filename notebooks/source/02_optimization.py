@@ -11,7 +11,8 @@
 # 3. **momentum**, which smooths the zig-zag of SGD in narrow valleys;
 # 4. **adaptive** learning rates, one per weight: AdaGrad, RMSprop, AdaDelta, and **Adam**;
 # 5. all of them side by side, on two-dimensional test surfaces (where we can *see* the path) and
-#    on a real network's training curves.
+#    on a real network's training curves, the winner chosen on validation and tested once (section 7);
+# 6. a postscript: **learning-rate decay** (section 8).
 #
 # Every optimizer in `hp.optimizers` follows the equations of `torch.optim` and updates a plain
 # dict of named arrays, `opt.step(params, grads)`, so the very same object trains a network or
@@ -126,7 +127,8 @@ for size in batch_sizes:
     similarity.append(cosines)
 
 fig, ax = plt.subplots(figsize=(8, 4))
-ax.boxplot(similarity, tick_labels=[str(s) for s in batch_sizes])
+ax.boxplot(similarity)
+ax.set_xticks(range(1, len(batch_sizes) + 1), [str(s) for s in batch_sizes])
 ax.set_xlabel("batch size")
 ax.set_ylabel("cosine(batch gradient, full gradient)")
 ax.set_title("minibatch gradients are noisy estimates")
@@ -292,7 +294,7 @@ hp.viz.plot_trajectories({"AdaGrad lr=1.5": AdaGrad(lr=1.5), "RMSprop lr=0.15": 
 # %% tags=["figure"]
 hp.viz.plot_trajectories({"RMSprop lr=0.05": RMSprop(lr=0.05), "Adam lr=0.05": Adam(lr=0.05)},
                          "rosenbrock", (-1.5, 2.0), 200 if QUICK else 500,
-                         title="Adam (RMSprop with momentum) vs RMSprop")
+                         title="Adam vs RMSprop")
 
 # %% [markdown]
 # ## 5. All of them, side by side
@@ -374,7 +376,7 @@ results.claim("optimizers_differ_little", spread < 0.03,
 others = np.median([v for k, v in first_loss.items() if k != "Adam"])
 results.claim("adam_default_starts_slower", first_loss["Adam"] > others,
               "Adam at its default `lr=0.001` starts slower than the others (validation loss after one epoch "
-              "{adam:.2f}, the median of the others {others:.2f}), but it is a good default that rarely needs tuning.",
+              "{adam:.2f}, the median of the others {others:.2f}): its default rate is small for this network.",
               "Adam at its default `lr=0.001` starts no slower than the others (validation loss after one epoch "
               "{adam:.2f}, the median of the others {others:.2f}).",
               adam=first_loss["Adam"], others=others)
@@ -395,7 +397,7 @@ results.say("The network trained with {name} (chosen on validation accuracy, {va
             n=len(x_test))
 
 # %% [markdown]
-# ## 7. Learning-rate decay
+# ## 8. Postscript: learning-rate decay
 #
 # Near a minimum, a fixed step keeps overshooting it: minibatch gradients are noisy, and a step
 # that was right far away is too large close by. The remedy is to start large and make the steps

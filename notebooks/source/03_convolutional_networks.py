@@ -335,7 +335,7 @@ print(hp.receptive_field_table(patch_net))
 def conv_stack(kernels, dilations):
     """A chain of single-channel convolutions with all weights 1 (valid padding)."""
     model = hp.Sequential([hp.layers.Conv2D(1, k, dilation=d, use_bias=False, kernel_init="ones")
-                           for k, d in zip(kernels, dilations)], seed=0)
+                           for k, d in zip(kernels, dilations)], seed=0, input_shape=(1, None, None))
     return model
 
 
@@ -439,8 +439,8 @@ plt.show()
 # Fewer weights is only half the argument; the stack must also learn as well. On the digits: a
 # first 3×3 layer with 16 channels, then either one 5×5 layer or two 3×3 layers with a ReLU between
 # them (16 channels each), then the same 2×2 max pooling and dense layer, trained the same way.
-# A fifth of the training digits are held out as validation and watched during training; the test
-# digits are scored once, at the end.
+# A fifth of the training digits are held out as validation: the two set-ups are compared there,
+# and the test digits are not used for this comparison at all.
 
 # %%
 hp.set_num_threads(1)  # small networks train fastest on one thread (and a shared machine stays responsive)
@@ -464,10 +464,10 @@ for seed in [0] if QUICK else [0, 1, 2]:
         net = digit_net(middle_layers(), seed)
         net.compile(loss=hp.losses.SoftmaxCrossEntropy(), optimizer=hp.optimizers.Adam(3e-3), metrics=["accuracy"])
         net.fit(x_fit, y_fit, epochs=3 if QUICK else 10, batch_size=32, verbose=0, validation_data=(x_val, y_val))
-        stack_scores[name].append(net.evaluate(x_test, y_test)[1])
+        stack_scores[name].append(net.evaluate(x_val, y_val)[1])  # compared on validation; the test set waits
         stack_params[name] = net.count_params()
 for name, accuracies in stack_scores.items():
-    print(f"{name}: {stack_params[name]:,} weights, test accuracy {np.mean(accuracies):.3f} "
+    print(f"{name}: {stack_params[name]:,} weights, validation accuracy {np.mean(accuracies):.3f} "
           f"(seeds {np.round(accuracies, 3)})")
 
 # %%
@@ -478,13 +478,13 @@ results.say("Two 3×3 layers see the same 5×5 window as one 5×5 layer; between
 acc5, acc33 = np.mean(stack_scores["one 5×5"]), np.mean(stack_scores["two 3×3"])
 results.effect("two_3x3_vs_one_5x5", acc33 - acc5, 0.02,
                "On the digits the two 3×3 layers ({stack_params_two_3x3:,} weights in all) do better than the "
-               "single 5×5 layer ({stack_params_one_5x5:,}): test accuracy {stack_acc_two_3x3:.3f} against "
+               "single 5×5 layer ({stack_params_one_5x5:,}): validation accuracy {stack_acc_two_3x3:.3f} against "
                "{stack_acc_one_5x5:.3f} ({stack_seeds}).",
                "On the digits the two 3×3 layers ({stack_params_two_3x3:,} weights in all) do worse than the single "
-               "5×5 layer ({stack_params_one_5x5:,}): test accuracy {stack_acc_two_3x3:.3f} against "
+               "5×5 layer ({stack_params_one_5x5:,}): validation accuracy {stack_acc_two_3x3:.3f} against "
                "{stack_acc_one_5x5:.3f} ({stack_seeds}), more than the 2 points that seeds move these nets.",
                "On the digits the two 3×3 layers ({stack_params_two_3x3:,} weights in all) and the single 5×5 layer "
-               "({stack_params_one_5x5:,}) end within the 2 points that seeds move these nets: test accuracy "
+               "({stack_params_one_5x5:,}) end within the 2 points that seeds move these nets: validation accuracy "
                "{stack_acc_two_3x3:.3f} against {stack_acc_one_5x5:.3f} ({stack_seeds}) — no clear difference, "
                "with fewer weights for the stack.",
                stack_acc_two_3x3=acc33, stack_acc_one_5x5=acc5, stack_seeds="one seed" if QUICK else "mean of 3 seeds",

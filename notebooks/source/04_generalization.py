@@ -13,7 +13,11 @@
 # 6. **initialization**: Glorot versus too small or too large weights;
 # 7. **batch normalization**;
 # 8. **data augmentation**;
-# 9. **pre-training** an autoencoder and **fine-tuning** it.
+# 9. **pre-training** an autoencoder and **fine-tuning** it;
+#
+# then a summary, the test patients once (section 11), and three postscripts: **transfer** from
+# another hospital's data, **fewer parameters** with separable convolutions, and two habits
+# (overfit one batch first; never tune on the test set).
 #
 # The setting is deliberately small — a few hundred training patches, so that overfitting shows —
 # and every number below is measured, not quoted. Small experiments are noisy: where it matters we
@@ -139,7 +143,7 @@ results.effect("leaky_split_flatters", leak["random patches"] - leak["by patient
 
 # %% [markdown]
 # From here on, every choice is made, and every technique compared, on the **validation
-# patients**; the test patients wait for section 10.
+# patients**; the test patients wait for section 11.
 #
 # ## 2. Overfitting, and early stopping
 #
@@ -291,7 +295,8 @@ results.effect("ensemble", gain, MARGIN,
                "with the same recipe and make mostly the same mistakes; ensembles of more different members (other "
                "architectures, other subsets of the data) gain more.",
                ens=ensemble_accuracy, mean=np.mean(member_accuracy), best=max(member_accuracy), gain=100 * gain)
-#
+
+# %% [markdown]
 # ## 4. Dropout
 #
 # **Dropout** (Srivastava et al., 2014) sets each hidden unit to zero with probability `rate` at
@@ -572,7 +577,8 @@ results.effect("augmentation", mean("2 patients, augmented") - mean("2 patients"
                seeds_aug=np.round(scores["2 patients, augmented"], 3).tolist(),
               plain=mean("2 patients"), aug=mean("2 patients, augmented"),
               gain=100 * (mean("2 patients, augmented") - mean("2 patients")))
-#
+
+# %% [markdown]
 # ## 9. Pre-training and fine-tuning
 #
 # Labels are expensive (an expert traces every vessel); unlabeled images are cheap. **Pre-training**
@@ -702,7 +708,10 @@ results.say("The chosen recipe, **{name}** (validation accuracy {val:.3f}), clas
 results.record(validation_accuracy={name: mean(name) for name in scores})
 
 # %% [markdown]
-# ## Transfer learning from other data
+# ## 12. Transfer learning from other data
+#
+# Three more topics follow the chapter's test (sections 12–14). They compare on the validation
+# patients; only section 14 touches the test patients again, on purpose, to show why one must not.
 #
 # Section 9 pre-trained on the same patients without labels. The other way the tutorial describes
 # is **transfer**: train a network on *different* labelled data that is plentiful, then reuse it
@@ -799,7 +808,7 @@ results.claim("finetuning_no_better_than_source", tuned_acc <= source_acc + 0.01
               transfer_finetuned=tuned_acc, transfer_source_only=source_acc);
 
 # %% [markdown]
-# ## Reducing the number of parameters
+# ## 13. Reducing the number of parameters
 #
 # Convolutions already share their weights across positions. Further savings the tutorial lists
 # include dilated kernels (chapter 3), shared weights across layers or branches (chapter 7) and
@@ -847,7 +856,7 @@ results.claim("separable_keeps_most_accuracy", separable_acc >= plain_acc - 0.03
               seed_spread_points=100 * spread);
 
 # %% [markdown]
-# ## Two habits: overfit one batch first, and never tune on the test set
+# ## 14. Two habits: overfit one batch first, and never tune on the test set
 #
 # **Overfit one batch first.** Before a long training run, train the network on a single small
 # batch for a few hundred steps. A correct model, loss and optimizer drive the loss on that batch

@@ -92,8 +92,9 @@ results.effect("context_branch", gain, 0.02,
               "{single_auc:.3f}): within the noise of one run on one validation patient.",
               multi=scores[multi_name][0], single=scores[single_name][0], gain=100 * gain,
               multi_auc=scores[multi_name][1], single_auc=scores[single_name][1])
-results.say("It costs a second branch: {ratio:.0f} times the weights ({multi_w:,} against {single_w:,}), nine times "
-            "the pixels per decision.", ratio=weights[multi_name] / weights[single_name],
+results.say("It costs a second branch: {ratio:.1f} times the weights ({multi_w:,} against {single_w:,}), and "
+            "{pixels:.0f} times the pixels per decision (9² + 27² = {both:,} against 9² = 81).",
+            pixels=(9**2 + 27**2) / 9**2, both=9**2 + 27**2, ratio=weights[multi_name] / weights[single_name],
             multi_w=weights[multi_name], single_w=weights[single_name])
 chosen = max(scores, key=lambda name: scores[name][0])
 chosen_model = multi if chosen == multi_name else single
@@ -212,12 +213,12 @@ acc3d = {name: value[2] for name, value in results_3d.items()}
 best_2d = max(acc3d["triplanar"], acc3d["triplanar, shared weights"])
 results.effect("cnn3d_vs_triplanar", acc3d["3-D CNN"] - best_2d, 0.02,
               "The 3-D CNN is better here (validation accuracy {cnn3d:.3f} against {best2d:.3f} for the better "
-              "triplanar network), and it took {slower:.0f} times longer to train.",
+              "triplanar network), and it took {slower:.1f} times as long to train.",
               "On these tubes the 3-D CNN is worse than the triplanar networks (validation accuracy {cnn3d:.3f} "
-              "against {best2d:.3f}), and it took {slower:.0f} times longer to train.",
+              "against {best2d:.3f}), and it took {slower:.1f} times as long to train.",
               "On these tubes all three do well, and the 3-D CNN is **not** better here (validation accuracy "
-              "{cnn3d:.3f} against {best2d:.3f} for the better triplanar network), while it took {slower:.0f} times "
-              "longer to train: it convolves every voxel of the cube (3,375 numbers against the planes' 675).",
+              "{cnn3d:.3f} against {best2d:.3f} for the better triplanar network), while it took {slower:.1f} times "
+              "as long to train: it convolves every voxel of the cube (3,375 numbers against the planes' 675).",
               cnn3d=acc3d["3-D CNN"], best2d=best_2d,
               slower=results_3d["3-D CNN"][1] / max(results_3d["triplanar"][1], 1e-9))
 results.effect("shared_plane_weights", acc3d["triplanar, shared weights"] - acc3d["triplanar"], 0.02,
@@ -518,7 +519,8 @@ results.effect("fine_tuning", tuned - frozen, 0.02,
 # %%
 results.say("Test accuracy of the pre-trained, fine-tuned classifier: {acc:.3f} on {n} digits it never saw.",
             acc=classifier.evaluate(x_digits_test, y_digits_test)[1], n=len(x_digits_test))
-#
+
+# %% [markdown]
 # ## 4. A small GAN
 #
 # A **generative adversarial network** (Goodfellow et al., 2014) is two networks in a game. The

@@ -146,6 +146,7 @@ class Results:
         if not isinstance(chapter, str) or not chapter or "/" in chapter:
             raise ValueError(f"Results: chapter must be a file stem such as '04_generalization', got {chapter!r}")
         self.chapter = chapter
+        self.saved_to = None  # where save() wrote, if it did
         self.values = {}
         self.claims = {}
         self.claim_values = {}
@@ -159,11 +160,14 @@ class Results:
             self.values[name] = value
 
     def say(self, template, **values):
-        """Show ``template.format(**values)`` as Markdown and record ``values``; return the text."""
+        """Show ``template.format(**values)`` as Markdown and record ``values``.
+
+        Returns None, so that a notebook cell ending with it shows the sentence once (the text is
+        ``template.format(**values)``)."""
         self.record(**values)
         text = template.format(**values)
         _show(text)
-        return text
+        return None
 
     def claim(self, name, holds, if_true, if_false, **values):
         """Show the sentence the numbers support (``if_true`` when ``holds``) and record the claim.
@@ -171,13 +175,14 @@ class Results:
         ``name`` is the claim's key in the results file (``claims[name]`` is ``True`` or
         ``False``), the name a test in ``tests/test_claims.py`` refers to; the values the sentence
         states are also kept under the claim (``claim_values[name]``), so that two claims may use
-        the same keyword names. Returns ``bool(holds)``.
+        the same keyword names. The verdict is ``self.claims[name]``; returns None (a cell ending
+        with a claim shows only its sentence).
         """
         holds = bool(holds)
         self.claims[name] = holds
         self.claim_values[name] = {key: _plain(value) for key, value in values.items()}
         self.say(if_true if holds else if_false, **values)
-        return holds
+        return None
 
     def effect(self, name, change, margin, helps, hurts, no_effect, **values):
         """State the verdict the numbers support on a change ``change`` (new minus reference).
@@ -187,18 +192,20 @@ class Results:
         with ``values`` plus ``change`` and ``margin``. ``margin`` is the size an effect must have
         to count, given the noise of the experiment (seeds, a few hundred patches): a difference
         smaller than that is reported as no clear effect. The verdict is recorded as
-        ``claims[name]`` (a string); returns it.
+        ``claims[name]`` (a string); returns None (read the verdict there).
         """
         verdict = "helps" if change > margin else "hurts" if change < -margin else "no clear effect"
         values = dict(values, change=change, margin=margin)
         self.claims[name] = verdict
         self.claim_values[name] = {key: _plain(value) for key, value in values.items()}
         self.say({"helps": helps, "hurts": hurts, "no clear effect": no_effect}[verdict], **values)
-        return verdict
+        return None
 
     def save(self):
-        """Write ``<chapter>.json`` into ``$HANDPROP_RESULTS_DIR`` if set; return the path or None."""
+        """Write ``<chapter>.json`` into ``$HANDPROP_RESULTS_DIR`` if set (``self.saved_to`` is then
+        its path, else None); returns None, so the notebook shows no path."""
         folder = os.environ.get(RESULTS_ENV)
+        self.saved_to = None
         if not folder:
             return None
         path = Path(folder) / f"{self.chapter}.json"
@@ -206,7 +213,8 @@ class Results:
         payload = {"chapter": self.chapter, "values": self.values, "claims": self.claims,
                    "claim_values": self.claim_values}
         path.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
-        return path
+        self.saved_to = path
+        return None
 
 
 def load_results(chapter, folder=None):

@@ -202,9 +202,11 @@ def softmax_forward(x, axis=-1):
 
 
 def softmax_backward(dy, cache):
-    """The Jacobian ``diag(y) - y yᵀ`` applied to dy without forming it::
+    """Softmax's backward: the Jacobian ``diag(y) - y yᵀ`` applied to dy without forming it.
 
-        dx = y * (dy - Σ_j dy_j y_j)      (the sum along the softmax axis)
+    The product, with the sum along the softmax axis::
+
+        dx = y * (dy - Σ_j dy_j y_j)
     """
     y, axis = cache
     return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
