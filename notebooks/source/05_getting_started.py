@@ -121,13 +121,28 @@ objective_score = model.evaluate(X_test, Y_test, batch_size=32)
 classes = model.predict_classes(X_test, batch_size=32)
 
 # %%
+slide_mlp = model  # the slide calls it `model`; so does the ConvNet slide (section 3): this name stays the MLP
 slide_accuracy = float((classes == labels_test).mean())
 results.say("The slide's program, run by `handprop.keras1`: after {slide_epochs} epochs the test loss "
             "(`objective_score`) is {slide_test_loss:.3f} and `predict_classes` gets {slide_test_accuracy:.1%} of the "
             "{n_test_digits} test digits right "
             "(chance: 10%).", slide_epochs=5, slide_test_loss=objective_score, slide_test_accuracy=slide_accuracy,
             n_test_digits=len(X_test))
-model.summary();
+slide_mlp.summary();
+
+# %% [markdown]
+# The slide says, next to `nb_epoch=5`, that it is the number of iterations. Precisely, it is the
+# number of **epochs**: passes over the whole training set. One iteration is one minibatch, one
+# update of the weights, so an epoch is $\lceil N / \text{batch\_size} \rceil$ iterations (the
+# last batch may be smaller): the progress bars above count them. Keras 2 renamed the argument
+# `epochs`, which is what handprop's own `fit` takes.
+
+# %%
+iterations_per_epoch = int(np.ceil(len(X_train) / 32))
+results.say("Here $N$ = {n_train_digits} training digits and `batch_size=32` make {iterations_per_epoch} iterations "
+            "per epoch, so `nb_epoch=5` is {slide_iterations} iterations (weight updates), not 5.",
+            n_train_digits=len(X_train), iterations_per_epoch=iterations_per_epoch,
+            slide_iterations=5 * iterations_per_epoch)
 
 # %% [markdown]
 # What the translation did, line by line — each Keras 1 name returned handprop's own object:
@@ -143,8 +158,12 @@ model.summary();
 # | `predict_classes(X_test)` | `predict_classes(x_test)`: the argmax |
 #
 # The idiomatic handprop version, written directly (class indices as targets: handprop's
-# cross-entropy takes them as well as one-hot rows). Same seed, same layers, same optimizer: it
-# should be the same network after the same training.
+# cross-entropy takes them as well as one-hot rows). The slide's program names no seed — Keras 1's
+# `Sequential` takes none — but `handprop.keras1.Sequential` is handprop's `Sequential` with its
+# default seed, 0. Below, `seed=0` is written out: the same seed draws the same initial weights
+# (Glorot uniform, layer by layer in the same order) and the same order of the training digits in
+# every epoch. With the same layers, optimizer and batch size, it should be the same network after
+# the same training.
 
 # %%
 mlp = hp.Sequential(seed=0)
@@ -153,17 +172,29 @@ mlp.add(L.ReLU())
 mlp.add(L.Dense(10))  # logits: the loss applies the softmax
 mlp.compile(loss="categorical_crossentropy", optimizer=SGD(lr=0.01, momentum=0.9, nesterov=True),
             metrics=["accuracy"])
-history = mlp.fit(X_train, labels_train, epochs=5, batch_size=32, verbose=2)
+mlp_history = mlp.fit(X_train, labels_train, epochs=5, batch_size=32, verbose=2)
 test_loss, test_accuracy = mlp.evaluate(X_test, labels_test, batch_size=32)
 proba = hp.layers.activations.softmax(mlp.predict(X_test))  # Keras 1's predict_proba
-gap = float(np.abs(proba - model.predict(X_test)).max())
+gap = float(np.abs(proba - slide_mlp.predict(X_test)).max())
 results.claim("keras1_mlp_same_as_handprop", gap < 1e-5,
               "The slide's program and the idiomatic version compute the same network: their test probabilities "
               "differ by at most {mlp_probability_gap:.1e} (float32 rounding); the idiomatic version's test accuracy "
               "is {mlp_test_accuracy:.1%}.",
               "The slide's program and the idiomatic version differ: test probabilities up to {mlp_probability_gap:.2g} "
               "apart.", mlp_probability_gap=gap, mlp_test_accuracy=test_accuracy)
-hp.viz.plot_history(history, title="The getting-started network on the digits (training only)")
+hp.viz.plot_history(mlp_history, title="The getting-started network on the digits (training only)")
+
+# %% [markdown]
+# The slide says that different versions of the libraries (CUDA, cuDNN) may give different results,
+# and that they should be the same when networks are compared. Precisely, floating-point sums
+# depend on their order, and a library version, a number of threads or a GPU kernel that adds in
+# the order its threads finish (some of cuDNN's convolution gradients do, unless a deterministic
+# mode is asked for) changes the last bits; training amplifies such differences into visibly
+# different networks. Fixing the versions makes a comparison repeatable, not right: a difference
+# between two networks means something only if it is larger than what another seed changes (chapter 4
+# compares over several seeds). handprop's engine adds in a fixed order, so the same seed, thread
+# count and machine give the same bits, run after run; and the two programs above, built through
+# different code paths, agree to float32 rounding (the gap printed above).
 
 # %% [markdown]
 # `verbose=2` prints one line per epoch; `verbose=1` (the default) draws a progress bar.
@@ -204,7 +235,19 @@ refused(lambda: Dense(output_dim=64, W_regularizer="l2"))
 refused(lambda: Convolution2D(20, 5, 5, input_shape=(29, 29, 3)))
 refused(lambda: Convolution2D(20, 5, 5, padding="same"))
 refused(lambda: SGD(lr=0.01, decay=1e-6))
-refused(lambda: model.fit(X_train, Y_train, epochs=5))
+refused(lambda: slide_mlp.fit(X_train, Y_train, epochs=5))
+
+# %% [markdown]
+# The slide says to add weight decay to overcome plateaus. Precisely, weight decay is a
+# **regularizer**: it pulls every weight towards zero to reduce overfitting (chapter 4); it does not
+# help the optimizer across a flat stretch of the loss, and where the data term's gradient is small
+# it mostly shrinks the weights. What helps on a plateau acts on the step: momentum, which keeps
+# moving where the gradient is small and consistent; a learning-rate schedule, larger steps first
+# and smaller ones later (chapter 2); and normalization of the inputs and activations (batch
+# normalization, chapter 4), which keeps the gradients of all layers at a usable scale. Two spellings
+# above invite the mix-up: Keras 1's `W_regularizer` is the weight penalty (handprop: the optimizer's
+# `weight_decay=`), while Keras 1's `SGD(decay=...)` is **not** weight decay but a learning-rate
+# decay, $\text{lr} / (1 + \text{decay} \cdot \text{iterations})$ (handprop: a schedule).
 
 # %% [markdown]
 # handprop's own API takes some Keras spellings where they mean the same thing:
@@ -263,7 +306,9 @@ refused(lambda: hp.Sequential([L.Dense(10, input_shape=(64,)), L.Activation("sof
 # ## 3. The tutorial's ConvNet
 #
 # The slides' second program: a network that classifies the centre pixel of a 29×29 RGB patch
-# into one of 135 classes, on the TensorFlow backend (channels last). Quoted exactly as written:
+# into one of 135 classes, on the TensorFlow backend (channels last). The 135 outputs fit the
+# slides' whole-brain segmentation example (MICCAI 2012 multi-label challenge): 134 brain regions
+# plus one class for the background. Quoted exactly as written:
 #
 # ```python
 # model = Sequential()
@@ -311,10 +356,14 @@ model.add(Dense(135))
 model.add(Activation('softmax'))
 
 # %% [markdown]
-# `summary` lists what Keras 1 would: shapes channels-last, one row per `add`:
+# The slide calls this network `model` too, which replaces the first program's `model`; from here
+# on it is `slide_convnet` (and the first program stays `slide_mlp`), so that every cell of the
+# chapter can be run again in any order. `summary` lists what Keras 1 would: shapes
+# channels-last, one row per `add`:
 
 # %%
-model.summary();
+slide_convnet = model  # the ConvNet slide's `model`
+slide_convnet.summary();
 
 # %% [markdown]
 # The sizes: a valid 5×5 convolution takes 29 to 25, pooling to 12, the 3×3 convolution to 10,
@@ -331,12 +380,12 @@ keras1_count = ((5 * 5 * 3 + 1) * 20 + 25 * 25 * 20       # conv 5x5x3 -> 20 (+ 
                 + (1250 + 1) * 2000 + 2000                # Dense(2000), PReLU
                 + (2000 + 1) * 135)                       # Dense(135)
 per_channel_count = keras1_count - (25 * 25 * 20 + 10 * 10 * 50) + (20 + 50)
-slide_shapes = model.keras1_output_shapes()
-results.claim("convnet_count_as_keras1", model.count_params() == keras1_count,
+slide_shapes = slide_convnet.keras1_output_shapes()
+results.claim("convnet_count_as_keras1", slide_convnet.count_params() == keras1_count,
               "The slide's ConvNet has {convnet_params_keras1:,} parameters in `handprop.keras1`, Keras 1's count "
               "by hand; the first convolution's output is {convnet_first_shape}, in the slide's channels-last order.",
               "The slide's ConvNet has {convnet_params_keras1:,} parameters in `handprop.keras1`, not Keras 1's "
-              "{convnet_params_by_hand:,}.", convnet_params_keras1=model.count_params(),
+              "{convnet_params_by_hand:,}.", convnet_params_keras1=slide_convnet.count_params(),
               convnet_params_by_hand=keras1_count, convnet_first_shape=slide_shapes[0])
 
 # %% [markdown]
@@ -345,11 +394,12 @@ results.claim("convnet_count_as_keras1", model.count_params() == keras1_count,
 # settings (the model transposes each batch to handprop's (N, C, H, W) on the way in):
 
 # %%
-model.compile(loss='categorical_crossentropy', optimizer=SGD(lr=0.01, momentum=0.9, nesterov=True))
+slide_convnet.compile(loss='categorical_crossentropy', optimizer=SGD(lr=0.01, momentum=0.9, nesterov=True))
 x_channels_last = np.random.default_rng(0).standard_normal((32, 29, 29, 3)).astype(np.float32)
 y_onehot = np.eye(135, dtype=np.float32)[np.random.default_rng(1).integers(0, 135, 32)]
-print("loss before the step:", round(model.train_on_batch(x_channels_last, y_onehot), 4))
-print("probabilities:", model.predict(x_channels_last).shape, " classes:", model.predict_classes(x_channels_last)[:8])
+print("loss before the step:", round(slide_convnet.train_on_batch(x_channels_last, y_onehot), 4))
+print("probabilities:", slide_convnet.predict(x_channels_last).shape,
+      " classes:", slide_convnet.predict_classes(x_channels_last)[:8])
 
 # %% [markdown]
 # The idiomatic handprop version, line by line: the kernel size as one argument, channels first,
@@ -388,6 +438,16 @@ for _ in range(steps):
 print(f"one training step on a batch of 32 patches: {(time.perf_counter() - start) / steps * 1000:.0f} ms")
 
 # %% [markdown]
+# The slide says that Torch is the fastest framework and TensorFlow the slowest. Precisely, that
+# was the outcome of the 2016–2017 benchmarks it cites, for their versions, hardware, networks and
+# batch sizes; frameworks change from one release to the next (today most of them call the same
+# GPU libraries, cuDNN and cuBLAS, for the heavy work), and the ranking changes with the network and
+# the batch size. A ranking is not a property of a framework: time the training step of *your*
+# network on *your* machine, as the cell above does. handprop runs on the CPU (optionally on a GPU
+# through CuPy) and is written to be read, not to win benchmarks; its time per step is printed
+# above so that the chapters' run times can be judged.
+
+# %% [markdown]
 # ## 4. The ConvNet as a vessel classifier: training, validation and test patients
 #
 # The 135 classes of the tutorial's task are not ours; the same network with **2** outputs is a
@@ -415,20 +475,58 @@ print(f"patients: {len(train_ids)} training, {len(val_ids)} validation, {len(tes
 vessel_net = hp.architectures.patch_cnn(29, dense_units=2000, n_classes=2)
 vessel_net.compile(loss="categorical_crossentropy", optimizer=SGD(lr=0.01, momentum=0.9, nesterov=True),
                    metrics=["accuracy"])
+
+
+class EpochEndAccuracy(hp.callbacks.Callback):
+    """The accuracy on some patches with the weights at the end of each epoch (no update; for the box below)."""
+
+    def __init__(self, x, y):
+        self.x, self.y, self.accuracy = x, y, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.accuracy.append(self.model.evaluate(self.x, self.y)[1])
+
+
+train_at_epoch_end = EpochEndAccuracy(x_train29, y_train29)
 start = time.perf_counter()
-history = vessel_net.fit(x_train29, y_train29, epochs=2 if QUICK else 6, batch_size=32,
-                         validation_data=(x_val29, y_val29), verbose=2)
+vessel_history = vessel_net.fit(x_train29, y_train29, epochs=2 if QUICK else 6, batch_size=32,
+                                validation_data=(x_val29, y_val29), callbacks=[train_at_epoch_end], verbose=2)
 print(f"{len(x_train29)} patches, {time.perf_counter() - start:.0f} s")
 
 # %% tags=["thumbnail"]
-hp.viz.plot_history(history, title="The tutorial's ConvNet with 2 outputs, on retina patches (validation patients)")
+hp.viz.plot_history(vessel_history,
+                    title="The tutorial's ConvNet with 2 outputs, on retina patches (validation patients)")
+
+# %% [markdown]
+# The slide says not to worry if the validation accuracy is higher than the training accuracy at
+# first: it will even out. Precisely, the two figures are not measured alike. The training accuracy
+# that `fit` reports is the **mean over the epoch's batches**, each measured before its update,
+# while the net was still improving; the validation accuracy is measured once, after the epoch, with
+# the epoch's final weights. And a network with dropout is measured on training batches *with*
+# units dropped, on validation data with all of them. (This ConvNet has no dropout: in its first
+# epoch, below, the gap is the averaging, plus the fact that the validation patients are other
+# retinas; a callback measured the training patches after each epoch, as the validation patches
+# are.) The gap does not "even out" by itself either: as the net fits its training patches,
+# the training accuracy usually passes the validation accuracy and stays ahead (the generalization
+# gap of chapter 4); a validation accuracy that stays higher deserves a look at the split.
+
+# %%
+epoch_train29, epoch_val29 = vessel_history.history["accuracy"], vessel_history.history["val_accuracy"]
+results.say("Epoch 1: the reported training accuracy (the mean over the epoch's batches) is {vessel_epoch1_train:.1%}, "
+            "the validation accuracy {vessel_epoch1_val:.1%}; the training patches measured like the validation "
+            "patches, after the epoch with its final weights, give {vessel_epoch1_train_end:.1%}. Last epoch: "
+            "{vessel_last_train:.1%} reported for training, {vessel_last_train_end:.1%} measured after the epoch, "
+            "{vessel_last_val:.1%} for validation.",
+            vessel_epoch1_train=epoch_train29[0], vessel_epoch1_val=epoch_val29[0],
+            vessel_epoch1_train_end=train_at_epoch_end.accuracy[0], vessel_last_train=epoch_train29[-1],
+            vessel_last_train_end=train_at_epoch_end.accuracy[-1], vessel_last_val=epoch_val29[-1])
 
 # %% [markdown]
 # Training is over: the test patients, once.
 
 # %%
 test_loss29, test_accuracy29 = vessel_net.evaluate(x_test29, y_test29)
-val_accuracy29 = history.history["val_accuracy"][-1]
+val_accuracy29 = vessel_history.history["val_accuracy"][-1]
 results.claim("vessel_convnet_above_chance", test_accuracy29 > 0.5,
               "On the {n_test_patients} test patients the vessel ConvNet classifies {vessel_test_accuracy:.1%} of the "
               "balanced test patches right (chance: 50%; last validation accuracy {vessel_val_accuracy:.1%}).",
@@ -436,6 +534,50 @@ results.claim("vessel_convnet_above_chance", test_accuracy29 > 0.5,
               "{vessel_test_accuracy:.1%} of the balanced test patches (last validation accuracy "
               "{vessel_val_accuracy:.1%}).",
               n_test_patients=len(test_ids), vessel_test_accuracy=test_accuracy29, vessel_val_accuracy=val_accuracy29)
+
+# %% [markdown]
+# The validation and the test accuracy need not agree: both are estimates from a handful of
+# retinas, so their difference is first of all a question of how much one patient differs from
+# another. The same final predictions, patient by patient (each gave the same number of patches):
+
+# %%
+def accuracy_by_patient(x, y, n_patients):
+    """The accuracy on each patient's patches (extract_patches keeps them in patient order)."""
+    right = vessel_net.predict(x).argmax(axis=1) == y
+    return right.reshape(n_patients, -1).mean(axis=1)
+
+
+def patients(n):
+    return f"{n} patient{'s' if n != 1 else ''}"
+
+
+val_by_patient29 = accuracy_by_patient(x_val29, y_val29, len(val_ids))
+test_by_patient29 = accuracy_by_patient(x_test29, y_test29, len(test_ids))
+held_out29 = np.concatenate([val_by_patient29, test_by_patient29])
+patient_spread29 = 100 * float(held_out29.max() - held_out29.min())  # points, between single patients
+gap29 = 100 * abs(val_accuracy29 - test_accuracy29)
+sampling29 = 100 * float(np.sqrt(test_accuracy29 * (1 - test_accuracy29) / len(y_test29)))  # binomial
+if gap29 <= patient_spread29:
+    verdict29 = (f"A gap of this size is what another draw of patients gives: with {patients(len(test_ids))}, "
+                 "the test accuracy says how the network does on these retinas, and a general claim needs more "
+                 "patients.")
+else:
+    verdict29 = ("The gap is wider than the spread between single patients: more than the luck of the draw, "
+                 "worth a look at what sets the test patients apart.")
+results.say("The test accuracy ({vessel_test_accuracy:.1%}; {test_patients}, {n_test_patches} patches) is "
+            "{val_test_gap:.1f} points {test_side} the validation accuracy ({vessel_val_accuracy:.1%}; "
+            "{val_patients}). Patch sampling alone moves the test figure by about {test_sampling_se:.1f} points "
+            "(one standard error); {patients_move}: one by one, the validation patients score {val_by_patient} "
+            "and the test patients {test_by_patient}, a spread of {patient_spread:.1f} points. {gap_verdict}",
+            vessel_test_accuracy=test_accuracy29, test_patients=patients(len(test_ids)),
+            n_test_patches=len(y_test29), val_test_gap=gap29,
+            test_side="below" if test_accuracy29 < val_accuracy29 else "above",
+            vessel_val_accuracy=val_accuracy29, val_patients=patients(len(val_ids)), test_sampling_se=sampling29,
+            patients_move=("the patients move it more" if patient_spread29 > 2 * sampling29 else
+                           "the patients differ less than that"),
+            val_by_patient=", ".join(f"{a:.1%}" for a in val_by_patient29),
+            test_by_patient=", ".join(f"{a:.1%}" for a in test_by_patient29),
+            patient_spread=patient_spread29, gap_verdict=verdict29)
 
 # %% [markdown]
 # ## 5. Saving, loading, and PyTorch
@@ -452,16 +594,16 @@ with tempfile.TemporaryDirectory() as folder:
     vessel_net.save(path)
     restored = hp.load_model(path)
     print(f"{path.name}: {path.stat().st_size / 1e6:.1f} MB")
-    same_predictions = np.array_equal(restored.predict(x_test29), vessel_net.predict(x_test29))
+    same_predictions = np.array_equal(restored.predict(x_val29), vessel_net.predict(x_val29))
     print("restored optimizer:", restored.optimizer)
 
     vessel_net.save_weights(Path(folder) / "weights.safetensors")
     fresh = hp.architectures.patch_cnn(29, dense_units=2000, n_classes=2, seed=7)  # other initial weights
     fresh.load_weights(Path(folder) / "weights.safetensors")
-    same_from_weights = np.array_equal(fresh.predict(x_test29), vessel_net.predict(x_test29))
+    same_from_weights = np.array_equal(fresh.predict(x_val29), vessel_net.predict(x_val29))
 results.claim("save_load_same_predictions", same_predictions and same_from_weights,
-              "The loaded model, and a fresh one given the saved weights, predict the test patches bit for bit as "
-              "the trained model.",
+              "The loaded model, and a fresh one given the saved weights, predict the validation patches bit for bit "
+              "as the trained model.",
               "The loaded model does not predict exactly as the trained model (whole model: {loaded_same}, weights "
               "only: {weights_same}).", loaded_same=same_predictions, weights_same=same_from_weights)
 
@@ -481,11 +623,12 @@ if torch is not None:
     net = hp.export.to_torch(vessel_net)
     print(net)
     with torch.no_grad():
-        torch_out = net(torch.from_numpy(x_test29[:64])).numpy()
-    print("max |torch - handprop| on 64 patches:", float(np.abs(torch_out - vessel_net.predict(x_test29[:64])).max()))
+        torch_out = net(torch.from_numpy(x_val29[:64])).numpy()
+    print("max |torch - handprop| on 64 validation patches:",
+          float(np.abs(torch_out - vessel_net.predict(x_val29[:64])).max()))
 
 # %%
-results.save()  # the full-mode build keeps these numbers for tests/test_claims_ch5.py
+results.save()  # the full-mode build keeps these numbers for tests/test_claims.py
 
 # %% [markdown] tags=["exercises"]
 # ## Exercises

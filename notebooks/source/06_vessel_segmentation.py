@@ -173,23 +173,28 @@ for P in sizes:
     t_fast = time.perf_counter() - start
     speedup[P], difference[P] = t_slow / t_fast, float(np.abs(slow - fast).max())
     print(f"{P}x{P}: {region.shape[2]}x{region.shape[3]} pixels, sliding window {t_slow:.2f} s, fully convolutional "
-          f"{t_fast:.2f} s ({speedup[P]:.0f}x faster), max |difference| {difference[P]:.1e}")
+          f"{t_fast:.2f} s ({speedup[P]:.1f}x faster), max |difference| {difference[P]:.1e}")
 
 # %%
 results.claim("fully_convolutional_is_exact", max(difference.values()) < 1e-4,
-              "The outputs are equal to float32 rounding (largest difference {diff:.1e}), and one pass is {s5:.0f}x "
-              "(5×5) and {s11:.0f}x (11×11) faster here than the sliding window, which repeats every convolution "
+              "The outputs are equal to float32 rounding (largest difference {diff:.1e}), and one pass is {s5:.1f}x "
+              "(5×5) and {s11:.1f}x (11×11) faster here than the sliding window, which repeats every convolution "
               "for each of the $P^2$ patches a pixel falls into. (Timings depend on the machine and its load.)",
-              "The outputs differ by up to {diff:.1e}: more than float32 rounding (speed-ups {s5:.0f}x and "
-              "{s11:.0f}x).", diff=max(difference.values()), s5=speedup[5], s11=speedup[11])
-#
+              "The outputs differ by up to {diff:.1e}: more than float32 rounding (speed-ups {s5:.1f}x and "
+              "{s11:.1f}x).", diff=max(difference.values()), s5=speedup[5], s11=speedup[11])
+
+# %% [markdown]
 # The vessel probability of every pixel of a validation image, from both classifiers (the softmax
 # of the two outputs, class 1; 0 outside the FOV):
 
 # %% tags=["figure"]
+def raw_patch_probabilities(P, x):
+    """The P x P classifier's vessel probability of every pixel, outside the FOV included."""
+    return hp.layers.activations.softmax(inference.predict_dense(fcns[P], x, P), axis=1)[:, 1]
+
+
 def patch_probabilities(P, x, fov):
-    p = hp.layers.activations.softmax(inference.predict_dense(fcns[P], x, P), axis=1)[:, 1]
-    return inside_fov(p, fov)
+    return inside_fov(raw_patch_probabilities(P, x), fov)
 
 
 validation_probabilities = {f"{P}×{P} patches": patch_probabilities(P, x_val, val.fov) for P in sizes}
@@ -236,7 +241,8 @@ plt.show()
 # %% [markdown]
 # `seg.train_segmenter` runs the demo's recipe: tiles from a `TileSampler`, Adam, and after every
 # epoch a prediction of the whole validation images, keeping the epoch with the best in-FOV AUC;
-# finally it picks the decision threshold with the best validation Dice.
+# finally it picks the decision threshold with the best validation Dice. The learning rate follows
+# a cosine schedule, from `lr` in the first epoch down towards `lr / 20` (the figure's "lr" panel).
 
 # %%
 unet = seg.vessel_unet(width=8 if QUICK else 16)
@@ -247,7 +253,8 @@ unet_history = seg.train_segmenter(unet, x_train, train, x_val, val, epochs=3 if
 print(f"U-Net: {unet.count_params():,} weights, trained in {time.perf_counter() - start:.0f} s; best epoch "
       f"{unet.best_epoch + 1} (validation AUC {unet.val_auc:.3f}); threshold {unet.threshold:.2f}")
 validation_probabilities["U-Net"] = inside_fov(seg.predict_probabilities(unet, x_val), val.fov)
-hp.viz.plot_history(unet_history, title="U-Net: training loss; AUC and Dice on the validation patients")
+hp.viz.plot_history(unet_history, title="U-Net: training loss; AUC and Dice on the validation patients; "
+                                    "learning rate (cosine schedule)")
 
 # %%
 val_dice, val_auc = unet_history.history["val_dice"], unet_history.history["val_auc"]
@@ -261,30 +268,43 @@ results.claim("unet_best_epoch_is_the_last", unet.best_epoch == len(val_auc) - 1
               "it is under-trained.",
               "The best validation AUC came in epoch {best} of {n}: training had levelled off before it stopped.",
               best=unet.best_epoch + 1, n=len(val_auc))
-#
+
+# %% [markdown]
 # ## 5. Metrics inside the field of view, and ROC curves
 #
 # Now, with every model and threshold chosen on the validation patients, the test patients, once.
 # A segmentation is scored pixel by pixel against the annotation, **inside the FOV** only: the
 # surround is a third of the image and trivially background (our maps are 0 there), so counting it
-# would change accuracy and specificity without saying anything about the vessels. With TP, FP, TN, FN the counts of true/false positive/negative pixels:
+# would change accuracy and specificity without saying anything about the vessels. With TP, FP,
+# TN, FN the counts of true/false positive/negative pixels:
 #
 # $$\text{sensitivity} = \frac{TP}{TP + FN}, \quad \text{specificity} = \frac{TN}{TN + FP}, \quad
 #   \text{accuracy} = \frac{TP + TN}{\text{all}}, \quad \text{Dice} = \frac{2\,TP}{2\,TP + FP + FN}.$$
 #
 # All four need a **threshold** on the probability; each model gets the one with the best Dice on
-# the *validation* patients. (The patch classifiers learned from balanced patches, half of them
-# vessels, while only a few per cent of the FOV is vessel: their probabilities run high on real
-# images, so their best threshold should come out higher than the U-Net's, which learned from real
-# proportions; the next cell says whether it did.) The **ROC curve** plots sensitivity against 1 − specificity for every
+# the *validation* patients (the next cell says whether the patch classifiers, trained on balanced
+# patches, need higher ones). The **ROC curve** plots sensitivity against 1 − specificity for every
 # threshold, and its area (AUC) is the probability that a random vessel pixel scores above a
 # random background pixel: threshold-free. The baseline is the green channel alone, inverted
 # (vessels are dark). Two ways to summarize an AUC over several images: the mean of the per-image
 # AUCs (`seg.green_channel_auc`, the reports below) or one AUC over all test pixels pooled (the
-# ROC figure's legend); they differ slightly, so each number below says which it is.
+# ROC figure's legend); each number below says which it is. Where the text names "the model the
+# validation patients chose", that is the model with the best mean AUC on the validation patients.
 
 # %%
 thresholds = {name: seg.best_dice_threshold(p, val.vessels, val.fov)[0] for name, p in validation_probabilities.items()}
+validation_reports = {name: metrics.segmentation_report(p, val.vessels, val.fov, threshold=thresholds[name])
+                      for name, p in validation_probabilities.items()}
+validation_auc = {name: r["mean"]["auc"] for name, r in validation_reports.items()}
+best = max(validation_auc, key=validation_auc.get)  # chosen on the validation patients, never on the test ones
+patch_names = {f"{P}×{P} patches": P for P in sizes}
+best_patch = max(patch_names, key=validation_auc.get)
+print("validation patients, mean in-FOV AUC: " + ", ".join(f"{name} {a:.3f}" for name, a in validation_auc.items())
+      + f"\nchosen on validation: {best} (of all models), {best_patch} (of the patch classifiers)\n")
+results.say("The patch classifiers learned from balanced patches, half of them vessels, while only {vessel_share:.1%} "
+            "of the training images' FOV pixels are vessel: their probabilities run high on real images, so their "
+            "best threshold should come out higher than the U-Net's, which learned from real proportions.",
+            vessel_share=train.vessels[train.fov].mean())
 probabilities = {f"{P}×{P} patches": patch_probabilities(P, x_test, test.fov) for P in sizes}
 probabilities["U-Net"] = inside_fov(seg.predict_probabilities(unet, x_test), test.fov)
 green_auc, _ = seg.green_channel_auc(test)
@@ -297,6 +317,15 @@ results.claim("patch_thresholds_above_unet", min(thresholds["5×5 patches"], thr
               "training did not push the patch classifiers' thresholds above the U-Net's.",
               t5=thresholds["5×5 patches"], t11=thresholds["11×11 patches"], tu=thresholds["U-Net"])
 print(f"green channel alone: in-FOV AUC {green_auc:.3f} (mean over images), {green_pooled:.3f} (pixels pooled)\n")
+green_gap = abs(green_auc - green_pooled)
+results.say("The green channel's two AUC summaries, {green_mean:.3f} (mean over images) and {green_pool:.3f} (pixels "
+            "pooled), differ by {green_gap:.3f}: {gap_words}",
+            green_mean=green_auc, green_pool=green_pooled, green_gap=green_gap,
+            gap_words="practically the same number." if green_gap < 0.005 else
+            "a small difference, but say which one you report." if green_gap < 0.02 else
+            "not a detail. Pooling also compares vessel pixels of one image with background pixels of another, "
+            "so differences in brightness between photographs enter the pooled AUC of a raw intensity and not "
+            "the per-image mean. Always say which summary a number is.")
 reports = {}
 for name, p in probabilities.items():
     reports[name] = metrics.segmentation_report(p, test.vessels, test.fov, threshold=thresholds[name], ids=test.ids)
@@ -309,18 +338,19 @@ print(metrics.format_segmentation_report(reports["U-Net"]))
 # What counting the surround would do to the numbers, for the same prediction:
 
 # %%
-best = max(reports, key=lambda name: reports[name]["mean"]["auc"])
-p, t = probabilities[best], thresholds[best]
+p, t = probabilities[best], thresholds[best]  # the model the validation patients chose
 surround = {"accuracy": (metrics.pixel_accuracy(p, test.vessels, test.fov, t),
                          metrics.pixel_accuracy(p, test.vessels, None, t)),
             "specificity": (metrics.specificity(p, test.vessels, test.fov, t),
                             metrics.specificity(p, test.vessels, None, t))}
 inflates = all(whole > fov_only for fov_only, whole in surround.values())
 results.claim("surround_inflates_accuracy", inflates,
-              "For the {best}, accuracy is {acc_fov:.4f} inside the FOV and {acc_all:.4f} over the whole image; "
+              "For the {best} (the model the validation patients chose), accuracy is {acc_fov:.4f} inside the FOV "
+              "and {acc_all:.4f} over the whole image; "
               "specificity {spec_fov:.4f} against {spec_all:.4f}: the trivially right surround inflates both.",
-              "For the {best}, accuracy is {acc_fov:.4f} inside the FOV and {acc_all:.4f} over the whole image; "
-              "specificity {spec_fov:.4f} against {spec_all:.4f}: here the surround does not inflate them (the "
+              "For the {best} (the model the validation patients chose), accuracy is {acc_fov:.4f} inside the FOV "
+              "and {acc_all:.4f} over the whole image; specificity {spec_fov:.4f} against {spec_all:.4f}: here the "
+              "surround does not inflate them (the "
               "map is not 0 everywhere outside the FOV).",
               best=best, acc_fov=surround["accuracy"][0], acc_all=surround["accuracy"][1],
               spec_fov=surround["specificity"][0], spec_all=surround["specificity"][1])
@@ -373,7 +403,7 @@ results.claim("every_model_beats_the_green_channel", min(pooled.values()) > gree
 
 # %% tags=["thumbnail"]
 hp.viz.plot_segmentation(test.images[0], test.vessels[0], probabilities[best][0], test.fov[0], threshold=thresholds[best],
-                         title=f"{best}, {test.ids[0]}", figsize=(15, 4.2))
+                         title=f"{best} (chosen on validation), {test.ids[0]}", figsize=(15, 4.2))
 
 # %% [markdown]
 # Typical errors: the thinnest vessels are missed or found only in pieces (blue), vessel borders
@@ -385,14 +415,14 @@ hp.viz.plot_segmentation(test.images[0], test.vessels[0], probabilities[best][0]
 # `hp.data.load_fundus_photo` returns one real photograph (public domain), 565×565 pixels, without
 # an annotation: a qualitative test only. Our networks were trained at half DRIVE's resolution, so
 # we halve the photograph too (averaging 2×2 pixels), normalize it like the training images, and
-# let the best patch classifier and the U-Net label it.
+# let the patch classifier the validation patients rank best (by AUC) and the U-Net label it.
 
 # %%
 photo = hp.data.load_fundus_photo()
 image = photo.images[0, :, :564, :564].reshape(3, 282, 2, 282, 2).mean(axis=(2, 4))  # 2x2 averages
 fov = photo.fov[0, :564:2, :564:2]
 x_photo = seg.normalize_images(image[None], fov[None])
-photo_probabilities = {"5×5 patches": patch_probabilities(5, x_photo, fov[None])[0],
+photo_probabilities = {best_patch: patch_probabilities(patch_names[best_patch], x_photo, fov[None])[0],
                        "U-Net": inside_fov(seg.predict_probabilities(unet, x_photo), fov[None])[0]}
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.4), layout="constrained")
 axes[0].imshow(image.transpose(1, 2, 0))
@@ -401,6 +431,8 @@ for ax, (name, p) in zip(axes[1:], photo_probabilities.items()):
     shown = ax.imshow(p, cmap="magma", vmin=0, vmax=1)
     ax.set_title(f"{name}: vessel probability")
 fig.colorbar(shown, ax=axes[1:], shrink=0.85, label="vessel probability")
+fig.suptitle(f"A real photograph, labelled by the {best_patch} (the patch classifier chosen on validation) "
+             "and the U-Net")
 for ax in axes:
     ax.set_xticks([])
     ax.set_yticks([])
@@ -408,10 +440,11 @@ plt.show()
 
 # %% [markdown]
 # Trained only on synthetic retinas, both networks find the main vessel tree of a real eye; look
-# at the maps for how many of the small branches each finds. Both raise false alarms where the generator does not draw like a real eye (the texture
-# of a real fundus, the macula, the disc's rim, the edge of the field of view). Training on real annotated images (DRIVE) is the next
-# step: `hp.data.load_drive` loads them into the same structure, and `handprop demo --drive
-# PATH` runs this chapter's U-Net pipeline on them.
+# at the maps for how many of the small branches each finds. Both raise false alarms where the
+# generator does not draw like a real eye (the texture of a real fundus, the macula, the disc's
+# rim, the edge of the field of view). Training on real annotated images (DRIVE) is the next step:
+# `hp.data.load_drive` loads them into the same structure, and `handprop demo --drive PATH` runs
+# this chapter's U-Net pipeline on them.
 
 # %% [markdown]
 # ## Hand-made features against learned ones
@@ -450,7 +483,7 @@ for name, auc in feature_auc.items():
     print(f"{name:32s}: in-FOV AUC on the test patients {auc:.3f}")
 
 # %% tags=["figure"]
-learned_name = max(probabilities, key=lambda name: feature_auc[f"{name} (learned)"])
+learned_name = best  # the learned model the validation patients chose (section 5), not the test's best
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), layout="constrained")
 panels = [("green channel", test.images[0, 1], "gray", None),
           ("Hessian vesselness (hand-made)", np.where(test.fov[0], vesselness[0], 0), "magma", None),
@@ -471,19 +504,19 @@ hp.viz.plot_filters(patch_models[5].layers_list()[0].params["W"][:, 1:2],  # (K,
 
 # %%
 handmade_auc = feature_auc["Hessian vesselness (hand-made)"]
-best_learned_auc = max(v for k, v in feature_auc.items() if k.endswith("(learned)"))
-results.claim("learned_beats_handmade", best_learned_auc > handmade_auc,
+chosen_learned_auc = feature_auc[f"{learned_name} (learned)"]  # the model chosen on validation, scored on test
+results.claim("learned_beats_handmade", chosen_learned_auc > handmade_auc,
               "The hand-made vesselness lifts the in-FOV AUC from the green channel's {feature_auc_green:.3f} to "
               "{feature_auc_hessian:.3f}; "
-              "the best learned model reaches {feature_auc_learned:.3f}. The learned filters include edge and ridge "
-              "detectors "
+              "the learned model the validation patients chose, the {learned_name}, reaches {feature_auc_learned:.3f}. "
+              "The learned filters include edge and ridge detectors "
               "like the Hessian's, but the network also learns how to combine them with colour and context, from "
               "the data instead of from a designer.",
               "The hand-made vesselness (AUC {feature_auc_hessian:.3f}, green channel {feature_auc_green:.3f}) is "
-              "not beaten by the learned "
-              "models here (best {feature_auc_learned:.3f}).",
+              "not beaten by the learned model the validation patients chose, the {learned_name} "
+              "({feature_auc_learned:.3f}).",
               feature_auc_green=feature_auc["green channel (inverted)"], feature_auc_hessian=handmade_auc,
-              feature_auc_learned=best_learned_auc);
+              feature_auc_learned=chosen_learned_auc, learned_name=learned_name);
 
 # %% [markdown]
 # ## Post-processing and spatial priors
@@ -498,7 +531,8 @@ results.claim("learned_beats_handmade", best_learned_auc > handmade_auc,
 #   cleans them up; it also removes detached pieces of thin vessels, so $m$ is chosen on the
 #   **validation** patients, by Dice, and the test patients are scored once with that choice.
 #
-# Both applied to every model's thresholded output (the FOV mask shown on the U-Net's):
+# Both applied to every model's thresholded output (the FOV mask scored on the U-Net's; the figure
+# after the next cell draws one model, the one whose validation Dice hysteresis raises most):
 
 # %%
 def remove_small_components(binary, min_size):
@@ -565,15 +599,16 @@ for name, p_test in probabilities.items():
     grown = hysteresis(p_test, f_best * high, high)
     grow[name] = {"validation Dice": dices, "fraction": f_best, "binary": p_test > high, "grown": grown,
                   "raw": cleanup[name]["raw"], "after": mean_dice(grown, test, test.fov)}
-    print(f"{name:13s}: low threshold {f_best:.1f} x {high:.2f} chosen on validation; test Dice inside the FOV "
+    print(f"{name:13s}: low threshold {f_best:.2f} x {high:.2f} chosen on validation; test Dice inside the FOV "
           f"{grow[name]['raw']:.4f} -> {grow[name]['after']:.4f}")
 
 # %% tags=["figure"]
-shown_name = max(grow, key=lambda name: grow[name]["after"] - grow[name]["raw"])
+# the model whose VALIDATION Dice hysteresis raises most (fractions[0] = 1.0 is the plain threshold)
+shown_name = max(grow, key=lambda name: max(grow[name]["validation Dice"]) - grow[name]["validation Dice"][0])
 fig, axes = plt.subplots(1, 4, figsize=(16, 4.4), layout="constrained")
 for name in cleanup:
-    axes[0].plot(min_sizes, cleanup[name]["validation Dice"], "o-", label=name)
-    axes[1].plot(fractions, grow[name]["validation Dice"], "o-", label=name)
+    axes[0].plot(min_sizes, cleanup[name]["validation Dice"], "o-", label=name, color=colors[name])
+    axes[1].plot(fractions, grow[name]["validation Dice"], "o-", label=name, color=colors[name])
 axes[0].set_xlabel("smallest component kept (pixels)")
 axes[0].set_ylabel("Dice, validation patients")
 axes[0].set_title("removing small components")
@@ -582,12 +617,20 @@ axes[1].set_title("hysteresis thresholding")
 axes[1].invert_xaxis()
 axes[0].legend()
 added = grow[shown_name]["grown"][0] & ~grow[shown_name]["binary"][0]
+# the same model's own output outside the FOV, before `inside_fov` set it to 0 there
+shown_raw = (seg.predict_probabilities(unet, x_test[:1]) if shown_name == "U-Net"
+             else raw_patch_probabilities(patch_names[shown_name], x_test[:1]))[0]
+outside = (shown_raw > thresholds[shown_name]) & ~test.fov[0]
 overlay = np.zeros((*test.fov[0].shape, 3))
 overlay[grow[shown_name]["binary"][0]] = (1, 1, 1)
 overlay[added] = (0.2, 1, 0.2)
-overlay[unet_binary[0] & ~test.fov[0]] = (0.3, 0.6, 1)
+overlay[outside] = (0.3, 0.6, 1)
 axes[2].imshow(overlay)
-axes[2].set_title(f"{shown_name}: thresholded (white),\nadded by hysteresis (green);\nU-Net outside the FOV (blue)")
+added_words = (f"{np.count_nonzero(added)} px added by hysteresis (green)" if added.any()
+               else f"hysteresis adds nothing (low = {grow[shown_name]['fraction']:.2f} x high)")
+outside_words = (f"{np.count_nonzero(outside)} px outside the FOV\nbefore masking (blue)" if outside.any()
+                 else "nothing outside the FOV")
+axes[2].set_title(f"{shown_name}: thresholded (white),\n{added_words};\n{outside_words}")
 axes[3].imshow(test.vessels[0], cmap="gray")
 axes[3].set_title(f"annotation, {test.ids[0]}")
 for ax in axes[2:]:
@@ -617,7 +660,7 @@ results.claim("hysteresis_helps_some_model", bool(grown_helped),
               "({post_grow_details}).",
               "Hysteresis thresholding does not raise any model's test Dice by more than 0.01 ({post_grow_details}).",
               post_grown_helped=", ".join(grown_helped) or "none",
-              post_grow_details="; ".join(f"{name}: low = {g['fraction']:.1f} x high, {g['raw']:.3f} -> "
+              post_grow_details="; ".join(f"{name}: low = {g['fraction']:.2f} x high, {g['raw']:.3f} -> "
                                           f"{g['after']:.3f}" for name, g in grow.items()))
 results.record(post_grow_gain=grow_gains, post_grow_fraction={name: g["fraction"] for name, g in grow.items()})
 results.claim("fov_mask_removes_outside_false_alarms", fov_scores["after"][0] > fov_scores["before"][0],
