@@ -14,7 +14,10 @@ def test_plot_filters_rgb_and_grey():
     assert len(fig.axes) == 6
     assert fig.axes[0].images[0].get_array().shape == (5, 5, 3)  # colour filters
     fig = hp.viz.plot_filters(model.layers[2].params["W"], channel=1)
-    assert len(fig.axes) == 4 and fig.axes[0].images[0].get_array().shape == (3, 3)
+    assert len(fig.axes) == 5 and fig.axes[0].images[0].get_array().shape == (3, 3)  # 4 filters + a colorbar
+    assert fig.axes[-1].get_ylabel() == "weight"  # grey filters share one symmetric scale, shown by its colorbar
+    lo, hi = fig.axes[0].images[0].get_clim()
+    assert hi > 0 and lo == pytest.approx(-hi)
     with pytest.raises(ValueError, match="conv weights"):
         hp.viz.plot_filters(np.zeros((3, 3)))
 

@@ -46,18 +46,22 @@ def plot_filters(layer_or_weights, channel=0, max_filters=64, title=None, names=
     fig = Figure(figsize=(max(1.9 * cols + 0.6, 7.6), 1.9 * rows + 0.8))
     colour = W.shape[1] == 3
     vmax = float(np.abs(W[:k, channel]).max()) or 1.0
+    fig.set_layout_engine("constrained")
+    axes = []
     for i in range(k):
         ax = fig.add_subplot(rows, cols, i + 1)
         if colour:
             ax.imshow(_normalize(W[i].transpose(1, 2, 0)), interpolation="nearest")
         else:
-            ax.imshow(W[i, channel], cmap="gray", vmin=-vmax, vmax=vmax, interpolation="nearest")
+            shown = ax.imshow(W[i, channel], cmap="gray", vmin=-vmax, vmax=vmax, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(names[i] if names is not None else f"filter {i}", fontsize=12)
+        axes.append(ax)
+    if not colour:  # one symmetric scale for every filter: its colorbar gives the sign and size of a weight
+        fig.colorbar(shown, ax=axes, shrink=0.8, label="weight")
     fig.suptitle(title or f"{W.shape[0]} filters of {W.shape[2]}×{W.shape[3]}"
                  + ("" if colour else f" (input channel {channel})"))
-    fig.tight_layout()
     return fig
 
 

@@ -59,9 +59,13 @@ def plot_history(history, *, figsize=None, title=None):
         raise ValueError("plot_history: the history is empty; train with model.fit(...) first")
     keys = list(curves)
     panels = _panels(keys)
-    fig = Figure(figsize=figsize or (max(5.0 * len(panels), 8.0), 4.0), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (name, panel_keys) in zip(axes, panels, strict=True):
+    rows = 1 if len(panels) <= 3 else 2  # four or more panels in two rows: each stays large enough to read
+    cols = -(-len(panels) // rows)
+    fig = Figure(figsize=figsize or (max(5.0 * cols, 8.0), 4.0 * rows), layout="constrained")
+    grid = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in grid[len(panels):]:
+        ax.set_axis_off()  # an odd number of panels in two rows
+    for ax, (name, panel_keys) in zip(grid[:len(panels)], panels, strict=True):
         for key in panel_keys:
             values = np.asarray(curves[key], dtype=float)
             epochs = np.arange(1, len(values) + 1)
