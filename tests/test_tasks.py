@@ -41,7 +41,7 @@ def _read(path):
 
     try:
         return nbformat.read(path, as_version=4)
-    except Exception:
+    except (OSError, ValueError):  # unreadable or not a notebook (NotJSONError is a ValueError): named by its file
         return None
 
 

@@ -379,7 +379,33 @@ class PReLU(Layer):
         return {"shared": self.shared, "alpha_init": self.alpha_init, **super().get_config()}
 
 
-class Softmax(Layer):
+class _AlongAxis(Layer):
+    """A layer over one axis of its input (the class axis, ``axis``, by default the last) whose
+    equations are a pure pair: subclasses name it in ``_pair_forward`` / ``_pair_backward``."""
+
+    _repr_defaults = {"axis": -1}
+
+    def __init__(self, axis=-1, name=None, input_shape=None):
+        super().__init__(name, input_shape)
+        self.axis = int(axis)
+        if self.axis == 0:
+            raise ValueError(f"{self.name}: axis 0 is the batch axis; use the class axis (-1 or 1)")
+
+    def forward(self, x, training=True):
+        x = self._ensure_built(x)
+        y, self._cache = self._pair_forward(x, axis=self.axis)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        cache = self._cached()
+        check_dy(self, dy, cache[0].shape)
+        return self._pair_backward(dy, cache) if need_dx else None
+
+    def get_config(self):
+        return {"axis": self.axis, **super().get_config()}
+
+
+class Softmax(_AlongAxis):
     """``y_i = e^{x_i - max x} / Σ_j e^{x_j - max x}`` over ``axis`` (default the last: class scores
     of (N, classes); ``axis=1`` for per-pixel class maps (N, classes, H, W)).
 
@@ -392,29 +418,16 @@ class Softmax(Layer):
     is exact for extreme logits.
     """
 
-    _repr_defaults = {"axis": -1}
+    @staticmethod
+    def _pair_forward(x, axis):
+        return softmax_forward(x, axis=axis)  # looked up when called: the autograder may replace the pair
 
-    def __init__(self, axis=-1, name=None, input_shape=None):
-        super().__init__(name, input_shape)
-        self.axis = int(axis)
-        if self.axis == 0:
-            raise ValueError(f"{self.name}: axis 0 is the batch axis; use the class axis (-1 or 1)")
-
-    def forward(self, x, training=True):
-        x = self._ensure_built(x)
-        y, self._cache = softmax_forward(x, axis=self.axis)
-        return y
-
-    def backward(self, dy, need_dx=True):
-        cache = self._cached()
-        check_dy(self, dy, cache[0].shape)
-        return softmax_backward(dy, cache) if need_dx else None
-
-    def get_config(self):
-        return {"axis": self.axis, **super().get_config()}
+    @staticmethod
+    def _pair_backward(dy, cache):
+        return softmax_backward(dy, cache)
 
 
-class LogSoftmax(Layer):
+class LogSoftmax(_AlongAxis):
     """``y_i = x_i - log Σ_j e^{x_j}`` over ``axis`` (default the last), computed shifted by the max
     (exact for huge logits): log-probabilities, as PyTorch's ``LogSoftmax``. Backward
     (:func:`log_softmax_forward`, :func:`log_softmax_backward`)::
@@ -425,26 +438,13 @@ class LogSoftmax(Layer):
     log-probabilities changes nothing), so it is a valid last layer before that loss.
     """
 
-    _repr_defaults = {"axis": -1}
+    @staticmethod
+    def _pair_forward(x, axis):
+        return log_softmax_forward(x, axis=axis)
 
-    def __init__(self, axis=-1, name=None, input_shape=None):
-        super().__init__(name, input_shape)
-        self.axis = int(axis)
-        if self.axis == 0:
-            raise ValueError(f"{self.name}: axis 0 is the batch axis; use the class axis (-1 or 1)")
-
-    def forward(self, x, training=True):
-        x = self._ensure_built(x)
-        y, self._cache = log_softmax_forward(x, axis=self.axis)
-        return y
-
-    def backward(self, dy, need_dx=True):
-        cache = self._cached()
-        check_dy(self, dy, cache[0].shape)
-        return log_softmax_backward(dy, cache) if need_dx else None
-
-    def get_config(self):
-        return {"axis": self.axis, **super().get_config()}
+    @staticmethod
+    def _pair_backward(dy, cache):
+        return log_softmax_backward(dy, cache)
 
 
 def _finite(layer, what, value):
